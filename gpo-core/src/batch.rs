@@ -1,0 +1,306 @@
+//! Episodes (one group's context and target questions) built from plain slices, and the padded
+//! tensor batch that the model reads.
+//!
+//! An app needs no Burn knowledge to describe an episode: push each question's option embeddings
+//! (row-major, `options × dim_x`) and, for context questions, the group's answer distribution.
+
+use alloc::vec::Vec;
+use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
+
+/// Why an episode or a batch cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BatchError {
+    /// `dim_x` was zero.
+    #[error("the embedding dimension must be positive")]
+    ZeroDimension,
+    /// A question had no options.
+    #[error("{side} question {question} has no options")]
+    NoOptions {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+    },
+    /// The embedding slice is not `options × dim_x` long.
+    #[error(
+        "{side} question {question}: {len} embedding values is not a multiple of the embedding dimension {dim_x}"
+    )]
+    EmbeddingLength {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+        /// Length of the embedding slice.
+        len: usize,
+        /// Expected embedding dimension.
+        dim_x: usize,
+    },
+    /// The probabilities do not match the number of options.
+    #[error("{side} question {question}: {probabilities} probabilities for {options} options")]
+    ProbabilityCount {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+        /// Number of probabilities given.
+        probabilities: usize,
+        /// Number of options (embedding rows).
+        options: usize,
+    },
+    /// An embedding value or a probability is NaN or infinite.
+    #[error("{side} question {question}: non-finite {what}")]
+    NonFinite {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+        /// `"embedding"` or `"probability"`.
+        what: &'static str,
+    },
+    /// A probability is negative.
+    #[error("{side} question {question}: negative probability {value}")]
+    NegativeProbability {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// The batch holds no episode.
+    #[error("a batch needs at least one episode")]
+    EmptyBatch,
+    /// An episode has no target question.
+    #[error("episode {episode} has no target question")]
+    NoTargets {
+        /// Index of the episode in the batch.
+        episode: usize,
+    },
+    /// Episodes of one batch, or an episode and the model, disagree on `dim_x`.
+    #[error("embedding dimension {found} does not match the expected {expected}")]
+    DimensionMismatch {
+        /// Expected dimension.
+        expected: usize,
+        /// Dimension found.
+        found: usize,
+    },
+}
+
+/// One group's episode: context questions with the group's answer distributions, and target
+/// questions whose distributions are to be predicted (or, in training, scored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    dim_x: usize,
+    context_x: Vec<f32>,
+    context_y: Vec<f32>,
+    target_x: Vec<f32>,
+    target_y: Vec<f32>,
+    target_options: Vec<usize>,
+}
+
+impl Episode {
+    /// An empty episode for embeddings of dimension `dim_x`.
+    pub fn new(dim_x: usize) -> Result<Self, BatchError> {
+        if dim_x == 0 {
+            return Err(BatchError::ZeroDimension);
+        }
+        Ok(Self {
+            dim_x,
+            context_x: Vec::new(),
+            context_y: Vec::new(),
+            target_x: Vec::new(),
+            target_y: Vec::new(),
+            target_options: Vec::new(),
+        })
+    }
+
+    /// Embedding dimension.
+    pub fn dim_x(&self) -> usize {
+        self.dim_x
+    }
+
+    /// Number of context option tokens.
+    pub fn n_context_tokens(&self) -> usize {
+        self.context_y.len()
+    }
+
+    /// Number of target option tokens.
+    pub fn n_target_tokens(&self) -> usize {
+        self.target_y.len()
+    }
+
+    /// Option count of each target question, in push order.
+    pub fn target_options(&self) -> &[usize] {
+        &self.target_options
+    }
+
+    /// Adds a context question: `embeddings` is `options × dim_x` row-major, `probabilities` the
+    /// group's answer distribution over those options.
+    pub fn push_context(&mut self, embeddings: &[f32], probabilities: &[f32]) -> Result<(), BatchError> {
+        let question = self.context_y.len();
+        self.check("context", question, embeddings, Some(probabilities))?;
+        self.context_x.extend_from_slice(embeddings);
+        self.context_y.extend_from_slice(probabilities);
+        Ok(())
+    }
+
+    /// Adds a target question. `probabilities` are the true distribution when known (training,
+    /// evaluation); the model never sees them, they only enter the loss.
+    pub fn push_target(&mut self, embeddings: &[f32], probabilities: Option<&[f32]>) -> Result<(), BatchError> {
+        let question = self.target_options.len();
+        let options = self.check("target", question, embeddings, probabilities)?;
+        self.target_x.extend_from_slice(embeddings);
+        match probabilities {
+            Some(p) => self.target_y.extend_from_slice(p),
+            None => self.target_y.resize(self.target_y.len() + options, 0.0),
+        }
+        self.target_options.push(options);
+        Ok(())
+    }
+
+    fn check(
+        &self,
+        side: &'static str,
+        question: usize,
+        embeddings: &[f32],
+        probabilities: Option<&[f32]>,
+    ) -> Result<usize, BatchError> {
+        if embeddings.is_empty() {
+            return Err(BatchError::NoOptions { side, question });
+        }
+        if embeddings.len() % self.dim_x != 0 {
+            return Err(BatchError::EmbeddingLength { side, question, len: embeddings.len(), dim_x: self.dim_x });
+        }
+        if embeddings.iter().any(|v| !v.is_finite()) {
+            return Err(BatchError::NonFinite { side, question, what: "embedding" });
+        }
+        let options = embeddings.len() / self.dim_x;
+        if let Some(p) = probabilities {
+            if p.len() != options {
+                return Err(BatchError::ProbabilityCount { side, question, probabilities: p.len(), options });
+            }
+            if p.iter().any(|v| !v.is_finite()) {
+                return Err(BatchError::NonFinite { side, question, what: "probability" });
+            }
+            if let Some(&value) = p.iter().find(|v| **v < 0.0) {
+                return Err(BatchError::NegativeProbability { side, question, value });
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Episodes padded into tensors. Padding is explicit (masks), never inferred from zero features.
+#[derive(Debug, Clone)]
+pub struct GpoBatch<B: Backend> {
+    /// Context option embeddings, [batch, n_context, dim_x].
+    pub context_x: Tensor<B, 3>,
+    /// Context answer probabilities, [batch, n_context].
+    pub context_y: Tensor<B, 2>,
+    /// `true` where a context slot is padding, [batch, n_context].
+    pub context_pad: Tensor<B, 2, Bool>,
+    /// Target option embeddings, [batch, n_target, dim_x].
+    pub target_x: Tensor<B, 3>,
+    /// True target probabilities (zero when unknown), [batch, n_target].
+    pub target_y: Tensor<B, 2>,
+    /// `true` where a target slot is padding, [batch, n_target].
+    pub target_pad: Tensor<B, 2, Bool>,
+    /// For each target slot, the index of its question in the episode's target questions
+    /// (0 for padding), [batch, n_target].
+    pub target_question: Tensor<B, 2, Int>,
+    /// For each target question, the slot of each of its options (0 for padding),
+    /// [batch, n_questions, max_options].
+    pub question_slots: Tensor<B, 3, Int>,
+    /// `true` where `question_slots` is padding, [batch, n_questions, max_options].
+    pub question_slot_pad: Tensor<B, 3, Bool>,
+    /// Option count of each target question of each episode.
+    pub target_options: Vec<Vec<usize>>,
+}
+
+impl<B: Backend> GpoBatch<B> {
+    /// Pads `episodes` into one batch on `device`. An episode may have no context (the model then
+    /// predicts from the targets' embeddings alone) but must have at least one target.
+    pub fn new(episodes: &[Episode], device: &B::Device) -> Result<Self, BatchError> {
+        let first = episodes.first().ok_or(BatchError::EmptyBatch)?;
+        let dim_x = first.dim_x;
+        for (index, episode) in episodes.iter().enumerate() {
+            if episode.dim_x != dim_x {
+                return Err(BatchError::DimensionMismatch { expected: dim_x, found: episode.dim_x });
+            }
+            if episode.target_options.is_empty() {
+                return Err(BatchError::NoTargets { episode: index });
+            }
+        }
+        let batch = episodes.len();
+        // At least one (padding) context slot, so that tensors never have a zero dimension.
+        let n_context = episodes.iter().map(Episode::n_context_tokens).max().unwrap_or(0).max(1);
+        let n_target = episodes.iter().map(Episode::n_target_tokens).max().unwrap_or(0);
+        let n_questions = episodes.iter().map(|e| e.target_options.len()).max().unwrap_or(0);
+        let max_options = episodes.iter().flat_map(|e| e.target_options.iter().copied()).max().unwrap_or(0);
+
+        let mut context_x = Vec::with_capacity(batch * n_context * dim_x);
+        let mut context_y = Vec::with_capacity(batch * n_context);
+        let mut context_pad = Vec::with_capacity(batch * n_context);
+        let mut target_x = Vec::with_capacity(batch * n_target * dim_x);
+        let mut target_y = Vec::with_capacity(batch * n_target);
+        let mut target_pad = Vec::with_capacity(batch * n_target);
+        let mut target_question = Vec::with_capacity(batch * n_target);
+        let mut question_slots = Vec::with_capacity(batch * n_questions * max_options);
+        let mut question_slot_pad = Vec::with_capacity(batch * n_questions * max_options);
+
+        for episode in episodes {
+            let real = episode.n_context_tokens();
+            pad_rows(&mut context_x, &episode.context_x, n_context * dim_x);
+            pad_rows(&mut context_y, &episode.context_y, n_context);
+            context_pad.extend((0..n_context).map(|slot| slot >= real));
+
+            let real = episode.n_target_tokens();
+            pad_rows(&mut target_x, &episode.target_x, n_target * dim_x);
+            pad_rows(&mut target_y, &episode.target_y, n_target);
+            target_pad.extend((0..n_target).map(|slot| slot >= real));
+
+            let mut slot = 0i64;
+            for (question, &options) in episode.target_options.iter().enumerate() {
+                target_question.extend(core::iter::repeat_n(question as i64, options));
+                question_slots.extend((0..max_options as i64).map(|k| if k < options as i64 { slot + k } else { 0 }));
+                question_slot_pad.extend((0..max_options).map(|k| k >= options));
+                slot += options as i64;
+            }
+            target_question.resize(target_question.len() + (n_target - real), 0);
+            let missing = (n_questions - episode.target_options.len()) * max_options;
+            question_slots.resize(question_slots.len() + missing, 0);
+            question_slot_pad.resize(question_slot_pad.len() + missing, true);
+        }
+
+        let float = |values: Vec<f32>, shape: &[usize]| TensorData::new(values, shape.to_vec());
+        Ok(Self {
+            context_x: Tensor::from_data(float(context_x, &[batch, n_context, dim_x]), device),
+            context_y: Tensor::from_data(float(context_y, &[batch, n_context]), device),
+            context_pad: Tensor::from_data(TensorData::new(context_pad, [batch, n_context]), device),
+            target_x: Tensor::from_data(float(target_x, &[batch, n_target, dim_x]), device),
+            target_y: Tensor::from_data(float(target_y, &[batch, n_target]), device),
+            target_pad: Tensor::from_data(TensorData::new(target_pad, [batch, n_target]), device),
+            target_question: Tensor::from_data(TensorData::new(target_question, [batch, n_target]), device),
+            question_slots: Tensor::from_data(
+                TensorData::new(question_slots, [batch, n_questions, max_options]),
+                device,
+            ),
+            question_slot_pad: Tensor::from_data(
+                TensorData::new(question_slot_pad, [batch, n_questions, max_options]),
+                device,
+            ),
+            target_options: episodes.iter().map(|e| e.target_options.clone()).collect(),
+        })
+    }
+
+    /// Number of real (non-padding) target option slots over the whole batch.
+    pub fn n_real_targets(&self) -> usize {
+        self.target_options.iter().flatten().sum()
+    }
+}
+
+/// Appends `values` to `out` and zero-pads to `len` entries.
+fn pad_rows(out: &mut Vec<f32>, values: &[f32], len: usize) {
+    out.extend_from_slice(values);
+    out.resize(out.len() + (len - values.len()), 0.0);
+}

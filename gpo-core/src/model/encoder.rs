@@ -1,0 +1,142 @@
+//! The GPO encoder: post-LayerNorm transformer layers in which context tokens attend to context
+//! tokens and target tokens attend **only** to context tokens (GPO-SPEC §3).
+//!
+//! The original builds a full (Nc+Nt)² attention with an additive mask. Here keys and values come
+//! from the context alone, so the cost is O(Nc·(Nc+Nt)) and grows linearly with the number of
+//! targets; the result is the same.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, activation::ActivationConfig,
+};
+use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+
+/// Score given to masked keys before the softmax. Finite, so that a row whose keys are all masked
+/// gives no NaN; such rows are zeroed after the softmax.
+const MASKED_SCORE: f32 = -1.0e30;
+
+/// Configuration of one [`ContextEncoderLayer`].
+#[derive(Config, Debug)]
+pub struct ContextEncoderLayerConfig {
+    /// Width of the token representations.
+    pub d_model: usize,
+    /// Hidden width of the feed-forward block.
+    pub d_ff: usize,
+    /// Number of attention heads; must divide `d_model`.
+    pub n_heads: usize,
+    /// Dropout on attention weights, residual branches and the feed-forward hidden layer.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// LayerNorm epsilon (PyTorch's default).
+    #[config(default = 1e-5)]
+    pub layer_norm_eps: f64,
+}
+
+impl ContextEncoderLayerConfig {
+    /// Builds the layer on `device`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ContextEncoderLayer<B> {
+        let linear = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let norm = || LayerNormConfig::new(self.d_model).with_epsilon(self.layer_norm_eps).init(device);
+        ContextEncoderLayer {
+            attention: ContextAttention {
+                query: linear(),
+                key: linear(),
+                value: linear(),
+                output: linear(),
+                dropout: DropoutConfig::new(self.dropout).init(),
+                n_heads: self.n_heads,
+            },
+            norm_1: norm(),
+            feed_forward: PositionWiseFeedForwardConfig::new(self.d_model, self.d_ff)
+                .with_dropout(self.dropout)
+                .with_activation(ActivationConfig::Relu)
+                .init(device),
+            norm_2: norm(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+/// Multi-head attention whose keys and values are the context tokens only.
+#[derive(Module, Debug)]
+pub struct ContextAttention<B: Backend> {
+    /// Query projection.
+    pub query: Linear<B>,
+    /// Key projection.
+    pub key: Linear<B>,
+    /// Value projection.
+    pub value: Linear<B>,
+    /// Output projection.
+    pub output: Linear<B>,
+    /// Dropout on the attention weights.
+    pub dropout: Dropout,
+    /// Number of heads.
+    pub n_heads: usize,
+}
+
+impl<B: Backend> ContextAttention<B> {
+    /// `queries`: [batch, n_queries, d_model]; `context`: [batch, n_context, d_model];
+    /// `context_pad`: [batch, n_context], `true` for padding keys. A query whose keys are all
+    /// padding attends to nothing (its attention output is the output projection's bias).
+    pub fn forward(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_pad: Tensor<B, 2, Bool>,
+    ) -> Tensor<B, 3> {
+        let [batch, n_queries, d_model] = queries.dims();
+        let n_context = context.dims()[1];
+        let heads = self.n_heads;
+        let head_dim = d_model / heads;
+        let split_heads =
+            |x: Tensor<B, 3>, n: usize| x.reshape([batch, n, heads, head_dim]).swap_dims(1, 2);
+
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let q = split_heads(self.query.forward(queries), n_queries).mul_scalar(scale);
+        let k = split_heads(self.key.forward(context.clone()), n_context);
+        let v = split_heads(self.value.forward(context), n_context);
+
+        let mask = context_pad
+            .reshape([batch, 1, 1, n_context])
+            .expand([batch, heads, n_queries, n_context]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.clone(), MASKED_SCORE);
+        let weights = self.dropout.forward(softmax(scores, 3).mask_fill(mask, 0.0));
+        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, n_queries, d_model]);
+        self.output.forward(attended)
+    }
+}
+
+/// One post-LayerNorm encoder layer, as `torch.nn.TransformerEncoderLayer(norm_first=False)`:
+/// `h = LN1(h + MHA(h)); h = LN2(h + FFN(h))`, with the context-only attention.
+#[derive(Module, Debug)]
+pub struct ContextEncoderLayer<B: Backend> {
+    /// Self-attention over the context.
+    pub attention: ContextAttention<B>,
+    /// LayerNorm after the attention residual.
+    pub norm_1: LayerNorm<B>,
+    /// Linear → ReLU → Linear.
+    pub feed_forward: PositionWiseFeedForward<B>,
+    /// LayerNorm after the feed-forward residual.
+    pub norm_2: LayerNorm<B>,
+    /// Dropout on both residual branches.
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> ContextEncoderLayer<B> {
+    /// `tokens`: [batch, n_context + n_targets, d_model], the context tokens first.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 3>,
+        n_context: usize,
+        context_pad: Tensor<B, 2, Bool>,
+    ) -> Tensor<B, 3> {
+        let [batch, _, d_model] = tokens.dims();
+        let context = tokens.clone().slice([0..batch, 0..n_context, 0..d_model]);
+        let attended = self.attention.forward(tokens.clone(), context, context_pad);
+        let hidden = self.norm_1.forward(tokens + self.dropout.forward(attended));
+        let fed = self.feed_forward.forward(hidden.clone());
+        self.norm_2.forward(hidden + self.dropout.forward(fed))
+    }
+}

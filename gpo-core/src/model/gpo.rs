@@ -1,0 +1,250 @@
+//! The GPO model (GPO-SPEC §3): a TNP-D transformer that reads a group's answered context
+//! questions and predicts its answer distribution on target questions.
+//!
+//! Tokens are options: a context token is `[x, y]`, a target token `[x, 0]`. An MLP embeds them,
+//! encoder layers let context attend to context and targets attend to context only, and a head
+//! gives `(μ_raw, log σ)` per target option. `μ_raw` is softmaxed over the options of each target
+//! question separately; `σ = exp(log σ)`.
+
+use alloc::vec::Vec;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Tensor, activation::relu, backend::Backend};
+
+use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
+use crate::batch::GpoBatch;
+
+/// `ln(2π) / 2`, the constant of the Gaussian log-density.
+const HALF_LN_TWO_PI: f32 = 0.918_938_5;
+
+/// Hyperparameters of [`Gpo`]. The defaults are the original's (`configs/gpo.yaml`).
+#[derive(Config, Debug, PartialEq)]
+pub struct GpoConfig {
+    /// Dimension of the (question, option) embeddings.
+    pub dim_x: usize,
+    /// Width of the token representations.
+    #[config(default = 128)]
+    pub d_model: usize,
+    /// Number of linear layers of the token embedder.
+    #[config(default = 4)]
+    pub emb_depth: usize,
+    /// Hidden width of the encoder feed-forward blocks and of the head.
+    #[config(default = 128)]
+    pub d_ff: usize,
+    /// Attention heads; must divide `d_model`.
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Number of encoder layers.
+    #[config(default = 6)]
+    pub n_layers: usize,
+    /// Dropout inside the encoder.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// LayerNorm epsilon.
+    #[config(default = 1e-5)]
+    pub layer_norm_eps: f64,
+}
+
+/// Why a [`GpoConfig`] cannot build a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size is zero.
+    #[error("{field} must be positive")]
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// `emb_depth` below 2 (the embedder needs an input and an output layer).
+    #[error("emb_depth must be at least 2, got {0}")]
+    EmbedderTooShallow(usize),
+    /// `n_heads` does not divide `d_model`.
+    #[error("n_heads ({n_heads}) must divide d_model ({d_model})")]
+    HeadsDoNotDivide {
+        /// Width.
+        d_model: usize,
+        /// Heads.
+        n_heads: usize,
+    },
+    /// `dropout` outside `[0, 1)` or `layer_norm_eps` not positive.
+    #[error("{field} is out of range: {value}")]
+    OutOfRange {
+        /// The field's name.
+        field: &'static str,
+        /// The value.
+        value: f64,
+    },
+}
+
+impl GpoConfig {
+    /// Checks that the configuration describes a buildable model.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("dim_x", self.dim_x),
+            ("d_model", self.d_model),
+            ("d_ff", self.d_ff),
+            ("n_heads", self.n_heads),
+            ("n_layers", self.n_layers),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if self.emb_depth < 2 {
+            return Err(ConfigError::EmbedderTooShallow(self.emb_depth));
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ConfigError::OutOfRange { field: "dropout", value: self.dropout });
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(ConfigError::OutOfRange { field: "layer_norm_eps", value: self.layer_norm_eps });
+        }
+        Ok(())
+    }
+
+    /// Builds a randomly initialised model on `device`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpo<B>, ConfigError> {
+        self.validate()?;
+        let mut embedder = Vec::with_capacity(self.emb_depth);
+        embedder.push(LinearConfig::new(self.dim_x + 1, self.d_model).init(device));
+        for _ in 1..self.emb_depth {
+            embedder.push(LinearConfig::new(self.d_model, self.d_model).init(device));
+        }
+        let layer = ContextEncoderLayerConfig::new(self.d_model, self.d_ff, self.n_heads)
+            .with_dropout(self.dropout)
+            .with_layer_norm_eps(self.layer_norm_eps);
+        Ok(Gpo {
+            embedder,
+            layers: (0..self.n_layers).map(|_| layer.init(device)).collect(),
+            head_hidden: LinearConfig::new(self.d_model, self.d_ff).init(device),
+            head_out: LinearConfig::new(self.d_ff, 2).init(device),
+        })
+    }
+}
+
+/// The GPO transformer.
+#[derive(Module, Debug)]
+pub struct Gpo<B: Backend> {
+    /// Token embedder: Linear layers with ReLU between them, none after the last.
+    pub embedder: Vec<Linear<B>>,
+    /// Encoder layers.
+    pub layers: Vec<ContextEncoderLayer<B>>,
+    /// Head hidden layer (followed by ReLU).
+    pub head_hidden: Linear<B>,
+    /// Head output layer: `(μ_raw, log σ)`.
+    pub head_out: Linear<B>,
+}
+
+/// The model's outputs for the target slots of a batch.
+#[derive(Debug, Clone)]
+pub struct GpoOutput<B: Backend> {
+    /// Predicted probability of each target option (softmax within its question), [batch, n_target].
+    pub mean: Tensor<B, 2>,
+    /// Raw mean logits before the per-question softmax, [batch, n_target].
+    pub mean_logits: Tensor<B, 2>,
+    /// `log σ` of each target option, [batch, n_target].
+    pub log_std: Tensor<B, 2>,
+}
+
+impl<B: Backend> Gpo<B> {
+    /// Runs the model on a batch.
+    pub fn forward(&self, batch: &GpoBatch<B>) -> GpoOutput<B> {
+        let [n_batch, n_context, _] = batch.context_x.dims();
+        let n_target = batch.target_x.dims()[1];
+        let device = batch.context_x.device();
+
+        let context = Tensor::cat(vec_of(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2);
+        let target_y_slot = Tensor::zeros([n_batch, n_target, 1], &device);
+        let target = Tensor::cat(vec_of(batch.target_x.clone(), target_y_slot), 2);
+        let mut hidden = self.embed(Tensor::cat(vec_of(context, target), 1));
+        for layer in &self.layers {
+            hidden = layer.forward(hidden, n_context, batch.context_pad.clone());
+        }
+
+        let d_model = hidden.dims()[2];
+        let targets = hidden.slice([0..n_batch, n_context..n_context + n_target, 0..d_model]);
+        let raw = self.head_out.forward(relu(self.head_hidden.forward(targets)));
+        let mean_logits = raw.clone().slice([0..n_batch, 0..n_target, 0..1]).squeeze_dim::<2>(2);
+        let log_std = raw.slice([0..n_batch, 0..n_target, 1..2]).squeeze_dim::<2>(2);
+        GpoOutput { mean: question_softmax(mean_logits.clone(), batch), mean_logits, log_std }
+    }
+
+    fn embed(&self, tokens: Tensor<B, 3>) -> Tensor<B, 3> {
+        let last = self.embedder.len() - 1;
+        self.embedder.iter().enumerate().fold(tokens, |h, (i, linear)| {
+            let h = linear.forward(h);
+            if i < last { relu(h) } else { h }
+        })
+    }
+
+    /// Gaussian negative log-likelihood of the true target probabilities, averaged over the real
+    /// target options of the batch.
+    ///
+    /// The original averages over all target slots, padding included (GPO-SPEC §9.4), which
+    /// down-weights batches with padding; here padding never counts.
+    pub fn loss(&self, batch: &GpoBatch<B>) -> Tensor<B, 1> {
+        let output = self.forward(batch);
+        let pad = batch.target_pad.clone();
+        // Masking before the arithmetic keeps padded slots finite, so no NaN reaches the gradient.
+        let log_std = output.log_std.mask_fill(pad.clone(), 0.0);
+        let error = (batch.target_y.clone() - output.mean).mask_fill(pad.clone(), 0.0);
+        let z = error * log_std.clone().neg().exp();
+        let nll = (z.powi_scalar(2).mul_scalar(0.5) + log_std).add_scalar(HALF_LN_TWO_PI);
+        let n_real = batch.n_real_targets().max(1) as f32;
+        nll.mask_fill(pad, 0.0).sum().div_scalar(n_real)
+    }
+
+    /// Predicted distribution of every target question of every episode of the batch:
+    /// `result[episode][question][option]`.
+    pub fn predict(&self, batch: &GpoBatch<B>) -> Vec<Vec<Vec<f32>>> {
+        let mean = self.forward(batch).mean;
+        let n_target = mean.dims()[1];
+        let values: Vec<f32> = mean.into_data().convert::<f32>().into_vec().unwrap_or_default();
+        batch
+            .target_options
+            .iter()
+            .enumerate()
+            .map(|(episode, options)| {
+                let mut slot = episode * n_target;
+                options
+                    .iter()
+                    .map(|&k| {
+                        let question = values.get(slot..slot + k).map(<[f32]>::to_vec).unwrap_or_default();
+                        slot += k;
+                        question
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Number of scalar parameters.
+    pub fn n_params(&self) -> usize {
+        self.num_params()
+    }
+}
+
+fn vec_of<T>(a: T, b: T) -> Vec<T> {
+    alloc::vec![a, b]
+}
+
+/// Softmax of `logits` ([batch, n_target]) over the options of each target question separately,
+/// vectorised with the batch's question tables (no per-question loop).
+fn question_softmax<B: Backend>(logits: Tensor<B, 2>, batch: &GpoBatch<B>) -> Tensor<B, 2> {
+    let [n_batch, n_questions, max_options] = batch.question_slots.dims();
+    let per_question = logits
+        .clone()
+        .gather(1, batch.question_slots.clone().reshape([n_batch, n_questions * max_options]))
+        .reshape([n_batch, n_questions, max_options])
+        .mask_fill(batch.question_slot_pad.clone(), f32::MIN);
+    // The max only stabilises the exponentials; the log-sum-exp does not depend on it.
+    let max = per_question.clone().max_dim(2).detach();
+    let sum = (per_question - max.clone()).exp().mask_fill(batch.question_slot_pad.clone(), 0.0).sum_dim(2);
+    // Fully padded question rows sum to 0; clamping keeps their (unused) log finite.
+    let log_sum_exp = (sum.clamp_min(f32::MIN_POSITIVE).log() + max).reshape([n_batch, n_questions]);
+    let slot_log_sum_exp = log_sum_exp.gather(1, batch.target_question.clone());
+    (logits - slot_log_sum_exp).mask_fill(batch.target_pad.clone(), 0.0).exp()
+}

@@ -1,0 +1,7 @@
+//! The GPO network: the context-restricted encoder and the model built on it.
+
+mod encoder;
+mod gpo;
+
+pub use encoder::{ContextAttention, ContextEncoderLayer, ContextEncoderLayerConfig};
+pub use gpo::{ConfigError, Gpo, GpoConfig, GpoOutput};
