@@ -22,9 +22,7 @@ pub enum BatchError {
         question: usize,
     },
     /// The embedding slice is not `options × dim_x` long.
-    #[error(
-        "{side} question {question}: {len} embedding values is not a multiple of the embedding dimension {dim_x}"
-    )]
+    #[error("{side} question {question}: {len} embedding values is not a multiple of the embedding dimension {dim_x}")]
     EmbeddingLength {
         /// `"context"` or `"target"`.
         side: &'static str,
@@ -168,7 +166,7 @@ impl Episode {
         if embeddings.is_empty() {
             return Err(BatchError::NoOptions { side, question });
         }
-        if embeddings.len() % self.dim_x != 0 {
+        if !embeddings.len().is_multiple_of(self.dim_x) {
             return Err(BatchError::EmbeddingLength { side, question, len: embeddings.len(), dim_x: self.dim_x });
         }
         if embeddings.iter().any(|v| !v.is_finite()) {

@@ -7,7 +7,8 @@
 //! * [`batch`]: episodes built from plain slices, padded into tensors.
 //! * [`model`]: [`GpoConfig`] → `init(device)` → [`Gpo`], with `forward`, `loss` and `predict`.
 //! * [`metrics`]: the OpinionQA (Wasserstein) and GlobalOpinionQA (Jensen–Shannon) alignment scores.
-//! * [`weights`]: named access to a model's parameters.
+//! * [`weights`]: named access to a model's parameters, and seeded initialisation.
+//! * [`rng`]: the portable seeded generator used wherever gpo draws random numbers.
 //! * [`model_file`]: the versioned, checksummed postcard model file, in f32, f16 or bf16.
 #![no_std]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod metrics;
 pub mod model;
 pub mod model_file;
+pub mod rng;
 pub mod weights;
 
 pub use batch::{BatchError, Episode, GpoBatch};

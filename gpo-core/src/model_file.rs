@@ -228,7 +228,8 @@ impl ModelFile {
                 StoredTensor { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as u64).collect(), data }
             })
             .collect();
-        let payload = Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors };
+        let payload =
+            Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors };
         // Serialising plain structs into a Vec cannot fail.
         let payload = postcard::to_allocvec(&payload).unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());

@@ -7,6 +7,8 @@ use alloc::vec::Vec;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
+use crate::rng::SplitMix64;
+
 /// One parameter tensor with its path and shape; values in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {
@@ -132,6 +134,49 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
             if old.is_require_grad() { loaded.require_grad() } else { loaded }
         })
     }
+}
+
+struct SeededInit {
+    path: PathStack,
+    rng: SplitMix64,
+    fan_in: usize,
+}
+
+impl<B: Backend> ModuleMapper<B> for SeededInit {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let leaf = self.path.0.last().map(String::as_str).unwrap_or_default();
+        param.map(|old| {
+            let shape = old.dims();
+            let numel = shape.iter().product::<usize>();
+            let values: Vec<f32> = match leaf {
+                "gamma" => alloc::vec![1.0; numel],
+                "beta" => alloc::vec![0.0; numel],
+                _ => {
+                    if leaf == "weight" {
+                        self.fan_in = shape[0].max(1);
+                    }
+                    let bound = 1.0 / libm::sqrt(self.fan_in.max(1) as f64);
+                    (0..numel).map(|_| ((self.rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect()
+                }
+            };
+            let loaded = Tensor::from_data(TensorData::new(values, shape.to_vec()), &old.device());
+            if old.is_require_grad() { loaded.require_grad() } else { loaded }
+        })
+    }
+}
+
+/// Re-draws every float parameter from a generator seeded with `seed`, the same way on every
+/// backend and thread (Burn's own initialisers draw from a backend-global RNG). Linear weights
+/// (`[in, out]`) and their biases are uniform in `±1/√in`, as PyTorch's default; LayerNorm
+/// `gamma` is 1 and `beta` 0.
+pub fn reinitialize<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
+    module.map(&mut SeededInit { path: PathStack::default(), rng: SplitMix64::new(seed), fan_in: 1 })
 }
 
 /// Replaces every float parameter of `module` with the tensor of the same path in `tensors`.

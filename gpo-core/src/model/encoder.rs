@@ -90,17 +90,14 @@ impl<B: Backend> ContextAttention<B> {
         let n_context = context.dims()[1];
         let heads = self.n_heads;
         let head_dim = d_model / heads;
-        let split_heads =
-            |x: Tensor<B, 3>, n: usize| x.reshape([batch, n, heads, head_dim]).swap_dims(1, 2);
+        let split_heads = |x: Tensor<B, 3>, n: usize| x.reshape([batch, n, heads, head_dim]).swap_dims(1, 2);
 
-        let scale = 1.0 / (head_dim as f32).sqrt();
+        let scale = 1.0 / libm::sqrtf(head_dim as f32);
         let q = split_heads(self.query.forward(queries), n_queries).mul_scalar(scale);
         let k = split_heads(self.key.forward(context.clone()), n_context);
         let v = split_heads(self.value.forward(context), n_context);
 
-        let mask = context_pad
-            .reshape([batch, 1, 1, n_context])
-            .expand([batch, heads, n_queries, n_context]);
+        let mask = context_pad.reshape([batch, 1, 1, n_context]).expand([batch, heads, n_queries, n_context]);
         let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.clone(), MASKED_SCORE);
         let weights = self.dropout.forward(softmax(scores, 3).mask_fill(mask, 0.0));
         let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, n_queries, d_model]);
@@ -126,12 +123,7 @@ pub struct ContextEncoderLayer<B: Backend> {
 
 impl<B: Backend> ContextEncoderLayer<B> {
     /// `tokens`: [batch, n_context + n_targets, d_model], the context tokens first.
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 3>,
-        n_context: usize,
-        context_pad: Tensor<B, 2, Bool>,
-    ) -> Tensor<B, 3> {
+    pub fn forward(&self, tokens: Tensor<B, 3>, n_context: usize, context_pad: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
         let [batch, _, d_model] = tokens.dims();
         let context = tokens.clone().slice([0..batch, 0..n_context, 0..d_model]);
         let attended = self.attention.forward(tokens.clone(), context, context_pad);

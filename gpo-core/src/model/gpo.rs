@@ -93,7 +93,7 @@ impl GpoConfig {
         if self.emb_depth < 2 {
             return Err(ConfigError::EmbedderTooShallow(self.emb_depth));
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -105,7 +105,13 @@ impl GpoConfig {
         Ok(())
     }
 
-    /// Builds a randomly initialised model on `device`.
+    /// Builds the model on `device` with weights drawn from `seed`: the same seed gives the same
+    /// weights on every backend (see [`crate::weights::reinitialize`]).
+    pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Gpo<B>, ConfigError> {
+        Ok(crate::weights::reinitialize(self.init(device)?, seed))
+    }
+
+    /// Builds a model on `device` with Burn's default (backend-RNG) initialisation.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpo<B>, ConfigError> {
         self.validate()?;
         let mut embedder = Vec::with_capacity(self.emb_depth);
