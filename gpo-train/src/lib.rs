@@ -4,3 +4,8 @@
 //! embeddings and their cache, meta-training, evaluation against baselines, reports, export.
 
 pub mod data;
+pub mod eval;
+pub mod fsutil;
+pub mod synthetic;
+pub mod task;
+pub mod train;

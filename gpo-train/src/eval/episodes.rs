@@ -1,0 +1,56 @@
+//! Which of a group's questions are shown as context and which are predicted.
+
+use gpo_core::rng::SplitMix64;
+
+use crate::task::EmbeddedSurvey;
+
+/// One group's evaluation episode: context questions (shown with the group's answers) and target
+/// questions (predicted, then scored). Indices refer to the survey's questions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalEpisode {
+    /// Group index in the survey.
+    pub group: usize,
+    /// Context question indices.
+    pub context: Vec<usize>,
+    /// Target question indices.
+    pub targets: Vec<usize>,
+}
+
+/// Draws `k` context questions per group among `pool` (questions the group answered), all the
+/// group's other `pool` questions becoming targets — GPO-SPEC §5.
+///
+/// When every group answered the same questions (OpinionQA) one context set is shared by all
+/// groups, as the original; otherwise (GlobalOpinionQA) each group draws its own. Groups with at
+/// most `k` questions in the pool get `k` capped so that one target remains.
+pub fn draw_episodes(
+    task: &EmbeddedSurvey,
+    groups: &[usize],
+    pool: &[usize],
+    k: usize,
+    rng: &mut SplitMix64,
+) -> Vec<EvalEpisode> {
+    let answered = |g: usize| -> Vec<usize> { pool.iter().copied().filter(|&q| task.answer(g, q).is_some()).collect() };
+    let per_group: Vec<Vec<usize>> = groups.iter().map(|&g| answered(g)).collect();
+    let shared = per_group.windows(2).all(|w| w[0] == w[1]);
+    let mut shared_order = per_group.first().cloned().unwrap_or_default();
+    rng.shuffle(&mut shared_order);
+    groups
+        .iter()
+        .zip(per_group)
+        .map(|(&group, questions)| {
+            let order = if shared {
+                shared_order.clone()
+            } else {
+                let mut own = questions;
+                rng.shuffle(&mut own);
+                own
+            };
+            let k = k.min(order.len().saturating_sub(1));
+            let mut context = order[..k].to_vec();
+            let mut targets = order[k..].to_vec();
+            context.sort_unstable();
+            targets.sort_unstable();
+            EvalEpisode { group, context, targets }
+        })
+        .collect()
+}

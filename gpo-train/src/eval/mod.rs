@@ -1,0 +1,58 @@
+//! Evaluation: predictors (GPO and the baselines) on the same episodes, scored with the survey's
+//! alignment metric, micro- and macro-averaged (GPO-SPEC §5).
+
+mod baselines;
+mod episodes;
+mod gpo;
+
+pub use baselines::{KnnGroups, RidgeRewardModel, TrainGroupMean, Uniform};
+pub use episodes::{EvalEpisode, draw_episodes};
+pub use gpo::GpoPredictor;
+
+use gpo_core::metrics::ScoreTable;
+
+use crate::task::EmbeddedSurvey;
+
+/// Per episode, per target question, a predicted distribution over the question's options.
+pub type Predictions = Vec<Vec<Vec<f64>>>;
+
+/// Why a predictor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The model could not take the episode.
+    #[error("cannot build a model batch: {0}")]
+    Batch(#[from] gpo_core::BatchError),
+}
+
+/// Anything that predicts a group's answer distributions from its context answers.
+pub trait Predictor {
+    /// Short method name used in results (`gpo`, `uniform`, …).
+    fn name(&self) -> String;
+
+    /// Predictions for every target question of every episode.
+    fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError>;
+}
+
+/// Scores predictions: one table row per episode, one item per scorable target question.
+pub fn score(task: &EmbeddedSurvey, episodes: &[EvalEpisode], predictions: &Predictions) -> ScoreTable {
+    let mut table = ScoreTable::new(episodes.len());
+    for (row, (episode, predicted)) in episodes.iter().zip(predictions).enumerate() {
+        for (&question, p) in episode.targets.iter().zip(predicted) {
+            if let Some(truth) = task.answer(episode.group, question) {
+                table.record(row, task.score(question, p, truth));
+            }
+        }
+    }
+    table
+}
+
+/// Normalises non-negative scores into a distribution; uniform when they sum to zero.
+pub(crate) fn normalise(scores: &mut [f64]) {
+    let sum: f64 = scores.iter().sum();
+    if sum > 0.0 && sum.is_finite() {
+        scores.iter_mut().for_each(|s| *s /= sum);
+    } else {
+        let uniform = 1.0 / scores.len().max(1) as f64;
+        scores.iter_mut().for_each(|s| *s = uniform);
+    }
+}

@@ -1,0 +1,11 @@
+//! Meta-training: episodes over the training groups, Adam with cosine decay, model selection on a
+//! validation split carved out of the meta-training data, atomic checkpoints and exact resume.
+
+mod checkpoint;
+pub mod sampler;
+pub mod split;
+mod trainer;
+
+pub use sampler::{EpisodeSampler, Sampling};
+pub use split::{Split, SplitError, ValidationMode};
+pub use trainer::{CurvePoint, TrainError, TrainOptions, Trained, train};

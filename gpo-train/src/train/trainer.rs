@@ -1,0 +1,264 @@
+//! The meta-training loop (GPO-SPEC §4): every update is one batch holding all training groups.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use gpo_core::rng::SplitMix64;
+use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{Checkpoint, CheckpointError};
+use super::sampler::{EpisodeSampler, Sampling};
+use super::split::{Split, ValidationMode};
+use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
+use crate::task::EmbeddedSurvey;
+
+/// Training hyperparameters (the `[training]` table of a run config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainOptions {
+    /// Optimizer updates (the original: 200,000).
+    pub steps: usize,
+    /// Adam learning rate at step 0, decayed to 0 by a cosine schedule.
+    pub learning_rate: f64,
+    /// How context and target questions are drawn.
+    pub sampling: Sampling,
+    /// Score the validation set every this many updates (and after the last).
+    pub eval_every: usize,
+    /// Write a checkpoint every this many updates (0: never; always after the last).
+    pub checkpoint_every: usize,
+    /// What the validation set is made of.
+    pub validation: ValidationMode,
+    /// Fraction of meta-training groups (or questions) held out for validation.
+    pub validation_fraction: f64,
+    /// Context questions shown for each validation group.
+    pub validation_context: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            learning_rate: 3e-4,
+            sampling: Sampling::default(),
+            eval_every: 100,
+            checkpoint_every: 0,
+            validation: ValidationMode::Questions,
+            validation_fraction: 0.2,
+            validation_context: 20,
+        }
+    }
+}
+
+/// One point of the training curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Updates done.
+    pub step: usize,
+    /// Training loss of this update's batch.
+    pub loss: f64,
+    /// Validation alignment, where measured.
+    pub validation: Option<f64>,
+}
+
+/// A finished training run.
+pub struct Trained<B: burn::tensor::backend::Backend> {
+    /// The model with the best validation score.
+    pub model: Gpo<B>,
+    /// Update at which it was taken.
+    pub best_step: usize,
+    /// Its validation score.
+    pub best_score: Option<f64>,
+    /// Loss and validation curve.
+    pub curve: Vec<CurvePoint>,
+    /// Updates done in total.
+    pub steps: usize,
+    /// Wall-clock seconds spent in this process (resumed work excluded).
+    pub seconds: f64,
+}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Bad model configuration.
+    #[error("model configuration: {0}")]
+    Config(#[from] gpo_core::model::ConfigError),
+    /// An episode could not be built.
+    #[error("training batch: {0}")]
+    Batch(#[from] gpo_core::BatchError),
+    /// Validation failed.
+    #[error("validation: {0}")]
+    Eval(#[from] crate::eval::EvalError),
+    /// Checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A stored model did not load.
+    #[error("stored model: {0}")]
+    Model(#[from] gpo_core::ModelFileError),
+    /// A Burn record did not load.
+    #[error("checkpoint record: {0}")]
+    Record(String),
+    /// The loss stopped being a number.
+    #[error("training diverged at update {step}: loss is {loss}")]
+    Diverged {
+        /// Update.
+        step: usize,
+        /// Loss value.
+        loss: f64,
+    },
+}
+
+/// `CosineAnnealingLR(T_max = steps)` with η_min = 0, as the original, read at update `step`.
+pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
+    base * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos())
+}
+
+/// Validation episodes, drawn once per run so that every evaluation sees the same contexts.
+pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed: u64) -> Vec<EvalEpisode> {
+    let mut rng = SplitMix64::new(seed ^ 0x0076_616C_6964);
+    match split_mode(split) {
+        ValidationMode::Groups => draw_episodes(task, &split.validation_groups, &split.validation_questions, k, &mut rng),
+        ValidationMode::Questions => {
+            let contexts = draw_episodes(task, &split.validation_groups, &split.train_questions, k, &mut rng);
+            contexts
+                .into_iter()
+                .map(|mut e| {
+                    e.targets =
+                        split.validation_questions.iter().copied().filter(|&q| task.answer(e.group, q).is_some()).collect();
+                    e
+                })
+                .filter(|e| !e.targets.is_empty())
+                .collect()
+        }
+    }
+}
+
+fn split_mode(split: &Split) -> ValidationMode {
+    if split.train_questions.len() == split.validation_questions.len() {
+        ValidationMode::Groups
+    } else {
+        ValidationMode::Questions
+    }
+}
+
+fn record_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, TrainError> {
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(model.clone().into_record(), ())
+        .map_err(|e| TrainError::Record(e.to_string()))
+}
+
+fn model_file_bytes<B: burn::tensor::backend::Backend>(model: &Gpo<B>, config: &GpoConfig) -> Vec<u8> {
+    let metadata = ModelMetadata::new("", config.dim_x, "");
+    ModelFile::from_model(model, config, metadata, WeightDType::F32).to_bytes()
+}
+
+/// Trains GPO on `split` from `seed`. With `checkpoint`, the state is saved there every
+/// `checkpoint_every` updates and at the end; with `resume`, a checkpoint of the same run found
+/// there is continued exactly where it stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn train<B: AutodiffBackend>(
+    task: &EmbeddedSurvey,
+    split: &Split,
+    config: &GpoConfig,
+    options: &TrainOptions,
+    seed: u64,
+    checkpoint: Option<&Path>,
+    resume: bool,
+    device: &B::Device,
+    progress: &ProgressBar,
+) -> Result<Trained<B::InnerBackend>, TrainError> {
+    let fingerprint = format!("{config:?}|{options:?}|{split:?}|{seed}");
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let mut model = config.init_seeded::<B>(device, seed)?;
+    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, Gpo<B>>();
+    let mut rng = SplitMix64::new(seed ^ 0x7472_6169_6E);
+    let mut start = 0;
+    let mut best: Option<(usize, f64, Vec<u8>)> = None;
+    let mut curve = Vec::new();
+
+    if let Some(path) = checkpoint.filter(|p| resume && p.exists()) {
+        let saved = Checkpoint::load(path, &fingerprint)?;
+        let record = recorder.load(saved.model, device).map_err(|e| TrainError::Record(e.to_string()))?;
+        model = model.load_record(record);
+        let record = recorder.load(saved.optimizer, device).map_err(|e| TrainError::Record(e.to_string()))?;
+        optimizer = optimizer.load_record(record);
+        rng = SplitMix64::new(saved.rng_state);
+        start = saved.step;
+        best = saved.best;
+        curve = saved.curve;
+        tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
+    }
+
+    let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling);
+    let validation = validation_episodes(task, split, options.validation_context, seed);
+    progress.set_length(options.steps as u64);
+    progress.set_position(start as u64);
+    let started = Instant::now();
+
+    for step in start..options.steps {
+        let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
+        let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
+        let loss = model.loss(&batch);
+        let loss_value: f64 = loss.clone().into_scalar().elem();
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged { step, loss: loss_value });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(learning_rate, model, grads);
+
+        let done = step + 1;
+        let mut point = CurvePoint { step: done, loss: loss_value, validation: None };
+        if done % options.eval_every.max(1) == 0 || done == options.steps {
+            let valid = model.valid();
+            let valid_device = valid.devices().into_iter().next().unwrap_or_default();
+            let predictor = GpoPredictor::new(&valid, &valid_device, "gpo");
+            let predictions = predictor.predict(task, &validation)?;
+            let score = score(task, &validation, &predictions).micro();
+            point.validation = score;
+            tracing::debug!(step = done, loss = loss_value, validation = ?score, "evaluated");
+            if let Some(score) = score.filter(|s| best.as_ref().is_none_or(|(_, b, _)| s > b)) {
+                best = Some((done, score, model_file_bytes(&valid, config)));
+            }
+            progress.set_message(format!("loss {loss_value:.3} val {:.4}", score.unwrap_or(f64::NAN)));
+        }
+        curve.push(point);
+        if let Some(path) = checkpoint {
+            let every = options.checkpoint_every;
+            if (every > 0 && done % every == 0) || done == options.steps {
+                Checkpoint {
+                    version: Checkpoint::new_version(),
+                    fingerprint: fingerprint.clone(),
+                    step: done,
+                    rng_state: rng.state(),
+                    model: record_bytes(&model)?,
+                    optimizer: recorder.record(optimizer.to_record(), ()).map_err(|e| TrainError::Record(e.to_string()))?,
+                    best: best.clone(),
+                    curve: curve.clone(),
+                }
+                .save(path)?;
+            }
+        }
+        progress.inc(1);
+    }
+
+    let valid = model.valid();
+    let valid_device = valid.devices().into_iter().next().unwrap_or_default();
+    let (model, best_step, best_score) = match best {
+        Some((step, score, bytes)) => (ModelFile::from_bytes(&bytes)?.to_model(&valid_device)?, step, Some(score)),
+        None => (valid, options.steps, None),
+    };
+    Ok(Trained {
+        model,
+        best_step,
+        best_score,
+        curve,
+        steps: options.steps,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
