@@ -3,9 +3,13 @@
 //! Everything around the GPO model that touches files, text or time: dataset loaders, sentence
 //! embeddings and their cache, meta-training, evaluation against baselines, reports, export.
 
+pub mod config;
 pub mod data;
 pub mod eval;
 pub mod fsutil;
+pub mod pipeline;
+pub mod report;
+pub mod run;
 pub mod synthetic;
 pub mod task;
 pub mod train;

@@ -42,7 +42,17 @@ fn unit_vector(rng: &mut SplitMix64, dim: usize) -> Vec<f64> {
 /// Builds the survey: 2–5 options per question, ordinals 1..K, Wasserstein metric.
 pub fn synthetic_survey(spec: SyntheticSpec) -> EmbeddedSurvey {
     let mut rng = SplitMix64::new(spec.seed);
-    let centres: Vec<Vec<f64>> = (0..spec.clusters.max(1)).map(|_| unit_vector(&mut rng, spec.dim)).collect();
+    // Clusters come in opposed pairs (u, −u), so that the population mean is uninformative and
+    // only a group's own context tells which way it leans.
+    let mut centres: Vec<Vec<f64>> = Vec::new();
+    for c in 0..spec.clusters.max(1) {
+        let centre = if c % 2 == 1 {
+            centres[c - 1].iter().map(|v: &f64| -v).collect()
+        } else {
+            unit_vector(&mut rng, spec.dim)
+        };
+        centres.push(centre);
+    }
     let mut questions = Vec::new();
     let mut embeddings = Vec::new();
     for q in 0..spec.questions {

@@ -173,7 +173,9 @@ impl RidgeRewardModel {
         for (a, row) in alpha.iter().zip(&centred) {
             weights.iter_mut().zip(row).for_each(|(w, v)| *w += a * v);
         }
-        Some(move |x: &[f32]| y_mean + x.iter().zip(&x_mean).zip(&weights).map(|((&v, m), w)| (v as f64 - m) * w).sum::<f64>())
+        Some(move |x: &[f32]| {
+            y_mean + x.iter().zip(&x_mean).zip(&weights).map(|((&v, m), w)| (v as f64 - m) * w).sum::<f64>()
+        })
     }
 }
 

@@ -90,7 +90,8 @@ pub fn episode(
     with_target_answers: bool,
 ) -> Result<Episode, BatchError> {
     let mut episode = Episode::new(task.dim)?;
-    let as_f32 = |q: usize| -> Vec<f32> { task.answer(group, q).unwrap_or_default().iter().map(|&p| p as f32).collect() };
+    let as_f32 =
+        |q: usize| -> Vec<f32> { task.answer(group, q).unwrap_or_default().iter().map(|&p| p as f32).collect() };
     for &q in context {
         episode.push_context(&task.embeddings[q], &as_f32(q))?;
     }

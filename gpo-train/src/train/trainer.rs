@@ -81,6 +81,8 @@ pub struct Trained<B: burn::tensor::backend::Backend> {
     pub steps: usize,
     /// Wall-clock seconds spent in this process (resumed work excluded).
     pub seconds: f64,
+    /// Whether all `steps` updates are done (false when stopped early by `stop_after`).
+    pub finished: bool,
 }
 
 /// Why training failed.
@@ -123,14 +125,20 @@ pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
 pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed: u64) -> Vec<EvalEpisode> {
     let mut rng = SplitMix64::new(seed ^ 0x0076_616C_6964);
     match split_mode(split) {
-        ValidationMode::Groups => draw_episodes(task, &split.validation_groups, &split.validation_questions, k, &mut rng),
+        ValidationMode::Groups => {
+            draw_episodes(task, &split.validation_groups, &split.validation_questions, k, &mut rng)
+        }
         ValidationMode::Questions => {
             let contexts = draw_episodes(task, &split.validation_groups, &split.train_questions, k, &mut rng);
             contexts
                 .into_iter()
                 .map(|mut e| {
-                    e.targets =
-                        split.validation_questions.iter().copied().filter(|&q| task.answer(e.group, q).is_some()).collect();
+                    e.targets = split
+                        .validation_questions
+                        .iter()
+                        .copied()
+                        .filter(|&q| task.answer(e.group, q).is_some())
+                        .collect();
                     e
                 })
                 .filter(|e| !e.targets.is_empty())
@@ -158,9 +166,19 @@ fn model_file_bytes<B: burn::tensor::backend::Backend>(model: &Gpo<B>, config: &
     ModelFile::from_model(model, config, metadata, WeightDType::F32).to_bytes()
 }
 
-/// Trains GPO on `split` from `seed`. With `checkpoint`, the state is saved there every
-/// `checkpoint_every` updates and at the end; with `resume`, a checkpoint of the same run found
-/// there is continued exactly where it stopped.
+/// Where a training run keeps its state, and how much of it to do now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session<'a> {
+    /// Checkpoint file: written every `checkpoint_every` updates, at the end and when stopping.
+    pub checkpoint: Option<&'a Path>,
+    /// Continue from the checkpoint if one of the same run exists.
+    pub resume: bool,
+    /// Stop (after checkpointing) once this many updates are done, to continue later.
+    pub stop_after: Option<usize>,
+}
+
+/// Trains GPO on `split` from `seed`. With `session.resume`, a checkpoint of the same run is
+/// continued exactly where it stopped: the result is bit-identical to an uninterrupted run.
 #[allow(clippy::too_many_arguments)]
 pub fn train<B: AutodiffBackend>(
     task: &EmbeddedSurvey,
@@ -168,11 +186,11 @@ pub fn train<B: AutodiffBackend>(
     config: &GpoConfig,
     options: &TrainOptions,
     seed: u64,
-    checkpoint: Option<&Path>,
-    resume: bool,
+    session: Session,
     device: &B::Device,
     progress: &ProgressBar,
 ) -> Result<Trained<B::InnerBackend>, TrainError> {
+    let Session { checkpoint, resume, stop_after } = session;
     let fingerprint = format!("{config:?}|{options:?}|{split:?}|{seed}");
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let mut model = config.init_seeded::<B>(device, seed)?;
@@ -200,6 +218,7 @@ pub fn train<B: AutodiffBackend>(
     progress.set_length(options.steps as u64);
     progress.set_position(start as u64);
     let started = Instant::now();
+    let mut done = start;
 
     for step in start..options.steps {
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
@@ -212,7 +231,8 @@ pub fn train<B: AutodiffBackend>(
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(learning_rate, model, grads);
 
-        let done = step + 1;
+        done = step + 1;
+        let stopping = stop_after == Some(done);
         let mut point = CurvePoint { step: done, loss: loss_value, validation: None };
         if done % options.eval_every.max(1) == 0 || done == options.steps {
             let valid = model.valid();
@@ -230,14 +250,16 @@ pub fn train<B: AutodiffBackend>(
         curve.push(point);
         if let Some(path) = checkpoint {
             let every = options.checkpoint_every;
-            if (every > 0 && done % every == 0) || done == options.steps {
+            if (every > 0 && done % every == 0) || done == options.steps || stopping {
                 Checkpoint {
                     version: Checkpoint::new_version(),
                     fingerprint: fingerprint.clone(),
                     step: done,
                     rng_state: rng.state(),
                     model: record_bytes(&model)?,
-                    optimizer: recorder.record(optimizer.to_record(), ()).map_err(|e| TrainError::Record(e.to_string()))?,
+                    optimizer: recorder
+                        .record(optimizer.to_record(), ())
+                        .map_err(|e| TrainError::Record(e.to_string()))?,
                     best: best.clone(),
                     curve: curve.clone(),
                 }
@@ -245,20 +267,24 @@ pub fn train<B: AutodiffBackend>(
             }
         }
         progress.inc(1);
+        if stopping {
+            break;
+        }
     }
 
     let valid = model.valid();
     let valid_device = valid.devices().into_iter().next().unwrap_or_default();
     let (model, best_step, best_score) = match best {
         Some((step, score, bytes)) => (ModelFile::from_bytes(&bytes)?.to_model(&valid_device)?, step, Some(score)),
-        None => (valid, options.steps, None),
+        None => (valid, done, None),
     };
     Ok(Trained {
         model,
         best_step,
         best_score,
         curve,
-        steps: options.steps,
+        steps: done,
         seconds: started.elapsed().as_secs_f64(),
+        finished: done == options.steps,
     })
 }

@@ -1,0 +1,81 @@
+//! Subcommands of `gpo`. Each returns a one-line error message on failure.
+
+mod model;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// GPO: few-shot prediction of how a group answers survey questions.
+#[derive(Debug, Parser)]
+#[command(name = "gpo", version, about)]
+pub struct Cli {
+    /// Only warnings and errors in the log.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Compute backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// CPU (burn-ndarray).
+    Ndarray,
+    /// GPU through WebGPU/Vulkan/Metal (burn-wgpu; build with `--features wgpu`).
+    Wgpu,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole experiment: train every split and seed, evaluate against baselines, report, export.
+    Run {
+        /// Run configuration (TOML), e.g. configs/opinionqa.toml.
+        config: PathBuf,
+        /// Continue interrupted training runs from their checkpoints.
+        #[arg(long)]
+        resume: bool,
+        /// Folder that receives `<name>/`.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Ndarray)]
+        backend: BackendChoice,
+    },
+    /// Show a model file's configuration, metadata and size.
+    Inspect {
+        /// A `.gpo` file.
+        model: PathBuf,
+    },
+    /// Re-store a model file's weights as f32, f16 or bf16.
+    Export {
+        /// Input `.gpo` file.
+        model: PathBuf,
+        /// Weight storage.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Predict a group's answer distributions from its context answers (JSON in, JSON out).
+    Predict {
+        /// A `.gpo` file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Request JSON (see `gpo predict --help`); `-` reads standard input.
+        #[arg(long, default_value = "-")]
+        input: PathBuf,
+    },
+}
+
+/// Runs the parsed command.
+pub fn execute(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run { config, resume, out, backend } => run::run(&config, resume, &out, backend),
+        Command::Inspect { model } => model::inspect(&model),
+        Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
+        Command::Predict { model, input } => model::predict(&model, &input),
+    }
+}

