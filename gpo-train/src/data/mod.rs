@@ -127,8 +127,10 @@ pub enum SkipReason {
     OrdinalLength,
     /// The same key appears in `info.csv` with different contents.
     AmbiguousKey,
-    /// The answer's probabilities or counts (refusals excluded) sum to 0.
+    /// The answer's probabilities or counts (refusals excluded) sum to 0, or are missing.
     ZeroSum,
+    /// The question has no text or no options (GlobalOpinionQA).
+    Empty,
 }
 
 impl fmt::Display for SkipReason {
@@ -137,6 +139,7 @@ impl fmt::Display for SkipReason {
             Self::OrdinalLength => "option_ordinal length differs from the number of non-refusal options",
             Self::AmbiguousKey => "key repeated in info.csv with different contents",
             Self::ZeroSum => "answer sums to 0 (no non-refusal responses)",
+            Self::Empty => "question text or options empty",
         })
     }
 }
