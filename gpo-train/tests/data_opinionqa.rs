@@ -147,7 +147,10 @@ fn unknown_option() {
 
 #[test]
 fn duplicate_option() {
-    let dir = broken_wave(|s| s.replace("'Not too safe', 'Not at all safe', 'Refused']", "'Not too safe', 'Not too safe', 'Refused']"), |s| s);
+    let dir = broken_wave(
+        |s| s.replace("'Not too safe', 'Not at all safe', 'Refused']", "'Not too safe', 'Not too safe', 'Refused']"),
+        |s| s,
+    );
     let e = error_of(dir.path());
     assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("options")));
 }

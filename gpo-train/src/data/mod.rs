@@ -203,10 +203,9 @@ pub(crate) fn normalise(field: &str, values: &[f64], n_options: usize, norm: Nor
     }
     let sum: f64 = values.iter().sum();
     match norm {
-        Norm::Strict if (sum - 1.0).abs() > SUM_TOLERANCE => Err(Issue::new(
-            field,
-            format!("probabilities sum to {sum}; expected 1 (tolerance {SUM_TOLERANCE})"),
-        )),
+        Norm::Strict if (sum - 1.0).abs() > SUM_TOLERANCE => {
+            Err(Issue::new(field, format!("probabilities sum to {sum}; expected 1 (tolerance {SUM_TOLERANCE})")))
+        }
         Norm::Renormalise if sum == 0.0 => Ok(None),
         _ => Ok(Some(values.iter().map(|v| v / sum).collect())),
     }
@@ -252,7 +251,8 @@ impl Survey {
         let file = PathBuf::from(format!("<{}>", self.name));
         let mut keys = BTreeSet::new();
         for (i, q) in self.questions.iter().enumerate() {
-            let at = |issue: Issue| DataError::new(&file, issue.message).in_field(format!("questions[{i}].{}", issue.field));
+            let at =
+                |issue: Issue| DataError::new(&file, issue.message).in_field(format!("questions[{i}].{}", issue.field));
             check_question(q).map_err(at)?;
             if !keys.insert(q.key.as_str()) {
                 return Err(at(Issue::new("key", format!("duplicate question key {:?}; keys must be unique", q.key))));
@@ -393,6 +393,11 @@ impl CsvFile {
 }
 
 /// The error for a malformed Python literal in a CSV cell.
-pub(crate) fn literal_error(csv: &CsvFile, row: &csv::StringRecord, field: &str, e: pyliteral::LiteralError) -> DataError {
+pub(crate) fn literal_error(
+    csv: &CsvFile,
+    row: &csv::StringRecord,
+    field: &str,
+    e: pyliteral::LiteralError,
+) -> DataError {
     csv.error(row, field, e.to_string())
 }

@@ -122,16 +122,17 @@ fn wave_dirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut waves: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| p.join("info.csv").is_file()).collect();
     waves.sort();
     if waves.is_empty() {
-        return Err(DataError::new(dir, "no info.csv here or in any sub-folder; expected an OpinionQA human_resp folder"));
+        return Err(DataError::new(
+            dir,
+            "no info.csv here or in any sub-folder; expected an OpinionQA human_resp folder",
+        ));
     }
     Ok(waves)
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let entries = fs::read_dir(dir).map_err(|e| DataError::new(dir, format!("cannot list folder: {e}")))?;
-    entries
-        .map(|e| e.map(|e| e.path()).map_err(|e| DataError::new(dir, format!("cannot list folder: {e}"))))
-        .collect()
+    entries.map(|e| e.map(|e| e.path()).map_err(|e| DataError::new(dir, format!("cannot list folder: {e}")))).collect()
 }
 
 /// The single-attribute count files of a wave: (attribute, path), sorted by attribute.
@@ -219,7 +220,10 @@ fn read_counts(
     };
     for (qkey, by_group) in &by_key {
         let Some((refs, entry)) = info.references.get(qkey) else {
-            return Err(err(qkey.clone(), format!("answers to question {qkey:?}, which is not in the wave's info.csv")));
+            return Err(err(
+                qkey.clone(),
+                format!("answers to question {qkey:?}, which is not in the wave's info.csv"),
+            ));
         };
         let q = match &info.entries[*entry] {
             Entry::Ok(q) => q,

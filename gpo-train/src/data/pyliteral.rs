@@ -57,7 +57,9 @@ pub fn parse_str_list(text: &str) -> Result<Vec<String>, LiteralError> {
             .into_iter()
             .map(|v| match v {
                 PyValue::Str(s) => Ok(s),
-                other => Err(LiteralError { offset: 0, message: format!("a list of strings, found element {other:?}") }),
+                other => {
+                    Err(LiteralError { offset: 0, message: format!("a list of strings, found element {other:?}") })
+                }
             })
             .collect(),
         _ => Err(LiteralError { offset: 0, message: "a list of strings".into() }),
@@ -77,7 +79,9 @@ pub fn num_list(v: PyValue) -> Result<Vec<f64>, LiteralError> {
             .into_iter()
             .map(|v| match v {
                 PyValue::Num(x) => Ok(x),
-                other => Err(LiteralError { offset: 0, message: format!("a list of numbers, found element {other:?}") }),
+                other => {
+                    Err(LiteralError { offset: 0, message: format!("a list of numbers, found element {other:?}") })
+                }
             })
             .collect(),
         _ => Err(LiteralError { offset: 0, message: "a list of numbers".into() }),
@@ -317,9 +321,10 @@ mod tests {
             ])
         );
         assert!(parse_num_list("[nan, -inf]").unwrap()[0].is_nan());
-        assert_eq!(parse("('\\u00e9', True, None)").unwrap().clone(), {
+        assert_eq!(
+            parse("('\\u00e9', True, None)").unwrap(),
             PyValue::List(vec![PyValue::Str("é".into()), PyValue::Bool(true), PyValue::None])
-        });
+        );
     }
 
     #[test]

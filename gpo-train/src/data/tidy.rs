@@ -52,10 +52,14 @@ struct Meta {
 pub fn load(dir: &Path) -> Result<Survey, DataError> {
     let meta_path = dir.join("survey.json");
     let meta = if meta_path.is_file() {
-        let text = fs::read_to_string(&meta_path).map_err(|e| DataError::new(&meta_path, format!("cannot read: {e}")))?;
+        let text =
+            fs::read_to_string(&meta_path).map_err(|e| DataError::new(&meta_path, format!("cannot read: {e}")))?;
         serde_json::from_str(&text).map_err(|e| {
-            DataError::new(&meta_path, format!("expected {{\"name\": …, \"metric\": \"wasserstein\"|\"jensen_shannon\"}}: {e}"))
-                .at_line(e.line())
+            DataError::new(
+                &meta_path,
+                format!("expected {{\"name\": …, \"metric\": \"wasserstein\"|\"jensen_shannon\"}}: {e}"),
+            )
+            .at_line(e.line())
         })?
     } else {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("survey").to_string();
@@ -86,7 +90,11 @@ fn read_questions(path: &Path) -> Result<Vec<Question>, DataError> {
         check_question(&q).map_err(|issue| issue.at(path, CsvFile::line(row)))?;
         if let Some(first) = lines.insert(q.key.clone(), CsvFile::line(row)) {
             let first = first.map_or(String::new(), |l| format!(" (first on line {l})"));
-            return Err(csv.error(row, "key", format!("duplicate question key {:?}{first}; keys must be unique", q.key)));
+            return Err(csv.error(
+                row,
+                "key",
+                format!("duplicate question key {:?}{first}; keys must be unique", q.key),
+            ));
         }
         questions.push(q);
     }
@@ -112,14 +120,22 @@ fn read_answers(path: &Path, questions: &[Question]) -> Result<Vec<Group>, DataE
             return Err(csv.error(row, "group", "empty group name"));
         }
         let Some(&qi) = index.get(cell(qkey)) else {
-            return Err(csv.error(row, "question_key", format!("unknown question {:?}; not in questions.csv", cell(qkey))));
+            return Err(csv.error(
+                row,
+                "question_key",
+                format!("unknown question {:?}; not in questions.csv", cell(qkey)),
+            ));
         };
         let n = questions[qi].options.len();
         let oi: usize = cell(option).parse().ok().filter(|&i| i < n).ok_or_else(|| {
             csv.error(row, "option_index", format!("{:?} is not an option index; expected 0..{n}", cell(option)))
         })?;
         let p: f64 = cell(prob).trim().parse().ok().filter(|p: &f64| p.is_finite() && *p >= 0.0).ok_or_else(|| {
-            csv.error(row, "probability", format!("{:?} is not a probability; expected a finite number ≥ 0", cell(prob)))
+            csv.error(
+                row,
+                "probability",
+                format!("{:?} is not a probability; expected a finite number ≥ 0", cell(prob)),
+            )
         })?;
         if !partial.contains_key(&id) {
             order.push(id.clone());
@@ -130,7 +146,11 @@ fn read_answers(path: &Path, questions: &[Question]) -> Result<Vec<Group>, DataE
             .entry(qi)
             .or_insert_with(|| Partial { probs: vec![None; n], line: CsvFile::line(row) });
         if slot.probs[oi].replace(p).is_some() {
-            return Err(csv.error(row, "option_index", format!("option {oi} of {:?} given twice for this group", cell(qkey))));
+            return Err(csv.error(
+                row,
+                "option_index",
+                format!("option {oi} of {:?} given twice for this group", cell(qkey)),
+            ));
         }
     }
     order
@@ -177,7 +197,12 @@ pub fn write_tidy(survey: &Survey, dir: &Path) -> Result<(), DataError> {
     let mut q = csv::Writer::from_writer(Vec::new());
     let mut rows: Vec<Vec<String>> = vec![QUESTION_COLUMNS.map(String::from).to_vec()];
     for question in &survey.questions {
-        rows.push(vec![question.key.clone(), question.text.clone(), to_json(&question.options), to_json(&question.ordinal)]);
+        rows.push(vec![
+            question.key.clone(),
+            question.text.clone(),
+            to_json(&question.options),
+            to_json(&question.ordinal),
+        ]);
     }
     let path = dir.join("questions.csv");
     for row in rows {
@@ -195,7 +220,8 @@ pub fn write_tidy(survey: &Survey, dir: &Path) -> Result<(), DataError> {
                 DataError::new(&path, format!("group {:?} answers question index {qi}, which does not exist", g.name))
             })?;
             for (oi, p) in probs.iter().enumerate() {
-                a.write_record([g.name.as_str(), &g.attribute, key, &oi.to_string(), &format_prob(*p)]).map_err(csv_err)?;
+                a.write_record([g.name.as_str(), &g.attribute, key, &oi.to_string(), &format_prob(*p)])
+                    .map_err(csv_err)?;
             }
         }
     }
