@@ -14,10 +14,13 @@ use crate::train::TrainOptions;
 pub enum DataConfig {
     /// A survey file set (see `gpo data summary --help` for the formats) with its embedding cache.
     Survey {
-        /// Loader: `tidy`, `opinionqa`, `notebook`, `globalopinionqa-csv` or `globalopinionqa-jsonl`.
-        loader: String,
+        /// File format.
+        loader: crate::pipeline::Loader,
         /// File or folder, relative to the config file.
         source: PathBuf,
+        /// OpinionQA release folder with the question texts (the `notebook` loader only).
+        #[serde(default)]
+        questions: Option<PathBuf>,
         /// Groups to keep (default: GPO's groups for the dataset, those present).
         #[serde(default)]
         groups: Option<Vec<String>>,
@@ -185,11 +188,11 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if let DataConfig::Survey { source, cache, embedding_model, .. } = &mut config.data {
+        if let DataConfig::Survey { source, cache, embedding_model, questions, .. } = &mut config.data {
             *source = base.join(&*source);
             *cache = base.join(&*cache);
-            if let Some(model) = embedding_model {
-                *model = base.join(&*model);
+            for path in [embedding_model, questions].into_iter().flatten() {
+                *path = base.join(&*path);
             }
         }
         config.validate().map_err(error)?;

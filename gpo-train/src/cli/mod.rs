@@ -1,5 +1,6 @@
 //! Subcommands of `gpo`. Each returns a one-line error message on failure.
 
+mod data;
 mod model;
 mod run;
 
@@ -28,7 +29,28 @@ pub enum BackendChoice {
 }
 
 #[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Load a survey, validate it and print what it holds and what GPO's group selection keeps.
+    Summary {
+        /// Survey file or folder.
+        source: PathBuf,
+        /// File format (guessed from the path when omitted).
+        #[arg(long, value_enum)]
+        loader: Option<gpo_train::pipeline::Loader>,
+        /// OpinionQA release folder with question texts (for the notebook format).
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Groups to select, comma-separated (default: GPO's groups).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Inspect survey data.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Run a whole experiment: train every split and seed, evaluate against baselines, report, export.
     Run {
         /// Run configuration (TOML), e.g. configs/opinionqa.toml.
@@ -73,6 +95,9 @@ enum Command {
 /// Runs the parsed command.
 pub fn execute(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Data(DataCommand::Summary { source, loader, questions, groups }) => {
+            data::summary(&source, loader, questions.as_deref(), groups.as_deref())
+        }
         Command::Run { config, resume, out, backend } => run::run(&config, resume, &out, backend),
         Command::Inspect { model } => model::inspect(&model),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
