@@ -4,3 +4,4 @@
 //! embeddings and their cache, meta-training, evaluation against baselines, reports, export.
 
 pub mod data;
+pub mod embed;
