@@ -154,7 +154,7 @@ impl<B: Backend> SentenceEncoder<B> {
                 ),
             ));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
             return Err(EmbedError::model(
                 &origin,
                 "config.json: hidden_size is not a multiple of num_attention_heads",
