@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod data;
+pub mod embed;
 pub mod eval;
 pub mod fsutil;
 pub mod pipeline;
