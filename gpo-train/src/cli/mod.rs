@@ -1,5 +1,6 @@
 //! Subcommands of `gpo`. Each returns a one-line error message on failure.
 
+mod bench;
 mod data;
 mod embed;
 mod model;
@@ -93,6 +94,20 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Time training updates, one group's prediction, or text embedding, against PyTorch where available.
+    Bench {
+        /// `train`, `predict` or `embed`.
+        what: String,
+        /// Run configuration giving the data and model.
+        #[arg(long, default_value = "configs/opinionqa.toml")]
+        config: PathBuf,
+        /// Timed repetitions (after 2 warm-ups).
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        /// Sentence-embedding model (for `embed`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Show a model file's configuration, metadata and size.
     Inspect {
         /// A `.gpo` file.
@@ -139,6 +154,7 @@ pub fn execute(cli: Cli) -> Result<(), String> {
                 batch_size,
             })
         }
+        Command::Bench { what, config, iterations, model } => bench::bench(&what, &config, iterations, model.as_deref()),
         Command::Inspect { model } => model::inspect(&model),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
         Command::Predict { model, input } => model::predict(&model, &input),
