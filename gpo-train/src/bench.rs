@@ -144,7 +144,10 @@ pub fn bench_predict(
     }
     let ms = median(times) * 1e3;
     let gflops = forward_flops(config, shape.0, shape.1) / (ms / 1e3) / 1e9;
-    Ok((Timing { what: format!("predict one group ({k} context, {} targets)", episode.targets.len()), ms, gflops }, shape))
+    Ok((
+        Timing { what: format!("predict one group ({k} context, {} targets)", episode.targets.len()), ms, gflops },
+        shape,
+    ))
 }
 
 /// Runs `tools/bench_pytorch.py` on the same shapes; `None` when python3 with torch is missing.
@@ -155,7 +158,10 @@ pub fn bench_pytorch(script: &Path, shapes: &Shapes, which: &str) -> Option<serd
     let output = std::process::Command::new("python3").arg(script).arg(&path).arg(which).output().ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     if !output.status.success() {
-        tracing::warn!("PyTorch benchmark unavailable: {}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
+        tracing::warn!(
+            "PyTorch benchmark unavailable: {}",
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        );
         return None;
     }
     serde_json::from_slice(&output.stdout).ok()

@@ -19,7 +19,15 @@ pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&P
     let row = |t: &gpo_train::bench::Timing, torch_ms: Option<f64>| {
         let torch = torch_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "–".into());
         let speedup = torch_ms.map(|m| format!("{:.2}×", m / t.ms)).unwrap_or_else(|| "–".into());
-        println!("{:<52} {:>10.2} {:>9.2} {:>6.1}% {:>12} {:>8}", t.what, t.ms, t.gflops, 100.0 * t.gflops / peak, torch, speedup);
+        println!(
+            "{:<52} {:>10.2} {:>9.2} {:>6.1}% {:>12} {:>8}",
+            t.what,
+            t.ms,
+            t.gflops,
+            100.0 * t.gflops / peak,
+            torch,
+            speedup
+        );
     };
     match what {
         "train" => {
@@ -37,7 +45,8 @@ pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&P
         }
         "embed" => {
             let model = model.ok_or("gpo bench embed needs --model <folder or wheel>")?;
-            let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &Default::default()).map_err(|e| e.to_string())?;
+            let mut encoder =
+                SentenceEncoder::<NdArray<f32>>::open(model, &Default::default()).map_err(|e| e.to_string())?;
             let texts = Template::Gpo.survey_texts(&task.survey).map_err(|e| e.to_string())?;
             let texts: Vec<&str> = texts.iter().take(200).map(String::as_str).collect();
             let table = bench_embed(&mut encoder, &texts, &[1, 32]).map_err(|e| e.to_string())?;

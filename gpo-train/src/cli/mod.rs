@@ -154,7 +154,9 @@ pub fn execute(cli: Cli) -> Result<(), String> {
                 batch_size,
             })
         }
-        Command::Bench { what, config, iterations, model } => bench::bench(&what, &config, iterations, model.as_deref()),
+        Command::Bench { what, config, iterations, model } => {
+            bench::bench(&what, &config, iterations, model.as_deref())
+        }
         Command::Inspect { model } => model::inspect(&model),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
         Command::Predict { model, input } => model::predict(&model, &input),
