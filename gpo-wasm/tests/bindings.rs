@@ -65,9 +65,10 @@ async fn predicts_one_distribution_per_target() {
     let model = model().await;
     assert_eq!(model.backend(), "cpu");
     assert_eq!(model.dimension(), DIM);
-    let result = JsFuture::from(model.predict(context(&[2], &emb(2, 0.1), &[0.3, 0.7]), targets(&[3, 2], &emb(5, 0.2))))
-        .await
-        .unwrap_or_else(|_| panic!("predict failed"));
+    let result =
+        JsFuture::from(model.predict(context(&[2], &emb(2, 0.1), &[0.3, 0.7]), targets(&[3, 2], &emb(5, 0.2))))
+            .await
+            .unwrap_or_else(|_| panic!("predict failed"));
     let result: Array = result.dyn_into().unwrap();
     assert_eq!(result.length(), 2);
     for (i, k) in [3usize, 2].into_iter().enumerate() {
@@ -85,12 +86,15 @@ async fn bad_files_are_errors() {
     for (bytes, needle) in [
         (vec![], "too short"),
         (b"not a gpo file at all, just text".to_vec(), "invalid .gpo model file"),
-        ({
-            let mut b = model_bytes();
-            let last = b.len() - 1;
-            b[last] ^= 0xff;
-            b
-        }, "checksum"),
+        (
+            {
+                let mut b = model_bytes();
+                let last = b.len() - 1;
+                b[last] ^= 0xff;
+                b
+            },
+            "checksum",
+        ),
     ] {
         match GpoModel::load(bytes, JsValue::UNDEFINED).await {
             Ok(_) => panic!("loaded a bad file"),
@@ -126,13 +130,25 @@ async fn bad_inputs_are_errors() {
         (context(&[2], &emb(2, 0.1), &[-0.5, 1.5]), good_targets(), "negative probability"),
         // Zero or fractional option counts.
         (good_context(), targets(&[0], &[]), "whole number"),
-        (good_context(), object(&[("embeddings", f32s(&emb(3, 0.2))), ("options", JsValue::from(Array::of1(&1.5.into())))]), "whole number"),
+        (
+            good_context(),
+            object(&[("embeddings", f32s(&emb(3, 0.2))), ("options", JsValue::from(Array::of1(&1.5.into())))]),
+            "whole number",
+        ),
         // No targets; wrong types.
         (good_context(), targets(&[], &[]), "at least one target"),
         (JsValue::from(3), good_targets(), "context must be an object"),
-        (good_context(), object(&[("embeddings", JsValue::from(Array::new())), ("options", counts(&[1]))]), "Float32Array"),
+        (
+            good_context(),
+            object(&[("embeddings", JsValue::from(Array::new())), ("options", counts(&[1]))]),
+            "Float32Array",
+        ),
         (good_context(), object(&[("embeddings", f32s(&emb(1, 0.0))), ("options", JsValue::from(4))]), "typed array"),
-        (good_context(), object(&[("embeddings", f32s(&emb(1, 0.0))), ("options", JsValue::from(Array::of1(&"x".into())))]), "only numbers"),
+        (
+            good_context(),
+            object(&[("embeddings", f32s(&emb(1, 0.0))), ("options", JsValue::from(Array::of1(&"x".into())))]),
+            "only numbers",
+        ),
     ];
     for (c, t, needle) in cases {
         let message = rejection(&model, c, t).await;

@@ -1,7 +1,8 @@
 // Browser test of the demo page in real headless Chromium, over the Chrome DevTools Protocol
-// (no npm packages: Node's built-in WebSocket, `node --experimental-websocket` on Node 20).
+// (Node's built-in WebSocket — Node ≥ 22, or 20 with `--experimental-websocket` — or else the npm
+// package `ws`, which ci.sh installs into gpo-wasm/tests/node_modules on older Node).
 //
-// usage: node --experimental-websocket gpo-wasm/tests/browser.mjs --gpo PATH_TO_GPO_CLI --out DIR
+// usage: node [--experimental-websocket] gpo-wasm/tests/browser.mjs --gpo PATH_TO_GPO_CLI --out DIR
 //        [--browser chromium-headless-shell] [--paths cpu,webgpu]
 //
 // For each path (cpu: www/pkg; webgpu: www/pkg-webgpu with --enable-unsafe-webgpu, SwiftShader when
@@ -71,7 +72,8 @@ async function launch(extraFlags) {
     });
     child.on("error", reject);
   });
-  const ws = new WebSocket(wsUrl);
+  const Socket = globalThis.WebSocket ?? (await import("ws")).default;
+  const ws = new Socket(wsUrl);
   await new Promise((r, e) => { ws.onopen = r; ws.onerror = e; });
   let id = 0;
   const waiting = new Map();
