@@ -3,22 +3,24 @@
 #   www/pkg/         CPU only (burn-flex), the page's default: small
 #   www/pkg-webgpu/  WebGPU (burn-wgpu) with the CPU fallback: ~8x larger, loaded with ?backend=webgpu
 #
-# usage: gpo-wasm/build.sh [--cpu-only] [--no-wasm-opt]
+# usage: gpo-wasm/build.sh [--cpu-only] [--wasm-opt]
 #
 # Needs: rustup target wasm32-unknown-unknown; wasm-bindgen-cli at the exact version of the
 # wasm-bindgen crate in Cargo.lock (installed here if missing, with `cargo install` *without*
-# --locked); optional wasm-opt (Debian `binaryen`), skipped when absent.
+# --locked); with --wasm-opt, Debian's binaryen wasm-opt -O3 (off by default: binaryen 108 breaks
+# wasm-bindgen 0.2.130's externref table init, "WebAssembly.Table.set(): Argument 1 is invalid",
+# and saves only ~2% gzip).
 # Honours CARGO_TARGET_DIR. Prints the sizes (raw and gzip -9) at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 webgpu=1
-opt=1
+opt=0
 for arg in "$@"; do
   case "$arg" in
     --cpu-only) webgpu=0 ;;
-    --no-wasm-opt) opt=0 ;;
-    *) echo "usage: $0 [--cpu-only] [--no-wasm-opt]" >&2; exit 2 ;;
+    --wasm-opt) opt=1 ;;
+    *) echo "usage: $0 [--cpu-only] [--wasm-opt]" >&2; exit 2 ;;
   esac
 done
 target_dir="${CARGO_TARGET_DIR:-$root/target}"

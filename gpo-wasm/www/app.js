@@ -97,7 +97,9 @@ async function predictKeys(groupName, contextKeys, targetKeys) {
   return { distributions: predicted.map((d) => Array.from(d)), ms };
 }
 
+/** Wasserstein alignment, or null for a nominal question (all ordinals equal: no scale to measure on). */
 function alignment(q, truth, predicted) {
+  if (Math.max(...q.ordinal) === Math.min(...q.ordinal)) return null;
   return wasm.wassersteinAlignment(new Float64Array(q.ordinal), new Float64Array(truth), new Float64Array(predicted));
 }
 
@@ -190,22 +192,26 @@ async function update() {
     inputs(targets.map((k) => questionByKey.get(k))),
   );
   const ms = performance.now() - t0;
-  let sums = { gpo: 0, mean: 0, uniform: 0 };
+  const sums = { gpo: 0, mean: 0, uniform: 0 };
+  let scored = 0;
   const rows = targets.map((key, i) => {
     const q = questionByKey.get(key);
     const truth = group.answers[key];
     const uniform = q.options.map(() => 1 / q.options.length);
     const base = q.train_mean ?? uniform;
     const scores = { gpo: alignment(q, truth, predicted[i]), mean: alignment(q, truth, base), uniform: alignment(q, truth, uniform) };
-    for (const s in sums) sums[s] += scores[s];
+    if (scores.gpo !== null) {
+      scored += 1;
+      for (const s in sums) sums[s] += scores[s];
+    }
     return { q, truth, predicted: predicted[i], base, scores };
   });
   const n = rows.length;
-  state.result = { ms, n, scores: { gpo: sums.gpo / n, mean: sums.mean / n, uniform: sums.uniform / n } };
+  state.result = { ms, n, scored, scores: { gpo: sums.gpo / scored, mean: sums.mean / scored, uniform: sums.uniform / scored } };
   $("score-gpo").textContent = state.result.scores.gpo.toFixed(3);
   $("score-mean").textContent = state.result.scores.mean.toFixed(3);
   $("score-uniform").textContent = state.result.scores.uniform.toFixed(3);
-  $("n-targets").textContent = String(n);
+  $("n-targets").textContent = String(scored);
 
   const contextBox = $("context");
   contextBox.replaceChildren();
@@ -225,7 +231,8 @@ async function update() {
   const targetBox = $("targets");
   targetBox.replaceChildren();
   for (const row of rows.slice(0, state.shown)) {
-    const c = card(row.q, `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}, train mean ${row.scores.mean.toFixed(3)}`);
+    const c = card(row.q, row.scores.gpo === null ? `${row.q.key} · nominal question (not scored)`
+      : `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}, train mean ${row.scores.mean.toFixed(3)}`);
     row.q.options.forEach((name, o) => c.append(optionRow(name,
       [["pred", row.predicted[o]], ["truth", row.truth[o]], ["base", row.base[o]]],
       `${pct(row.predicted[o])}/${pct(row.truth[o])}`)));
