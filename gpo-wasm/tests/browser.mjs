@@ -1,0 +1,236 @@
+// Browser test of the demo page in real headless Chromium, over the Chrome DevTools Protocol
+// (Node's built-in WebSocket — Node ≥ 22, or 20 with `--experimental-websocket` — or else the npm
+// package `ws`, which ci.sh installs into gpo-wasm/tests/node_modules on older Node).
+//
+// usage: node [--experimental-websocket] gpo-wasm/tests/browser.mjs --gpo PATH_TO_GPO_CLI --out DIR
+//        [--browser chromium-headless-shell] [--paths cpu,webgpu]
+//
+// For each path (cpu: www/pkg; webgpu: www/pkg-webgpu with --enable-unsafe-webgpu, SwiftShader when
+// there is no GPU) it serves gpo-wasm/www on 127.0.0.1 (gzip, as a static host would), loads the
+// page, checks the backend that ran, predicts one held-out group with 20 context questions and
+// compares with `gpo predict` (≤ 1e-4 per probability), times 20 → 100 and 20 → all targets, checks
+// that bad inputs reject with an Error, records the page's transfer size, and screenshots the demo.
+// Writes DIR/results.json and DIR/demo-<path>.png; exits non-zero on any failure.
+
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { join, extname, resolve, dirname } from "node:path";
+import { gzipSync } from "node:zlib";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => {
+  if (a.startsWith("--")) pairs.push([a.slice(2), all[i + 1]]);
+  return pairs;
+}, []));
+const www = resolve(dirname(fileURLToPath(import.meta.url)), "../www");
+const gpo = args.gpo ?? "target/debug/gpo";
+const out = resolve(args.out ?? "target/gpo-wasm");
+const browser = args.browser ?? "chromium-headless-shell";
+const paths = (args.paths ?? "cpu,webgpu").split(",");
+mkdirSync(out, { recursive: true });
+
+let failures = 0;
+const fail = (message) => { failures++; console.log(`FAIL ${message}`); };
+const ok = (message) => console.log(`ok   ${message}`);
+
+// --- static server with gzip ------------------------------------------------------------------
+const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json",
+  ".wasm": "application/wasm", ".ts": "text/plain" };
+const gzCache = new Map();
+const server = createServer((req, res) => {
+  const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  const file = join(www, path.endsWith("/") ? path + "index.html" : path);
+  if (!file.startsWith(www) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
+  let body = readFileSync(file);
+  const headers = { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" };
+  if ((req.headers["accept-encoding"] ?? "").includes("gzip")) {
+    if (!gzCache.has(file)) gzCache.set(file, gzipSync(body, { level: 9 }));
+    body = gzCache.get(file);
+    headers["content-encoding"] = "gzip";
+  }
+  res.writeHead(200, headers);
+  res.end(body);
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}/`;
+
+// --- a minimal CDP client ---------------------------------------------------------------------
+async function launch(extraFlags) {
+  const profile = mkdtempSync(join(tmpdir(), "gpo-chromium-"));
+  const child = spawn(browser, ["--headless", "--no-sandbox", "--disable-gpu-sandbox", "--remote-debugging-port=0",
+    `--user-data-dir=${profile}`, "--window-size=1280,1600", ...extraFlags, "about:blank"],
+    { stdio: ["ignore", "ignore", "pipe"] });
+  const wsUrl = await new Promise((resolveUrl, reject) => {
+    let text = "";
+    const timer = setTimeout(() => reject(new Error(`${browser} did not start: ${text}`)), 30000);
+    child.stderr.on("data", (d) => {
+      text += d;
+      const m = text.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) { clearTimeout(timer); resolveUrl(m[1]); }
+    });
+    child.on("error", reject);
+  });
+  const Socket = globalThis.WebSocket ?? (await import("ws")).default;
+  const ws = new Socket(wsUrl);
+  await new Promise((r, e) => { ws.onopen = r; ws.onerror = e; });
+  let id = 0;
+  const waiting = new Map();
+  const listeners = [];
+  ws.onmessage = (event) => {
+    const msg = JSON.parse(event.data);
+    if (msg.id && waiting.has(msg.id)) {
+      const { resolve: r, reject } = waiting.get(msg.id);
+      waiting.delete(msg.id);
+      msg.error ? reject(new Error(JSON.stringify(msg.error))) : r(msg.result);
+    } else if (msg.method) listeners.forEach((l) => l(msg));
+  };
+  const send = (method, params = {}, sessionId) => new Promise((r, reject) => {
+    waiting.set(++id, { resolve: r, reject });
+    ws.send(JSON.stringify({ id, method, params, sessionId }));
+  });
+  const { targetId } = await send("Target.createTarget", { url: "about:blank" });
+  const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+  const page = (method, params) => send(method, params, sessionId);
+  const logs = [];
+  let transfer = 0;
+  listeners.push((msg) => {
+    if (msg.method === "Runtime.consoleAPICalled") logs.push(`${msg.params.type}: ${msg.params.args.map((a) => a.value ?? a.description).join(" ")}`);
+    if (msg.method === "Runtime.exceptionThrown") logs.push(`exception: ${JSON.stringify(msg.params.exceptionDetails.exception?.description ?? msg.params.exceptionDetails.text)}`);
+    if (msg.method === "Network.loadingFinished") transfer += msg.params.encodedDataLength;
+  });
+  await page("Runtime.enable");
+  await page("Page.enable");
+  await page("Network.enable");
+  await page("Network.setCacheDisabled", { cacheDisabled: true });
+  const evaluate = async (expression) => {
+    const r = await page("Runtime.evaluate", { expression, awaitPromise: true, returnByValue: true });
+    if (r.exceptionDetails) throw new Error(r.exceptionDetails.exception?.description ?? r.exceptionDetails.text);
+    return r.result.value;
+  };
+  const close = () => { ws.close(); child.kill(); setTimeout(() => rmSync(profile, { recursive: true, force: true }), 500); };
+  return { page, evaluate, logs, close, transfer: () => transfer, resetTransfer: () => { transfer = 0; } };
+}
+
+async function waitFor(b, expression, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await b.evaluate(expression).catch(() => false)) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
+// --- the reference: `gpo predict` on the same inputs ------------------------------------------
+const bank = JSON.parse(readFileSync(join(www, "data/bank.json"), "utf8"));
+const f16 = new Uint16Array(new Uint8Array(readFileSync(join(www, "data/embeddings.f16"))).buffer);
+function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  return exp === 0 ? sign * 2 ** -14 * (frac / 1024) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+const byKey = new Map(bank.questions.map((q) => [q.key, q]));
+const rows = (q) => Array.from({ length: q.options.length }, (_, o) =>
+  Array.from(f16.subarray((q.row + o) * bank.dim, (q.row + o + 1) * bank.dim), halfToFloat));
+const group = bank.groups[0];
+const answered = bank.questions.map((q) => q.key).filter((k) => group.answers[k]);
+const contextKeys = answered.slice(0, 20);
+const target100 = answered.slice(20, 120);
+const targetAll = answered.slice(20);
+
+function reference(targetKeys) {
+  const request = {
+    context: contextKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)), distribution: group.answers[key] })),
+    targets: targetKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)) })),
+  };
+  const file = join(out, "request.json");
+  writeFileSync(file, JSON.stringify(request));
+  const text = execFileSync(gpo, ["predict", "--model", join(www, "data/model.gpo"), "--input", file], { maxBuffer: 1 << 28 });
+  return JSON.parse(text).predictions.map((p) => p.distribution);
+}
+const expected = reference(targetAll);
+ok(`gpo predict: ${group.name}, ${contextKeys.length} context → ${targetAll.length} targets`);
+
+// --- each path --------------------------------------------------------------------------------
+const results = { group: group.name, context: contextKeys.length, paths: {} };
+const badInputs = `(async () => {
+  const { model, wasm } = window.gpoDemo;
+  const d = model.dimension;
+  const good = { embeddings: new Float32Array(2 * d), options: [2], distributions: [0.5, 0.5] };
+  const target = { embeddings: new Float32Array(3 * d), options: [3] };
+  const cases = {
+    wrongDimension: [{ ...good, embeddings: new Float32Array(2 * (d + 1)) }, target],
+    lengthsDisagree: [{ ...good, distributions: [1] }, target],
+    nan: [good, { embeddings: new Float32Array(3 * d).fill(NaN), options: [3] }],
+    notTyped: [{ ...good, embeddings: [1, 2] }, target],
+    noTargets: [good, { embeddings: new Float32Array(0), options: [] }],
+  };
+  const messages = {};
+  for (const [name, [c, t]] of Object.entries(cases)) {
+    try { await model.predict(c, t); messages[name] = "NO ERROR"; }
+    catch (e) { messages[name] = (e instanceof Error ? "Error: " : "not an Error: ") + e.message; }
+  }
+  try { await wasm.GpoModel.load(new Uint8Array([1, 2, 3])); messages.corruptFile = "NO ERROR"; }
+  catch (e) { messages.corruptFile = (e instanceof Error ? "Error: " : "not an Error: ") + e.message; }
+  return messages;
+})()`;
+
+for (const path of paths) {
+  const flags = path === "webgpu" ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan"] : [];
+  const b = await launch(flags);
+  try {
+    const url = `${base}index.html?backend=${path}&group=${encodeURIComponent(group.name)}&k=8`;
+    b.resetTransfer();
+    const t0 = Date.now();
+    await b.page("Page.navigate", { url });
+    if (!(await waitFor(b, "window.gpoDemo !== undefined", 120))) {
+      fail(`${path}: the page did not load; console:\n  ${b.logs.join("\n  ")}`);
+      continue;
+    }
+    await b.evaluate("window.gpoDemo.rendered.then(() => true)");
+    const ready = (Date.now() - t0) / 1000;
+    const backend = await b.evaluate("window.gpoDemo.backend");
+    const transfer = b.transfer();
+    const adapter = await b.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => a ? (a.info ? a.info.vendor + ' ' + a.info.architecture : 'adapter') : 'null') : 'no navigator.gpu'");
+    console.log(`== path ${path}: backend ${backend}, WebGPU adapter: ${adapter}; page ready in ${ready.toFixed(1)} s; transfer ${transfer} bytes`);
+    if (backend !== path) fail(`${path}: the model ran on ${backend}`);
+    const shot = await b.page("Page.captureScreenshot", { format: "png" });
+    writeFileSync(join(out, `demo-${path}.png`), Buffer.from(shot.data, "base64"));
+
+    const call = (targets) => `window.gpoDemo.predictKeys(${JSON.stringify(group.name)}, ${JSON.stringify(contextKeys)}, ${JSON.stringify(targets)})`;
+    const got = await b.evaluate(call(targetAll));
+    let maxDiff = 0;
+    got.distributions.forEach((d, i) => d.forEach((p, o) => { maxDiff = Math.max(maxDiff, Math.abs(p - expected[i][o])); }));
+    (maxDiff <= 1e-4 ? ok : fail)(`${path}: ${targetAll.length} predictions vs gpo predict, max |diff| ${maxDiff.toExponential(2)}`);
+
+    const time = async (targets) => {
+      const ms = [];
+      for (let i = 0; i < 7; i++) ms.push((await b.evaluate(call(targets))).ms);
+      ms.sort((a, c) => a - c);
+      return { median: ms[3], min: ms[0], max: ms[6] };
+    };
+    const t100 = await time(target100);
+    const tAll = await time(targetAll);
+    console.log(`   latency 20 → 100 targets: median ${t100.median.toFixed(1)} ms (min ${t100.min.toFixed(1)}, max ${t100.max.toFixed(1)})`);
+    console.log(`   latency 20 → ${targetAll.length} targets: median ${tAll.median.toFixed(1)} ms (min ${tAll.min.toFixed(1)}, max ${tAll.max.toFixed(1)})`);
+
+    const errors = await b.evaluate(badInputs);
+    for (const [name, message] of Object.entries(errors)) {
+      (message.startsWith("Error: ") ? ok : fail)(`${path}: ${name} → ${message}`);
+    }
+    results.paths[path] = { backend, adapter, ready_s: ready, transfer_bytes: transfer, max_abs_diff: maxDiff,
+      latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, errors };
+    const problems = b.logs.filter((l) => l.startsWith("exception") || l.startsWith("error"));
+    if (problems.length) console.log(`   console:\n   ${problems.join("\n   ")}`);
+  } catch (error) {
+    fail(`${path}: ${error.stack}\n  console:\n  ${b.logs.join("\n  ")}`);
+  } finally {
+    b.close();
+  }
+}
+server.close();
+writeFileSync(join(out, "results.json"), JSON.stringify(results, null, 2));
+console.log(`paths run: ${Object.keys(results.paths).map((p) => `${p} (${results.paths[p].backend})`).join(", ") || "none"}`);
+console.log(`results and screenshots in ${out}`);
+console.log(failures ? `${failures} FAILED` : "browser tests passed");
+process.exit(failures ? 1 : 0);
