@@ -41,7 +41,7 @@ pub struct Shapes {
     /// Model configuration.
     pub config: GpoConfig,
     /// Per update, per group: (context tokens, target tokens).
-    pub train_batches: Vec<Vec<(usize, usize)>>,
+    pub train_batches: BatchShapes,
     /// The prediction episode: (context tokens, target tokens).
     pub predict: (usize, usize),
 }
@@ -83,13 +83,16 @@ fn tokens(episode: &Episode) -> (usize, usize) {
     (episode.n_context_tokens(), episode.n_target_tokens())
 }
 
+/// Per update, per group: (context tokens, target tokens).
+pub type BatchShapes = Vec<Vec<(usize, usize)>>;
+
 /// Times `iterations` training updates (after 2 warm-up updates) at the run's settings.
 pub fn bench_train(
     task: &EmbeddedSurvey,
     config: &GpoConfig,
     sampling: Sampling,
     iterations: usize,
-) -> Result<(Timing, Vec<Vec<(usize, usize)>>), String> {
+) -> Result<(Timing, BatchShapes), String> {
     type B = Autodiff<Cpu>;
     let device = Default::default();
     let split = Split::new(task, 0.8, 0, ValidationMode::Questions, 0.2).map_err(|e| e.to_string())?;

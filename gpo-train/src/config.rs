@@ -215,8 +215,10 @@ impl RunConfig {
         if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
             return Err(format!("[training] validation_fraction must be in (0, 1), got {}", t.validation_fraction));
         }
-        if let crate::train::Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
-            if min_context > max_context || min_target > max_target || min_target == 0 {
+        if let crate::train::Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling
+            && (min_context > max_context || min_target > max_target || min_target == 0)
+        {
+            {
                 return Err(
                     "[training.sampling] needs 0 < min_target ≤ max_target and min_context ≤ max_context".into()
                 );
@@ -229,7 +231,7 @@ impl RunConfig {
         if let Some(bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
             return Err(format!("[evaluation] split {bad} must be a fraction in (0, 1)"));
         }
-        if !(e.knn_temperature > 0.0) || !(e.ridge_lambda > 0.0) {
+        if e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 || e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
             return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());
         }
         if parse_dtype(&self.export.dtype).is_none() {

@@ -108,10 +108,11 @@ pub fn ensure_cache(
 ) -> Result<EmbeddingCache, EmbedError> {
     let texts = template.survey_texts(survey)?;
     let existing = cache_path.exists().then(|| EmbeddingCache::load(cache_path)).transpose()?;
-    if let Some(cache) = &existing {
-        if cache.template_id() == template.id() && texts.iter().all(|t| cache.contains(t)) {
-            return Ok(cache.clone());
-        }
+    if let Some(cache) = &existing
+        && cache.template_id() == template.id()
+        && texts.iter().all(|t| cache.contains(t))
+    {
+        return Ok(cache.clone());
     }
     let Some(model) = model else {
         // Let the lookup name the first missing question.

@@ -195,7 +195,7 @@ pub fn train<B: AutodiffBackend>(
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let mut model = config.init_seeded::<B>(device, seed)?;
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, Gpo<B>>();
-    let mut rng = SplitMix64::new(seed ^ 0x7472_6169_6E);
+    let mut rng = SplitMix64::new(seed ^ 0x0074_7261_696E);
     let mut start = 0;
     let mut best: Option<(usize, f64, Vec<u8>)> = None;
     let mut curve = Vec::new();
