@@ -34,7 +34,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use super::{CsvFile, DataError, Group, Issue, Metric, Norm, Question, Survey, check_question, normalise};
@@ -242,22 +241,5 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let io = |e: std::io::Error| DataError::new(path, format!("cannot write: {e}"));
-    let mut tmp = tempfile_in(dir).map_err(io)?;
-    tmp.1.write_all(bytes).and_then(|()| tmp.1.sync_all()).map_err(io)?;
-    fs::rename(&tmp.0, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp.0);
-        io(e)
-    })
-}
-
-/// A new file `.<pid>-<n>.tmp` in `dir` (hidden, unique per process and call).
-fn tempfile_in(dir: &Path) -> std::io::Result<(std::path::PathBuf, fs::File)> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!(".gpo-tidy-{}-{n}.tmp", std::process::id()));
-    let file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-    Ok((path, file))
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| DataError::new(path, format!("cannot write: {e}")))
 }

@@ -18,7 +18,6 @@
 //! | 32 | sha256 of everything above |
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use half::f16;
@@ -294,21 +293,7 @@ impl EmbeddingCache {
         let checksum = Sha256::digest(&bytes);
         bytes.extend_from_slice(&checksum);
 
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(EmbedError::io(dir))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        };
-        if let Err(source) = write() {
-            // Best effort: a leftover temp file is harmless, the error below is what matters.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(EmbedError::Io { path: tmp, source });
-        }
-        std::fs::rename(&tmp, path).map_err(EmbedError::io(path))?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(EmbedError::io(path))?;
         tracing::debug!(path = %path.display(), texts = self.len(), bytes = bytes.len(), "embedding cache saved");
         Ok(())
     }

@@ -85,44 +85,40 @@ fn sweep_chart(results: &Results, split: f64) -> LineChart {
     }
 }
 
+/// One line per run over the updates, with the points `pick` takes from its curve.
+fn curve_chart(
+    results: &Results,
+    title: &str,
+    y_label: &str,
+    pick: impl Fn(&super::RunResult) -> Vec<(f64, f64)>,
+) -> LineChart {
+    LineChart {
+        title: format!("{}: {title}", results.dataset),
+        x_label: "update".into(),
+        y_label: y_label.into(),
+        x_scale: XScale::Linear,
+        x_ticks: Vec::new(),
+        series: results
+            .runs
+            .iter()
+            .map(|r| Series { name: format!("{:.0}% seed {}", r.train_fraction * 100.0, r.seed), points: pick(r) })
+            .collect(),
+    }
+}
+
 /// Training loss of every run, and validation alignment.
 fn training_charts(results: &Results) -> (LineChart, LineChart) {
-    let label = |r: &super::RunResult| format!("{:.0}% seed {}", r.train_fraction * 100.0, r.seed);
     let smooth = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
         // A running mean over ~2% of the run keeps the curve readable.
         let window = (points.len() / 50).max(1);
         points.chunks(window).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
     };
-    let loss = LineChart {
-        title: format!("{}: training loss (Gaussian NLL)", results.dataset),
-        x_label: "update".into(),
-        y_label: "loss".into(),
-        x_scale: XScale::Linear,
-        x_ticks: Vec::new(),
-        series: results
-            .runs
-            .iter()
-            .map(|r| Series {
-                name: label(r),
-                points: smooth(&r.curve.iter().map(|p| (p.step as f64, p.loss)).collect::<Vec<_>>()),
-            })
-            .collect(),
-    };
-    let validation = LineChart {
-        title: format!("{}: validation alignment", results.dataset),
-        x_label: "update".into(),
-        y_label: "alignment (validation)".into(),
-        x_scale: XScale::Linear,
-        x_ticks: Vec::new(),
-        series: results
-            .runs
-            .iter()
-            .map(|r| Series {
-                name: label(r),
-                points: r.curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect(),
-            })
-            .collect(),
-    };
+    let loss = curve_chart(results, "training loss (Gaussian NLL)", "loss", |r| {
+        smooth(&r.curve.iter().map(|p| (p.step as f64, p.loss)).collect::<Vec<_>>())
+    });
+    let validation = curve_chart(results, "validation alignment", "alignment (validation)", |r| {
+        r.curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
+    });
     (loss, validation)
 }
 
