@@ -29,9 +29,9 @@ def batch(shape, dim_x, gen):
     yc = torch.rand(b, nc, 1, generator=gen)
     xt = torch.randn(b, nt, dim_x, generator=gen)
     yt = torch.rand(b, nt, generator=gen)
-    pad = torch.zeros(b, nc, dtype=torch.float32)
+    pad = torch.zeros(b, nc, dtype=torch.bool)
     for i, (c, _) in enumerate(shape):
-        pad[i, c:] = float("-inf")
+        pad[i, c:] = True
     return xc, yc, xt, yt, pad
 
 
