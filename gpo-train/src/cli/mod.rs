@@ -129,9 +129,12 @@ enum Command {
         /// A `.gpo` file.
         #[arg(long)]
         model: PathBuf,
-        /// Request JSON (see `gpo predict --help`); `-` reads standard input.
+        /// Request JSON (see README); `-` reads standard input.
         #[arg(long, default_value = "-")]
         input: PathBuf,
+        /// Run config whose survey, cache and embedding model resolve questions given by key or text.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -159,6 +162,6 @@ pub fn execute(cli: Cli) -> Result<(), String> {
         }
         Command::Inspect { model } => model::inspect(&model),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
-        Command::Predict { model, input } => model::predict(&model, &input),
+        Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),
     }
 }

@@ -5,8 +5,10 @@ use std::path::Path;
 
 use burn_ndarray::NdArray;
 use gpo_core::{Episode, GpoBatch, ModelFile};
-use gpo_train::config::parse_dtype;
+use gpo_train::config::{DataConfig, RunConfig, parse_dtype};
+use gpo_train::embed::{EmbeddingCache, SentenceEncoder, Template, TextEmbedder};
 use gpo_train::fsutil::write_atomic;
+use gpo_train::run::load_task;
 use serde::Deserialize;
 
 type Cpu = NdArray<f32>;
@@ -39,19 +41,78 @@ pub fn export(path: &Path, dtype: &str, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// One question of a predict request: its options' embeddings and, for context questions, the
-/// group's answer distribution.
+/// One question of a predict request, given by its options' embeddings, by its text and options
+/// (embedded with the config's template, from its cache or on the fly), or by the key of a
+/// question of the config's survey; context questions also carry the group's distribution.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestQuestion {
-    /// Optional label echoed in the output.
+    /// Question key (echoed in the output; looked up in the survey when nothing else is given).
     #[serde(default)]
     key: Option<String>,
+    /// Question text (with `options`).
+    #[serde(default)]
+    text: Option<String>,
+    /// Option texts (with `text`).
+    #[serde(default)]
+    options: Option<Vec<String>>,
     /// One embedding per option.
-    embeddings: Vec<Vec<f32>>,
+    #[serde(default)]
+    embeddings: Option<Vec<Vec<f32>>>,
     /// The group's answer distribution (context questions only).
     #[serde(default)]
     distribution: Option<Vec<f32>>,
+}
+
+/// Embeddings for questions given by key or text, from a run config's data.
+struct Embedder {
+    task: gpo_train::task::EmbeddedSurvey,
+    cache: EmbeddingCache,
+    template: Template,
+    model: Option<std::path::PathBuf>,
+    encoder: Option<SentenceEncoder<Cpu>>,
+}
+
+impl Embedder {
+    fn open(config_path: &Path) -> Result<Self, String> {
+        let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
+        let DataConfig::Survey { cache, embedding_model, template, .. } = &config.data else {
+            return Err(format!("{}: predicting by key or text needs survey data", config_path.display()));
+        };
+        let (task, _) = load_task(&config.data).map_err(|e| e.to_string())?;
+        let cache = EmbeddingCache::load(cache).map_err(|e| e.to_string())?;
+        let template = template.parse().map_err(|e: gpo_train::embed::EmbedError| e.to_string())?;
+        Ok(Self { task, cache, template, model: embedding_model.clone(), encoder: None })
+    }
+
+    fn by_key(&self, key: &str) -> Option<Vec<f32>> {
+        let index = self.task.survey.questions.iter().position(|q| q.key == key)?;
+        Some(self.task.embeddings[index].clone())
+    }
+
+    fn by_text(&mut self, text: &str, options: &[String]) -> Result<Vec<f32>, String> {
+        let question = gpo_train::data::Question {
+            key: String::new(),
+            text: text.to_string(),
+            options: options.to_vec(),
+            ordinal: (1..=options.len()).map(|i| i as f64).collect(),
+        };
+        let mut flat = Vec::new();
+        for option_text in self.template.texts(&question).map_err(|e| e.to_string())? {
+            if let Some(v) = self.cache.get(&option_text) {
+                flat.extend_from_slice(v);
+                continue;
+            }
+            if self.encoder.is_none() {
+                let model =
+                    self.model.as_ref().ok_or("a text is not in the cache and the config names no embedding_model")?;
+                self.encoder = Some(SentenceEncoder::open(model, &Default::default()).map_err(|e| e.to_string())?);
+            }
+            let encoder = self.encoder.as_mut().ok_or("no encoder")?;
+            flat.extend(encoder.embed_batch(&[option_text.as_str()]).map_err(|e| e.to_string())?);
+        }
+        Ok(flat)
+    }
 }
 
 /// `{"context": [...], "targets": [...]}`.
@@ -62,7 +123,7 @@ struct Request {
     targets: Vec<RequestQuestion>,
 }
 
-pub fn predict(model_path: &Path, input: &Path) -> Result<(), String> {
+pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result<(), String> {
     let file = load(model_path)?;
     let text = if input == Path::new("-") {
         let mut s = String::new();
@@ -72,19 +133,48 @@ pub fn predict(model_path: &Path, input: &Path) -> Result<(), String> {
         std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?
     };
     let request: Request = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", input.display()))?;
-    let flat = |q: &RequestQuestion| -> Vec<f32> { q.embeddings.iter().flatten().copied().collect() };
-    let mut episode = Episode::new(file.config.dim_x).map_err(|e| e.to_string())?;
+    let dim = file.config.dim_x;
+    let mut embedder = config.map(Embedder::open).transpose()?;
+    let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> Result<Vec<f32>, String> {
+        let at = || format!("{}: {side}[{i}]", input.display());
+        if let Some(rows) = &q.embeddings {
+            if let Some(row) = rows.iter().position(|r| r.len() != dim) {
+                return Err(format!(
+                    "{}.embeddings[{row}] has {} values; the model expects {dim}",
+                    at(),
+                    rows[row].len()
+                ));
+            }
+            return Ok(rows.iter().flatten().copied().collect());
+        }
+        let embedder = embedder
+            .as_mut()
+            .ok_or_else(|| format!("{}: no `embeddings`; pass --config to embed by key or text", at()))?;
+        if embedder.cache.dim() != dim {
+            return Err(format!(
+                "{}: the config's embeddings are {}-d, the model expects {dim}",
+                at(),
+                embedder.cache.dim()
+            ));
+        }
+        match (&q.text, &q.options, &q.key) {
+            (Some(text), Some(options), _) => embedder.by_text(text, options),
+            (_, _, Some(key)) => embedder.by_key(key).ok_or_else(|| format!("{}: unknown question key `{key}`", at())),
+            _ => Err(format!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
+        }
+    };
+    let mut episode = Episode::new(dim).map_err(|e| e.to_string())?;
     for (i, q) in request.context.iter().enumerate() {
         let distribution = q
             .distribution
             .as_ref()
             .ok_or_else(|| format!("{}: context[{i}] has no `distribution`", input.display()))?;
-        check_rows(q, file.config.dim_x, input, "context", i)?;
-        episode.push_context(&flat(q), distribution).map_err(|e| format!("{}: {e}", input.display()))?;
+        episode
+            .push_context(&embed(q, "context", i)?, distribution)
+            .map_err(|e| format!("{}: {e}", input.display()))?;
     }
     for (i, q) in request.targets.iter().enumerate() {
-        check_rows(q, file.config.dim_x, input, "targets", i)?;
-        episode.push_target(&flat(q), None).map_err(|e| format!("{}: {e}", input.display()))?;
+        episode.push_target(&embed(q, "targets", i)?, None).map_err(|e| format!("{}: {e}", input.display()))?;
     }
     let device = Default::default();
     let model = file.to_model::<Cpu>(&device).map_err(|e| format!("{}: {e}", model_path.display()))?;
@@ -98,15 +188,4 @@ pub fn predict(model_path: &Path, input: &Path) -> Result<(), String> {
         .collect();
     println!("{}", serde_json::json!({ "predictions": out }));
     Ok(())
-}
-
-fn check_rows(q: &RequestQuestion, dim: usize, input: &Path, side: &str, i: usize) -> Result<(), String> {
-    match q.embeddings.iter().position(|row| row.len() != dim) {
-        Some(row) => Err(format!(
-            "{}: {side}[{i}].embeddings[{row}] has {} values; the model expects {dim}",
-            input.display(),
-            q.embeddings[row].len()
-        )),
-        None => Ok(()),
-    }
 }
