@@ -139,14 +139,17 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         "Dataset **{}**: {} groups, {} questions, {}-dimensional embeddings. Metric: {metric_name}, \
          micro-averaged over (held-out group, question) items, mean ± std over {} seed(s). \
          {} context questions per held-out group; every other question is a target. \
-         Models are selected on a validation split of the meta-training data ({:?}), never on the test groups.\n",
+         Models are selected on a validation split of the meta-training data ({}), never on the test groups.\n",
         results.dataset,
         results.n_groups,
         results.n_questions,
         results.embedding_dim,
         results.config.evaluation.seeds.len(),
         k,
-        results.config.training.validation,
+        match results.config.training.validation {
+            crate::train::ValidationMode::Questions => "held-out questions of the meta-training groups",
+            crate::train::ValidationMode::Groups => "held-out meta-training groups",
+        },
     );
 
     let _ = writeln!(md, "## Alignment on held-out groups ({k} context questions)\n");
