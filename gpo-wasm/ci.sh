@@ -65,6 +65,7 @@ gpo-wasm/build.sh  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner)
 
 step "clippy (wasm32)"
 cargo clippy -p gpo-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+cargo clippy -p gpo-wasm --target wasm32-unknown-unknown --all-targets --features webgpu -- -D warnings
 
 step "binding tests (wasm-bindgen-test, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

@@ -54,7 +54,7 @@ pub(crate) fn read_questions(
         options.push(count as usize);
     }
     let n_options: usize = options.iter().sum();
-    let expected = n_options.checked_mul(dim).unwrap_or(usize::MAX);
+    let expected = n_options.saturating_mul(dim);
     if embeddings.len() != expected {
         let hint = match embeddings.len().checked_div(n_options) {
             Some(per_option) if embeddings.len().is_multiple_of(n_options) => {

@@ -60,6 +60,7 @@ export interface GpoTargets {
 "#;
 
 /// The backend a model runs on.
+#[allow(clippy::large_enum_variant)] // one per model, behind an Rc: boxing would only add a hop
 enum Runner {
     Cpu(Gpo<Flex>),
     #[cfg(feature = "webgpu")]

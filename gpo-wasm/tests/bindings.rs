@@ -119,7 +119,7 @@ async fn bad_inputs_are_errors() {
     let good_targets = || targets(&[3], &emb(3, 0.2));
     let cases: Vec<(JsValue, JsValue, &str)> = vec![
         // Wrong embedding dimension.
-        (context(&[2], &vec![0.1; 2 * (DIM + 1)], &[0.5, 0.5]), good_targets(), "dimension 6"),
+        (context(&[2], &[0.1; 2 * (DIM + 1)], &[0.5, 0.5]), good_targets(), "dimension 6"),
         // Embedding rows and option counts disagree.
         (good_context(), targets(&[2], &emb(3, 0.2)), "targets.embeddings has 18 values"),
         // Distribution length disagrees with the options.
