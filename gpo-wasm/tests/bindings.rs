@@ -84,7 +84,7 @@ async fn predicts_one_distribution_per_target() {
 #[wasm_bindgen_test]
 async fn bad_files_are_errors() {
     for (bytes, needle) in [
-        (vec![], "too short"),
+        (vec![], "truncated"),
         (b"not a gpo file at all, just text".to_vec(), "invalid .gpo model file"),
         (
             {
