@@ -55,7 +55,6 @@ rm -rf "$artifacts/runs/gpo-wasm-demo"
 run_dir="$artifacts/runs/gpo-wasm-demo"
 mkdir -p gpo-wasm/www/data
 cp "$run_dir/model.gpo" gpo-wasm/www/data/model.gpo
-awk '/^\| Method \| /,/^$/' "$run_dir/report.md" || true  # held-out alignment: GPO vs baselines
 
 step "demo bank: make_bank.py (MiniLM cache, the run's test groups)"
 python3 gpo-wasm/make_bank.py --results "$run_dir/results.json"
