@@ -3,8 +3,8 @@
 //! Every bad input must reject with a JavaScript `Error` carrying a clear message.
 #![cfg(target_arch = "wasm32")]
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexDevice;
+use burn::backend::NdArray;
+use burn::backend::ndarray::NdArrayDevice;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use gpo_wasm::GpoModel;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array};
@@ -16,7 +16,7 @@ const DIM: usize = 6;
 
 fn model_bytes() -> Vec<u8> {
     let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
-    let model = config.init_seeded::<Flex>(&FlexDevice, 7).unwrap();
+    let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
     ModelFile::from_model(&model, &config, ModelMetadata::new("test", DIM, "t"), WeightDType::F32).to_bytes()
 }
 
