@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds gpo-wasm's browser bundles into gpo-wasm/www/:
-#   www/pkg/         CPU only (burn-flex), the page's default: small
+#   www/pkg/         CPU only (burn-ndarray), the page's default: small
 #   www/pkg-webgpu/  WebGPU (burn-wgpu) with the CPU fallback: ~8x larger, loaded with ?backend=webgpu
 #
 # usage: gpo-wasm/build.sh [--cpu-only] [--wasm-opt]
@@ -35,7 +35,7 @@ fi
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 
 # Release profile tuned for size without giving up speed (the CPU path must stay < 50 ms):
-# fat LTO and one codegen unit; wasm SIMD for the flex/gemm kernels (Chrome ≥ 91, Firefox ≥ 89,
+# fat LTO and one codegen unit; wasm SIMD for the CPU kernels (Chrome ≥ 91, Firefox ≥ 89,
 # Safari ≥ 16.4).
 export CARGO_PROFILE_RELEASE_LTO=fat
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1

@@ -1,45 +1,70 @@
 #!/usr/bin/env bash
-# gpo-wasm's CI: builds the browser bundles and runs the binding tests (wasm-bindgen-test in Node)
-# and the browser tests (headless Chromium, CPU and WebGPU/SwiftShader paths, compared with
-# `gpo predict`). Runs as root on Debian; installs what it needs. Artifacts (screenshots,
-# results.json) go to target/gpo-wasm/.
+# gpo-wasm's CI: trains the demo model on the bundled OpinionQA data, builds the demo bank and the
+# browser bundles, lints the bindings for wasm32, and runs the binding tests (wasm-bindgen-test in
+# Node) and the browser tests (headless Chromium, CPU and WebGPU/SwiftShader paths, compared with
+# `gpo predict`). Debian; installs what it lacks with apt-get when run as root (CI=true) and
+# wasm-bindgen-cli with cargo; downloads nothing else (no browser download). Artifacts (the
+# training run, screenshots, results.json) go to $CARGO_TARGET_DIR/gpo-wasm/.
 #
 # usage: gpo-wasm/ci.sh          (from anywhere; honours CARGO_TARGET_DIR)
+# env:   GPO=PATH                 use this `gpo` binary instead of building gpo-train (release)
+#        GPO_WASM_PATHS=cpu,webgpu  browser paths to test (default both)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+export CARGO_TERM_COLOR=never
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 artifacts="$target_dir/gpo-wasm"
 mkdir -p "$artifacts"
-step() { echo; echo "=== gpo-wasm: $* ($(date +%T))"; }
+start=$(date +%s)
+step() { echo; echo "=== gpo-wasm: $* ($(date +%T), $(($(date +%s) - start)) s)"; }
 
 step "system packages"
 need=()
 command -v chromium-headless-shell >/dev/null || need+=(chromium-headless-shell)
-command -v wasm-opt >/dev/null || need+=(binaryen)
-command -v node >/dev/null || need+=(nodejs npm)
+command -v node >/dev/null || need+=(nodejs)
 command -v python3 >/dev/null || need+=(python3)
+# Node < 22 has no global WebSocket (20 has it behind a flag); the browser test then needs npm's `ws`.
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+  command -v npm >/dev/null || need+=(npm)
+fi
 if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
+    exit 1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 rustup target add wasm32-unknown-unknown
+echo "node $(node --version), $(chromium-headless-shell --version 2>/dev/null | head -1), $(python3 --version)"
+
+step "gpo CLI (trains the demo model; the browser test's reference)"
+if [ -n "${GPO:-}" ]; then
+  gpo="$GPO"
+  echo "using GPO=$gpo"
+else
+  cargo build --release -p gpo-train --bin gpo
+  gpo="$target_dir/release/gpo"
+fi
+
+step "demo model: gpo run gpo-wasm/tests/demo.toml"
+rm -rf "$artifacts/runs/gpo-wasm-demo"
+"$gpo" run gpo-wasm/tests/demo.toml --quiet --out "$artifacts/runs"
+run_dir="$artifacts/runs/gpo-wasm-demo"
+mkdir -p gpo-wasm/www/data
+cp "$run_dir/model.gpo" gpo-wasm/www/data/model.gpo
+
+step "demo bank: make_bank.py (MiniLM cache, the run's test groups)"
+python3 gpo-wasm/make_bank.py --results "$run_dir/results.json"
 
 step "bundles (build.sh)"
-gpo-wasm/build.sh
+gpo-wasm/build.sh  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
 
-step "gpo CLI (the reference)"
-cargo build -p gpo-train --bin gpo
-gpo="$target_dir/debug/gpo"
-
-step "demo data"
-# Generated unless present (a real question bank and model can be dropped in www/data/).
-[ -f gpo-wasm/www/data/bank.json ] || python3 gpo-wasm/make_bank.py
-if [ ! -f gpo-wasm/www/data/model.gpo ]; then
-  "$gpo" run gpo-wasm/tests/model.toml --out "$artifacts/runs"
-  cp "$artifacts/runs/gpo-wasm-test/model.gpo" gpo-wasm/www/data/model.gpo
-fi
+step "clippy (wasm32)"
+cargo clippy -p gpo-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+cargo clippy -p gpo-wasm --target wasm32-unknown-unknown --all-targets --features webgpu -- -D warnings
 
 step "binding tests (wasm-bindgen-test, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -53,9 +78,11 @@ elif node --experimental-websocket -e 'process.exit(typeof WebSocket === "functi
 else
   npm install --silent --no-save --no-package-lock --prefix gpo-wasm/tests ws@8
 fi
-node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts"
+node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts" --paths "${GPO_WASM_PATHS:-cpu,webgpu}"
 
 step "sizes"
 for f in gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do
+  [ -f "$f" ] || continue
   printf '%-45s %10d raw %10d gzip -9\n' "$f" "$(stat -c %s "$f")" "$(gzip -9 -c "$f" | wc -c)"
 done
+step "passed in $(($(date +%s) - start)) s"

@@ -1,83 +1,109 @@
 #!/usr/bin/env python3
-"""Writes the demo page's question bank (gpo-wasm/www/data/) from a survey in gpo's tidy format.
+"""Writes the demo page's question bank (gpo-wasm/www/data/) from a survey in gpo's tidy format,
+its embedding cache, and the `gpo run` that trained the demo model.
 
-usage: python3 gpo-wasm/make_bank.py [--survey fixtures/opinionqa] [--out gpo-wasm/www/data]
-                                     [--dim 384] [--train-fraction 0.6] [--seed 0]
+usage: python3 gpo-wasm/make_bank.py --results RUN_DIR/results.json
+           [--survey fixtures/opinionqa] [--cache fixtures/opinionqa/minilm-gpo.gpoemb]
+           [--out gpo-wasm/www/data]
 
 Output:
 * bank.json: the questions (text, options, ordinals, first embedding row, and the training
   groups' mean distribution: the Train-group-mean baseline), the training groups' names, and the
   held-out groups with their true answer distributions (4 decimals);
 * embeddings.f16: one embedding per (question, option), little-endian f16, row-major, in
-  question order.
+  question order: the cache's vectors, byte for byte.
 
-The group split repeats gpo-train's (train::split::Split::new): groups 0..n in the order of their
-first row in answers.csv, shuffled by gpo_core::rng::SplitMix64(seed); the first
-floor(n * fraction) are meta-training groups, the rest held out.
+Groups: the held-out groups are the run's `test_groups` and the training groups its
+`train_groups` (results.json, one run: `splits` and `seeds` of one value each), so the page only
+shows groups the model never trained on.
 
-Embeddings: for now every (question, option) gets a deterministic pseudo-random unit vector
-(embedding_model "synthetic:DIM"), enough to test the page and the bindings end to end. Real
-MiniLM vectors come from gpo-train's embedding cache once it is bundled (see README.md).
+Embeddings: each option's text is rebuilt exactly as gpo-train's `gpo` template
+(gpo-train/src/embed/template.rs) builds it, and looked up in the cache by its sha256 (format:
+gpo-train/src/embed/cache.rs). A text missing from the cache is an error naming the question: the
+cache does not match the survey, or this replica of the template no longer matches template.rs.
 Standard library only.
 """
 import argparse
 import csv
+import hashlib
 import json
-import math
 import struct
+import sys
 from pathlib import Path
 
-MASK = (1 << 64) - 1
+GPO_INSTRUCTION = "Answer the following question by picking ONE of the given options"
 
 
-class SplitMix64:
-    """gpo_core::rng::SplitMix64, bit for bit."""
-
-    def __init__(self, seed):
-        self.state = seed & MASK
-
-    def next_u64(self):
-        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        return z ^ (z >> 31)
-
-    def next_f64(self):
-        return (self.next_u64() >> 11) / float(1 << 53)
-
-    def below(self, n):
-        zone = MASK - (MASK % n)
-        while True:
-            v = self.next_u64()
-            if v < zone:
-                return v % n
-
-    def shuffle(self, items):
-        for i in range(len(items) - 1, 0, -1):
-            j = self.below(i + 1)
-            items[i], items[j] = items[j], items[i]
+def alpaca_prompt(instruction, text):
+    """template.rs alpaca_prompt, character for character."""
+    return (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        f"### Instruction:\n{instruction}\n\n### Input:\n{text}\n\n### Response:\n"
+    )
 
 
-def synthetic_embedding(text, dim):
-    seed = 0xCBF29CE484222325
-    for b in text.encode("utf-8"):  # FNV-1a
-        seed = ((seed ^ b) * 0x100000001B3) & MASK
-    rng = SplitMix64(seed)
-    v = [rng.next_f64() * 2.0 - 1.0 for _ in range(dim)]
-    norm = max(math.sqrt(sum(x * x for x in v)), 1e-12)
-    return [x / norm for x in v]
+def gpo_texts(question):
+    """template.rs Template::Gpo.texts: one text per option, in option order."""
+    options = question["options"]
+    if len(options) > 26:
+        raise SystemExit(f"question {question['key']!r} has {len(options)} options; the gpo template letters at most 26")
+    letters = [chr(ord("A") + i) for i in range(len(options))]
+    text = f"{question['text']}\n\nOptions:" + "".join(f"\n{l}. {o}" for l, o in zip(letters, options))
+    prompt = alpaca_prompt(GPO_INSTRUCTION, text)
+    return [f"{prompt}{l}. {o}" for l, o in zip(letters, options)]
+
+
+class Cache:
+    """A .gpoemb file (cache.rs, format version 1): sha256 of each text → its vector's bytes."""
+
+    def __init__(self, path):
+        data = Path(path).read_bytes()
+        fail = lambda why: SystemExit(f"{path}: {why}")  # noqa: E731
+        if len(data) < 60 or data[:8] != b"GPOEMBED":
+            raise fail("not a gpo embedding cache (bad magic)")
+        if hashlib.sha256(data[:-32]).digest() != data[-32:]:
+            raise fail("checksum mismatch (truncated or corrupt)")
+        version, precision, dim, count = struct.unpack_from("<IB3xIQ", data, 8)
+        if version != 1 or precision not in (1, 2):
+            raise fail(f"unsupported format version {version} / precision {precision}")
+        at = 28
+        strings = []
+        for _ in range(2):
+            (n,) = struct.unpack_from("<I", data, at)
+            strings.append(data[at + 4 : at + 4 + n].decode("utf-8"))
+            at += 4 + n
+        self.model_id, self.template_id = strings
+        self.dim, self.width = dim, 2 if precision == 1 else 4
+        keys_end = at + 32 * count
+        row = dim * self.width
+        if keys_end + count * row + 32 != len(data):
+            raise fail("size does not match the header")
+        self.rows = {data[at + 32 * i : at + 32 * (i + 1)]: keys_end + i * row for i in range(count)}
+        self.data = data
+
+    def f16(self, text):
+        """The vector of `text` as little-endian f16 bytes, or None."""
+        start = self.rows.get(hashlib.sha256(text.encode("utf-8")).digest())
+        if start is None:
+            return None
+        raw = self.data[start : start + self.dim * self.width]
+        return raw if self.width == 2 else struct.pack(f"<{self.dim}e", *struct.unpack(f"<{self.dim}f", raw))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", required=True, help="results.json of the `gpo run` that trained the demo model")
     ap.add_argument("--survey", default="fixtures/opinionqa")
+    ap.add_argument("--cache", default="fixtures/opinionqa/minilm-gpo.gpoemb")
     ap.add_argument("--out", default="gpo-wasm/www/data")
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--train-fraction", type=float, default=0.6)
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     survey = Path(a.survey)
+
+    results = json.loads(Path(a.results).read_text())
+    if len(results["runs"]) != 1:
+        raise SystemExit(f"{a.results}: {len(results['runs'])} runs; the demo model's config must have one split and one seed")
+    run = results["runs"][0]
 
     meta = {"name": survey.name, "metric": "wasserstein"}
     if (survey / "survey.json").is_file():
@@ -88,58 +114,71 @@ def main():
             for r in csv.DictReader(f)
         ]
     index = {q["key"]: i for i, q in enumerate(questions)}
-    groups, group_index = [], {}
+    groups = {}
     with open(survey / "answers.csv", newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            gid = (r["group"], r["attribute"])
-            if gid not in group_index:
-                group_index[gid] = len(groups)
-                groups.append({"name": r["group"], "attribute": r["attribute"], "answers": {}})
+            g = groups.setdefault(r["group"], {"name": r["group"], "attribute": r["attribute"], "answers": {}})
+            if g["attribute"] != r["attribute"]:
+                raise SystemExit(f"group name {r['group']!r} is used by two attributes; the bank keys groups by name")
             q = questions[index[r["question_key"]]]
-            answers = groups[group_index[gid]]["answers"].setdefault(q["key"], [0.0] * len(q["options"]))
+            answers = g["answers"].setdefault(q["key"], [0.0] * len(q["options"]))
             answers[int(r["option_index"])] = float(r["probability"])
-    for g in groups:  # renormalise, as the loader does
+    for g in groups.values():  # renormalise, as the loader does
         for key, p in g["answers"].items():
             total = sum(p)
             g["answers"][key] = [round(x / total, 4) for x in p]
+    unknown = [n for n in run["train_groups"] + run["test_groups"] if n not in groups]
+    if unknown:
+        raise SystemExit(f"{a.results} names groups that {survey}/answers.csv lacks: {unknown}")
+    train, held_out = run["train_groups"], run["test_groups"]
 
-    n_train = math.floor(len(groups) * a.train_fraction)
-    if not 0 < n_train < len(groups):
-        raise SystemExit(f"--train-fraction {a.train_fraction} leaves no train or no held-out group")
-    order = list(range(len(groups)))
-    SplitMix64(a.seed).shuffle(order)
-    train, held_out = sorted(order[:n_train]), sorted(order[n_train:])
-
-    values, row = [], 0
+    cache = Cache(a.cache)
+    if cache.template_id != "gpo":
+        raise SystemExit(f"{a.cache}: template {cache.template_id!r}; make_bank.py rebuilds the 'gpo' template's texts")
+    if results.get("embedding_dim", cache.dim) != cache.dim:
+        raise SystemExit(f"{a.cache}: dim {cache.dim}, but the model was trained on {results['embedding_dim']}")
+    vectors, missing, row = [], [], 0
     for q in questions:
-        for option in q["options"]:
-            values.extend(synthetic_embedding(f"{q['text']}\n{option}", a.dim))
+        for o, text in enumerate(gpo_texts(q)):
+            v = cache.f16(text)
+            if v is None:
+                missing.append(f"{q['key']} option {o} ({q['options'][o]!r})")
+            else:
+                vectors.append(v)
         answered = [groups[g]["answers"][q["key"]] for g in train if q["key"] in groups[g]["answers"]]
         q["row"] = row
         q["train_mean"] = (
             [round(sum(p[o] for p in answered) / len(answered), 4) for o in range(len(q["options"]))] if answered else None
         )
         row += len(q["options"])
+    if missing:
+        print(f"error: {len(missing)} option texts are missing from {a.cache}:", file=sys.stderr)
+        for m in missing[:20]:
+            print(f"  {m}", file=sys.stderr)
+        raise SystemExit("the cache does not match the survey, or the template replica differs from template.rs")
 
     bank = {
         "dataset": meta["name"],
         "metric": meta["metric"],
-        "embedding_model": f"synthetic:{a.dim}",
-        "dim": a.dim,
+        "embedding_model": cache.model_id,
+        "template": cache.template_id,
+        "dim": cache.dim,
         "rows": row,
-        "train_fraction": a.train_fraction,
-        "seed": a.seed,
-        "train_groups": [groups[g]["name"] for g in train],
+        "run": results["name"],
+        "train_fraction": run["train_fraction"],
+        "seed": run["seed"],
+        "train_groups": train,
         "questions": questions,
         "groups": [groups[g] for g in held_out],
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bank.json").write_text(json.dumps(bank, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
-    (out / "embeddings.f16").write_bytes(struct.pack(f"<{len(values)}e", *values))
+    (out / "embeddings.f16").write_bytes(b"".join(vectors))
     for name in ("bank.json", "embeddings.f16"):
         print(f"wrote {out / name} ({(out / name).stat().st_size} bytes)")
-    print(f"{len(questions)} questions, {row} options, {len(train)} train groups, {len(held_out)} held-out groups")
+    print(f"{len(questions)} questions, {row} options ({cache.model_id}), {len(train)} train groups, "
+          f"{len(held_out)} held-out groups (from {a.results})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! # gpo-wasm
 //!
 //! [GPO](https://arxiv.org/abs/2310.11523) in the browser: wasm-bindgen bindings over
-//! [`gpo_core`], running on WebGPU (burn-wgpu, cargo feature `webgpu`) or on the CPU (burn-flex).
+//! [`gpo_core`], running on WebGPU (burn-wgpu, cargo feature `webgpu`) or on the CPU (burn-ndarray).
 //!
 //! ```js
 //! import init, { GpoModel } from "./pkg/gpo_wasm.js";
@@ -21,8 +21,8 @@
 
 use std::rc::Rc;
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexDevice;
+use burn::backend::NdArray;
+use burn::backend::ndarray::NdArrayDevice;
 use burn::tensor::backend::Backend;
 use gpo_core::{Episode, Gpo, GpoBatch, ModelFile};
 use js_sys::{Array, Float32Array, Promise, Reflect};
@@ -60,8 +60,9 @@ export interface GpoTargets {
 "#;
 
 /// The backend a model runs on.
+#[allow(clippy::large_enum_variant)] // one per model, behind an Rc: boxing would only add a hop
 enum Runner {
-    Cpu(Gpo<Flex>),
+    Cpu(Gpo<NdArray>),
     #[cfg(feature = "webgpu")]
     WebGpu(Gpo<burn::backend::Wgpu>),
 }
@@ -148,7 +149,7 @@ impl GpoModel {
                 let runner = Rc::clone(&self.runner);
                 wasm_bindgen_futures::future_to_promise(async move {
                     let distributions = match runner.as_ref() {
-                        Runner::Cpu(model) => run(model, &FlexDevice, &episode).await?,
+                        Runner::Cpu(model) => run(model, &NdArrayDevice::Cpu, &episode).await?,
                         #[cfg(feature = "webgpu")]
                         Runner::WebGpu(model) => run(model, &Default::default(), &episode).await?,
                     };
@@ -218,8 +219,8 @@ fn requested_backend(options: &JsValue) -> Result<Requested, JsError> {
     }
 }
 
-fn cpu_model(file: &ModelFile) -> Result<Gpo<Flex>, JsError> {
-    file.to_model::<Flex>(&FlexDevice).map_err(|e| JsError::new(&format!("invalid .gpo model file: {e}")))
+fn cpu_model(file: &ModelFile) -> Result<Gpo<NdArray>, JsError> {
+    file.to_model::<NdArray>(&NdArrayDevice::Cpu).map_err(|e| JsError::new(&format!("invalid .gpo model file: {e}")))
 }
 
 #[cfg(feature = "webgpu")]

@@ -3,8 +3,8 @@
 //! Every bad input must reject with a JavaScript `Error` carrying a clear message.
 #![cfg(target_arch = "wasm32")]
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexDevice;
+use burn::backend::NdArray;
+use burn::backend::ndarray::NdArrayDevice;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use gpo_wasm::GpoModel;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array};
@@ -16,7 +16,7 @@ const DIM: usize = 6;
 
 fn model_bytes() -> Vec<u8> {
     let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
-    let model = config.init_seeded::<Flex>(&FlexDevice, 7).unwrap();
+    let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
     ModelFile::from_model(&model, &config, ModelMetadata::new("test", DIM, "t"), WeightDType::F32).to_bytes()
 }
 
@@ -84,7 +84,7 @@ async fn predicts_one_distribution_per_target() {
 #[wasm_bindgen_test]
 async fn bad_files_are_errors() {
     for (bytes, needle) in [
-        (vec![], "too short"),
+        (vec![], "truncated"),
         (b"not a gpo file at all, just text".to_vec(), "invalid .gpo model file"),
         (
             {
@@ -119,7 +119,7 @@ async fn bad_inputs_are_errors() {
     let good_targets = || targets(&[3], &emb(3, 0.2));
     let cases: Vec<(JsValue, JsValue, &str)> = vec![
         // Wrong embedding dimension.
-        (context(&[2], &vec![0.1; 2 * (DIM + 1)], &[0.5, 0.5]), good_targets(), "dimension 6"),
+        (context(&[2], &[0.1; 2 * (DIM + 1)], &[0.5, 0.5]), good_targets(), "dimension 6"),
         // Embedding rows and option counts disagree.
         (good_context(), targets(&[2], &emb(3, 0.2)), "targets.embeddings has 18 values"),
         // Distribution length disagrees with the options.
