@@ -119,6 +119,7 @@ pub fn run_experiment<B: AutodiffBackend>(
 
     let mut runs = Vec::new();
     let mut export_model = None;
+    let largest_split = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
     for &fraction in &config.evaluation.splits {
         for &seed in &config.evaluation.seeds {
             runs_bar.set_message(format!("split {:.0}% seed {seed}", fraction * 100.0));
@@ -133,8 +134,7 @@ pub fn run_experiment<B: AutodiffBackend>(
             );
             let session = Session { checkpoint: Some(&checkpoint), resume, stop_after: None };
             let trained = train::<B>(&task, &split, &model_config, training, seed, session, device, &steps_bar)?;
-            let inner_device = trained_device(&trained.model);
-            let gpo = GpoPredictor::new(&trained.model, &inner_device, "gpo");
+            let gpo = GpoPredictor::new(&trained.model, &trained.model.device(), "gpo");
             let train_mean = TrainGroupMean::new(&split.train_groups);
             let knn = KnnGroups::new(&split.train_groups, config.evaluation.knn_temperature);
             let ridge = RidgeRewardModel::new(config.evaluation.ridge_lambda);
@@ -180,8 +180,7 @@ pub fn run_experiment<B: AutodiffBackend>(
                 scores,
             });
             // The exported model: the largest meta-training split, first seed.
-            let largest = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
-            if fraction == largest && export_model.is_none() {
+            if fraction == largest_split && export_model.is_none() {
                 let mut metadata = ModelMetadata::new(&info.model, task.dim, &info.template);
                 metadata.dataset = task.survey.name.clone();
                 metadata.seed = seed;
@@ -219,11 +218,6 @@ pub fn run_experiment<B: AutodiffBackend>(
         write_atomic(&path, &model.to_bytes()).map_err(io(&path))?;
     }
     Ok(results)
-}
-
-fn trained_device<B: burn::tensor::backend::Backend>(model: &gpo_core::Gpo<B>) -> B::Device {
-    use burn::module::Module;
-    model.devices().into_iter().next().unwrap_or_default()
 }
 
 /// `runs/<name>` under `root`.

@@ -162,10 +162,10 @@ impl<B: Backend> Gpo<B> {
         let n_target = batch.target_x.dims()[1];
         let device = batch.context_x.device();
 
-        let context = Tensor::cat(vec_of(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2);
+        let context = Tensor::cat(alloc::vec!(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2);
         let target_y_slot = Tensor::zeros([n_batch, n_target, 1], &device);
-        let target = Tensor::cat(vec_of(batch.target_x.clone(), target_y_slot), 2);
-        let mut hidden = self.embed(Tensor::cat(vec_of(context, target), 1));
+        let target = Tensor::cat(alloc::vec!(batch.target_x.clone(), target_y_slot), 2);
+        let mut hidden = self.embed(Tensor::cat(alloc::vec!(context, target), 1));
         for layer in &self.layers {
             hidden = layer.forward(hidden, n_context, batch.context_pad.clone());
         }
@@ -227,14 +227,10 @@ impl<B: Backend> Gpo<B> {
             .collect()
     }
 
-    /// Number of scalar parameters.
-    pub fn n_params(&self) -> usize {
-        self.num_params()
+    /// The device the model's weights live on.
+    pub fn device(&self) -> B::Device {
+        self.devices().into_iter().next().unwrap_or_default()
     }
-}
-
-fn vec_of<T>(a: T, b: T) -> Vec<T> {
-    alloc::vec![a, b]
 }
 
 /// Softmax of `logits` ([batch, n_target]) over the options of each target question separately,

@@ -9,7 +9,7 @@ use super::trainer::CurvePoint;
 use crate::fsutil::write_atomic;
 
 /// Bumped whenever the layout changes; older checkpoints are refused, never misread.
-const CHECKPOINT_VERSION: u32 = 1;
+pub(crate) const CHECKPOINT_VERSION: u32 = 1;
 
 /// A serialised training state.
 #[derive(Serialize, Deserialize)]
@@ -78,9 +78,5 @@ impl Checkpoint {
             return Err(CheckpointError::OtherRun { path: display });
         }
         Ok(checkpoint)
-    }
-
-    pub fn new_version() -> u32 {
-        CHECKPOINT_VERSION
     }
 }

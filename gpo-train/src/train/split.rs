@@ -53,6 +53,8 @@ pub struct Split {
     pub train_fraction: f64,
     /// Seed of the split.
     pub seed: u64,
+    /// What the validation set is made of.
+    pub validation: ValidationMode,
     /// Groups whose episodes train the model.
     pub train_groups: Vec<usize>,
     /// Groups scored for model selection (the training groups in `Questions` mode).
@@ -123,6 +125,7 @@ impl Split {
         Ok(Self {
             train_fraction,
             seed,
+            validation: mode,
             train_groups,
             validation_groups,
             test_groups,

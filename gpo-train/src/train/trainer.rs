@@ -13,7 +13,7 @@ use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoint, CheckpointError};
+use super::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError};
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
@@ -124,7 +124,7 @@ pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
 /// Validation episodes, drawn once per run so that every evaluation sees the same contexts.
 pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed: u64) -> Vec<EvalEpisode> {
     let mut rng = SplitMix64::new(seed ^ 0x0076_616C_6964);
-    match split_mode(split) {
+    match split.validation {
         ValidationMode::Groups => {
             draw_episodes(task, &split.validation_groups, &split.validation_questions, k, &mut rng)
         }
@@ -144,14 +144,6 @@ pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed:
                 .filter(|e| !e.targets.is_empty())
                 .collect()
         }
-    }
-}
-
-fn split_mode(split: &Split) -> ValidationMode {
-    if split.train_questions.len() == split.validation_questions.len() {
-        ValidationMode::Groups
-    } else {
-        ValidationMode::Questions
     }
 }
 
@@ -236,8 +228,7 @@ pub fn train<B: AutodiffBackend>(
         let mut point = CurvePoint { step: done, loss: loss_value, validation: None };
         if done % options.eval_every.max(1) == 0 || done == options.steps {
             let valid = model.valid();
-            let valid_device = valid.devices().into_iter().next().unwrap_or_default();
-            let predictor = GpoPredictor::new(&valid, &valid_device, "gpo");
+            let predictor = GpoPredictor::new(&valid, &valid.device(), "gpo");
             let predictions = predictor.predict(task, &validation)?;
             let score = score(task, &validation, &predictions).micro();
             point.validation = score;
@@ -252,7 +243,7 @@ pub fn train<B: AutodiffBackend>(
             let every = options.checkpoint_every;
             if (every > 0 && done % every == 0) || done == options.steps || stopping {
                 Checkpoint {
-                    version: Checkpoint::new_version(),
+                    version: CHECKPOINT_VERSION,
                     fingerprint: fingerprint.clone(),
                     step: done,
                     rng_state: rng.state(),
@@ -273,9 +264,8 @@ pub fn train<B: AutodiffBackend>(
     }
 
     let valid = model.valid();
-    let valid_device = valid.devices().into_iter().next().unwrap_or_default();
     let (model, best_step, best_score) = match best {
-        Some((step, score, bytes)) => (ModelFile::from_bytes(&bytes)?.to_model(&valid_device)?, step, Some(score)),
+        Some((step, score, bytes)) => (ModelFile::from_bytes(&bytes)?.to_model(&valid.device())?, step, Some(score)),
         None => (valid, done, None),
     };
     Ok(Trained {
