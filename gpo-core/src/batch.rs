@@ -52,8 +52,20 @@ pub enum BatchError {
         side: &'static str,
         /// Index of the question within its side.
         question: usize,
-        /// `"embedding"` or `"probability"`.
+        /// `"embedding"`, `"probability"` or `"prior"`.
         what: &'static str,
+    },
+    /// The prior does not match the number of options.
+    #[error("{side} question {question}: a prior of {prior} values for {options} options")]
+    PriorCount {
+        /// `"context"` or `"target"`.
+        side: &'static str,
+        /// Index of the question within its side.
+        question: usize,
+        /// Number of prior values given.
+        prior: usize,
+        /// Number of options (embedding rows).
+        options: usize,
     },
     /// A probability is negative.
     #[error("{side} question {question}: negative probability {value}")]
@@ -86,13 +98,18 @@ pub enum BatchError {
 
 /// One group's episode: context questions with the group's answer distributions, and target
 /// questions whose distributions are to be predicted (or, in training, scored).
+///
+/// Every question also carries a population prior over its options (uniform unless given), which
+/// only models built with [`crate::GpoConfig::prior`] read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Episode {
     dim_x: usize,
     context_x: Vec<f32>,
     context_y: Vec<f32>,
+    context_prior: Vec<f32>,
     target_x: Vec<f32>,
     target_y: Vec<f32>,
+    target_prior: Vec<f32>,
     target_options: Vec<usize>,
 }
 
@@ -106,8 +123,10 @@ impl Episode {
             dim_x,
             context_x: Vec::new(),
             context_y: Vec::new(),
+            context_prior: Vec::new(),
             target_x: Vec::new(),
             target_y: Vec::new(),
+            target_prior: Vec::new(),
             target_options: Vec::new(),
         })
     }
@@ -133,20 +152,44 @@ impl Episode {
     }
 
     /// Adds a context question: `embeddings` is `options × dim_x` row-major, `probabilities` the
-    /// group's answer distribution over those options.
+    /// group's answer distribution over those options. Its prior is uniform.
     pub fn push_context(&mut self, embeddings: &[f32], probabilities: &[f32]) -> Result<(), BatchError> {
+        self.push_context_with_prior(embeddings, probabilities, None)
+    }
+
+    /// [`Self::push_context`] with the question's population prior over its options (uniform
+    /// when `None`).
+    pub fn push_context_with_prior(
+        &mut self,
+        embeddings: &[f32],
+        probabilities: &[f32],
+        prior: Option<&[f32]>,
+    ) -> Result<(), BatchError> {
         let question = self.context_y.len();
-        self.check("context", question, embeddings, Some(probabilities))?;
+        let options = self.check("context", question, embeddings, Some(probabilities))?;
+        push_prior(&mut self.context_prior, "context", question, options, prior)?;
         self.context_x.extend_from_slice(embeddings);
         self.context_y.extend_from_slice(probabilities);
         Ok(())
     }
 
     /// Adds a target question. `probabilities` are the true distribution when known (training,
-    /// evaluation); the model never sees them, they only enter the loss.
+    /// evaluation); the model never sees them, they only enter the loss. Its prior is uniform.
     pub fn push_target(&mut self, embeddings: &[f32], probabilities: Option<&[f32]>) -> Result<(), BatchError> {
+        self.push_target_with_prior(embeddings, probabilities, None)
+    }
+
+    /// [`Self::push_target`] with the question's population prior over its options (uniform
+    /// when `None`).
+    pub fn push_target_with_prior(
+        &mut self,
+        embeddings: &[f32],
+        probabilities: Option<&[f32]>,
+        prior: Option<&[f32]>,
+    ) -> Result<(), BatchError> {
         let question = self.target_options.len();
         let options = self.check("target", question, embeddings, probabilities)?;
+        push_prior(&mut self.target_prior, "target", question, options, prior)?;
         self.target_x.extend_from_slice(embeddings);
         match probabilities {
             Some(p) => self.target_y.extend_from_slice(p),
@@ -177,15 +220,42 @@ impl Episode {
             if p.len() != options {
                 return Err(BatchError::ProbabilityCount { side, question, probabilities: p.len(), options });
             }
-            if p.iter().any(|v| !v.is_finite()) {
-                return Err(BatchError::NonFinite { side, question, what: "probability" });
-            }
-            if let Some(&value) = p.iter().find(|v| **v < 0.0) {
-                return Err(BatchError::NegativeProbability { side, question, value });
-            }
+            check_distribution(side, question, "probability", p)?;
         }
         Ok(options)
     }
+}
+
+/// Rejects NaN, infinite and negative values of a distribution.
+fn check_distribution(side: &'static str, question: usize, what: &'static str, p: &[f32]) -> Result<(), BatchError> {
+    if p.iter().any(|v| !v.is_finite()) {
+        return Err(BatchError::NonFinite { side, question, what });
+    }
+    match p.iter().find(|v| **v < 0.0) {
+        Some(&value) => Err(BatchError::NegativeProbability { side, question, value }),
+        None => Ok(()),
+    }
+}
+
+/// Appends a question's prior (uniform when `None`) after checking it.
+fn push_prior(
+    out: &mut Vec<f32>,
+    side: &'static str,
+    question: usize,
+    options: usize,
+    prior: Option<&[f32]>,
+) -> Result<(), BatchError> {
+    match prior {
+        Some(p) => {
+            if p.len() != options {
+                return Err(BatchError::PriorCount { side, question, prior: p.len(), options });
+            }
+            check_distribution(side, question, "prior", p)?;
+            out.extend_from_slice(p);
+        }
+        None => out.extend(core::iter::repeat_n(1.0 / options as f32, options)),
+    }
+    Ok(())
 }
 
 /// Episodes padded into tensors. Padding is explicit (masks), never inferred from zero features.
@@ -195,12 +265,16 @@ pub struct GpoBatch<B: Backend> {
     pub context_x: Tensor<B, 3>,
     /// Context answer probabilities, [batch, n_context].
     pub context_y: Tensor<B, 2>,
+    /// Population prior of each context option, [batch, n_context].
+    pub context_prior: Tensor<B, 2>,
     /// `true` where a context slot is padding, [batch, n_context].
     pub context_pad: Tensor<B, 2, Bool>,
     /// Target option embeddings, [batch, n_target, dim_x].
     pub target_x: Tensor<B, 3>,
     /// True target probabilities (zero when unknown), [batch, n_target].
     pub target_y: Tensor<B, 2>,
+    /// Population prior of each target option, [batch, n_target].
+    pub target_prior: Tensor<B, 2>,
     /// `true` where a target slot is padding, [batch, n_target].
     pub target_pad: Tensor<B, 2, Bool>,
     /// For each target slot, the index of its question in the episode's target questions
@@ -238,9 +312,11 @@ impl<B: Backend> GpoBatch<B> {
 
         let mut context_x = Vec::with_capacity(batch * n_context * dim_x);
         let mut context_y = Vec::with_capacity(batch * n_context);
+        let mut context_prior = Vec::with_capacity(batch * n_context);
         let mut context_pad = Vec::with_capacity(batch * n_context);
         let mut target_x = Vec::with_capacity(batch * n_target * dim_x);
         let mut target_y = Vec::with_capacity(batch * n_target);
+        let mut target_prior = Vec::with_capacity(batch * n_target);
         let mut target_pad = Vec::with_capacity(batch * n_target);
         let mut target_question = Vec::with_capacity(batch * n_target);
         let mut question_slots = Vec::with_capacity(batch * n_questions * max_options);
@@ -250,11 +326,13 @@ impl<B: Backend> GpoBatch<B> {
             let real = episode.n_context_tokens();
             pad_rows(&mut context_x, &episode.context_x, n_context * dim_x);
             pad_rows(&mut context_y, &episode.context_y, n_context);
+            pad_rows(&mut context_prior, &episode.context_prior, n_context);
             context_pad.extend((0..n_context).map(|slot| slot >= real));
 
             let real = episode.n_target_tokens();
             pad_rows(&mut target_x, &episode.target_x, n_target * dim_x);
             pad_rows(&mut target_y, &episode.target_y, n_target);
+            pad_rows(&mut target_prior, &episode.target_prior, n_target);
             target_pad.extend((0..n_target).map(|slot| slot >= real));
 
             let mut slot = 0i64;
@@ -274,9 +352,11 @@ impl<B: Backend> GpoBatch<B> {
         Ok(Self {
             context_x: Tensor::from_data(float(context_x, &[batch, n_context, dim_x]), device),
             context_y: Tensor::from_data(float(context_y, &[batch, n_context]), device),
+            context_prior: Tensor::from_data(float(context_prior, &[batch, n_context]), device),
             context_pad: Tensor::from_data(TensorData::new(context_pad, [batch, n_context]), device),
             target_x: Tensor::from_data(float(target_x, &[batch, n_target, dim_x]), device),
             target_y: Tensor::from_data(float(target_y, &[batch, n_target]), device),
+            target_prior: Tensor::from_data(float(target_prior, &[batch, n_target]), device),
             target_pad: Tensor::from_data(TensorData::new(target_pad, [batch, n_target]), device),
             target_question: Tensor::from_data(TensorData::new(target_question, [batch, n_target]), device),
             question_slots: Tensor::from_data(

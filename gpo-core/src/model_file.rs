@@ -25,8 +25,9 @@ use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors
 
 /// First bytes of every `.gpo` file.
 pub const MAGIC: [u8; 8] = *b"GPOMODEL";
-/// Version of the layout written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout written by this crate (2: the configuration gained `prior`; version 1
+/// files are refused with [`ModelFileError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8 + 4;
 
 /// Storage type of the weights.
@@ -95,6 +96,13 @@ pub struct ModelMetadata {
     pub training_steps: u64,
     /// Validation alignment score of the kept model, if measured.
     pub validation_score: Option<f64>,
+    /// Method name in the run's results (`gpo`, `gpo_<variant>`).
+    pub method: String,
+    /// For prior models: how the population prior is computed, as the trainer describes it (for
+    /// gpo-train, the JSON of its prior kind); empty otherwise.
+    pub prior: String,
+    /// For prior models: the meta-training groups the prior is computed from.
+    pub prior_groups: Vec<String>,
     /// Version of the crate that wrote the file.
     pub crate_version: String,
 }
@@ -111,6 +119,9 @@ impl ModelMetadata {
             seed: 0,
             training_steps: 0,
             validation_score: None,
+            method: String::new(),
+            prior: String::new(),
+            prior_groups: Vec::new(),
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }

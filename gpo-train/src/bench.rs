@@ -96,7 +96,7 @@ pub fn bench_train(
     type B = Autodiff<Cpu>;
     let device = Default::default();
     let split = Split::new(task, 0.8, 0, ValidationMode::Questions, 0.2).map_err(|e| e.to_string())?;
-    let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, sampling);
+    let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, sampling, None);
     let mut model = config.init_seeded::<B>(&device, 0).map_err(|e| e.to_string())?;
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, gpo_core::Gpo<B>>();
     let mut rng = SplitMix64::new(1);
@@ -133,7 +133,7 @@ pub fn bench_predict(
     let model = config.init_seeded::<Cpu>(&device, 0).map_err(|e| e.to_string())?;
     let all: Vec<usize> = (0..task.survey.questions.len()).collect();
     let episode = draw_episodes(task, &[0], &all, k, &mut SplitMix64::new(0)).remove(0);
-    let built = crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, false)
+    let built = crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, false, None)
         .map_err(|e| e.to_string())?;
     let shape = tokens(&built);
     let mut times = Vec::new();

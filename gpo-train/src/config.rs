@@ -1,12 +1,14 @@
 //! Run configuration: the TOML file that `gpo run` reads (see `configs/`). Unknown keys are
 //! errors, and every value is checked before any work starts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gpo_core::{GpoConfig, WeightDType};
 use serde::{Deserialize, Serialize};
 
-use crate::train::TrainOptions;
+use crate::prior::PriorKind;
+use crate::train::{GpoMethod, Sampling, TrainOptions};
 
 /// Where the survey and its embeddings come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,8 @@ pub struct ModelOptions {
     pub n_layers: usize,
     /// Dropout.
     pub dropout: f64,
+    /// Population prior the network reads (variants only; the faithful model reads none).
+    pub prior: Option<PriorKind>,
 }
 
 impl Default for ModelOptions {
@@ -82,6 +86,7 @@ impl Default for ModelOptions {
             n_heads: c.n_heads,
             n_layers: c.n_layers,
             dropout: c.dropout,
+            prior: None,
         }
     }
 }
@@ -96,7 +101,20 @@ impl ModelOptions {
             .with_n_heads(self.n_heads)
             .with_n_layers(self.n_layers)
             .with_dropout(self.dropout)
+            .with_prior(self.prior.is_some())
     }
+}
+
+/// A GPO variant meta-trained and reported beside the faithful model, as `gpo_<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantOptions {
+    /// Its network and prior.
+    #[serde(default)]
+    pub model: ModelOptions,
+    /// Its training.
+    #[serde(default)]
+    pub training: TrainOptions,
 }
 
 /// The evaluation protocol (GPO-SPEC §5).
@@ -158,6 +176,9 @@ pub struct RunConfig {
     /// Training.
     #[serde(default)]
     pub training: TrainOptions,
+    /// Variants of GPO trained beside the faithful model (`[variants.<name>]`), by name.
+    #[serde(default)]
+    pub variants: BTreeMap<String, VariantOptions>,
     /// Evaluation.
     #[serde(default)]
     pub evaluation: EvalOptions,
@@ -179,6 +200,33 @@ pub struct ConfigError {
 /// Parses a weight dtype name.
 pub fn parse_dtype(name: &str) -> Option<WeightDType> {
     [WeightDType::F32, WeightDType::F16, WeightDType::BF16].into_iter().find(|d| d.name() == name)
+}
+
+/// Checks one method's `[model]` and `[training]` tables; `table` prefixes the table names.
+fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
+    model.gpo_config(1).validate().map_err(|e| format!("[{table}model] {e}"))?;
+    if let Some(PriorKind::KnnGroups { temperature }) = model.prior
+        && !(temperature > 0.0 && temperature.is_finite())
+    {
+        return Err(format!("[{table}model] prior temperature must be positive, got {temperature}"));
+    }
+    if t.steps == 0 {
+        return Err(format!("[{table}training] steps must be positive"));
+    }
+    if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+        return Err(format!("[{table}training] learning_rate must be positive, got {}", t.learning_rate));
+    }
+    if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
+        return Err(format!("[{table}training] validation_fraction must be in (0, 1), got {}", t.validation_fraction));
+    }
+    if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling
+        && (min_context > max_context || min_target > max_target || min_target == 0)
+    {
+        return Err(format!(
+            "[{table}training.sampling] needs 0 < min_target ≤ max_target and min_context ≤ max_context"
+        ));
+    }
+    Ok(())
 }
 
 impl RunConfig {
@@ -204,24 +252,22 @@ impl RunConfig {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
             return Err(format!("name `{}` must be a plain folder name", self.name));
         }
-        self.model.gpo_config(1).validate().map_err(|e| format!("[model] {e}"))?;
-        let t = &self.training;
-        if t.steps == 0 {
-            return Err("[training] steps must be positive".into());
+        if self.model.prior.is_some() {
+            return Err("[model] the faithful model reads no prior; give it to a [variants.<name>.model]".into());
         }
-        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-            return Err(format!("[training] learning_rate must be positive, got {}", t.learning_rate));
-        }
-        if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
-            return Err(format!("[training] validation_fraction must be in (0, 1), got {}", t.validation_fraction));
-        }
-        if let crate::train::Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling
-            && (min_context > max_context || min_target > max_target || min_target == 0)
-        {
-            {
-                return Err(
-                    "[training.sampling] needs 0 < min_target ≤ max_target and min_context ≤ max_context".into()
-                );
+        validate_method("", &self.model, &self.training)?;
+        for (name, variant) in &self.variants {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                return Err(format!("[variants.{name}] a variant name is lower-case letters, digits and `_`"));
+            }
+            validate_method(&format!("variants.{name}."), &variant.model, &variant.training)?;
+            // All methods of a run share one split, so they must agree on what it holds out.
+            let (base, own) = (&self.training, &variant.training);
+            if (own.validation, own.validation_fraction) != (base.validation, base.validation_fraction) {
+                return Err(format!(
+                    "[variants.{name}.training] validation and validation_fraction must equal [training]'s \
+                     (every method of a run shares one split)"
+                ));
             }
         }
         let e = &self.evaluation;
@@ -238,6 +284,19 @@ impl RunConfig {
             return Err(format!("[export] dtype `{}` must be f32, f16 or bf16", self.export.dtype));
         }
         Ok(())
+    }
+
+    /// The GPO methods to train: the faithful `gpo`, then each variant as `gpo_<name>`.
+    pub fn methods(&self, dim_x: usize) -> Vec<GpoMethod> {
+        let method = |name: String, model: &ModelOptions, training: &TrainOptions| GpoMethod {
+            name,
+            config: model.gpo_config(dim_x),
+            prior: model.prior,
+            training: training.clone(),
+        };
+        let mut methods = vec![method("gpo".into(), &self.model, &self.training)];
+        methods.extend(self.variants.iter().map(|(name, v)| method(format!("gpo_{name}"), &v.model, &v.training)));
+        methods
     }
 
     /// Every number of context questions evaluated: the sweep and the headline value, sorted.

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod eval;
 pub mod fsutil;
 pub mod pipeline;
+pub mod prior;
 pub mod report;
 pub mod run;
 pub mod synthetic;

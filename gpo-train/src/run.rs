@@ -3,10 +3,12 @@
 //! questions; then aggregate, report, plot and export.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
-use gpo_core::{ModelFile, ModelMetadata};
+use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::{DataConfig, RunConfig, parse_dtype};
@@ -15,10 +17,10 @@ use crate::eval::{
 };
 use crate::fsutil::write_atomic;
 use crate::pipeline::EmbeddingInfo;
-use crate::report::{MethodScore, Results, RunResult, summarise, write_report};
+use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
 use crate::task::EmbeddedSurvey;
-use crate::train::{Session, Split, SplitError, TrainError, train};
+use crate::train::{GpoMethod, Session, Split, SplitError, TrainError, train};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,120 +82,216 @@ fn check_sizes(task: &EmbeddedSurvey, config: &RunConfig) -> Result<(), RunError
     Ok(())
 }
 
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.display().to_string(), source }
 }
 
-/// Runs the experiment on backend `B`, writing into `out_dir` (`runs/<name>`). With `resume`,
-/// training runs continue from their checkpoints (finished ones are not redone).
-pub fn run_experiment<B: AutodiffBackend>(
-    config: &RunConfig,
-    out_dir: &Path,
+/// One (split, seed) of the experiment: train every GPO method, then score them and the baselines
+/// on the same held-out contexts for every number of context questions.
+struct RunJob<'a> {
+    task: &'a EmbeddedSurvey,
+    config: &'a RunConfig,
+    methods: &'a [GpoMethod],
+    out_dir: &'a Path,
     resume: bool,
-    device: &B::Device,
-) -> Result<Results, RunError> {
-    let (task, info) = load_task(&config.data)?;
-    check_sizes(&task, config)?;
-    std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(io(out_dir))?;
-    let names =
-        |groups: &[usize]| -> Vec<String> { groups.iter().map(|&g| task.survey.groups[g].name.clone()).collect() };
-    let all_questions: Vec<usize> = (0..task.survey.questions.len()).collect();
-    let ks = config.context_sizes();
-    let training = &config.training;
-    let model_config = config.model.gpo_config(task.dim);
+}
 
-    let progress = MultiProgress::new();
-    let runs_bar =
-        progress.add(ProgressBar::new((config.evaluation.splits.len() * config.evaluation.seeds.len()) as u64));
-    runs_bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} runs {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    runs_bar.set_prefix("experiment");
-    let steps_bar = progress.add(ProgressBar::new(training.steps as u64));
-    steps_bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} updates {per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    steps_bar.set_prefix("training");
+/// What one (split, seed) gives: its results, the model with the best validation score, and the
+/// meta-training groups that priors draw on.
+struct RunOutcome<B: Backend> {
+    result: RunResult,
+    best: Option<(Gpo<B>, GpoConfig, TrainedModel)>,
+    prior_groups: Vec<String>,
+}
 
-    let mut runs = Vec::new();
-    let mut export_model = None;
-    let largest_split = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
-    for &fraction in &config.evaluation.splits {
-        for &seed in &config.evaluation.seeds {
-            runs_bar.set_message(format!("split {:.0}% seed {seed}", fraction * 100.0));
-            let split = Split::new(&task, fraction, seed, training.validation, training.validation_fraction)?;
-            let checkpoint = out_dir.join("checkpoints").join(format!("split{:.0}-seed{seed}.ckpt", fraction * 100.0));
-            tracing::info!(
-                fraction,
-                seed,
-                train = split.train_groups.len(),
-                test = split.test_groups.len(),
-                "training"
-            );
-            let session = Session { checkpoint: Some(&checkpoint), resume, stop_after: None };
-            let trained = train::<B>(&task, &split, &model_config, training, seed, session, device, &steps_bar)?;
-            let gpo = GpoPredictor::new(&trained.model, &trained.model.device(), "gpo");
-            let train_mean = TrainGroupMean::new(&split.train_groups);
-            let knn = KnnGroups::new(&split.train_groups, config.evaluation.knn_temperature);
-            let ridge = RidgeRewardModel::new(config.evaluation.ridge_lambda);
-            let methods: [&dyn Predictor; 5] = [&gpo, &Uniform, &train_mean, &knn, &ridge];
-            let mut scores = Vec::new();
-            for &k in &ks {
-                // Every method sees exactly the same contexts.
-                let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
-                let episodes = draw_episodes(&task, &split.test_groups, &all_questions, k, &mut rng);
-                for method in methods {
-                    let table = score(&task, &episodes, &method.predict(&task, &episodes)?);
-                    let per_group = episodes
-                        .iter()
-                        .zip(table.group_means())
-                        .filter_map(|(e, m)| Some((task.survey.groups[e.group].name.clone(), m?)))
-                        .collect();
-                    scores.push(MethodScore {
-                        method: method.name(),
-                        k,
-                        micro: table.micro(),
-                        macro_average: table.macro_average(),
-                        per_group,
-                    });
-                }
-            }
-            let headline = |m: &str| {
-                scores
-                    .iter()
-                    .find(|s| s.method == m && s.k == config.evaluation.context_questions)
-                    .and_then(|s| s.micro)
+impl RunJob<'_> {
+    fn run<B: AutodiffBackend>(
+        &self,
+        fraction: f64,
+        seed: u64,
+        device: &B::Device,
+        steps_bar: &ProgressBar,
+    ) -> Result<RunOutcome<B::InnerBackend>, RunError> {
+        let (task, config) = (self.task, self.config);
+        let training = &config.training;
+        let split = Split::new(task, fraction, seed, training.validation, training.validation_fraction)?;
+        tracing::info!(fraction, seed, train = split.train_groups.len(), test = split.test_groups.len(), "training");
+        let mut trained = Vec::new();
+        for method in self.methods {
+            steps_bar.set_prefix(method.name.clone());
+            let name = format!("split{:.0}-seed{seed}-{}.ckpt", fraction * 100.0, method.name);
+            let checkpoint = self.out_dir.join("checkpoints").join(name);
+            let session = Session { checkpoint: Some(&checkpoint), resume: self.resume, stop_after: None };
+            let run = train::<B>(task, &split, method, seed, session, device, steps_bar)?;
+            let summary = TrainedModel {
+                method: method.name.clone(),
+                best_step: run.best_step,
+                validation_score: run.best_score,
+                train_seconds: run.seconds,
+                curve: run.curve,
             };
-            tracing::info!(fraction, seed, gpo = ?headline("gpo"), train_mean = ?headline("train_mean"), "evaluated");
-            runs.push(RunResult {
+            trained.push((method, run.model, summary));
+        }
+
+        // Validation groups are meta-training data too: held out of gradient updates for model
+        // selection, but available to the baselines and to the priors at test time.
+        let meta_train = split.meta_train_groups();
+        let predictors: Vec<GpoPredictor<'_, B::InnerBackend>> = trained
+            .iter()
+            .map(|(method, model, _)| {
+                GpoPredictor::new(model, &model.device(), &method.name, method.population_prior(&meta_train))
+            })
+            .collect();
+        let train_mean = TrainGroupMean::new(&meta_train);
+        let knn = KnnGroups::new(&meta_train, config.evaluation.knn_temperature);
+        let ridge = RidgeRewardModel::new(config.evaluation.ridge_lambda);
+        let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
+        methods.extend([&Uniform as &dyn Predictor, &train_mean, &knn, &ridge]);
+        let all_questions: Vec<usize> = (0..task.survey.questions.len()).collect();
+        let mut scores = Vec::new();
+        for k in config.context_sizes() {
+            // Every method sees exactly the same contexts.
+            let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
+            let episodes = draw_episodes(task, &split.test_groups, &all_questions, k, &mut rng);
+            for method in &methods {
+                let table = score(task, &episodes, &method.predict(task, &episodes)?);
+                let per_group = episodes
+                    .iter()
+                    .zip(table.group_means())
+                    .filter_map(|(e, m)| Some((task.survey.groups[e.group].name.clone(), m?)))
+                    .collect();
+                scores.push(MethodScore {
+                    method: method.name(),
+                    k,
+                    micro: table.micro(),
+                    macro_average: table.macro_average(),
+                    per_group,
+                });
+            }
+        }
+        let headline = |m: &str| {
+            scores.iter().find(|s| s.method == m && s.k == config.evaluation.context_questions).and_then(|s| s.micro)
+        };
+        for method in self.methods {
+            tracing::info!(fraction, seed, method = %method.name, score = ?headline(&method.name), "evaluated");
+        }
+        tracing::info!(fraction, seed, train_mean = ?headline("train_mean"), knn = ?headline("knn_groups"), "baselines");
+        drop(predictors);
+
+        let names =
+            |groups: &[usize]| -> Vec<String> { groups.iter().map(|&g| task.survey.groups[g].name.clone()).collect() };
+        let models = trained.iter().map(|(_, _, summary)| summary.clone()).collect();
+        // Selection on validation only: the best validation score among the GPO methods.
+        let best = trained
+            .into_iter()
+            .max_by(|a, b| {
+                let score = |t: &TrainedModel| t.validation_score.unwrap_or(f64::NEG_INFINITY);
+                score(&a.2).total_cmp(&score(&b.2))
+            })
+            .map(|(method, model, summary)| (model, method.config.clone(), summary));
+        Ok(RunOutcome {
+            result: RunResult {
                 train_fraction: fraction,
                 seed,
                 train_groups: names(&split.train_groups),
                 validation_groups: names(&split.validation_groups),
                 test_groups: names(&split.test_groups),
-                best_step: trained.best_step,
-                validation_score: trained.best_score,
-                train_seconds: trained.seconds,
-                curve: trained.curve,
+                models,
                 scores,
-            });
-            // The exported model: the largest meta-training split, first seed.
-            if fraction == largest_split && export_model.is_none() {
-                let mut metadata = ModelMetadata::new(&info.model, task.dim, &info.template);
-                metadata.dataset = task.survey.name.clone();
-                metadata.seed = seed;
-                metadata.training_steps = trained.best_step as u64;
-                metadata.validation_score = trained.best_score;
-                let dtype = parse_dtype(&config.export.dtype).unwrap_or(gpo_core::WeightDType::F16);
-                export_model = Some(ModelFile::from_model(&trained.model, &model_config, metadata, dtype));
-            }
-            runs_bar.inc(1);
-        }
+            },
+            best,
+            prior_groups: names(&meta_train),
+        })
     }
-    steps_bar.finish_and_clear();
+}
+
+/// Runs the experiment on backend `B`, writing into `out_dir` (`runs/<name>`), with up to `jobs`
+/// (split, seed) runs at a time (each single-threaded, so the results do not depend on `jobs`).
+/// With `resume`, training runs continue from their checkpoints (finished ones are not redone).
+pub fn run_experiment<B: AutodiffBackend>(
+    config: &RunConfig,
+    out_dir: &Path,
+    resume: bool,
+    jobs: usize,
+    device: &B::Device,
+) -> Result<Results, RunError> {
+    let (task, info) = load_task(&config.data)?;
+    check_sizes(&task, config)?;
+    std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(io(out_dir))?;
+    let methods = config.methods(task.dim);
+    let runs_to_do: Vec<(f64, u64)> = config
+        .evaluation
+        .splits
+        .iter()
+        .flat_map(|&fraction| config.evaluation.seeds.iter().map(move |&seed| (fraction, seed)))
+        .collect();
+    // The exported model: the largest meta-training split, first seed.
+    let largest_split = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
+    let export_run = runs_to_do.iter().position(|&(fraction, _)| fraction == largest_split);
+
+    let progress = MultiProgress::new();
+    let runs_bar = progress.add(ProgressBar::new(runs_to_do.len() as u64));
+    runs_bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
+    runs_bar.set_prefix("experiment");
+    let job = RunJob { task: &task, config, methods: &methods, out_dir, resume };
+    let next = AtomicUsize::new(0);
+    type Slot<B> = Option<Result<RunOutcome<B>, RunError>>;
+    let outcomes: Mutex<Vec<Slot<B::InnerBackend>>> = Mutex::new((0..runs_to_do.len()).map(|_| None).collect());
+    let workers = jobs.clamp(1, runs_to_do.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let steps_bar = progress.add(ProgressBar::new(0));
+            steps_bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec} eta {eta} {msg}"));
+            let (job, next, outcomes, runs_bar, runs_to_do) = (&job, &next, &outcomes, &runs_bar, &runs_to_do);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&(fraction, seed)) = runs_to_do.get(index) else { break };
+                    let outcome = job.run::<B>(fraction, seed, device, &steps_bar);
+                    let failed = outcome.is_err();
+                    if let Ok(mut slots) = outcomes.lock() {
+                        slots[index] = Some(outcome);
+                    }
+                    runs_bar.inc(1);
+                    if failed {
+                        // Let no worker start another run.
+                        next.store(runs_to_do.len(), Ordering::SeqCst);
+                    }
+                }
+                steps_bar.finish_and_clear();
+            });
+        }
+    });
     runs_bar.finish_and_clear();
+
+    let mut runs = Vec::new();
+    let mut export_model = None;
+    let outcomes = outcomes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        let Some(outcome) = outcome else { continue };
+        let RunOutcome { result, best, prior_groups } = outcome?;
+        if Some(index) == export_run
+            && let Some((model, model_config, summary)) = best
+        {
+            let mut metadata = ModelMetadata::new(&info.model, task.dim, &info.template);
+            metadata.dataset = task.survey.name.clone();
+            metadata.seed = result.seed;
+            metadata.method = summary.method.clone();
+            metadata.training_steps = summary.best_step as u64;
+            metadata.validation_score = summary.validation_score;
+            if let Some(kind) = methods.iter().find(|m| m.name == summary.method).and_then(|m| m.prior) {
+                metadata.prior = serde_json::to_string(&kind).unwrap_or_default();
+                metadata.prior_groups = prior_groups;
+            }
+            let dtype = parse_dtype(&config.export.dtype).unwrap_or(gpo_core::WeightDType::F16);
+            export_model = Some(ModelFile::from_model(&model, &model_config, metadata, dtype));
+        }
+        runs.push(result);
+    }
 
     let sweep = summarise(&runs);
     let summary = sweep.iter().filter(|e| e.k == config.evaluation.context_questions).cloned().collect();

@@ -6,9 +6,10 @@ use burn_ndarray::NdArray;
 use gpo_core::GpoConfig;
 use gpo_core::weights::named_tensors;
 use gpo_train::config::RunConfig;
+use gpo_train::prior::PriorKind;
 use gpo_train::run::run_experiment;
 use gpo_train::synthetic::{SyntheticSpec, synthetic_survey};
-use gpo_train::train::{Session, Split, TrainOptions, ValidationMode, train};
+use gpo_train::train::{GpoMethod, Session, Split, TrainOptions, ValidationMode, train};
 use indicatif::ProgressBar;
 
 type B = Autodiff<NdArray<f32>>;
@@ -64,7 +65,7 @@ fn gpo_learns_planted_group_structure() {
     std::fs::write(&config_path, config_text(400)).unwrap();
     let config = RunConfig::load(&config_path).unwrap();
     let out = dir.path().join("runs/synthetic");
-    let results = run_experiment::<B>(&config, &out, false, &Default::default()).unwrap();
+    let results = run_experiment::<B>(&config, &out, false, 2, &Default::default()).unwrap();
     let score =
         |method: &str, k: usize| results.sweep.iter().find(|e| e.method == method && e.k == k).map(|e| e.mean).unwrap();
     let (gpo, uniform, mean) = (score("gpo", 20), score("uniform", 20), score("train_mean", 20));
@@ -85,10 +86,13 @@ fn small_run(session: Session, steps: usize) -> Vec<gpo_core::weights::NamedTens
     let task =
         synthetic_survey(SyntheticSpec { groups: 8, questions: 40, dim: 8, clusters: 2, sharpness: 4.0, seed: 1 });
     let split = Split::new(&task, 0.75, 5, ValidationMode::Groups, 0.2).unwrap();
-    let config = GpoConfig::new(8).with_d_model(16).with_d_ff(16).with_n_layers(1);
-    let options = TrainOptions { steps, eval_every: 4, ..TrainOptions::default() };
-    let trained =
-        train::<B>(&task, &split, &config, &options, 9, session, &Default::default(), &ProgressBar::hidden()).unwrap();
+    let method = GpoMethod {
+        name: "gpo_prior".into(),
+        config: GpoConfig::new(8).with_d_model(16).with_d_ff(16).with_n_layers(1).with_prior(true),
+        prior: Some(PriorKind::KnnGroups { temperature: 0.05 }),
+        training: TrainOptions { steps, eval_every: 4, ..TrainOptions::default() },
+    };
+    let trained = train::<B>(&task, &split, &method, 9, session, &Default::default(), &ProgressBar::hidden()).unwrap();
     named_tensors(&trained.model)
 }
 
@@ -116,7 +120,7 @@ fn bad_configs_are_clear_errors() {
     let check = |text: String, needle: &str| {
         std::fs::write(&path, text).unwrap();
         let err = match RunConfig::load(&path) {
-            Ok(config) => run_experiment::<B>(&config, &dir.path().join("out"), false, &Default::default())
+            Ok(config) => run_experiment::<B>(&config, &dir.path().join("out"), false, 1, &Default::default())
                 .map(|_| ())
                 .unwrap_err()
                 .to_string(),
@@ -130,4 +134,33 @@ fn bad_configs_are_clear_errors() {
     check(config_text(5).replace("sweep = [0, 20]", "sweep = [0, 80]"), "k = 80");
     check(config_text(5).replace("dtype = \"f16\"", "dtype = \"f8\""), "dtype");
     check(config_text(5).replace("n_layers = 2", "n_layers = 2\nn_heads = 5"), "n_heads");
+    check(config_text(5).replace("n_layers = 2", "n_layers = 2\nprior = { kind = \"train_mean\" }"), "faithful");
+    check(format!("{}\n[variants.Big.model]\nd_model = 8\n", config_text(5)), "variants.Big");
+    let knn = "[variants.knn.model]\nprior = { kind = \"knn_groups\", temperature = -1.0 }\n";
+    check(format!("{}\n{knn}", config_text(5)), "[variants.knn.model] prior temperature");
+    let split = "[variants.v.training]\nvalidation = \"groups\"\n";
+    check(format!("{}\n{split}", config_text(5)), "[variants.v.training] validation");
+}
+
+/// A prior variant beside the faithful model: reported as `gpo_<name>`, starting from its prior,
+/// and the results do not depend on how many runs train at once.
+#[test]
+fn variants_are_reported_and_jobs_do_not_change_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("synthetic.toml");
+    let variant = "[variants.mean.model]\nd_model = 16\nd_ff = 16\nn_layers = 1\nprior = { kind = \"train_mean\" }\n\
+                   [variants.mean.training]\nsteps = 6\neval_every = 3\n";
+    let text = format!("{}\n{variant}", config_text(6).replace("splits = [0.6]", "splits = [0.4, 0.6]"));
+    std::fs::write(&config_path, text).unwrap();
+    let config = RunConfig::load(&config_path).unwrap();
+    let one = run_experiment::<B>(&config, &dir.path().join("one"), false, 1, &Default::default()).unwrap();
+    let two = run_experiment::<B>(&config, &dir.path().join("two"), false, 2, &Default::default()).unwrap();
+    assert_eq!(one.summary, two.summary);
+    assert_eq!(one.sweep, two.sweep);
+    let methods: Vec<&str> =
+        one.summary.iter().filter(|e| e.train_fraction == 0.6).map(|e| e.method.as_str()).collect();
+    assert_eq!(methods, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm"]);
+    assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method == "gpo_mean"));
+    let report = std::fs::read_to_string(dir.path().join("one/report.md")).unwrap();
+    assert!(report.contains("GPO (mean)"), "{report}");
 }

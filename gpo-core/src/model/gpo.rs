@@ -9,11 +9,15 @@
 use alloc::vec::Vec;
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Tensor, activation::relu, backend::Backend};
 
 use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
 use crate::batch::GpoBatch;
+
+/// Smallest prior probability whose logarithm a prior model reads: keeps options that no
+/// meta-training group chose within reach of the residual.
+const PRIOR_FLOOR: f32 = 1e-4;
 
 /// `ln(2π) / 2`, the constant of the Gaussian log-density.
 const HALF_LN_TWO_PI: f32 = 0.918_938_5;
@@ -44,6 +48,12 @@ pub struct GpoConfig {
     /// LayerNorm epsilon.
     #[config(default = 1e-5)]
     pub layer_norm_eps: f64,
+    /// Read each option's population prior and predict a residual over it (not in the
+    /// original). Tokens get the prior as one more feature, context tokens carry the group's
+    /// deviation from it instead of its raw answer, and the mean logits are `ln prior + residual`.
+    /// The residual head starts at zero, so an untrained model predicts the prior.
+    #[config(default = false)]
+    pub prior: bool,
 }
 
 /// Why a [`GpoConfig`] cannot build a model.
@@ -108,14 +118,24 @@ impl GpoConfig {
     /// Builds the model on `device` with weights drawn from `seed`: the same seed gives the same
     /// weights on every backend (see [`crate::weights::reinitialize`]).
     pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Gpo<B>, ConfigError> {
-        Ok(crate::weights::reinitialize(self.init(device)?, seed))
+        let mut model = crate::weights::reinitialize(self.init(device)?, seed);
+        if self.prior {
+            model.head_out = self.residual_head(device);
+        }
+        Ok(model)
+    }
+
+    /// The output layer of a prior model: all zeros, so that training starts from the prior.
+    fn residual_head<B: Backend>(&self, device: &B::Device) -> Linear<B> {
+        LinearConfig::new(self.d_ff, 2).with_initializer(Initializer::Zeros).init(device)
     }
 
     /// Builds a model on `device` with Burn's default (backend-RNG) initialisation.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Gpo<B>, ConfigError> {
         self.validate()?;
         let mut embedder = Vec::with_capacity(self.emb_depth);
-        embedder.push(LinearConfig::new(self.dim_x + 1, self.d_model).init(device));
+        let token_features = self.dim_x + if self.prior { 2 } else { 1 };
+        embedder.push(LinearConfig::new(token_features, self.d_model).init(device));
         for _ in 1..self.emb_depth {
             embedder.push(LinearConfig::new(self.d_model, self.d_model).init(device));
         }
@@ -126,7 +146,12 @@ impl GpoConfig {
             embedder,
             layers: (0..self.n_layers).map(|_| layer.init(device)).collect(),
             head_hidden: LinearConfig::new(self.d_model, self.d_ff).init(device),
-            head_out: LinearConfig::new(self.d_ff, 2).init(device),
+            head_out: if self.prior {
+                self.residual_head(device)
+            } else {
+                LinearConfig::new(self.d_ff, 2).init(device)
+            },
+            prior: self.prior,
         })
     }
 }
@@ -142,6 +167,8 @@ pub struct Gpo<B: Backend> {
     pub head_hidden: Linear<B>,
     /// Head output layer: `(μ_raw, log σ)`.
     pub head_out: Linear<B>,
+    /// Whether the model reads population priors ([`GpoConfig::prior`]).
+    pub prior: bool,
 }
 
 /// The model's outputs for the target slots of a batch.
@@ -151,6 +178,8 @@ pub struct GpoOutput<B: Backend> {
     pub mean: Tensor<B, 2>,
     /// Raw mean logits before the per-question softmax, [batch, n_target].
     pub mean_logits: Tensor<B, 2>,
+    /// Logarithm of `mean` (0 at padding), [batch, n_target].
+    pub log_mean: Tensor<B, 2>,
     /// `log σ` of each target option, [batch, n_target].
     pub log_std: Tensor<B, 2>,
 }
@@ -162,9 +191,29 @@ impl<B: Backend> Gpo<B> {
         let n_target = batch.target_x.dims()[1];
         let device = batch.context_x.device();
 
-        let context = Tensor::cat(alloc::vec!(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2);
         let target_y_slot = Tensor::zeros([n_batch, n_target, 1], &device);
-        let target = Tensor::cat(alloc::vec!(batch.target_x.clone(), target_y_slot), 2);
+        let (context, target) = if self.prior {
+            let context_residual = batch.context_y.clone() - batch.context_prior.clone();
+            (
+                Tensor::cat(
+                    alloc::vec!(
+                        batch.context_x.clone(),
+                        context_residual.unsqueeze_dim(2),
+                        batch.context_prior.clone().unsqueeze_dim(2)
+                    ),
+                    2,
+                ),
+                Tensor::cat(
+                    alloc::vec!(batch.target_x.clone(), target_y_slot, batch.target_prior.clone().unsqueeze_dim(2)),
+                    2,
+                ),
+            )
+        } else {
+            (
+                Tensor::cat(alloc::vec!(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2),
+                Tensor::cat(alloc::vec!(batch.target_x.clone(), target_y_slot), 2),
+            )
+        };
         let mut hidden = self.embed(Tensor::cat(alloc::vec!(context, target), 1));
         for layer in &self.layers {
             hidden = layer.forward(hidden, n_context, batch.context_pad.clone());
@@ -173,9 +222,13 @@ impl<B: Backend> Gpo<B> {
         let d_model = hidden.dims()[2];
         let targets = hidden.slice([0..n_batch, n_context..n_context + n_target, 0..d_model]);
         let raw = self.head_out.forward(relu(self.head_hidden.forward(targets)));
-        let mean_logits = raw.clone().slice([0..n_batch, 0..n_target, 0..1]).squeeze_dim::<2>(2);
+        let mut mean_logits = raw.clone().slice([0..n_batch, 0..n_target, 0..1]).squeeze_dim::<2>(2);
+        if self.prior {
+            mean_logits = mean_logits + batch.target_prior.clone().clamp_min(PRIOR_FLOOR).log();
+        }
         let log_std = raw.slice([0..n_batch, 0..n_target, 1..2]).squeeze_dim::<2>(2);
-        GpoOutput { mean: question_softmax(mean_logits.clone(), batch), mean_logits, log_std }
+        let log_mean = question_log_softmax(mean_logits.clone(), batch);
+        GpoOutput { mean: log_mean.clone().exp(), log_mean, mean_logits, log_std }
     }
 
     fn embed(&self, tokens: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -201,6 +254,19 @@ impl<B: Backend> Gpo<B> {
         let nll = (z.powi_scalar(2).mul_scalar(0.5) + log_std).add_scalar(HALF_LN_TWO_PI);
         let n_real = batch.n_real_targets().max(1) as f32;
         nll.mask_fill(pad, 0.0).sum().div_scalar(n_real)
+    }
+
+    /// Cross-entropy of the predicted distributions against the true target distributions,
+    /// averaged over the real target questions of the batch (not in the original, which trains
+    /// with [`Self::loss`]; it equals the KL divergence up to a constant).
+    pub fn cross_entropy(&self, batch: &GpoBatch<B>) -> Tensor<B, 1> {
+        let output = self.forward(batch);
+        let n_questions = batch.target_options.iter().map(Vec::len).sum::<usize>().max(1) as f32;
+        (batch.target_y.clone() * output.log_mean)
+            .mask_fill(batch.target_pad.clone(), 0.0)
+            .sum()
+            .neg()
+            .div_scalar(n_questions)
     }
 
     /// Predicted distribution of every target question of every episode of the batch:
@@ -233,9 +299,9 @@ impl<B: Backend> Gpo<B> {
     }
 }
 
-/// Softmax of `logits` ([batch, n_target]) over the options of each target question separately,
-/// vectorised with the batch's question tables (no per-question loop).
-fn question_softmax<B: Backend>(logits: Tensor<B, 2>, batch: &GpoBatch<B>) -> Tensor<B, 2> {
+/// Log-softmax of `logits` ([batch, n_target]) over the options of each target question
+/// separately, vectorised with the batch's question tables (no per-question loop); 0 at padding.
+fn question_log_softmax<B: Backend>(logits: Tensor<B, 2>, batch: &GpoBatch<B>) -> Tensor<B, 2> {
     let [n_batch, n_questions, max_options] = batch.question_slots.dims();
     let per_question = logits
         .clone()
@@ -248,5 +314,5 @@ fn question_softmax<B: Backend>(logits: Tensor<B, 2>, batch: &GpoBatch<B>) -> Te
     // Fully padded question rows sum to 0; clamping keeps their (unused) log finite.
     let log_sum_exp = (sum.clamp_min(f32::MIN_POSITIVE).log() + max).reshape([n_batch, n_questions]);
     let slot_log_sum_exp = log_sum_exp.gather(1, batch.target_question.clone());
-    (logits - slot_log_sum_exp).mask_fill(batch.target_pad.clone(), 0.0).exp()
+    (logits - slot_log_sum_exp).mask_fill(batch.target_pad.clone(), 0.0)
 }

@@ -66,6 +66,10 @@ enum Command {
         /// Compute backend.
         #[arg(long, value_enum, default_value_t = BackendChoice::Ndarray)]
         backend: BackendChoice,
+        /// (split, seed) runs trained at the same time (default: one per CPU core). Each run is
+        /// single-threaded, so the results do not depend on this.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Embed a survey's (question, option) texts into a cache, or a JSONL list of texts into `.npy`.
     Embed {
@@ -144,7 +148,7 @@ pub fn execute(cli: Cli) -> Result<(), String> {
         Command::Data(DataCommand::Summary { source, loader, questions, groups }) => {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())
         }
-        Command::Run { config, resume, out, backend } => run::run(&config, resume, &out, backend),
+        Command::Run { config, resume, out, backend, jobs } => run::run(&config, resume, &out, backend, jobs),
         Command::Embed { data, loader, texts, model, out, template, f32, batch_size } => {
             embed::embed(embed::EmbedArgs {
                 data: data.as_deref(),

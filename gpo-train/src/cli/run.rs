@@ -9,14 +9,23 @@ use gpo_train::run::{run_dir, run_experiment};
 
 use super::BackendChoice;
 
-pub fn run(config_path: &Path, resume: bool, out: &Path, backend: BackendChoice) -> Result<(), String> {
+pub fn run(
+    config_path: &Path,
+    resume: bool,
+    out: &Path,
+    backend: BackendChoice,
+    jobs: Option<usize>,
+) -> Result<(), String> {
     let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
     let dir = run_dir(out, &config);
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let results = match backend {
-        BackendChoice::Ndarray => run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, &Default::default()),
+        BackendChoice::Ndarray => {
+            run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, jobs, &Default::default())
+        }
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
-            run_experiment::<Autodiff<burn_wgpu::Wgpu<f32, i32>>>(&config, &dir, resume, &Default::default())
+            run_experiment::<Autodiff<burn_wgpu::Wgpu<f32, i32>>>(&config, &dir, resume, jobs, &Default::default())
         }
         #[cfg(not(feature = "wgpu"))]
         BackendChoice::Wgpu => {
@@ -24,10 +33,10 @@ pub fn run(config_path: &Path, resume: bool, out: &Path, backend: BackendChoice)
         }
     }
     .map_err(|e| e.to_string())?;
-    println!("{:<8} {:<12} {:>6} {:>16}", "split", "method", "k", "alignment");
+    println!("{:<8} {:<16} {:>6} {:>16}", "split", "method", "k", "alignment");
     for e in &results.summary {
         println!(
-            "{:<8} {:<12} {:>6} {:>9.4} ± {:.4}",
+            "{:<8} {:<16} {:>6} {:>9.4} ± {:.4}",
             format!("{:.0}%", e.train_fraction * 100.0),
             e.method,
             e.k,

@@ -85,6 +85,12 @@ impl KnnGroups {
         Self { groups: train_groups.to_vec(), temperature }
     }
 
+    /// The prediction for every target question of one episode.
+    pub fn predict_episode(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<Vec<f64>> {
+        let weights = self.weights(task, episode);
+        episode.targets.iter().map(|&q| weighted_mean(task, &weights, q)).collect()
+    }
+
     fn weights(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<(usize, f64)> {
         let distances: Vec<Option<f64>> = self
             .groups
@@ -120,13 +126,7 @@ impl Predictor for KnnGroups {
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
-        Ok(episodes
-            .iter()
-            .map(|e| {
-                let weights = self.weights(task, e);
-                e.targets.iter().map(|&q| weighted_mean(task, &weights, q)).collect()
-            })
-            .collect())
+        Ok(episodes.iter().map(|e| self.predict_episode(task, e)).collect())
     }
 }
 

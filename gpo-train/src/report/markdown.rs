@@ -8,6 +8,7 @@ use super::svg::{LineChart, Series, XScale};
 use super::{Results, SummaryEntry};
 use crate::data::Metric;
 use crate::fsutil::write_atomic;
+use crate::train::CurvePoint;
 
 /// Display names and order of the methods.
 const METHODS: [(&str, &str); 5] = [
@@ -19,7 +20,15 @@ const METHODS: [(&str, &str); 5] = [
 ];
 
 fn display_name(method: &str) -> String {
+    if let Some(variant) = method.strip_prefix("gpo_") {
+        return format!("GPO ({variant})");
+    }
     METHODS.iter().find(|(id, _)| *id == method).map(|(_, name)| name.to_string()).unwrap_or_else(|| method.to_string())
+}
+
+/// Whether `method` is GPO or one of its variants.
+fn is_gpo(method: &str) -> bool {
+    method == "gpo" || method.starts_with("gpo_")
 }
 
 /// The paper's published values (GPO-SPEC §8.1, read off the main figure, ±0.005) at the
@@ -43,7 +52,11 @@ fn methods_in(entries: &[SummaryEntry]) -> Vec<String> {
             methods.push(e.method.clone());
         }
     }
-    let rank = |m: &String| METHODS.iter().position(|(id, _)| id == m).unwrap_or(METHODS.len());
+    // Baselines in their order, then GPO, then its variants by name.
+    let rank = |m: &String| {
+        let position = METHODS.iter().position(|(id, _)| id == m);
+        (position.unwrap_or(if is_gpo(m) { METHODS.len() - 1 } else { METHODS.len() }), m.clone())
+    };
     methods.sort_by_key(rank);
     methods
 }
@@ -85,39 +98,56 @@ fn sweep_chart(results: &Results, split: f64) -> LineChart {
     }
 }
 
-/// One line per run over the updates, with the points `pick` takes from its curve.
+/// One line per (GPO method, split) over the updates: the mean over seeds of the points `pick`
+/// takes from each run's curve.
 fn curve_chart(
     results: &Results,
     title: &str,
     y_label: &str,
-    pick: impl Fn(&super::RunResult) -> Vec<(f64, f64)>,
+    pick: impl Fn(&[CurvePoint]) -> Vec<(f64, f64)>,
 ) -> LineChart {
+    let mut lines: BTreeMap<(String, u64), BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for run in &results.runs {
+        for model in &run.models {
+            let line = lines.entry((model.method.clone(), run.train_fraction.to_bits())).or_default();
+            for (x, y) in pick(&model.curve) {
+                line.entry(x.to_bits()).or_default().push(y);
+            }
+        }
+    }
+    let series = lines
+        .into_iter()
+        .map(|((method, split), points)| Series {
+            name: format!("{} {:.0}%", display_name(&method), f64::from_bits(split) * 100.0),
+            points: points
+                .into_iter()
+                .filter_map(|(x, ys)| Some((f64::from_bits(x), gpo_core::metrics::mean(&ys)?)))
+                .collect(),
+        })
+        .collect();
     LineChart {
         title: format!("{}: {title}", results.dataset),
         x_label: "update".into(),
         y_label: y_label.into(),
         x_scale: XScale::Linear,
         x_ticks: Vec::new(),
-        series: results
-            .runs
-            .iter()
-            .map(|r| Series { name: format!("{:.0}% seed {}", r.train_fraction * 100.0, r.seed), points: pick(r) })
-            .collect(),
+        series,
     }
 }
 
-/// Training loss of every run, and validation alignment.
+/// Training loss and validation alignment over the updates, mean over seeds.
 fn training_charts(results: &Results) -> (LineChart, LineChart) {
-    let smooth = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
+    let loss = curve_chart(results, "training loss, mean over seeds", "loss", |curve| {
         // A running mean over ~2% of the run keeps the curve readable.
-        let window = (points.len() / 50).max(1);
-        points.chunks(window).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
-    };
-    let loss = curve_chart(results, "training loss (Gaussian NLL)", "loss", |r| {
-        smooth(&r.curve.iter().map(|p| (p.step as f64, p.loss)).collect::<Vec<_>>())
+        let losses: Vec<(usize, f64)> = curve.iter().filter_map(|p| Some((p.step, p.loss?))).collect();
+        let window = (losses.len() / 50).max(1);
+        losses
+            .chunks(window)
+            .map(|c| (c[c.len() - 1].0 as f64, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64))
+            .collect()
     });
-    let validation = curve_chart(results, "validation alignment", "alignment (validation)", |r| {
-        r.curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
+    let validation = curve_chart(results, "validation alignment, mean over seeds", "alignment (validation)", |curve| {
+        curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
     });
     (loss, validation)
 }
@@ -227,26 +257,36 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
             }
         }
     }
+    let gpo_methods: Vec<&String> = methods.iter().filter(|m| is_gpo(m)).collect();
     let _ = writeln!(
         md,
-        "| Group | {} | GPO − train mean |",
-        methods.iter().map(|m| display_name(m)).collect::<Vec<_>>().join(" | ")
+        "| Group | {} | {} |",
+        methods.iter().map(|m| display_name(m)).collect::<Vec<_>>().join(" | "),
+        gpo_methods.iter().map(|m| format!("{} − train mean", display_name(m))).collect::<Vec<_>>().join(" | ")
     );
-    let _ = writeln!(md, "|---|{}---|", "---|".repeat(methods.len()));
-    let mut rows: Vec<(String, Vec<Option<f64>>, Option<f64>)> = per_group
+    let _ = writeln!(md, "|---|{}", "---|".repeat(methods.len() + gpo_methods.len()));
+    // Rows sorted by the gain of the last GPO method (the variants come after the faithful one).
+    // (group, score of every method, gain of every GPO method over the train-group mean)
+    type Row = (String, Vec<Option<f64>>, Vec<Option<f64>>);
+    let mut rows: Vec<Row> = per_group
         .iter()
         .map(|(group, by_method)| {
             let value = |m: &str| by_method.get(m).and_then(|v| gpo_core::metrics::mean(v));
-            let gain = value("gpo").zip(value("train_mean")).map(|(g, t)| g - t);
-            (group.clone(), methods.iter().map(|m| value(m)).collect(), gain)
+            let gains = gpo_methods.iter().map(|m| value(m).zip(value("train_mean")).map(|(g, t)| g - t)).collect();
+            (group.clone(), methods.iter().map(|m| value(m)).collect(), gains)
         })
         .collect();
-    rows.sort_by(|a, b| b.2.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.2.unwrap_or(f64::NEG_INFINITY)));
-    for (group, values, gain) in rows {
-        let cells: Vec<String> =
-            values.iter().map(|v| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into())).collect();
-        let gain = gain.map(|g| format!("{g:+.4}")).unwrap_or_else(|| "–".into());
-        let _ = writeln!(md, "| {group} | {} | {gain} |", cells.join(" | "));
+    let last_gain = |gains: &[Option<f64>]| gains.last().copied().flatten().unwrap_or(f64::NEG_INFINITY);
+    rows.sort_by(|a, b| last_gain(&b.2).total_cmp(&last_gain(&a.2)));
+    let cell = |v: &Option<f64>, signed: bool| match v {
+        Some(v) if signed => format!("{v:+.4}"),
+        Some(v) => format!("{v:.4}"),
+        None => "–".into(),
+    };
+    for (group, values, gains) in rows {
+        let values: Vec<String> = values.iter().map(|v| cell(v, false)).collect();
+        let gains: Vec<String> = gains.iter().map(|v| cell(v, true)).collect();
+        let _ = writeln!(md, "| {group} | {} | {} |", values.join(" | "), gains.join(" | "));
     }
 
     let (loss, validation) = training_charts(results);
@@ -256,18 +296,24 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         md,
         "\n## Training\n\n![training loss](training_loss.svg)\n\n![validation alignment](validation_curve.svg)\n"
     );
-    let _ = writeln!(md, "| Split | Seed | Updates | Kept update | Validation | Seconds |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| Split | Seed | Method | Updates | Kept update | Validation | Seconds |\n|---|---|---|---|---|---|---|"
+    );
     for r in &results.runs {
-        let _ = writeln!(
-            md,
-            "| {:.0}% | {} | {} | {} | {} | {:.1} |",
-            r.train_fraction * 100.0,
-            r.seed,
-            r.curve.last().map(|p| p.step).unwrap_or(0),
-            r.best_step,
-            r.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
-            r.train_seconds
-        );
+        for m in &r.models {
+            let _ = writeln!(
+                md,
+                "| {:.0}% | {} | {} | {} | {} | {} | {:.1} |",
+                r.train_fraction * 100.0,
+                r.seed,
+                display_name(&m.method),
+                m.curve.last().map(|p| p.step).unwrap_or(0),
+                m.best_step,
+                m.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
+                m.train_seconds
+            );
+        }
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())
 }

@@ -28,7 +28,22 @@ pub struct MethodScore {
     pub per_group: BTreeMap<String, f64>,
 }
 
-/// One trained model and its evaluation.
+/// One GPO method's training in one (split, seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedModel {
+    /// Method name (`gpo`, `gpo_<variant>`).
+    pub method: String,
+    /// Update of the kept model.
+    pub best_step: usize,
+    /// Its validation score.
+    pub validation_score: Option<f64>,
+    /// Training time in this process, seconds.
+    pub train_seconds: f64,
+    /// Loss and validation curve.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// One (split, seed): the trained GPO methods and the evaluation of every method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     /// Meta-training fraction of the groups.
@@ -41,14 +56,8 @@ pub struct RunResult {
     pub validation_groups: Vec<String>,
     /// Held-out groups.
     pub test_groups: Vec<String>,
-    /// Update of the kept model.
-    pub best_step: usize,
-    /// Its validation score.
-    pub validation_score: Option<f64>,
-    /// Training time in this process, seconds.
-    pub train_seconds: f64,
-    /// Loss and validation curve.
-    pub curve: Vec<CurvePoint>,
+    /// The GPO methods trained, in config order.
+    pub models: Vec<TrainedModel>,
     /// Every method at every k.
     pub scores: Vec<MethodScore>,
 }

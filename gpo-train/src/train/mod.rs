@@ -9,5 +9,6 @@ mod trainer;
 pub use sampler::{EpisodeSampler, Sampling};
 pub use split::{Split, SplitError, ValidationMode};
 pub use trainer::{
-    CurvePoint, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, train, validation_episodes,
+    CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, train,
+    validation_episodes,
 };

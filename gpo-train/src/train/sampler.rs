@@ -5,6 +5,7 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{BatchError, Episode};
 use serde::{Deserialize, Serialize};
 
+use crate::prior::PopulationPrior;
 use crate::task::EmbeddedSurvey;
 
 /// How the numbers of context and target questions are drawn at each update.
@@ -39,12 +40,19 @@ pub struct EpisodeSampler<'a> {
     groups: Vec<usize>,
     questions: Vec<usize>,
     sampling: Sampling,
+    prior: Option<&'a PopulationPrior>,
 }
 
 impl<'a> EpisodeSampler<'a> {
-    /// A sampler over `groups`, using only `questions`.
-    pub fn new(task: &'a EmbeddedSurvey, groups: &[usize], questions: &[usize], sampling: Sampling) -> Self {
-        Self { task, groups: groups.to_vec(), questions: questions.to_vec(), sampling }
+    /// A sampler over `groups`, using only `questions`; episodes carry `prior` where given.
+    pub fn new(
+        task: &'a EmbeddedSurvey,
+        groups: &[usize],
+        questions: &[usize],
+        sampling: Sampling,
+        prior: Option<&'a PopulationPrior>,
+    ) -> Self {
+        Self { task, groups: groups.to_vec(), questions: questions.to_vec(), sampling, prior }
     }
 
     /// One batch: an episode per group. One permutation of the questions is drawn for the whole
@@ -74,30 +82,39 @@ impl<'a> EpisodeSampler<'a> {
                     order.iter().copied().filter(|&q| self.task.answer(group, q).is_some()).collect();
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
-                episode(self.task, group, &answered[..n_context], &answered[n_context..n_context + n_target], true)
+                let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);
+                episode(self.task, group, context, targets, true, self.prior)
             })
             .collect()
     }
 }
 
 /// Builds a model episode for `group` from question indices. Target answers are included when
-/// `with_target_answers` (training: they enter the loss; never the model's input).
+/// `with_target_answers` (training: they enter the loss; never the model's input); every question
+/// carries its `prior` distribution where one is given.
 pub fn episode(
     task: &EmbeddedSurvey,
     group: usize,
     context: &[usize],
     targets: &[usize],
     with_target_answers: bool,
+    prior: Option<&PopulationPrior>,
 ) -> Result<Episode, BatchError> {
     let mut episode = Episode::new(task.dim)?;
-    let as_f32 =
-        |q: usize| -> Vec<f32> { task.answer(group, q).unwrap_or_default().iter().map(|&p| p as f32).collect() };
-    for &q in context {
-        episode.push_context(&task.embeddings[q], &as_f32(q))?;
+    let to_f32 = |p: &[f64]| -> Vec<f32> { p.iter().map(|&v| v as f32).collect() };
+    let answer = |q: usize| to_f32(task.answer(group, q).unwrap_or_default());
+    let questions: Vec<usize> = context.iter().chain(targets).copied().collect();
+    let priors: Vec<Option<Vec<f32>>> = match prior {
+        Some(prior) => prior.distributions(task, group, context, &questions).iter().map(|p| Some(to_f32(p))).collect(),
+        None => vec![None; questions.len()],
+    };
+    let (context_priors, target_priors) = priors.split_at(context.len());
+    for (&q, prior) in context.iter().zip(context_priors) {
+        episode.push_context_with_prior(&task.embeddings[q], &answer(q), prior.as_deref())?;
     }
-    for &q in targets {
-        let answer = with_target_answers.then(|| as_f32(q));
-        episode.push_target(&task.embeddings[q], answer.as_deref())?;
+    for (&q, prior) in targets.iter().zip(target_priors) {
+        let truth = with_target_answers.then(|| answer(q));
+        episode.push_target_with_prior(&task.embeddings[q], truth.as_deref(), prior.as_deref())?;
     }
     Ok(episode)
 }

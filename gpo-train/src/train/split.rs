@@ -68,6 +68,15 @@ pub struct Split {
 }
 
 impl Split {
+    /// Every meta-training group: the training groups and, in `Groups` mode, the validation
+    /// groups. Baselines and population priors at test time draw on all of them.
+    pub fn meta_train_groups(&self) -> Vec<usize> {
+        let mut groups: Vec<usize> = self.train_groups.iter().chain(&self.validation_groups).copied().collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+
     /// Splits the task's groups: `n_train = floor(n_groups × fraction)` meta-training groups
     /// (as the original), the rest test; then carves the validation set out of meta-training.
     pub fn new(

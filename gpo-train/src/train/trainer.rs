@@ -17,6 +17,7 @@ use super::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError};
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
+use crate::prior::{PopulationPrior, PriorKind};
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -29,6 +30,8 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     /// How context and target questions are drawn.
     pub sampling: Sampling,
+    /// What the updates minimise.
+    pub objective: Objective,
     /// Score the validation set every this many updates (and after the last).
     pub eval_every: usize,
     /// Write a checkpoint every this many updates (0: never; always after the last).
@@ -47,6 +50,7 @@ impl Default for TrainOptions {
             steps: 1000,
             learning_rate: 3e-4,
             sampling: Sampling::default(),
+            objective: Objective::GaussianNll,
             eval_every: 100,
             checkpoint_every: 0,
             validation: ValidationMode::Questions,
@@ -56,13 +60,53 @@ impl Default for TrainOptions {
     }
 }
 
+/// The training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// The original's Gaussian negative log-likelihood of each true probability ([`Gpo::loss`]).
+    GaussianNll,
+    /// Cross-entropy of each target distribution ([`Gpo::cross_entropy`]); σ goes unused.
+    CrossEntropy,
+}
+
+impl Objective {
+    /// The loss of `model` on `batch`.
+    pub fn loss<B: AutodiffBackend>(self, model: &Gpo<B>, batch: &GpoBatch<B>) -> burn::tensor::Tensor<B, 1> {
+        match self {
+            Self::GaussianNll => model.loss(batch),
+            Self::CrossEntropy => model.cross_entropy(batch),
+        }
+    }
+}
+
+/// One GPO method to meta-train: the faithful model or one of its variants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpoMethod {
+    /// Name in results: `gpo` (faithful) or `gpo_<variant>`.
+    pub name: String,
+    /// The network; `config.prior` is set exactly when `prior` is.
+    pub config: GpoConfig,
+    /// The population prior the network reads (prior variants only).
+    pub prior: Option<PriorKind>,
+    /// Training hyperparameters.
+    pub training: TrainOptions,
+}
+
+impl GpoMethod {
+    /// The method's prior over `groups`, if it reads one.
+    pub fn population_prior(&self, groups: &[usize]) -> Option<PopulationPrior> {
+        self.prior.map(|kind| PopulationPrior::new(kind, groups))
+    }
+}
+
 /// One point of the training curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     /// Updates done.
     pub step: usize,
-    /// Training loss of this update's batch.
-    pub loss: f64,
+    /// Training loss of this update's batch (none at update 0, the untrained model).
+    pub loss: Option<f64>,
     /// Validation alignment, where measured.
     pub validation: Option<f64>,
 }
@@ -169,21 +213,20 @@ pub struct Session<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// Trains GPO on `split` from `seed`. With `session.resume`, a checkpoint of the same run is
+/// Trains `method` on `split` from `seed`. With `session.resume`, a checkpoint of the same run is
 /// continued exactly where it stopped: the result is bit-identical to an uninterrupted run.
-#[allow(clippy::too_many_arguments)]
 pub fn train<B: AutodiffBackend>(
     task: &EmbeddedSurvey,
     split: &Split,
-    config: &GpoConfig,
-    options: &TrainOptions,
+    method: &GpoMethod,
     seed: u64,
     session: Session,
     device: &B::Device,
     progress: &ProgressBar,
 ) -> Result<Trained<B::InnerBackend>, TrainError> {
     let Session { checkpoint, resume, stop_after } = session;
-    let fingerprint = format!("{config:?}|{options:?}|{split:?}|{seed}");
+    let (config, options) = (&method.config, &method.training);
+    let fingerprint = format!("{method:?}|{split:?}|{seed}");
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let mut model = config.init_seeded::<B>(device, seed)?;
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, Gpo<B>>();
@@ -205,17 +248,34 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling);
+    let prior = method.population_prior(&split.train_groups);
+    let sampler =
+        EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref());
     let validation = validation_episodes(task, split, options.validation_context, seed);
     progress.set_length(options.steps as u64);
     progress.set_position(start as u64);
+    let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
+        let predictor = GpoPredictor::new(model, &model.device(), &method.name, prior.clone());
+        Ok(score(task, &validation, &predictor.predict(task, &validation)?).micro())
+    };
+    if start == 0 {
+        // The untrained model is a candidate too: a prior variant starts at its prior, which
+        // training must beat on validation to replace.
+        let valid = model.valid();
+        let score = validate(&valid)?;
+        tracing::info!(method = %method.name, fraction = split.train_fraction, seed, step = 0, validation = ?score, "validated");
+        if let Some(score) = score {
+            best = Some((0, score, model_file_bytes(&valid, config)));
+        }
+        curve.push(CurvePoint { step: 0, loss: None, validation: score });
+    }
     let started = Instant::now();
     let mut done = start;
 
     for step in start..options.steps {
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
         let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
-        let loss = model.loss(&batch);
+        let loss = options.objective.loss(&model, &batch);
         let loss_value: f64 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged { step, loss: loss_value });
@@ -225,14 +285,13 @@ pub fn train<B: AutodiffBackend>(
 
         done = step + 1;
         let stopping = stop_after == Some(done);
-        let mut point = CurvePoint { step: done, loss: loss_value, validation: None };
+        let mut point = CurvePoint { step: done, loss: Some(loss_value), validation: None };
         if done % options.eval_every.max(1) == 0 || done == options.steps {
             let valid = model.valid();
-            let predictor = GpoPredictor::new(&valid, &valid.device(), "gpo");
-            let predictions = predictor.predict(task, &validation)?;
-            let score = score(task, &validation, &predictions).micro();
+            let score = validate(&valid)?;
             point.validation = score;
-            tracing::debug!(step = done, loss = loss_value, validation = ?score, "evaluated");
+            let (method, fraction) = (&method.name, split.train_fraction);
+            tracing::info!(%method, fraction, seed, step = done, loss = loss_value, validation = ?score, "validated");
             if let Some(score) = score.filter(|s| best.as_ref().is_none_or(|(_, b, _)| s > b)) {
                 best = Some((done, score, model_file_bytes(&valid, config)));
             }

@@ -1,0 +1,192 @@
+//! GPO meta-training and prediction on the bundled OpinionQA data (`configs/opinionqa.toml`: its
+//! embeddings cache, its `[model]` and `[training]` settings), on the CPU backend that `gpo run`
+//! uses (burn-ndarray, f32), with the same allocator (mimalloc).
+//!
+//! - `train_update/<method>`: one meta-training update of each method the config lists (the
+//!   faithful `gpo`, then every `gpo_<variant>`) at the 0.8 split, seed 0: batch build from
+//!   pre-drawn episodes, loss (the method's objective), backward, Adam step. An update takes
+//!   seconds on 2 cores and its work varies with the drawn context and target counts (10–100
+//!   each), so ten batches are drawn up front from the method's sampler (fixed seed) and cycled
+//!   through, with flat sampling over ten samples: whatever the iterations per sample, the
+//!   measured updates cover every batch equally often, and the mean is the mean update over the
+//!   ten batches. The spread between samples is mostly that batch mix, not noise. Drawing the
+//!   episodes (and their priors) is not timed; its mean time per batch is printed.
+//! - `train_update/knn_variant/<method>`: the same for the kNN-groups prior variant: the config's
+//!   own variants with a `knn_groups` prior, or, when it lists none, `gpo_knn_groups`, the faithful
+//!   network reading a kNN-groups prior at `[evaluation] knn_temperature`.
+//! - `predict_one_group/<method>/<context>+<targets>`: latency of predicting one held-out group
+//!   (the split's first test group) with 20 context questions and every other question as targets
+//!   (~650), then with 20 context questions and 100 targets; episode and batch construction
+//!   (prior included) are timed. Throughput counts target questions. The models are untrained
+//!   (weights do not change the work).
+//!
+//! About a minute and a half on 2 busy cores:
+//!
+//!     cargo bench -p gpo-train --bench gpo
+//!     cargo bench -p gpo-train --bench gpo -- --quick      # a quick look
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::ElementConversion;
+use burn_autodiff::Autodiff;
+use burn_ndarray::NdArray;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use gpo_core::rng::SplitMix64;
+use gpo_core::{Episode, Gpo, GpoBatch};
+use gpo_train::config::RunConfig;
+use gpo_train::eval::draw_episodes;
+use gpo_train::prior::PriorKind;
+use gpo_train::task::EmbeddedSurvey;
+use gpo_train::train::sampler::episode;
+use gpo_train::train::{EpisodeSampler, GpoMethod, Split};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+type Cpu = NdArray<f32>;
+type Train = Autodiff<Cpu>;
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/opinionqa.toml");
+const TRAIN_FRACTION: f64 = 0.8;
+const SEED: u64 = 0;
+/// Samples per benchmark.
+const SAMPLES: usize = 10;
+/// Training batches drawn up front and cycled through: as many as samples, so that the measured
+/// updates cover every batch equally often.
+const N_BATCHES: usize = SAMPLES;
+const CONTEXT: usize = 20;
+const FEW_TARGETS: usize = 100;
+
+/// The data, the split and the methods of the run config.
+struct Setup {
+    task: EmbeddedSurvey,
+    split: Split,
+    /// The config's methods, then `gpo_knn_groups` if it lists no kNN-groups variant.
+    methods: Vec<GpoMethod>,
+}
+
+fn is_knn(method: &GpoMethod) -> bool {
+    matches!(method.prior, Some(PriorKind::KnnGroups { .. }))
+}
+
+fn setup() -> Setup {
+    let config = RunConfig::load(Path::new(CONFIG)).expect("configs/opinionqa.toml");
+    let (task, _) = gpo_train::run::load_task(&config.data).expect("OpinionQA data and embeddings");
+    let training = &config.training;
+    let split =
+        Split::new(&task, TRAIN_FRACTION, SEED, training.validation, training.validation_fraction).expect("split");
+    let mut methods = config.methods(task.dim);
+    if !methods.iter().any(is_knn) {
+        let faithful = methods[0].clone();
+        methods.push(GpoMethod {
+            name: "gpo_knn_groups".into(),
+            config: faithful.config.with_prior(true),
+            prior: Some(PriorKind::KnnGroups { temperature: config.evaluation.knn_temperature }),
+            training: faithful.training,
+        });
+    }
+    Setup { task, split, methods }
+}
+
+/// Times one update of `method` (cycling through [`N_BATCHES`] pre-drawn batches).
+fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &GpoMethod) {
+    let Setup { task, split, .. } = setup;
+    let device = Default::default();
+    let prior = method.population_prior(&split.train_groups);
+    let sampler = EpisodeSampler::new(
+        task,
+        &split.train_groups,
+        &split.train_questions,
+        method.training.sampling,
+        prior.as_ref(),
+    );
+    let mut rng = SplitMix64::new(SEED ^ 0x0062_656E_6368);
+    let start = Instant::now();
+    let batches: Vec<Vec<Episode>> =
+        (0..N_BATCHES).map(|_| sampler.sample(&mut rng).expect("training episodes")).collect();
+    let drawing = start.elapsed().as_secs_f64() / N_BATCHES as f64;
+    let tokens =
+        |f: fn(&Episode) -> usize| -> f64 { batches.iter().flatten().map(f).sum::<usize>() as f64 / N_BATCHES as f64 };
+    println!(
+        "{}: {} groups per batch, on average {:.0} context + {:.0} target tokens per batch; \
+         drawing a batch (untimed below) takes {:.1} ms",
+        method.name,
+        split.train_groups.len(),
+        tokens(Episode::n_context_tokens),
+        tokens(Episode::n_target_tokens),
+        drawing * 1e3
+    );
+    let mut model = Some(method.config.init_seeded::<Train>(&device, SEED).expect("model"));
+    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<Train, Gpo<Train>>();
+    let (objective, learning_rate) = (method.training.objective, method.training.learning_rate);
+    let mut next = 0;
+    group.bench_function(&method.name, |b| {
+        b.iter(|| {
+            let episodes = &batches[next % N_BATCHES];
+            next += 1;
+            let current = model.take().expect("model");
+            let batch = GpoBatch::<Train>::new(episodes, &device).expect("batch");
+            let loss = objective.loss(&current, &batch);
+            let value: f64 = loss.clone().into_scalar().elem();
+            let grads = GradientsParams::from_grads(loss.backward(), &current);
+            model = Some(optimizer.step(learning_rate, current, grads));
+            value
+        });
+    });
+}
+
+fn train_update(c: &mut Criterion) {
+    let setup = setup();
+    for (name, knn) in [("train_update", false), ("train_update/knn_variant", true)] {
+        let mut group = c.benchmark_group(name);
+        group
+            .sample_size(SAMPLES)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5));
+        for method in setup.methods.iter().filter(|m| is_knn(m) == knn) {
+            bench_update(&mut group, &setup, method);
+        }
+        group.finish();
+    }
+}
+
+fn predict_one_group(c: &mut Criterion) {
+    let Setup { task, split, methods } = setup();
+    let device = Default::default();
+    let held_out = split.test_groups[0];
+    let all: Vec<usize> = (0..task.survey.questions.len()).collect();
+    let drawn = draw_episodes(&task, &[held_out], &all, CONTEXT, &mut SplitMix64::new(SEED)).remove(0);
+    let sizes = [drawn.targets.len(), FEW_TARGETS.min(drawn.targets.len())];
+
+    let mut group = c.benchmark_group("predict_one_group");
+    group
+        .sample_size(SAMPLES)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for method in &methods {
+        let model = method.config.init_seeded::<Cpu>(&device, SEED).expect("model");
+        let prior = method.population_prior(&split.train_groups);
+        for n_targets in sizes {
+            let targets = &drawn.targets[..n_targets];
+            group.throughput(Throughput::Elements(n_targets as u64));
+            let id = BenchmarkId::new(&method.name, format!("{}+{n_targets}", drawn.context.len()));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    let built =
+                        episode(&task, held_out, &drawn.context, targets, false, prior.as_ref()).expect("episode");
+                    let batch = GpoBatch::<Cpu>::new(std::slice::from_ref(&built), &device).expect("batch");
+                    model.predict(&batch)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_update, predict_one_group);
+criterion_main!(benches);
