@@ -11,9 +11,6 @@
 //!   measured updates cover every batch equally often, and the mean is the mean update over the
 //!   ten batches. The spread between samples is mostly that batch mix, not noise. Drawing the
 //!   episodes (and their priors) is not timed; its mean time per batch is printed.
-//! - `train_update/knn_variant/<method>`: the same for the kNN-groups prior variant: the config's
-//!   own variants with a `knn_groups` prior, or, when it lists none, `gpo_knn_groups`, the faithful
-//!   network reading a kNN-groups prior at `[evaluation] knn_temperature`.
 //! - `predict_one_group/<method>/<context>+<targets>`: latency of predicting one held-out group
 //!   (the split's first test group) with 20 context questions and every other question as targets
 //!   (~650), then with 20 context questions and 100 targets; episode and batch construction
@@ -38,7 +35,6 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{Episode, Gpo, GpoBatch};
 use gpo_train::config::RunConfig;
 use gpo_train::eval::draw_episodes;
-use gpo_train::prior::PriorKind;
 use gpo_train::task::EmbeddedSurvey;
 use gpo_train::train::sampler::episode;
 use gpo_train::train::{EpisodeSampler, GpoMethod, Split};
@@ -64,12 +60,8 @@ const FEW_TARGETS: usize = 100;
 struct Setup {
     task: EmbeddedSurvey,
     split: Split,
-    /// The config's methods, then `gpo_knn_groups` if it lists no kNN-groups variant.
+    /// The config's GPO methods.
     methods: Vec<GpoMethod>,
-}
-
-fn is_knn(method: &GpoMethod) -> bool {
-    matches!(method.prior, Some(PriorKind::KnnGroups { .. }))
 }
 
 fn setup() -> Setup {
@@ -78,17 +70,7 @@ fn setup() -> Setup {
     let training = &config.training;
     let split =
         Split::new(&task, TRAIN_FRACTION, SEED, training.validation, training.validation_fraction).expect("split");
-    let mut methods = config.methods(task.dim);
-    if !methods.iter().any(is_knn) {
-        let faithful = methods[0].clone();
-        methods.push(GpoMethod {
-            name: "gpo_knn_groups".into(),
-            config: faithful.config.with_prior(true),
-            prior: Some(PriorKind::KnnGroups { temperature: config.evaluation.knn_temperature }),
-            training: faithful.training,
-        });
-    }
-    Setup { task, split, methods }
+    Setup { task, split, methods: config.methods(task.dim) }
 }
 
 /// Times one update of `method` (cycling through [`N_BATCHES`] pre-drawn batches).
@@ -140,18 +122,16 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
 
 fn train_update(c: &mut Criterion) {
     let setup = setup();
-    for (name, knn) in [("train_update", false), ("train_update/knn_variant", true)] {
-        let mut group = c.benchmark_group(name);
-        group
-            .sample_size(SAMPLES)
-            .sampling_mode(SamplingMode::Flat)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(5));
-        for method in setup.methods.iter().filter(|m| is_knn(m) == knn) {
-            bench_update(&mut group, &setup, method);
-        }
-        group.finish();
+    let mut group = c.benchmark_group("train_update");
+    group
+        .sample_size(SAMPLES)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for method in &setup.methods {
+        bench_update(&mut group, &setup, method);
     }
+    group.finish();
 }
 
 fn predict_one_group(c: &mut Criterion) {
