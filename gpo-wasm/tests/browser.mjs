@@ -205,7 +205,7 @@ const badInputs = `(async () => {
   const cases = {
     wrongDimension: [{ ...good, embeddings: new Float32Array(2 * (d + 1)) }, target],
     lengthsDisagree: [{ ...good, distributions: [1] }, target],
-    nan: [good, { embeddings: new Float32Array(3 * d).fill(NaN), options: [3] }],
+    nan: [good, { ...target, embeddings: new Float32Array(3 * d).fill(NaN) }],
     notTyped: [{ ...good, embeddings: [1, 2] }, target],
     noTargets: [good, { embeddings: new Float32Array(0), options: [] }],
     wrongPriorLength: [{ ...good, priors: [1] }, target],
