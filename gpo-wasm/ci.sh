@@ -55,9 +55,10 @@ rm -rf "$artifacts/runs/gpo-wasm-demo"
 run_dir="$artifacts/runs/gpo-wasm-demo"
 mkdir -p gpo-wasm/www/data
 cp "$run_dir/model.gpo" gpo-wasm/www/data/model.gpo
+"$gpo" inspect gpo-wasm/www/data/model.gpo
 
-step "demo bank: make_bank.py (MiniLM cache, the run's test groups)"
-python3 gpo-wasm/make_bank.py --results "$run_dir/results.json"
+step "demo bank: make_bank.py (MiniLM cache, the run's test groups, the model's prior groups)"
+python3 gpo-wasm/make_bank.py --results "$run_dir/results.json" --model gpo-wasm/www/data/model.gpo --gpo "$gpo"
 
 step "bundles (build.sh)"
 gpo-wasm/build.sh  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
@@ -81,8 +82,13 @@ fi
 node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts" --paths "${GPO_WASM_PATHS:-cpu,webgpu}"
 
 step "sizes"
-for f in gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do
+total_raw=0 total_gz=0
+for f in gpo-wasm/www/{index.html,app.js,prior.js,style.css} gpo-wasm/www/pkg/gpo_wasm.js \
+    gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do
   [ -f "$f" ] || continue
-  printf '%-45s %10d raw %10d gzip -9\n' "$f" "$(stat -c %s "$f")" "$(gzip -9 -c "$f" | wc -c)"
+  raw=$(stat -c %s "$f") gz=$(gzip -9 -c "$f" | wc -c)
+  printf '%-45s %10d raw %10d gzip -9\n' "$f" "$raw" "$gz"
+  case "$f" in *pkg-webgpu*) ;; *) total_raw=$((total_raw + raw)) total_gz=$((total_gz + gz)) ;; esac
 done
+printf '%-45s %10d raw %10d gzip -9\n' "page total (CPU bundle)" "$total_raw" "$total_gz"
 step "passed in $(($(date +%s) - start)) s"

@@ -3,19 +3,23 @@
 its embedding cache, and the `gpo run` that trained the demo model.
 
 usage: python3 gpo-wasm/make_bank.py --results RUN_DIR/results.json
+           [--model gpo-wasm/www/data/model.gpo] [--gpo PATH_TO_GPO_CLI]
            [--survey fixtures/opinionqa] [--cache fixtures/opinionqa/minilm-gpo.gpoemb]
            [--out gpo-wasm/www/data]
 
 Output:
-* bank.json: the questions (text, options, ordinals, first embedding row, and the training
-  groups' mean distribution: the Train-group-mean baseline), the training groups' names, and the
-  held-out groups with their true answer distributions (4 decimals);
+* bank.json: the questions (text, options, ordinals, first embedding row), the model's method and
+  prior (`{"kind": "knn_groups", "temperature": …}` or null), the prior groups with their answer
+  distributions (6 decimals: the page computes the kNN-groups prior and the Train-group-mean and
+  kNN-groups baselines from them, as gpo-train does), and the held-out groups with their true
+  answer distributions (4 decimals);
 * embeddings.f16: one embedding per (question, option), little-endian f16, row-major, in
   question order: the cache's vectors, byte for byte.
 
-Groups: the held-out groups are the run's `test_groups` and the training groups its
-`train_groups` (results.json, one run: `splits` and `seeds` of one value each), so the page only
-shows groups the model never trained on.
+Groups: the prior groups are the model's `prior_groups` (read with `gpo inspect --json`; for a
+model without a prior, the run's meta-training groups: train + validation), the held-out groups
+the run's `test_groups` (results.json, one run: `splits` and `seeds` of one value each), so the
+page only shows groups the model never trained on and never reads as prior.
 
 Embeddings: each option's text is rebuilt exactly as gpo-train's `gpo` template
 (gpo-train/src/embed/template.rs) builds it, and looked up in the cache by its sha256 (format:
@@ -27,7 +31,9 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -97,6 +103,9 @@ def main():
     ap.add_argument("--survey", default="fixtures/opinionqa")
     ap.add_argument("--cache", default="fixtures/opinionqa/minilm-gpo.gpoemb")
     ap.add_argument("--out", default="gpo-wasm/www/data")
+    ap.add_argument("--model", default="gpo-wasm/www/data/model.gpo", help="the demo model (.gpo)")
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    ap.add_argument("--gpo", default=f"{target}/release/gpo", help="the gpo CLI (runs `gpo inspect --json`)")
     a = ap.parse_args()
     survey = Path(a.survey)
 
@@ -123,14 +132,25 @@ def main():
             q = questions[index[r["question_key"]]]
             answers = g["answers"].setdefault(q["key"], [0.0] * len(q["options"]))
             answers[int(r["option_index"])] = float(r["probability"])
+    exact = {}
     for g in groups.values():  # renormalise, as the loader does
-        for key, p in g["answers"].items():
-            total = sum(p)
-            g["answers"][key] = [round(x / total, 4) for x in p]
-    unknown = [n for n in run["train_groups"] + run["test_groups"] if n not in groups]
+        exact[g["name"]] = {key: [x / sum(p) for x in p] for key, p in g["answers"].items()}
+    info = json.loads(subprocess.run([a.gpo, "inspect", "--json", a.model], check=True, capture_output=True, text=True).stdout)
+    model_meta = info["metadata"]
+    prior = json.loads(model_meta["prior"]) if info["config"].get("prior") else None
+    if prior is not None and prior.get("kind") not in ("knn_groups", "train_mean"):
+        raise SystemExit(f"{a.model}: prior {model_meta['prior']}; the page computes knn_groups and train_mean priors")
+    meta_train = run["train_groups"] + run.get("validation_groups", [])
+    prior_groups = model_meta["prior_groups"] if prior is not None else meta_train
+    held_out = run["test_groups"]
+    unknown = [n for n in prior_groups + held_out if n not in groups]
     if unknown:
-        raise SystemExit(f"{a.results} names groups that {survey}/answers.csv lacks: {unknown}")
-    train, held_out = run["train_groups"], run["test_groups"]
+        raise SystemExit(f"{a.results} / {a.model} name groups that {survey}/answers.csv lacks: {unknown}")
+    if set(prior_groups) & set(held_out):
+        raise SystemExit(f"prior groups {sorted(set(prior_groups) & set(held_out))} are also held out: wrong results.json?")
+    if not set(prior_groups) <= set(meta_train):
+        raise SystemExit(f"{a.model}'s prior groups are not the meta-training groups of {a.results}: wrong run?")
+    temperature = (prior or {}).get("temperature", results.get("config", {}).get("evaluation", {}).get("knn_temperature", 0.02))
 
     cache = Cache(a.cache)
     if cache.template_id != "gpo":
@@ -145,11 +165,7 @@ def main():
                 missing.append(f"{q['key']} option {o} ({q['options'][o]!r})")
             else:
                 vectors.append(v)
-        answered = [groups[g]["answers"][q["key"]] for g in train if q["key"] in groups[g]["answers"]]
         q["row"] = row
-        q["train_mean"] = (
-            [round(sum(p[o] for p in answered) / len(answered), 4) for o in range(len(q["options"]))] if answered else None
-        )
         row += len(q["options"])
     if missing:
         print(f"error: {len(missing)} option texts are missing from {a.cache}:", file=sys.stderr)
@@ -167,9 +183,12 @@ def main():
         "run": results["name"],
         "train_fraction": run["train_fraction"],
         "seed": run["seed"],
-        "train_groups": train,
+        "method": model_meta.get("method") or "gpo",
+        "prior": prior,
+        "knn_temperature": temperature,
         "questions": questions,
-        "groups": [groups[g] for g in held_out],
+        "prior_groups": [rounded(groups[g], exact, 6) for g in prior_groups],
+        "groups": [rounded(groups[g], exact, 4) for g in held_out],
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,8 +196,14 @@ def main():
     (out / "embeddings.f16").write_bytes(b"".join(vectors))
     for name in ("bank.json", "embeddings.f16"):
         print(f"wrote {out / name} ({(out / name).stat().st_size} bytes)")
-    print(f"{len(questions)} questions, {row} options ({cache.model_id}), {len(train)} train groups, "
-          f"{len(held_out)} held-out groups (from {a.results})")
+    print(f"{len(questions)} questions, {row} options ({cache.model_id}), model {bank['method']} (prior {prior}), "
+          f"{len(prior_groups)} prior groups, {len(held_out)} held-out groups (from {a.results})")
+
+
+def rounded(group, exact, digits):
+    """`group` with its renormalised answers rounded to `digits` decimals."""
+    answers = {key: [round(x, digits) for x in p] for key, p in exact[group["name"]].items()}
+    return {"name": group["name"], "attribute": group["attribute"], "answers": answers}
 
 
 if __name__ == "__main__":

@@ -70,3 +70,63 @@ fn corrupt_model_files_are_one_clear_error() {
     let (ok, _, err) = gpo(&["inspect", path.to_str().unwrap()]);
     assert!(!ok && err.starts_with("error: ") && err.contains("broken.gpo"), "{err}");
 }
+
+#[test]
+fn prior_models_need_a_prior_per_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1).with_prior(true);
+    let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
+    let mut metadata = ModelMetadata::new("test", 4, "gpo");
+    metadata.method = "gpo_knn".into();
+    metadata.prior = r#"{"kind":"knn_groups","temperature":0.02}"#.into();
+    metadata.prior_groups = vec!["A".into(), "B".into()];
+    let model_path = dir.path().join("prior.gpo");
+    std::fs::write(&model_path, ModelFile::from_model(&model, &config, metadata, WeightDType::F32).to_bytes()).unwrap();
+    let model_arg = model_path.to_str().unwrap();
+
+    let (ok, out, err) = gpo(&["inspect", "--json", model_arg]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["metadata"]["method"], "gpo_knn");
+    assert_eq!(info["metadata"]["prior_groups"], serde_json::json!(["A", "B"]));
+    assert_eq!(info["config"]["prior"], true);
+    let (ok, out, err) = gpo(&["inspect", model_arg]);
+    assert!(ok && out.contains("gpo_knn") && out.contains("knn_groups"), "{out}{err}");
+
+    let request = |context_prior: serde_json::Value, target_prior: serde_json::Value| {
+        let mut context =
+            serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": [0.3, 0.7]});
+        let mut target = serde_json::json!({"key": "T", "embeddings": [[0.0, 0.1, 0.0, 0.1], [1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]]});
+        if !context_prior.is_null() {
+            context["prior"] = context_prior;
+        }
+        if !target_prior.is_null() {
+            target["prior"] = target_prior;
+        }
+        let path = dir.path().join("req.json");
+        std::fs::write(&path, serde_json::json!({"context": [context], "targets": [target]}).to_string()).unwrap();
+        gpo(&["predict", "--model", model_arg, "--input", path.to_str().unwrap()])
+    };
+    let null = serde_json::Value::Null;
+    let (ok, out, err) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.2, 0.3, 0.5]));
+    assert!(ok, "{err}");
+    let with_prior = predictions(&out);
+    assert_eq!(with_prior[0].len(), 3);
+    assert!((with_prior[0].iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    // An untrained prior model predicts its prior (the residual head starts at zero).
+    for (p, q) in with_prior[0].iter().zip([0.2, 0.3, 0.5]) {
+        assert!((p - q).abs() < 1e-3, "{with_prior:?}");
+    }
+    let (ok, out, _) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.6, 0.3, 0.1]));
+    assert!(ok && predictions(&out) != with_prior, "the prior must reach the model");
+
+    let (ok, _, err) = request(null.clone(), serde_json::json!([0.2, 0.3, 0.5]));
+    assert!(!ok && err.contains("context[0].prior is missing") && err.contains("gpo_knn"), "{err}");
+    let (ok, _, err) = request(serde_json::json!([0.5, 0.5]), null.clone());
+    assert!(!ok && err.contains("targets[0].prior is missing"), "{err}");
+    let (ok, _, err) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.5, 0.5]));
+    assert!(!ok && err.contains("prior"), "wrong length: {err}");
+    let (ok, _, err) = request(serde_json::json!([1.5, -0.5]), serde_json::json!([0.2, 0.3, 0.5]));
+    assert!(!ok && err.contains("negative"), "negative prior: {err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "one readable message: {err}");
+}

@@ -4,30 +4,46 @@
 use js_sys::{Array, ArrayBuffer, Float32Array, Reflect};
 use wasm_bindgen::prelude::*;
 
-/// Questions read from JavaScript: option counts, option embeddings, and (context only) the
-/// concatenated answer distributions.
+/// Questions read from JavaScript: option counts, option embeddings, (context only) the
+/// concatenated answer distributions, and the concatenated population priors when given.
 pub(crate) struct Questions {
     /// Number of options of each question.
     pub options: Vec<usize>,
     embeddings: Vec<f32>,
     distributions: Option<Vec<f32>>,
+    priors: Option<Vec<f32>>,
+}
+
+/// One question: its option embeddings (`options × dim`), distribution and prior (when given).
+pub(crate) struct Question<'a> {
+    pub embeddings: &'a [f32],
+    pub distribution: Option<&'a [f32]>,
+    pub prior: Option<&'a [f32]>,
 }
 
 impl Questions {
-    /// Each question's embeddings (`options × dim`) and distribution (when read with one).
-    pub fn iter(&self, dim: usize) -> impl Iterator<Item = (&[f32], Option<&[f32]>)> {
+    /// Whether `priors` was given.
+    pub fn has_priors(&self) -> bool {
+        self.priors.is_some()
+    }
+
+    /// Each question's embeddings, distribution (when read with one) and prior (when given).
+    pub fn iter(&self, dim: usize) -> impl Iterator<Item = Question<'_>> {
         let mut offset = 0;
         self.options.iter().map(move |&k| {
-            let embeddings = &self.embeddings[offset * dim..(offset + k) * dim];
-            let distribution = self.distributions.as_ref().map(|d| &d[offset..offset + k]);
+            let question = Question {
+                embeddings: &self.embeddings[offset * dim..(offset + k) * dim],
+                distribution: self.distributions.as_ref().map(|d| &d[offset..offset + k]),
+                prior: self.priors.as_ref().map(|d| &d[offset..offset + k]),
+            };
             offset += k;
-            (embeddings, distribution)
+            question
         })
     }
 }
 
-/// Reads `value.embeddings`, `value.options` and, when `with_distributions`, `value.distributions`,
-/// checking that their lengths agree with each other and with the model's dimension `dim`.
+/// Reads `value.embeddings`, `value.options`, when `with_distributions` `value.distributions`, and
+/// `value.priors` when present (not `undefined` or `null`), checking that their lengths agree with each other and with the model's dimension `dim`.
 pub(crate) fn read_questions(
     side: &str,
     value: &JsValue,
@@ -68,19 +84,20 @@ pub(crate) fn read_questions(
             options.len(),
         )));
     }
-    let distributions = if with_distributions {
-        let values = numbers(side, "distributions", &field("distributions"))?;
+    let per_option = |name: &str| -> Result<Vec<f32>, JsError> {
+        let values = numbers(side, name, &field(name))?;
         if values.len() != n_options {
             return Err(JsError::new(&format!(
-                "{side}.distributions has {} values, but the questions have {n_options} options in all",
+                "{side}.{name} has {} values, but the questions have {n_options} options in all",
                 values.len()
             )));
         }
-        Some(values.into_iter().map(|v| v as f32).collect())
-    } else {
-        None
+        Ok(values.into_iter().map(|v| v as f32).collect())
     };
-    Ok(Questions { options, embeddings, distributions })
+    let distributions = if with_distributions { Some(per_option("distributions")?) } else { None };
+    let priors_value = field("priors");
+    let priors = if priors_value.is_undefined() || priors_value.is_null() { None } else { Some(per_option("priors")?) };
+    Ok(Questions { options, embeddings, distributions, priors })
 }
 
 /// The numbers of an `Array` or typed array.

@@ -14,8 +14,11 @@
 //! );
 //! ```
 //!
+//! Prior models (`model.usesPrior`, e.g. `gpo_knn`) also need `priors` on both objects: the
+//! population prior of every option, laid out like `distributions`.
+//!
 //! Every bad input (a corrupt or foreign file, a wrong embedding dimension, lengths that
-//! disagree, NaN) rejects with a JavaScript `Error` whose message says what is wrong; nothing
+//! disagree, NaN, a missing prior) rejects with a JavaScript `Error` whose message says what is wrong; nothing
 //! panics. Targets attend only to the context, so each target's prediction does not depend on the
 //! other targets.
 
@@ -50,12 +53,17 @@ export interface GpoContext {
   embeddings: Float32Array;
   options: Uint32Array | number[];
   distributions: Float32Array | number[];
+  /** The population prior of every option, concatenated like `distributions`: required when
+   * `model.usesPrior` (e.g. the kNN-groups mixture of `model.priorGroups`), ignored otherwise. */
+  priors?: Float32Array | number[];
 }
 
 /** The target questions, laid out as in `GpoContext`, without distributions. */
 export interface GpoTargets {
   embeddings: Float32Array;
   options: Uint32Array | number[];
+  /** As `GpoContext.priors`: required when `model.usesPrior`. */
+  priors?: Float32Array | number[];
 }
 "#;
 
@@ -130,6 +138,32 @@ impl GpoModel {
         self.file.metadata.dataset.clone()
     }
 
+    /// Whether the model reads a population prior for every option (`priors` in `predict`'s
+    /// context and targets are then required).
+    #[wasm_bindgen(getter, js_name = usesPrior)]
+    pub fn uses_prior(&self) -> bool {
+        self.file.config.prior
+    }
+
+    /// How the prior is computed, as the trainer wrote it (gpo-train: JSON such as
+    /// `{"kind":"knn_groups","temperature":0.02}`); empty for models without a prior.
+    #[wasm_bindgen(getter)]
+    pub fn prior(&self) -> String {
+        self.file.metadata.prior.clone()
+    }
+
+    /// The meta-training groups the prior is computed from (empty for models without a prior).
+    #[wasm_bindgen(getter, js_name = priorGroups)]
+    pub fn prior_groups(&self) -> Vec<String> {
+        self.file.metadata.prior_groups.clone()
+    }
+
+    /// The method name in the training run's results (`gpo`, `gpo_knn`, …).
+    #[wasm_bindgen(getter)]
+    pub fn method(&self) -> String {
+        self.file.metadata.method.clone()
+    }
+
     /// Number of scalar parameters.
     #[wasm_bindgen(getter)]
     pub fn parameters(&self) -> usize {
@@ -167,14 +201,37 @@ impl GpoModel {
         if targets.options.is_empty() {
             return Err(JsError::new("targets: at least one target question is needed"));
         }
-        let mut episode = Episode::new(dim).map_err(batch_error)?;
-        for (embeddings, distribution) in context.iter(dim) {
-            episode.push_context(embeddings, distribution.unwrap_or_default()).map_err(batch_error)?;
+        if self.file.config.prior {
+            for (side, questions) in [("context", &context), ("targets", &targets)] {
+                if !questions.has_priors() {
+                    return Err(JsError::new(&format!(
+                        "{side}.priors is missing: this model ({}) reads a population prior for every option \
+                         (a Float32Array laid out like the distributions; see usesPrior, prior and priorGroups)",
+                        self.method_or_kind()
+                    )));
+                }
+            }
         }
-        for (embeddings, _) in targets.iter(dim) {
-            episode.push_target(embeddings, None).map_err(batch_error)?;
+        let mut episode = Episode::new(dim).map_err(batch_error)?;
+        for q in context.iter(dim) {
+            episode
+                .push_context_with_prior(q.embeddings, q.distribution.unwrap_or_default(), q.prior)
+                .map_err(batch_error)?;
+        }
+        for q in targets.iter(dim) {
+            episode.push_target_with_prior(q.embeddings, None, q.prior).map_err(batch_error)?;
         }
         Ok(episode)
+    }
+
+    fn method_or_kind(&self) -> String {
+        let m = &self.file.metadata;
+        match (m.method.is_empty(), m.prior.is_empty()) {
+            (false, false) => format!("{}, prior {}", m.method, m.prior),
+            (false, true) => m.method.clone(),
+            (true, false) => format!("prior {}", m.prior),
+            (true, true) => "a prior model".into(),
+        }
     }
 }
 

@@ -156,6 +156,64 @@ async fn bad_inputs_are_errors() {
     }
 }
 
+fn prior_model_bytes() -> Vec<u8> {
+    let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1).with_prior(true);
+    let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
+    let mut metadata = ModelMetadata::new("test", DIM, "t");
+    metadata.method = "gpo_knn".into();
+    metadata.prior = r#"{"kind":"knn_groups","temperature":0.02}"#.into();
+    metadata.prior_groups = vec!["A".into(), "B".into()];
+    ModelFile::from_model(&model, &config, metadata, WeightDType::F32).to_bytes()
+}
+
+fn with_priors(question: JsValue, priors: &[f32]) -> JsValue {
+    Reflect::set(&question, &"priors".into(), &f32s(priors)).unwrap();
+    question
+}
+
+#[wasm_bindgen_test]
+async fn prior_models_need_priors() {
+    let plain = model().await;
+    assert!(!plain.uses_prior());
+    assert_eq!(plain.prior(), "");
+    assert!(plain.prior_groups().is_empty());
+    let model = GpoModel::load(prior_model_bytes(), JsValue::UNDEFINED).await.unwrap_or_else(|_| panic!("load failed"));
+    assert!(model.uses_prior());
+    assert_eq!(model.method(), "gpo_knn");
+    assert!(model.prior().contains("knn_groups"));
+    assert_eq!(model.prior_groups(), vec!["A".to_string(), "B".to_string()]);
+
+    let c = || context(&[2], &emb(2, 0.1), &[0.3, 0.7]);
+    let t = || targets(&[3], &emb(3, 0.2));
+    let result = JsFuture::from(model.predict(with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5])))
+        .await
+        .unwrap_or_else(|_| panic!("predict failed"));
+    let d: Vec<f32> = result.dyn_into::<Array>().unwrap().get(0).dyn_into::<Float32Array>().unwrap().to_vec();
+    // An untrained prior model predicts its prior: the residual head starts at zero.
+    for (p, q) in d.iter().zip([0.2, 0.3, 0.5]) {
+        assert!((p - q).abs() < 1e-3, "{d:?}");
+    }
+    // A model without a prior accepts (and ignores) priors.
+    assert!(
+        JsFuture::from(plain.predict(with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5]))).await.is_ok()
+    );
+
+    let cases: Vec<(JsValue, JsValue, &str)> = vec![
+        (c(), with_priors(t(), &[0.2, 0.3, 0.5]), "context.priors is missing"),
+        (with_priors(c(), &[0.5, 0.5]), t(), "targets.priors is missing"),
+        (with_priors(c(), &[1.0]), with_priors(t(), &[0.2, 0.3, 0.5]), "context.priors has 1 values"),
+        (with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.5, 0.5]), "targets.priors has 2 values"),
+        (with_priors(c(), &[f32::NAN, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5]), "non-finite prior"),
+        (with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[-0.2, 0.7, 0.5]), "negative probability"),
+    ];
+    for (c, t, needle) in cases {
+        let message = rejection(&model, c, t).await;
+        assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+    }
+    let missing = rejection(&model, c(), t()).await;
+    assert!(missing.contains("gpo_knn"), "{missing}");
+}
+
 #[wasm_bindgen_test]
 fn metrics_check_their_inputs() {
     let a = gpo_wasm::wasserstein_alignment(&[1.0, 2.0], &[1.0, 0.0], &[1.0, 0.0]).unwrap_or(f64::NAN);

@@ -8,7 +8,9 @@
 // For each path (cpu: www/pkg; webgpu: www/pkg-webgpu with --enable-unsafe-webgpu, SwiftShader when
 // there is no GPU) it serves gpo-wasm/www on 127.0.0.1 (gzip, as a static host would), loads the
 // page, checks the backend that ran, predicts one held-out group with 20 context questions and
-// compares with `gpo predict` (≤ 1e-4 per probability), times 20 → 100 and 20 → all targets, checks
+// compares with `gpo predict` (≤ 1e-4 per probability) given the same embeddings, distributions and
+// population priors (a prior model: www/prior.js's kNN-groups prior, computed here in Node with the
+// CPU bundle's metrics and checked equal to the page's), times 20 → 100 and 20 → all targets, checks
 // that bad inputs reject with an Error, records the page's transfer size, and screenshots the demo.
 // Writes DIR/results.json and DIR/demo-<path>.png; exits non-zero on any failure.
 
@@ -18,7 +20,7 @@ import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync
 import { join, extname, resolve, dirname } from "node:path";
 import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) => {
   if (a.startsWith("--")) pairs.push([a.slice(2), all[i + 1]]);
@@ -138,10 +140,29 @@ const contextKeys = answered.slice(0, 20);
 const target100 = answered.slice(20, 120);
 const targetAll = answered.slice(20);
 
+// The priors, computed in Node by the page's own code (www/prior.js) over the CPU bundle's metrics.
+const wasmNode = await import(pathToFileURL(join(www, "pkg/gpo_wasm.js")));
+wasmNode.initSync({ module: readFileSync(join(www, "pkg/gpo_wasm_bg.wasm")) });
+const prior = await import(pathToFileURL(join(www, "prior.js")));
+const score = prior.scorer(bank, wasmNode);
+const options = (key) => byKey.get(key).options.length;
+const modelInfo = JSON.parse(execFileSync(gpo, ["inspect", "--json", join(www, "data/model.gpo")]));
+const usesPrior = modelInfo.config.prior;
+const priorsFor = (targetKeys) => {
+  if (!usesPrior) return null;
+  const all = prior.priors(bank.prior, bank.prior_groups, group.answers, contextKeys, [...contextKeys, ...targetKeys], options, score);
+  return { context: all.slice(0, contextKeys.length), targets: all.slice(contextKeys.length) };
+};
+const nodePriors = priorsFor(targetAll);
+console.log(`model: ${modelInfo.metadata.method || "gpo"}, prior ${modelInfo.metadata.prior || "none"}, `
+  + `${modelInfo.parameters} parameters; bank: ${bank.prior_groups.length} prior groups, ${bank.groups.length} held-out`);
+
 function reference(targetKeys) {
+  const p = priorsFor(targetKeys);
   const request = {
-    context: contextKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)), distribution: group.answers[key] })),
-    targets: targetKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)) })),
+    context: contextKeys.map((key, i) => ({ key, embeddings: rows(byKey.get(key)), distribution: group.answers[key],
+      ...(p ? { prior: p.context[i] } : {}) })),
+    targets: targetKeys.map((key, i) => ({ key, embeddings: rows(byKey.get(key)), ...(p ? { prior: p.targets[i] } : {}) })),
   };
   const file = join(out, "request.json");
   writeFileSync(file, JSON.stringify(request));
@@ -151,20 +172,49 @@ function reference(targetKeys) {
 const expected = reference(targetAll);
 ok(`gpo predict: ${group.name}, ${contextKeys.length} context → ${targetAll.length} targets`);
 
+// GPO (gpo predict) against the baselines on this episode, scored as gpo-train scores.
+const meanOver = (predict) => {
+  let sum = 0, n = 0;
+  targetAll.forEach((key, i) => {
+    const s = score(key, predict(key, i), group.answers[key]);
+    if (s !== null) { sum += s; n++; }
+  });
+  return sum / n;
+};
+const knnW = prior.knnWeights(bank.prior_groups, group.answers, contextKeys, score, bank.knn_temperature);
+const ones = bank.prior_groups.map(() => 1);
+const alignments = {
+  gpo: meanOver((_, i) => expected[i]),
+  knn_groups: meanOver((key) => prior.weightedMean(bank.prior_groups, knnW, key, options(key))),
+  train_mean: meanOver((key) => prior.weightedMean(bank.prior_groups, ones, key, options(key))),
+  uniform: meanOver((key) => new Array(options(key)).fill(1 / options(key))),
+};
+console.log(`   alignment on ${group.name} (${contextKeys.length} context → ${targetAll.length}): `
+  + Object.entries(alignments).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", "));
+(alignments.gpo >= alignments.train_mean ? ok : fail)(`GPO's alignment ${alignments.gpo.toFixed(4)} ≥ train-group mean ${alignments.train_mean.toFixed(4)}`);
+
 // --- each path --------------------------------------------------------------------------------
-const results = { group: group.name, context: contextKeys.length, paths: {} };
+const results = { group: group.name, context: contextKeys.length, method: modelInfo.metadata.method,
+  alignments, paths: {} };
 const badInputs = `(async () => {
   const { model, wasm } = window.gpoDemo;
   const d = model.dimension;
-  const good = { embeddings: new Float32Array(2 * d), options: [2], distributions: [0.5, 0.5] };
-  const target = { embeddings: new Float32Array(3 * d), options: [3] };
+  const prior = model.usesPrior;
+  const good = { embeddings: new Float32Array(2 * d), options: [2], distributions: [0.5, 0.5], ...(prior ? { priors: [0.5, 0.5] } : {}) };
+  const target = { embeddings: new Float32Array(3 * d), options: [3], ...(prior ? { priors: [0.2, 0.3, 0.5] } : {}) };
   const cases = {
     wrongDimension: [{ ...good, embeddings: new Float32Array(2 * (d + 1)) }, target],
     lengthsDisagree: [{ ...good, distributions: [1] }, target],
-    nan: [good, { embeddings: new Float32Array(3 * d).fill(NaN), options: [3] }],
+    nan: [good, { ...target, embeddings: new Float32Array(3 * d).fill(NaN) }],
     notTyped: [{ ...good, embeddings: [1, 2] }, target],
     noTargets: [good, { embeddings: new Float32Array(0), options: [] }],
+    wrongPriorLength: [{ ...good, priors: [1] }, target],
+    negativePrior: [good, { ...target, priors: [-0.5, 1, 0.5] }],
   };
+  if (prior) {
+    cases.missingContextPriors = [{ ...good, priors: undefined }, target];
+    cases.missingTargetPriors = [good, { ...target, priors: undefined }];
+  }
   const messages = {};
   for (const [name, [c, t]] of Object.entries(cases)) {
     try { await model.predict(c, t); messages[name] = "NO ERROR"; }
@@ -194,6 +244,8 @@ for (const path of paths) {
     const adapter = await b.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => a ? (a.info ? a.info.vendor + ' ' + a.info.architecture : 'adapter') : 'null') : 'no navigator.gpu'");
     console.log(`== path ${path}: backend ${backend}, WebGPU adapter: ${adapter}; page ready in ${ready.toFixed(1)} s; transfer ${transfer} bytes`);
     if (backend !== path) fail(`${path}: the model ran on ${backend}`);
+    // The page's budget: 3 MB (gzip) for everything the CPU path downloads.
+    if (path === "cpu") (transfer <= 3e6 ? ok : fail)(`cpu: page transfer ${(transfer / 1e6).toFixed(2)} MB ≤ 3 MB`);
     const shot = await b.page("Page.captureScreenshot", { format: "png" });
     writeFileSync(join(out, `demo-${path}.png`), Buffer.from(shot.data, "base64"));
 
@@ -202,6 +254,13 @@ for (const path of paths) {
     let maxDiff = 0;
     got.distributions.forEach((d, i) => d.forEach((p, o) => { maxDiff = Math.max(maxDiff, Math.abs(p - expected[i][o])); }));
     (maxDiff <= 1e-4 ? ok : fail)(`${path}: ${targetAll.length} predictions vs gpo predict, max |diff| ${maxDiff.toExponential(2)}`);
+    let priorDiff = 0;
+    if (usesPrior) {
+      for (const side of ["context", "targets"]) {
+        got.priors[side].forEach((d, i) => d.forEach((p, o) => { priorDiff = Math.max(priorDiff, Math.abs(p - nodePriors[side][i][o])); }));
+      }
+      (priorDiff <= 1e-12 ? ok : fail)(`${path}: the page's kNN priors equal Node's (prior.js), max |diff| ${priorDiff.toExponential(2)}; computed in ${got.priorMs.toFixed(1)} ms`);
+    }
 
     // SwiftShader (WebGPU without a GPU) takes seconds per call: fewer repetitions there.
     const reps = path === "webgpu" ? 3 : 7;
@@ -221,7 +280,8 @@ for (const path of paths) {
       (message.startsWith("Error: ") ? ok : fail)(`${path}: ${name} → ${message}`);
     }
     results.paths[path] = { backend, adapter, ready_s: ready, transfer_bytes: transfer, max_abs_diff: maxDiff,
-      latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, errors };
+      latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, prior_ms: got.priorMs, max_prior_diff: priorDiff,
+      page_scores: await b.evaluate("window.gpoDemo.state.result.scores"), errors };
     const problems = b.logs.filter((l) => l.startsWith("exception") || l.startsWith("error"));
     if (problems.length) console.log(`   console:\n   ${problems.join("\n   ")}`);
   } catch (error) {

@@ -3,6 +3,12 @@
 // URL parameters: ?backend=cpu|webgpu (default cpu: the small bundle in pkg/; webgpu loads
 // pkg-webgpu/, which falls back to the CPU when navigator.gpu has no adapter), &group=NAME, &k=N.
 // The page exposes `window.gpoDemo` for the browser tests (tests/browser.mjs).
+//
+// A prior model (model.usesPrior, e.g. gpo_knn) reads, for every option, the population prior that
+// gpo-train computed in training: prior.js computes it here the same way from the answers of the
+// model's prior groups (bank.prior_groups) and the group's context answers.
+
+import { scorer, priors, knnWeights, weightedMean } from "./prior.js";
 
 const params = new URLSearchParams(location.search);
 const wanted = params.get("backend") === "webgpu" ? "webgpu" : "cpu";
@@ -67,10 +73,17 @@ const dim = bank.dim;
 const questionByKey = new Map(bank.questions.map((q) => [q.key, q]));
 const model = await wasm.GpoModel.load(new Uint8Array(modelBytes), { backend: wanted === "cpu" ? "cpu" : "auto" });
 if (model.dimension !== dim) throw new Error(`the model expects ${model.dimension}-d embeddings, the bank has ${dim}`);
+if (model.usesPrior && !bank.prior) throw new Error("the model reads a prior, but bank.json has none (rebuild it with make_bank.py)");
+const priorNames = bank.prior_groups.map((g) => g.name);
+if (model.usesPrior && model.priorGroups.join("\n") !== priorNames.join("\n")) {
+  throw new Error(`the model's prior groups (${model.priorGroups.join(", ")}) are not the bank's (${priorNames.join(", ")})`);
+}
+const score = scorer(bank, wasm);
+const optionCount = (key) => questionByKey.get(key).options.length;
 const loadMs = performance.now() - started;
 
-/** The typed arrays of `questions` (bank entries), with `distributions` when given. */
-function inputs(questions, distributions) {
+/** The typed arrays of `questions` (bank entries), with `distributions` and `priors` when given. */
+function inputs(questions, distributions, priorList) {
   const options = new Uint32Array(questions.map((q) => q.options.length));
   const rows = options.reduce((a, b) => a + b, 0);
   const x = new Float32Array(rows * dim);
@@ -82,7 +95,16 @@ function inputs(questions, distributions) {
   }
   const out = { embeddings: x, options };
   if (distributions) out.distributions = new Float32Array(distributions.flat());
+  if (priorList) out.priors = new Float32Array(priorList.flat());
   return out;
+}
+
+/** The model's priors for the context and target questions (null for a model without a prior),
+ * given the group's answers (key → distribution) on the context questions. */
+function modelPriors(answers, contextKeys, targetKeys) {
+  if (!model.usesPrior) return null;
+  const all = priors(bank.prior, bank.prior_groups, answers, contextKeys, [...contextKeys, ...targetKeys], optionCount, score);
+  return { context: all.slice(0, contextKeys.length), targets: all.slice(contextKeys.length) };
 }
 
 /** Predicts `targetKeys` for `group` from its real answers to `contextKeys`: the tests' entry point. */
@@ -92,9 +114,14 @@ async function predictKeys(groupName, contextKeys, targetKeys) {
   const context = contextKeys.map((k) => questionByKey.get(k));
   const targets = targetKeys.map((k) => questionByKey.get(k));
   const t0 = performance.now();
-  const predicted = await model.predict(inputs(context, contextKeys.map((k) => group.answers[k])), inputs(targets));
-  const ms = performance.now() - t0;
-  return { distributions: predicted.map((d) => Array.from(d)), ms };
+  const p = modelPriors(group.answers, contextKeys, targetKeys);
+  const t1 = performance.now();
+  const predicted = await model.predict(
+    inputs(context, contextKeys.map((k) => group.answers[k]), p?.context),
+    inputs(targets, null, p?.targets),
+  );
+  const ms = performance.now() - t1;
+  return { distributions: predicted.map((d) => Array.from(d)), priors: p, ms, priorMs: t1 - t0 };
 }
 
 /** Wasserstein alignment, or null for a nominal question (all ordinals equal: no scale to measure on). */
@@ -123,7 +150,8 @@ $("k-out").textContent = String(state.k);
 $("backend").value = wanted;
 $("about").textContent = `Model: ${model.parameters.toLocaleString()} parameters, trained on ${model.dataset || "?"}, `
   + `embeddings ${model.embeddingModel} (${dim}-d). ${bank.questions.length} questions; held-out groups: `
-  + `${bank.groups.length}; training groups: ${bank.train_groups.join(", ")}.`;
+  + `${bank.groups.length}. Method ${model.method || bank.method}`
+  + (model.usesPrior ? `, prior ${model.prior}` : "") + `; prior and baseline groups (meta-training): ${priorNames.join(", ")}.`;
 
 function optionRow(name, bars, value, onClick) {
   const row = document.createElement("div");
@@ -186,20 +214,28 @@ async function update() {
   const { group, context, targets } = episode();
   status(`Predicting ${targets.length} questions…`);
   const contextQuestions = context.map((k) => questionByKey.get(k));
+  const answers = Object.fromEntries(context.map((k) => [k, contextDistribution(group, k)]));
   const t0 = performance.now();
+  const p = modelPriors(answers, context, targets);
   const predicted = await model.predict(
-    inputs(contextQuestions, context.map((k) => contextDistribution(group, k))),
-    inputs(targets.map((k) => questionByKey.get(k))),
+    inputs(contextQuestions, context.map((k) => answers[k]), p?.context),
+    inputs(targets.map((k) => questionByKey.get(k)), null, p?.targets),
   );
   const ms = performance.now() - t0;
-  const sums = { gpo: 0, mean: 0, uniform: 0 };
+  // The baselines, as gpo-train's: kNN groups (the context answers pick the closest prior groups)
+  // and the prior groups' plain mean.
+  const knn = knnWeights(bank.prior_groups, answers, context, score, bank.knn_temperature);
+  const equal = bank.prior_groups.map(() => 1);
+  const sums = { gpo: 0, knn: 0, mean: 0, uniform: 0 };
   let scored = 0;
   const rows = targets.map((key, i) => {
     const q = questionByKey.get(key);
     const truth = group.answers[key];
     const uniform = q.options.map(() => 1 / q.options.length);
-    const base = q.train_mean ?? uniform;
-    const scores = { gpo: alignment(q, truth, predicted[i]), mean: alignment(q, truth, base), uniform: alignment(q, truth, uniform) };
+    const base = weightedMean(bank.prior_groups, knn, key, q.options.length);
+    const mean = weightedMean(bank.prior_groups, equal, key, q.options.length);
+    const scores = { gpo: alignment(q, truth, predicted[i]), knn: alignment(q, truth, base),
+      mean: alignment(q, truth, mean), uniform: alignment(q, truth, uniform) };
     if (scores.gpo !== null) {
       scored += 1;
       for (const s in sums) sums[s] += scores[s];
@@ -207,10 +243,9 @@ async function update() {
     return { q, truth, predicted: predicted[i], base, scores };
   });
   const n = rows.length;
-  state.result = { ms, n, scored, scores: { gpo: sums.gpo / scored, mean: sums.mean / scored, uniform: sums.uniform / scored } };
-  $("score-gpo").textContent = state.result.scores.gpo.toFixed(3);
-  $("score-mean").textContent = state.result.scores.mean.toFixed(3);
-  $("score-uniform").textContent = state.result.scores.uniform.toFixed(3);
+  const means = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / scored]));
+  state.result = { ms, n, scored, scores: means };
+  for (const k of ["gpo", "knn", "mean", "uniform"]) $(`score-${k}`).textContent = means[k].toFixed(3);
   $("n-targets").textContent = String(scored);
 
   const contextBox = $("context");
@@ -232,7 +267,8 @@ async function update() {
   targetBox.replaceChildren();
   for (const row of rows.slice(0, state.shown)) {
     const c = card(row.q, row.scores.gpo === null ? `${row.q.key} · nominal question (not scored)`
-      : `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}, train mean ${row.scores.mean.toFixed(3)}`);
+      : `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}, kNN groups ${row.scores.knn.toFixed(3)}, `
+      + `train mean ${row.scores.mean.toFixed(3)}`);
     row.q.options.forEach((name, o) => c.append(optionRow(name,
       [["pred", row.predicted[o]], ["truth", row.truth[o]], ["base", row.base[o]]],
       `${pct(row.predicted[o])}/${pct(row.truth[o])}`)));
@@ -257,4 +293,4 @@ $("backend").addEventListener("change", (e) => {
   location.search = params.toString();
 });
 
-window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, state, rendered: schedule(), wasm, model };
+window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, state, rendered: schedule(), wasm, model, score };

@@ -116,6 +116,9 @@ enum Command {
     Inspect {
         /// A `.gpo` file.
         model: PathBuf,
+        /// Print the configuration and metadata as one JSON object (for scripts).
+        #[arg(long)]
+        json: bool,
     },
     /// Re-store a model file's weights as f32, f16 or bf16.
     Export {
@@ -129,6 +132,14 @@ enum Command {
         out: PathBuf,
     },
     /// Predict a group's answer distributions from its context answers (JSON in, JSON out).
+    ///
+    /// Request: `{"context": [Q, …], "targets": [Q, …]}`; each question Q is given by
+    /// `"embeddings"` (one row per option), by `"text"` with `"options"`, or by a survey `"key"`
+    /// (the last two need --config); context questions carry the group's `"distribution"`.
+    /// Prior models (`gpo inspect` shows a prior, e.g. method gpo_knn) also need `"prior"` on every
+    /// context and target question: the population prior over its options (e.g. the kNN-groups
+    /// mixture of the model's prior groups), one non-negative value per option.
+    /// Output: `{"predictions": [{"key": …, "distribution": […]}, …]}`.
     Predict {
         /// A `.gpo` file.
         #[arg(long)]
@@ -164,7 +175,7 @@ pub fn execute(cli: Cli) -> Result<(), String> {
         Command::Bench { what, config, iterations, model } => {
             bench::bench(&what, &config, iterations, model.as_deref())
         }
-        Command::Inspect { model } => model::inspect(&model),
+        Command::Inspect { model, json } => model::inspect(&model, json),
         Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
         Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),
     }

@@ -18,13 +18,29 @@ fn load(path: &Path) -> Result<ModelFile, String> {
     ModelFile::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn inspect(path: &Path) -> Result<(), String> {
+pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
     let file = load(path)?;
     let params: usize = file.tensors.iter().map(|t| t.values.len()).sum();
     let m = &file.metadata;
+    if json {
+        let value = serde_json::json!({
+            "file": path.display().to_string(),
+            "dtype": file.dtype.name(),
+            "tensors": file.tensors.len(),
+            "parameters": params,
+            "config": &file.config,
+            "metadata": m,
+        });
+        println!("{value}");
+        return Ok(());
+    }
     println!("file            {}", path.display());
     println!("weights         {} ({} tensors, {params} parameters)", file.dtype.name(), file.tensors.len());
     println!("config          {:?}", file.config);
+    println!("method          {}", if m.method.is_empty() { "–" } else { m.method.as_str() });
+    if file.config.prior {
+        println!("prior           {} over {} groups: {}", m.prior, m.prior_groups.len(), m.prior_groups.join(", "));
+    }
     println!("embedding model {} ({}-d), template `{}`", m.embedding_model, m.embedding_dim, m.text_template);
     println!("trained on      {} (seed {}, {} updates)", m.dataset, m.seed, m.training_steps);
     println!("validation      {}", m.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()));
@@ -62,6 +78,9 @@ struct RequestQuestion {
     /// The group's answer distribution (context questions only).
     #[serde(default)]
     distribution: Option<Vec<f32>>,
+    /// The population prior over the options (required by prior models, ignored otherwise).
+    #[serde(default)]
+    prior: Option<Vec<f32>>,
 }
 
 /// Embeddings for questions given by key or text, from a run config's data.
@@ -163,18 +182,36 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result
             _ => Err(format!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
         }
     };
+    // Prior models read a population prior per question; the request must give it.
+    let uses_prior = file.config.prior;
+    let prior_of = |q: &RequestQuestion, side: &str, i: usize| -> Result<Option<Vec<f32>>, String> {
+        match (&q.prior, uses_prior) {
+            (Some(p), true) => Ok(Some(p.clone())),
+            (None, true) => Err(format!(
+                "{}: {side}[{i}].prior is missing: this model ({}) reads a population prior for every question{}",
+                input.display(),
+                if file.metadata.method.is_empty() { "a prior model" } else { file.metadata.method.as_str() },
+                if file.metadata.prior.is_empty() { String::new() } else { format!(", {}", file.metadata.prior) },
+            )),
+            (_, false) => Ok(None),
+        }
+    };
     let mut episode = Episode::new(dim).map_err(|e| e.to_string())?;
     for (i, q) in request.context.iter().enumerate() {
         let distribution = q
             .distribution
             .as_ref()
             .ok_or_else(|| format!("{}: context[{i}] has no `distribution`", input.display()))?;
+        let prior = prior_of(q, "context", i)?;
         episode
-            .push_context(&embed(q, "context", i)?, distribution)
+            .push_context_with_prior(&embed(q, "context", i)?, distribution, prior.as_deref())
             .map_err(|e| format!("{}: {e}", input.display()))?;
     }
     for (i, q) in request.targets.iter().enumerate() {
-        episode.push_target(&embed(q, "targets", i)?, None).map_err(|e| format!("{}: {e}", input.display()))?;
+        let prior = prior_of(q, "targets", i)?;
+        episode
+            .push_target_with_prior(&embed(q, "targets", i)?, None, prior.as_deref())
+            .map_err(|e| format!("{}: {e}", input.display()))?;
     }
     let device = Default::default();
     let model = file.to_model::<Cpu>(&device).map_err(|e| format!("{}: {e}", model_path.display()))?;
