@@ -70,7 +70,8 @@ fn setup() -> Setup {
     let training = &config.training;
     let split =
         Split::new(&task, TRAIN_FRACTION, SEED, training.validation, training.validation_fraction).expect("split");
-    Setup { task, split, methods: config.methods(task.dim) }
+    let methods = config.methods(task.dim);
+    Setup { task, split, methods }
 }
 
 /// Times one update of `method` (cycling through [`N_BATCHES`] pre-drawn batches).
