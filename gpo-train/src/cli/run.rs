@@ -16,7 +16,10 @@ pub fn run(config_path: &Path, resume: bool, out: &Path, backend: BackendChoice)
         BackendChoice::Ndarray => run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, &Default::default()),
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
-            run_experiment::<Autodiff<burn_wgpu::Wgpu<f32, i32>>>(&config, &dir, resume, &Default::default())
+            // burn-wgpu panics when no adapter exists: say so first, in one line.
+            let adapter = gpo_train::gpu::wgpu_adapter().map_err(|e| format!("no wgpu adapter: {e}"))?;
+            tracing::info!(%adapter, "wgpu backend");
+            run_experiment::<Autodiff<gpo_train::gpu::Wgpu>>(&config, &dir, resume, &Default::default())
         }
         #[cfg(not(feature = "wgpu"))]
         BackendChoice::Wgpu => {
