@@ -9,6 +9,8 @@ pub mod data;
 pub mod embed;
 pub mod eval;
 pub mod fsutil;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 pub mod pipeline;
 pub mod prior;
 pub mod report;

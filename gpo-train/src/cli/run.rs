@@ -25,7 +25,10 @@ pub fn run(
         }
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
-            run_experiment::<Autodiff<burn_wgpu::Wgpu<f32, i32>>>(&config, &dir, resume, jobs, &Default::default())
+            // burn-wgpu panics when no adapter exists: say so first, in one line.
+            let adapter = gpo_train::gpu::wgpu_adapter().map_err(|e| format!("no wgpu adapter: {e}"))?;
+            tracing::info!(%adapter, "wgpu backend");
+            run_experiment::<Autodiff<gpo_train::gpu::Wgpu>>(&config, &dir, resume, jobs, &Default::default())
         }
         #[cfg(not(feature = "wgpu"))]
         BackendChoice::Wgpu => {
