@@ -121,14 +121,21 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
     });
 }
 
-fn train_update(c: &mut Criterion) {
-    let setup = setup();
-    let mut group = c.benchmark_group("train_update");
+/// A group with the sampling settings every benchmark here uses: few, flat samples (an update
+/// takes up to seconds).
+fn benchmark_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(SAMPLES)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
+    group
+}
+
+fn train_update(c: &mut Criterion) {
+    let setup = setup();
+    let mut group = benchmark_group(c, "train_update");
     for method in &setup.methods {
         bench_update(&mut group, &setup, method);
     }
@@ -143,12 +150,7 @@ fn predict_one_group(c: &mut Criterion) {
     let drawn = draw_episodes(&task, &[held_out], &all, CONTEXT, &mut SplitMix64::new(SEED)).remove(0);
     let sizes = [drawn.targets.len(), FEW_TARGETS.min(drawn.targets.len())];
 
-    let mut group = c.benchmark_group("predict_one_group");
-    group
-        .sample_size(SAMPLES)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = benchmark_group(c, "predict_one_group");
     for method in &methods {
         let model = method.config.init_seeded::<Cpu>(&device, SEED).expect("model");
         let prior = method.population_prior(&split.train_groups);

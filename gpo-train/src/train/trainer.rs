@@ -7,7 +7,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use indicatif::ProgressBar;
@@ -72,7 +72,7 @@ pub enum Objective {
 
 impl Objective {
     /// The loss of `model` on `batch`.
-    pub fn loss<B: AutodiffBackend>(self, model: &Gpo<B>, batch: &GpoBatch<B>) -> burn::tensor::Tensor<B, 1> {
+    pub fn loss<B: Backend>(self, model: &Gpo<B>, batch: &GpoBatch<B>) -> burn::tensor::Tensor<B, 1> {
         match self {
             Self::GaussianNll => model.loss(batch),
             Self::CrossEntropy => model.cross_entropy(batch),
@@ -112,7 +112,7 @@ pub struct CurvePoint {
 }
 
 /// A finished training run.
-pub struct Trained<B: burn::tensor::backend::Backend> {
+pub struct Trained<B: Backend> {
     /// The model with the best validation score.
     pub model: Gpo<B>,
     /// Update at which it was taken.
@@ -197,7 +197,7 @@ fn record_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, TrainErro
         .map_err(|e| TrainError::Record(e.to_string()))
 }
 
-fn model_file_bytes<B: burn::tensor::backend::Backend>(model: &Gpo<B>, config: &GpoConfig) -> Vec<u8> {
+fn model_file_bytes<B: Backend>(model: &Gpo<B>, config: &GpoConfig) -> Vec<u8> {
     let metadata = ModelMetadata::new("", config.dim_x, "");
     ModelFile::from_model(model, config, metadata, WeightDType::F32).to_bytes()
 }
