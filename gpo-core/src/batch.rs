@@ -16,16 +16,16 @@ pub enum BatchError {
     /// A question had no options.
     #[error("{side} question {question} has no options")]
     NoOptions {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
     },
     /// The embedding slice is not `options × dim_x` long.
     #[error("{side} question {question}: {len} embedding values is not a multiple of the embedding dimension {dim_x}")]
     EmbeddingLength {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
         /// Length of the embedding slice.
@@ -36,8 +36,8 @@ pub enum BatchError {
     /// The probabilities do not match the number of options.
     #[error("{side} question {question}: {probabilities} probabilities for {options} options")]
     ProbabilityCount {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
         /// Number of probabilities given.
@@ -48,8 +48,8 @@ pub enum BatchError {
     /// An embedding value or a probability is NaN or infinite.
     #[error("{side} question {question}: non-finite {what}")]
     NonFinite {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
         /// `"embedding"`, `"probability"` or `"prior"`.
@@ -58,8 +58,8 @@ pub enum BatchError {
     /// The prior does not match the number of options.
     #[error("{side} question {question}: a prior of {prior} values for {options} options")]
     PriorCount {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
         /// Number of prior values given.
@@ -70,12 +70,42 @@ pub enum BatchError {
     /// A probability is negative.
     #[error("{side} question {question}: negative probability {value}")]
     NegativeProbability {
-        /// `"context"` or `"target"`.
-        side: &'static str,
+        /// Context or target.
+        side: Side,
         /// Index of the question within its side.
         question: usize,
         /// The offending value.
         value: f32,
+    },
+    /// A context question without the group's answer.
+    #[error("context question {question} has no answer distribution")]
+    MissingAnswer {
+        /// Index of the question among the context questions.
+        question: usize,
+    },
+    /// Some questions of an episode carry a prior and others do not.
+    #[error("{side} question {question}: either every question of an episode has a prior or none has")]
+    MixedPriors {
+        /// Context or target.
+        side: Side,
+        /// Index of the question within its side.
+        question: usize,
+    },
+    /// A prior model was given episodes without priors, or a model without a prior episodes with.
+    #[error("{}", if *model_reads_prior {
+        "this model reads a population prior for every question, and the episodes carry none"
+    } else {
+        "the episodes carry population priors, but this model reads none"
+    })]
+    PriorMismatch {
+        /// Whether the model reads priors.
+        model_reads_prior: bool,
+    },
+    /// Episodes of one batch disagree on carrying priors.
+    #[error("episode {episode} carries priors and episode 0 does not, or the reverse")]
+    BatchPriors {
+        /// Index of the episode in the batch.
+        episode: usize,
     },
     /// The batch holds no episode.
     #[error("a batch needs at least one episode")]
@@ -96,21 +126,120 @@ pub enum BatchError {
     },
 }
 
+/// Whether a question is shown with the group's answer (context) or predicted (target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A context question: shown to the model with the group's answer distribution.
+    Context,
+    /// A target question: predicted.
+    Target,
+}
+
+impl Side {
+    /// `"context"` or `"target"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Context => "context",
+            Self::Target => "target",
+        }
+    }
+}
+
+impl core::fmt::Display for Side {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One question of an episode or a prediction request: its options' embeddings and, optionally,
+/// its key, the group's answer distribution and the population prior.
+///
+/// ```
+/// use gpo_core::Question;
+/// let embeddings = [0.1f32, 0.2, 0.3, 0.4]; // two options of dimension 2, row-major
+/// let question = Question::new(&embeddings).key("Q1").answer(&[0.25, 0.75]);
+/// assert_eq!(question.answer_values(), Some(&[0.25f32, 0.75][..]));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Question<'a> {
+    embeddings: &'a [f32],
+    key: Option<&'a str>,
+    answer: Option<&'a [f32]>,
+    prior: Option<&'a [f32]>,
+}
+
+impl<'a> Question<'a> {
+    /// A question whose options have these embeddings (`options × dim_x`, row-major).
+    pub fn new(embeddings: &'a [f32]) -> Self {
+        Self { embeddings, key: None, answer: None, prior: None }
+    }
+
+    /// The question's key: a [`crate::Predictor`] looks its population prior up by it.
+    pub fn key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The group's answer distribution over the options: the model's input for a context
+    /// question; for a target question, the truth that only the loss reads.
+    pub fn answer(mut self, probabilities: &'a [f32]) -> Self {
+        self.answer = Some(probabilities);
+        self
+    }
+
+    /// The population prior over the options, read by prior models ([`crate::GpoConfig::prior`]).
+    /// A [`crate::Predictor`] computes it itself; set it only when building episodes directly.
+    pub fn prior(mut self, prior: &'a [f32]) -> Self {
+        self.prior = Some(prior);
+        self
+    }
+
+    /// The option embeddings.
+    pub fn embeddings(&self) -> &'a [f32] {
+        self.embeddings
+    }
+
+    /// The key, if given.
+    pub fn key_str(&self) -> Option<&'a str> {
+        self.key
+    }
+
+    /// The answer distribution, if given.
+    pub fn answer_values(&self) -> Option<&'a [f32]> {
+        self.answer
+    }
+
+    /// The prior, if given.
+    pub fn prior_values(&self) -> Option<&'a [f32]> {
+        self.prior
+    }
+}
+
 /// One group's episode: context questions with the group's answer distributions, and target
 /// questions whose distributions are to be predicted (or, in training, scored).
 ///
-/// Every question also carries a population prior over its options (uniform unless given), which
-/// only models built with [`crate::GpoConfig::prior`] read.
+/// Either every question carries a population prior (for prior models) or none does; a prior
+/// model refuses an episode without priors ([`crate::Gpo::forward`]).
+///
+/// ```
+/// use gpo_core::{Episode, Question};
+/// let mut episode = Episode::new(2).unwrap();
+/// episode.push_context(Question::new(&[1.0, 0.0, 0.0, 1.0]).answer(&[0.3, 0.7])).unwrap();
+/// episode.push_target(Question::new(&[0.5, 0.5, 1.0, 0.0, 0.0, 1.0])).unwrap();
+/// assert_eq!(episode.target_options(), &[3]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Episode {
     dim_x: usize,
     context_x: Vec<f32>,
     context_y: Vec<f32>,
     context_prior: Vec<f32>,
+    n_context_questions: usize,
     target_x: Vec<f32>,
     target_y: Vec<f32>,
     target_prior: Vec<f32>,
     target_options: Vec<usize>,
+    has_prior: Option<bool>,
 }
 
 impl Episode {
@@ -124,10 +253,12 @@ impl Episode {
             context_x: Vec::new(),
             context_y: Vec::new(),
             context_prior: Vec::new(),
+            n_context_questions: 0,
             target_x: Vec::new(),
             target_y: Vec::new(),
             target_prior: Vec::new(),
             target_options: Vec::new(),
+            has_prior: None,
         })
     }
 
@@ -141,6 +272,11 @@ impl Episode {
         self.context_y.len()
     }
 
+    /// Number of context questions.
+    pub fn n_context_questions(&self) -> usize {
+        self.n_context_questions
+    }
+
     /// Number of target option tokens.
     pub fn n_target_tokens(&self) -> usize {
         self.target_y.len()
@@ -151,61 +287,40 @@ impl Episode {
         &self.target_options
     }
 
-    /// Adds a context question: `embeddings` is `options × dim_x` row-major, `probabilities` the
-    /// group's answer distribution over those options. Its prior is uniform.
-    pub fn push_context(&mut self, embeddings: &[f32], probabilities: &[f32]) -> Result<(), BatchError> {
-        self.push_context_with_prior(embeddings, probabilities, None)
+    /// Whether the questions carry population priors (`false` for an empty episode).
+    pub fn has_prior(&self) -> bool {
+        self.has_prior.unwrap_or(false)
     }
 
-    /// [`Self::push_context`] with the question's population prior over its options (uniform
-    /// when `None`).
-    pub fn push_context_with_prior(
-        &mut self,
-        embeddings: &[f32],
-        probabilities: &[f32],
-        prior: Option<&[f32]>,
-    ) -> Result<(), BatchError> {
-        let question = self.context_y.len();
-        let options = self.check("context", question, embeddings, Some(probabilities))?;
-        push_prior(&mut self.context_prior, "context", question, options, prior)?;
-        self.context_x.extend_from_slice(embeddings);
-        self.context_y.extend_from_slice(probabilities);
+    /// Adds a context question; it needs its [`Question::answer`].
+    pub fn push_context(&mut self, question: Question<'_>) -> Result<(), BatchError> {
+        let index = self.n_context_questions;
+        let answer = question.answer.ok_or(BatchError::MissingAnswer { question: index })?;
+        let options = self.check(Side::Context, index, &question)?;
+        self.context_x.extend_from_slice(question.embeddings);
+        self.context_y.extend_from_slice(answer);
+        push_prior(&mut self.context_prior, options, question.prior);
+        self.n_context_questions += 1;
         Ok(())
     }
 
-    /// Adds a target question. `probabilities` are the true distribution when known (training,
-    /// evaluation); the model never sees them, they only enter the loss. Its prior is uniform.
-    pub fn push_target(&mut self, embeddings: &[f32], probabilities: Option<&[f32]>) -> Result<(), BatchError> {
-        self.push_target_with_prior(embeddings, probabilities, None)
-    }
-
-    /// [`Self::push_target`] with the question's population prior over its options (uniform
-    /// when `None`).
-    pub fn push_target_with_prior(
-        &mut self,
-        embeddings: &[f32],
-        probabilities: Option<&[f32]>,
-        prior: Option<&[f32]>,
-    ) -> Result<(), BatchError> {
-        let question = self.target_options.len();
-        let options = self.check("target", question, embeddings, probabilities)?;
-        push_prior(&mut self.target_prior, "target", question, options, prior)?;
-        self.target_x.extend_from_slice(embeddings);
-        match probabilities {
+    /// Adds a target question. Its [`Question::answer`], when known (training, evaluation), only
+    /// enters the loss; the model never sees it.
+    pub fn push_target(&mut self, question: Question<'_>) -> Result<(), BatchError> {
+        let index = self.target_options.len();
+        let options = self.check(Side::Target, index, &question)?;
+        self.target_x.extend_from_slice(question.embeddings);
+        match question.answer {
             Some(p) => self.target_y.extend_from_slice(p),
             None => self.target_y.resize(self.target_y.len() + options, 0.0),
         }
+        push_prior(&mut self.target_prior, options, question.prior);
         self.target_options.push(options);
         Ok(())
     }
 
-    fn check(
-        &self,
-        side: &'static str,
-        question: usize,
-        embeddings: &[f32],
-        probabilities: Option<&[f32]>,
-    ) -> Result<usize, BatchError> {
+    fn check(&mut self, side: Side, question: usize, q: &Question<'_>) -> Result<usize, BatchError> {
+        let embeddings = q.embeddings;
         if embeddings.is_empty() {
             return Err(BatchError::NoOptions { side, question });
         }
@@ -216,18 +331,29 @@ impl Episode {
             return Err(BatchError::NonFinite { side, question, what: "embedding" });
         }
         let options = embeddings.len() / self.dim_x;
-        if let Some(p) = probabilities {
+        if let Some(p) = q.answer {
             if p.len() != options {
                 return Err(BatchError::ProbabilityCount { side, question, probabilities: p.len(), options });
             }
             check_distribution(side, question, "probability", p)?;
+        }
+        if let Some(p) = q.prior {
+            if p.len() != options {
+                return Err(BatchError::PriorCount { side, question, prior: p.len(), options });
+            }
+            check_distribution(side, question, "prior", p)?;
+        }
+        let has_prior = q.prior.is_some();
+        match self.has_prior {
+            Some(before) if before != has_prior => return Err(BatchError::MixedPriors { side, question }),
+            _ => self.has_prior = Some(has_prior),
         }
         Ok(options)
     }
 }
 
 /// Rejects NaN, infinite and negative values of a distribution.
-fn check_distribution(side: &'static str, question: usize, what: &'static str, p: &[f32]) -> Result<(), BatchError> {
+fn check_distribution(side: Side, question: usize, what: &'static str, p: &[f32]) -> Result<(), BatchError> {
     if p.iter().any(|v| !v.is_finite()) {
         return Err(BatchError::NonFinite { side, question, what });
     }
@@ -237,56 +363,47 @@ fn check_distribution(side: &'static str, question: usize, what: &'static str, p
     }
 }
 
-/// Appends a question's prior (uniform when `None`) after checking it.
-fn push_prior(
-    out: &mut Vec<f32>,
-    side: &'static str,
-    question: usize,
-    options: usize,
-    prior: Option<&[f32]>,
-) -> Result<(), BatchError> {
+/// Appends a question's prior (zeros when it has none: such episodes never reach a prior model).
+fn push_prior(out: &mut Vec<f32>, options: usize, prior: Option<&[f32]>) {
     match prior {
-        Some(p) => {
-            if p.len() != options {
-                return Err(BatchError::PriorCount { side, question, prior: p.len(), options });
-            }
-            check_distribution(side, question, "prior", p)?;
-            out.extend_from_slice(p);
-        }
-        None => out.extend(core::iter::repeat_n(1.0 / options as f32, options)),
+        Some(p) => out.extend_from_slice(p),
+        None => out.resize(out.len() + options, 0.0),
     }
-    Ok(())
 }
 
 /// Episodes padded into tensors. Padding is explicit (masks), never inferred from zero features.
 #[derive(Debug, Clone)]
 pub struct GpoBatch<B: Backend> {
     /// Context option embeddings, [batch, n_context, dim_x].
-    pub context_x: Tensor<B, 3>,
+    pub(crate) context_x: Tensor<B, 3>,
     /// Context answer probabilities, [batch, n_context].
-    pub context_y: Tensor<B, 2>,
+    pub(crate) context_y: Tensor<B, 2>,
     /// Population prior of each context option, [batch, n_context].
-    pub context_prior: Tensor<B, 2>,
+    pub(crate) context_prior: Tensor<B, 2>,
     /// `true` where a context slot is padding, [batch, n_context].
-    pub context_pad: Tensor<B, 2, Bool>,
+    pub(crate) context_pad: Tensor<B, 2, Bool>,
     /// Target option embeddings, [batch, n_target, dim_x].
-    pub target_x: Tensor<B, 3>,
+    pub(crate) target_x: Tensor<B, 3>,
     /// True target probabilities (zero when unknown), [batch, n_target].
-    pub target_y: Tensor<B, 2>,
+    pub(crate) target_y: Tensor<B, 2>,
     /// Population prior of each target option, [batch, n_target].
-    pub target_prior: Tensor<B, 2>,
+    pub(crate) target_prior: Tensor<B, 2>,
     /// `true` where a target slot is padding, [batch, n_target].
-    pub target_pad: Tensor<B, 2, Bool>,
+    pub(crate) target_pad: Tensor<B, 2, Bool>,
     /// For each target slot, the index of its question in the episode's target questions
     /// (0 for padding), [batch, n_target].
-    pub target_question: Tensor<B, 2, Int>,
+    pub(crate) target_question: Tensor<B, 2, Int>,
     /// For each target question, the slot of each of its options (0 for padding),
     /// [batch, n_questions, max_options].
-    pub question_slots: Tensor<B, 3, Int>,
+    pub(crate) question_slots: Tensor<B, 3, Int>,
     /// `true` where `question_slots` is padding, [batch, n_questions, max_options].
-    pub question_slot_pad: Tensor<B, 3, Bool>,
+    pub(crate) question_slot_pad: Tensor<B, 3, Bool>,
     /// Option count of each target question of each episode.
-    pub target_options: Vec<Vec<usize>>,
+    pub(crate) target_options: Vec<Vec<usize>>,
+    /// Whether the episodes carry population priors.
+    pub(crate) has_prior: bool,
+    /// Embedding dimension.
+    pub(crate) dim_x: usize,
 }
 
 impl<B: Backend> GpoBatch<B> {
@@ -301,6 +418,9 @@ impl<B: Backend> GpoBatch<B> {
             }
             if episode.target_options.is_empty() {
                 return Err(BatchError::NoTargets { episode: index });
+            }
+            if episode.has_prior() != first.has_prior() {
+                return Err(BatchError::BatchPriors { episode: index });
             }
         }
         let batch = episodes.len();
@@ -368,12 +488,39 @@ impl<B: Backend> GpoBatch<B> {
                 device,
             ),
             target_options: episodes.iter().map(|e| e.target_options.clone()).collect(),
+            has_prior: first.has_prior(),
+            dim_x,
         })
     }
 
     /// Number of real (non-padding) target option slots over the whole batch.
     pub fn n_real_targets(&self) -> usize {
         self.target_options.iter().flatten().sum()
+    }
+
+    /// Option count of each target question of each episode.
+    pub fn target_options(&self) -> &[Vec<usize>] {
+        &self.target_options
+    }
+
+    /// `true` where a target slot is padding, [batch, n_target].
+    pub fn target_pad(&self) -> Tensor<B, 2, Bool> {
+        self.target_pad.clone()
+    }
+
+    /// True target probabilities (zero when unknown), [batch, n_target].
+    pub fn target_y(&self) -> Tensor<B, 2> {
+        self.target_y.clone()
+    }
+
+    /// Whether the episodes carry population priors.
+    pub fn has_prior(&self) -> bool {
+        self.has_prior
+    }
+
+    /// Embedding dimension.
+    pub fn dim_x(&self) -> usize {
+        self.dim_x
     }
 }
 

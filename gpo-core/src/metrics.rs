@@ -164,3 +164,24 @@ pub fn std_dev(values: &[f64]) -> Option<f64> {
     let var = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / values.len() as f64;
     Some(libm::sqrt(var))
 }
+
+/// How a survey's predictions are scored: the alignment metric of its dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// OpinionQA: [`wasserstein_alignment`] over the options' ordinal values.
+    Wasserstein,
+    /// GlobalOpinionQA: [`js_alignment`].
+    JensenShannon,
+}
+
+impl Metric {
+    /// The alignment of `predicted` with `truth` for a question whose options sit at `ordinal`
+    /// (read by [`Metric::Wasserstein`] only). `None` where the item cannot be scored.
+    pub fn score(self, ordinal: &[f64], predicted: &[f64], truth: &[f64]) -> Option<f64> {
+        match self {
+            Self::Wasserstein => wasserstein_alignment(ordinal, predicted, truth),
+            Self::JensenShannon => js_alignment(predicted, truth),
+        }
+    }
+}

@@ -9,10 +9,17 @@
 //! | 4 | format version (u32) |
 //! | 8 | payload length (u64) |
 //! | 4 | CRC-32 (IEEE) of the payload |
-//! | n | payload: postcard-encoded [`GpoConfig`], [`ModelMetadata`], [`WeightDType`] and the named weight tensors |
+//! | n | payload: postcard-encoded [`GpoConfig`], [`ModelMetadata`], [`WeightDType`], the named weight tensors and, for prior models, the population prior |
 //!
-//! Weights are stored as f32, f16 or bf16, little-endian. Loading checks every field and returns a
-//! [`ModelFileError`]; it never panics, and allocates only what the checked payload already holds.
+//! Weights are stored as f32, f16 or bf16, little-endian. A prior model ([`GpoConfig::prior`])
+//! carries everything its prior needs ([`PopulationPrior`]): the prior kind and its parameters,
+//! the metric, the prior groups' answer distributions keyed by question, and each known question's
+//! ordinal values and mean option embedding (for questions no prior group answered); stored as f32
+//! with f32 weights, else as f16. So a `.gpo` file is used with no other file.
+//!
+//! Loading checks every field and returns a [`ModelFileError`]; it never panics, and allocates
+//! only what the checked payload already holds: the configuration's parameter count must equal
+//! the stored values before any model is built.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -20,18 +27,23 @@ use burn::tensor::backend::Backend;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
+use crate::prior::{PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion};
+use crate::template::Template;
 use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors};
 
 /// First bytes of every `.gpo` file.
 pub const MAGIC: [u8; 8] = *b"GPOMODEL";
-/// Version of the layout written by this crate (2: the configuration gained `prior`; version 1
-/// files are refused with [`ModelFileError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the layout written by this crate (3: prior models carry their prior's data; the
+/// metadata's template and prior are typed). Older files are refused with
+/// [`ModelFileError::UnsupportedVersion`].
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = MAGIC.len() + 4 + 8 + 4;
 
-/// Storage type of the weights.
+/// Storage type of the weights (`f32`, `f16` or `bf16` in configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightDType {
     /// 32-bit IEEE float.
     F32,
@@ -41,7 +53,21 @@ pub enum WeightDType {
     BF16,
 }
 
+impl core::str::FromStr for WeightDType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::F32, Self::F16, Self::BF16]
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| alloc::format!("unknown dtype `{s}`: expected f32, f16 or bf16"))
+    }
+}
+
 impl WeightDType {
+    /// Every storage type.
+    pub const ALL: [WeightDType; 3] = [Self::F32, Self::F16, Self::BF16];
+
     /// Bytes per stored value.
     pub fn size(self) -> usize {
         match self {
@@ -59,23 +85,46 @@ impl WeightDType {
         }
     }
 
-    fn encode(self, values: &[f32], out: &mut Vec<u8>) {
-        out.reserve(values.len() * self.size());
-        for &v in values {
-            match self {
-                Self::F32 => out.extend_from_slice(&v.to_le_bytes()),
-                Self::F16 => out.extend_from_slice(&f16::from_f32(v).to_le_bytes()),
-                Self::BF16 => out.extend_from_slice(&bf16::from_f32(v).to_le_bytes()),
-            }
+    /// Largest finite magnitude the type holds.
+    pub fn max_value(self) -> f32 {
+        match self {
+            Self::F32 => f32::MAX,
+            Self::F16 => f16::MAX.to_f32(),
+            Self::BF16 => bf16::MAX.to_f32(),
         }
     }
 
-    fn decode(self, bytes: &[u8]) -> Vec<f32> {
-        match self {
-            Self::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Self::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Self::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    /// Appends `values` in this type; the first value that is not finite or beyond the type's
+    /// range is returned as the error (it would be stored as infinity).
+    fn encode(self, values: &[f32], out: &mut Vec<u8>) -> Result<(), f32> {
+        if let Some(&bad) = values.iter().find(|v| !v.is_finite() || v.abs() > self.max_value()) {
+            return Err(bad);
         }
+        match self {
+            Self::F32 => out.extend_from_slice(bytemuck::cast_slice(values)),
+            Self::F16 => {
+                let half: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+                out.extend_from_slice(bytemuck::cast_slice(&half));
+            }
+            Self::BF16 => {
+                let half: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+                out.extend_from_slice(bytemuck::cast_slice(&half));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes little-endian values; `None` unless `bytes` holds a whole number of them.
+    fn decode(self, bytes: &[u8]) -> Option<Vec<f32>> {
+        if !bytes.len().is_multiple_of(self.size()) {
+            return None;
+        }
+        // `pod_collect_to_vec` copies into an aligned buffer, whatever the payload's alignment.
+        Some(match self {
+            Self::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes),
+            Self::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(bytes).into_iter().map(f16::to_f32).collect(),
+            Self::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(bytes).into_iter().map(bf16::to_f32).collect(),
+        })
     }
 }
 
@@ -86,8 +135,9 @@ pub struct ModelMetadata {
     pub embedding_model: String,
     /// Dimension of those embeddings; equals the config's `dim_x`.
     pub embedding_dim: u64,
-    /// Identifier of the text template that turned (question, option) into text.
-    pub text_template: String,
+    /// The text template that turned (question, option) into the embedded text (`None` for
+    /// inputs not made from text, e.g. synthetic data).
+    pub text_template: Option<Template>,
     /// Dataset the model was meta-trained on.
     pub dataset: String,
     /// Seed of the training run.
@@ -98,11 +148,6 @@ pub struct ModelMetadata {
     pub validation_score: Option<f64>,
     /// Method name in the run's results (`gpo`, `gpo_<variant>`).
     pub method: String,
-    /// For prior models: how the population prior is computed, as the trainer describes it (for
-    /// gpo-train, the JSON of its prior kind); empty otherwise.
-    pub prior: String,
-    /// For prior models: the meta-training groups the prior is computed from.
-    pub prior_groups: Vec<String>,
     /// Version of the crate that wrote the file.
     pub crate_version: String,
 }
@@ -110,18 +155,16 @@ pub struct ModelMetadata {
 impl ModelMetadata {
     /// Metadata for a model over `embedding_dim`-dimensional inputs, with this crate's version
     /// and every other field empty or zero.
-    pub fn new(embedding_model: &str, embedding_dim: usize, text_template: &str) -> Self {
+    pub fn new(embedding_model: &str, embedding_dim: usize, text_template: Option<Template>) -> Self {
         Self {
             embedding_model: embedding_model.to_string(),
             embedding_dim: embedding_dim as u64,
-            text_template: text_template.to_string(),
+            text_template,
             dataset: String::new(),
             seed: 0,
             training_steps: 0,
             validation_score: None,
             method: String::new(),
-            prior: String::new(),
-            prior_groups: Vec::new(),
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -136,8 +179,11 @@ pub enum ModelFileError {
     /// The magic bytes are wrong.
     #[error("not a .gpo model file (bad magic bytes)")]
     BadMagic,
-    /// Written by an unknown format version.
-    #[error("unsupported .gpo format version {found} (this build reads version {FORMAT_VERSION})")]
+    /// Written by another format version.
+    #[error(
+        "unsupported .gpo format version {found} (this build reads version {FORMAT_VERSION}; version 2 files lack \
+         the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
+    )]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -187,6 +233,42 @@ pub enum ModelFileError {
     /// The weights do not fit the configuration.
     #[error("weights do not fit the configuration: {0}")]
     Weights(#[from] WeightError),
+    /// The stored values are not as many as the configuration's parameters.
+    #[error("the configuration has {expected} parameters, the file stores {found} values")]
+    ParameterCount {
+        /// Parameters of the configuration.
+        expected: usize,
+        /// Values stored.
+        found: usize,
+    },
+    /// A weight the storage type cannot hold (it would become infinite), or a non-finite one.
+    #[error("tensor `{name}`: value {value} cannot be stored as {dtype} (largest magnitude {max})")]
+    OutOfRange {
+        /// Tensor name.
+        name: String,
+        /// The value.
+        value: f32,
+        /// Storage type.
+        dtype: &'static str,
+        /// Largest finite magnitude of the type.
+        max: f32,
+    },
+    /// A prior model without its prior, or a prior with a model that reads none.
+    #[error("{}", if *config_reads_prior {
+        "the configuration reads a population prior but the file carries no prior data"
+    } else {
+        "the file carries prior data but the configuration reads no prior"
+    })]
+    PriorPresence {
+        /// Whether the configuration reads a prior.
+        config_reads_prior: bool,
+    },
+    /// The stored prior is malformed.
+    #[error("prior: {0}")]
+    Prior(String),
+    /// The prior is invalid.
+    #[error("prior: {0}")]
+    PriorData(#[from] PriorError),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,11 +279,141 @@ struct StoredTensor {
 }
 
 #[derive(Serialize, Deserialize)]
+struct StoredQuestion {
+    key: String,
+    ordinal: Vec<f64>,
+}
+
+/// A [`PopulationPrior`] as stored: group-major answered bitmap and concatenated answers.
+#[derive(Serialize, Deserialize)]
+struct StoredPrior {
+    kind: PriorKind,
+    metric: Metric,
+    neighbours: u32,
+    dim: u32,
+    dtype: WeightDType,
+    groups: Vec<String>,
+    questions: Vec<StoredQuestion>,
+    /// `n_questions × dim` question vectors.
+    vectors: Vec<u8>,
+    /// Bit `g · n_questions + q` (LSB first): group `g` answered question `q`.
+    answered: Vec<u8>,
+    /// The answered distributions, group-major, question order.
+    answers: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct Payload {
     config: GpoConfig,
     metadata: ModelMetadata,
     dtype: WeightDType,
     tensors: Vec<StoredTensor>,
+    prior: Option<StoredPrior>,
+}
+
+/// The storage type of a prior's values for weights of type `dtype`.
+fn prior_dtype(dtype: WeightDType) -> WeightDType {
+    match dtype {
+        WeightDType::F32 => WeightDType::F32,
+        WeightDType::F16 | WeightDType::BF16 => WeightDType::F16,
+    }
+}
+
+fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPrior, ModelFileError> {
+    let dtype = prior_dtype(dtype);
+    let range = |what: &'static str| {
+        move |value| ModelFileError::OutOfRange {
+            name: what.into(),
+            value,
+            dtype: dtype.name(),
+            max: dtype.max_value(),
+        }
+    };
+    let n_q = prior.questions().len();
+    let mut vectors = Vec::new();
+    for q in prior.questions() {
+        dtype.encode(&q.vector, &mut vectors).map_err(range("prior question vector"))?;
+    }
+    let mut answered = alloc::vec![0u8; (prior.groups().len() * n_q).div_ceil(8)];
+    let mut answers = Vec::new();
+    for (g, group) in prior.groups().iter().enumerate() {
+        for (q, answer) in group.answers.iter().enumerate() {
+            if let Some(p) = answer {
+                let bit = g * n_q + q;
+                answered[bit / 8] |= 1 << (bit % 8);
+                let values: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+                dtype.encode(&values, &mut answers).map_err(range("prior answer"))?;
+            }
+        }
+    }
+    Ok(StoredPrior {
+        kind: prior.kind(),
+        metric: prior.metric(),
+        neighbours: u32::try_from(prior.neighbours())
+            .map_err(|_| ModelFileError::Prior("too many neighbours".into()))?,
+        dim: u32::try_from(prior.dim()).map_err(|_| ModelFileError::Prior("dimension too large".into()))?,
+        dtype,
+        groups: prior.groups().iter().map(|g| g.name.clone()).collect(),
+        questions: prior
+            .questions()
+            .iter()
+            .map(|q| StoredQuestion { key: q.key.clone(), ordinal: q.ordinal.clone() })
+            .collect(),
+        vectors,
+        answered,
+        answers,
+    })
+}
+
+fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> {
+    let bad = |what: &str| ModelFileError::Prior(what.into());
+    let dim = stored.dim as usize;
+    let n_q = stored.questions.len();
+    let dtype = stored.dtype;
+    if stored.vectors.len()
+        != n_q.checked_mul(dim).and_then(|n| n.checked_mul(dtype.size())).ok_or(bad("size overflow"))?
+    {
+        return Err(bad("question vectors do not match the questions and the dimension"));
+    }
+    let vectors = dtype.decode(&stored.vectors).ok_or(bad("question vectors"))?;
+    let n_bits = stored.groups.len().checked_mul(n_q).ok_or(bad("size overflow"))?;
+    if stored.answered.len() != n_bits.div_ceil(8) {
+        return Err(bad("the answered bitmap does not match the groups and questions"));
+    }
+    let values = dtype.decode(&stored.answers).ok_or(bad("answers"))?;
+    let mut at = 0usize;
+    let mut groups = Vec::with_capacity(stored.groups.len());
+    for (g, name) in stored.groups.into_iter().enumerate() {
+        let mut answers = Vec::with_capacity(n_q);
+        for (q, question) in stored.questions.iter().enumerate() {
+            let bit = g * n_q + q;
+            if stored.answered[bit / 8] & (1 << (bit % 8)) == 0 {
+                answers.push(None);
+                continue;
+            }
+            let k = question.ordinal.len();
+            let p = values.get(at..at + k).ok_or(bad("fewer answer values than the bitmap announces"))?;
+            at += k;
+            // Stored values are rounded: renormalise (exact for f32 data up to rounding).
+            let sum: f64 = p.iter().map(|&v| f64::from(v)).sum();
+            answers.push(Some(p.iter().map(|&v| if sum > 0.0 { f64::from(v) / sum } else { f64::from(v) }).collect()));
+        }
+        groups.push(PriorGroup { name, answers });
+    }
+    if at != values.len() {
+        return Err(bad("more answer values than the bitmap announces"));
+    }
+    let questions = stored
+        .questions
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| PriorQuestion {
+            key: q.key,
+            ordinal: q.ordinal,
+            vector: vectors[i * dim..(i + 1) * dim].to_vec(),
+        })
+        .collect();
+    Ok(PopulationPrior::new(stored.kind, stored.metric, stored.neighbours as usize, dim, questions, groups)?)
 }
 
 /// A decoded (or to-be-encoded) model file.
@@ -215,41 +427,78 @@ pub struct ModelFile {
     pub dtype: WeightDType,
     /// The weights, as f32 values (already rounded to `dtype` when decoded).
     pub tensors: Vec<NamedTensor>,
+    /// The population prior of a prior model (`None` for a model without a prior).
+    pub prior: Option<PopulationPrior>,
 }
 
 impl ModelFile {
-    /// Captures `model`'s weights.
+    /// Captures `model`'s weights, with the prior a prior model reads.
     pub fn from_model<B: Backend>(
         model: &Gpo<B>,
         config: &GpoConfig,
         metadata: ModelMetadata,
         dtype: WeightDType,
+        prior: Option<PopulationPrior>,
     ) -> Self {
-        Self { config: config.clone(), metadata, dtype, tensors: named_tensors::<B, _>(model) }
+        Self { config: config.clone(), metadata, dtype, tensors: named_tensors::<B, _>(model), prior }
     }
 
-    /// Encodes the file.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Encodes the file. Fails on a weight the storage type cannot hold, a prior model without its
+    /// prior (or the reverse), and metadata that contradicts the configuration.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileError> {
+        self.check()?;
         let tensors = self
             .tensors
             .iter()
             .map(|t| {
                 let mut data = Vec::new();
-                self.dtype.encode(&t.values, &mut data);
-                StoredTensor { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as u64).collect(), data }
+                self.dtype.encode(&t.values, &mut data).map_err(|value| ModelFileError::OutOfRange {
+                    name: t.name.clone(),
+                    value,
+                    dtype: self.dtype.name(),
+                    max: self.dtype.max_value(),
+                })?;
+                Ok(StoredTensor { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as u64).collect(), data })
             })
-            .collect();
+            .collect::<Result<Vec<_>, ModelFileError>>()?;
+        let prior = self.prior.as_ref().map(|p| encode_prior(p, self.dtype)).transpose()?;
         let payload =
-            Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors };
-        // Serialising plain structs into a Vec cannot fail.
-        let payload = postcard::to_allocvec(&payload).unwrap_or_default();
+            Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors, prior };
+        let payload = postcard::to_allocvec(&payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         out.extend_from_slice(&payload);
-        out
+        Ok(out)
+    }
+
+    /// The checks shared by encoding and decoding: a valid configuration whose parameter count
+    /// equals the stored values, matching metadata, and a prior exactly when the model reads one.
+    fn check(&self) -> Result<(), ModelFileError> {
+        self.config.validate()?;
+        if self.metadata.embedding_dim != self.config.dim_x as u64 {
+            return Err(ModelFileError::Dimension { metadata: self.metadata.embedding_dim, config: self.config.dim_x });
+        }
+        let found = self.tensors.iter().fold(0usize, |n, t| n.saturating_add(t.values.len()));
+        let expected = self.config.n_parameters();
+        if found != expected {
+            return Err(ModelFileError::ParameterCount { expected, found });
+        }
+        if self.config.prior != self.prior.is_some() {
+            return Err(ModelFileError::PriorPresence { config_reads_prior: self.config.prior });
+        }
+        if let Some(prior) = &self.prior
+            && prior.dim() != self.config.dim_x
+        {
+            return Err(ModelFileError::Prior(alloc::format!(
+                "question vectors are {}-d, the model's inputs {}-d",
+                prior.dim(),
+                self.config.dim_x
+            )));
+        }
+        Ok(())
     }
 
     /// Decodes and checks a file.
@@ -279,12 +528,6 @@ impl ModelFile {
             return Err(ModelFileError::Decode(alloc::format!("{} trailing bytes", rest.len())));
         }
         decoded.config.validate()?;
-        if decoded.metadata.embedding_dim != decoded.config.dim_x as u64 {
-            return Err(ModelFileError::Dimension {
-                metadata: decoded.metadata.embedding_dim,
-                config: decoded.config.dim_x,
-            });
-        }
         let dtype = decoded.dtype;
         let tensors = decoded
             .tensors
@@ -294,7 +537,8 @@ impl ModelFile {
                 let numel = shape.as_ref().and_then(|s| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d)));
                 match (shape, numel.and_then(|n| n.checked_mul(dtype.size()))) {
                     (Some(shape), Some(len)) if len == t.data.len() => {
-                        Ok(NamedTensor { values: dtype.decode(&t.data), name: t.name, shape })
+                        let values = dtype.decode(&t.data).unwrap_or_default();
+                        Ok(NamedTensor { values, name: t.name, shape })
                     }
                     _ => Err(ModelFileError::TensorBytes {
                         bytes: t.data.len(),
@@ -305,12 +549,22 @@ impl ModelFile {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { config: decoded.config, metadata: decoded.metadata, dtype, tensors })
+        let prior = decoded.prior.map(decode_prior).transpose()?;
+        let file = Self { config: decoded.config, metadata: decoded.metadata, dtype, tensors, prior };
+        file.check()?;
+        Ok(file)
     }
 
-    /// Builds the model on `device` with the file's weights.
+    /// Builds the model on `device` with the file's weights (after the checks of decoding, so
+    /// that nothing larger than the stored weights is allocated).
     pub fn to_model<B: Backend>(&self, device: &B::Device) -> Result<Gpo<B>, ModelFileError> {
+        self.check()?;
         let model = self.config.init::<B>(device)?;
         Ok(load_named_tensors(model, &self.tensors)?)
+    }
+
+    /// Number of scalar parameters.
+    pub fn n_parameters(&self) -> usize {
+        self.tensors.iter().map(|t| t.values.len()).sum()
     }
 }

@@ -7,13 +7,13 @@ mod common;
 use burn::tensor::backend::Backend;
 use burn_autodiff::Autodiff;
 use common::{B, DIM_X, Question, Rng, episode, model, questions};
-use gpo_core::{BatchError, Episode, GpoBatch};
+use gpo_core::{BatchError, Episode, GpoBatch, Question as Q};
 
 const TOLERANCE: f32 = 1e-5;
 
 fn predict_one(model: &gpo_core::Gpo<B>, e: &Episode) -> Vec<Vec<f32>> {
     let batch = GpoBatch::<B>::new(std::slice::from_ref(e), &Default::default()).unwrap();
-    model.predict(&batch).remove(0)
+    common::predict_batch(model, &batch).remove(0)
 }
 
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>]) {
@@ -111,7 +111,7 @@ fn padding_in_a_ragged_batch_changes_nothing() {
     let big = episode(&context, &targets);
     let empty_context = episode(&[], &targets[..2]);
     let batch = GpoBatch::<B>::new(&[small.clone(), big.clone(), empty_context.clone()], &Default::default()).unwrap();
-    let together = m.predict(&batch);
+    let together = common::predict_batch(&m, &batch);
     assert_close(&together[0], &predict_one(&m, &small));
     assert_close(&together[1], &predict_one(&m, &big));
     assert_close(&together[2], &predict_one(&m, &empty_context));
@@ -139,7 +139,7 @@ fn loss_and_gradients_are_finite_with_padding() {
         episode(&questions(&mut rng, &[5]), &questions(&mut rng, &[2])),
     ];
     let batch = GpoBatch::<AB>::new(&episodes, &device).unwrap();
-    let loss = m.loss(&batch);
+    let loss = m.loss(&batch).unwrap();
     let value: f32 = loss.clone().into_scalar();
     assert!(value.is_finite());
     let grads = loss.backward();
@@ -151,18 +151,18 @@ fn loss_and_gradients_are_finite_with_padding() {
 #[test]
 fn bad_episodes_are_errors() {
     let mut e = Episode::new(DIM_X).unwrap();
-    assert!(matches!(e.push_context(&[0.0; 5], &[1.0]), Err(BatchError::EmbeddingLength { .. })));
-    assert!(matches!(e.push_context(&[0.0; 12], &[1.0]), Err(BatchError::ProbabilityCount { .. })));
-    assert!(matches!(e.push_context(&[], &[]), Err(BatchError::NoOptions { .. })));
-    assert!(matches!(e.push_context(&[0.0; 6], &[-0.5]), Err(BatchError::NegativeProbability { .. })));
-    assert!(matches!(e.push_target(&[f32::NAN; 6], None), Err(BatchError::NonFinite { .. })));
+    assert!(matches!(e.push_context(Q::new(&[0.0; 5]).answer(&[1.0])), Err(BatchError::EmbeddingLength { .. })));
+    assert!(matches!(e.push_context(Q::new(&[0.0; 12]).answer(&[1.0])), Err(BatchError::ProbabilityCount { .. })));
+    assert!(matches!(e.push_context(Q::new(&[]).answer(&[])), Err(BatchError::NoOptions { .. })));
+    assert!(matches!(e.push_context(Q::new(&[0.0; 6]).answer(&[-0.5])), Err(BatchError::NegativeProbability { .. })));
+    assert!(matches!(e.push_target(Q::new(&[f32::NAN; 6])), Err(BatchError::NonFinite { .. })));
     assert!(matches!(Episode::new(0), Err(BatchError::ZeroDimension)));
     assert!(matches!(GpoBatch::<B>::new(&[], &Default::default()), Err(BatchError::EmptyBatch)));
     assert!(matches!(GpoBatch::<B>::new(&[e.clone()], &Default::default()), Err(BatchError::NoTargets { episode: 0 })));
-    e.push_target(&[0.0; 6], None).unwrap();
+    e.push_target(Q::new(&[0.0; 6])).unwrap();
     let other = {
         let mut o = Episode::new(DIM_X + 1).unwrap();
-        o.push_target(&[0.0; 7], None).unwrap();
+        o.push_target(Q::new(&[0.0; 7])).unwrap();
         o
     };
     assert!(matches!(GpoBatch::<B>::new(&[e, other], &Default::default()), Err(BatchError::DimensionMismatch { .. })));

@@ -4,14 +4,17 @@
 mod common;
 
 use common::{B, DIM_X, Rng, episode, model, questions};
+use gpo_core::metrics::Metric;
 use gpo_core::model_file::{FORMAT_VERSION, MAGIC};
+use gpo_core::prior::{PopulationPrior, PriorGroup, PriorKind, PriorQuestion};
+use gpo_core::template::Template;
 use gpo_core::weights::WeightError;
 use gpo_core::{GpoBatch, GpoConfig, ModelFile, ModelFileError, ModelMetadata, WeightDType};
 use proptest::prelude::*;
 use serde::Serialize;
 
 fn metadata() -> ModelMetadata {
-    let mut m = ModelMetadata::new("sentence-transformers/all-MiniLM-L6-v2", DIM_X, "gpo");
+    let mut m = ModelMetadata::new("sentence-transformers/all-MiniLM-L6-v2", DIM_X, Some(Template::Gpo));
     m.dataset = "opinionqa".into();
     m.seed = 7;
     m.training_steps = 1000;
@@ -21,12 +24,12 @@ fn metadata() -> ModelMetadata {
 
 fn file(dtype: WeightDType) -> (GpoConfig, gpo_core::Gpo<B>, ModelFile) {
     let (config, m) = model(21);
-    let f = ModelFile::from_model(&m, &config, metadata(), dtype);
+    let f = ModelFile::from_model(&m, &config, metadata(), dtype, None);
     (config, m, f)
 }
 
 fn bytes() -> Vec<u8> {
-    file(WeightDType::F32).2.to_bytes()
+    file(WeightDType::F32).2.to_bytes().unwrap()
 }
 
 /// Largest total-variation distance between the two models' predicted distributions.
@@ -34,7 +37,7 @@ fn max_total_variation(a: &gpo_core::Gpo<B>, b: &gpo_core::Gpo<B>) -> f32 {
     let mut rng = Rng(3);
     let e = episode(&questions(&mut rng, &[3, 4, 2, 5, 3, 2, 4, 3]), &questions(&mut rng, &[2, 3, 4, 5, 6, 7, 3, 2]));
     let batch = GpoBatch::<B>::new(&[e], &Default::default()).unwrap();
-    let (pa, pb) = (a.predict(&batch), b.predict(&batch));
+    let (pa, pb) = (common::predict_batch(a, &batch), common::predict_batch(b, &batch));
     pa[0]
         .iter()
         .zip(&pb[0])
@@ -45,7 +48,7 @@ fn max_total_variation(a: &gpo_core::Gpo<B>, b: &gpo_core::Gpo<B>) -> f32 {
 #[test]
 fn f32_round_trip_is_exact() {
     let (_, original, f) = file(WeightDType::F32);
-    let decoded = ModelFile::from_bytes(&f.to_bytes()).unwrap();
+    let decoded = ModelFile::from_bytes(&f.to_bytes().unwrap()).unwrap();
     assert_eq!(decoded, f);
     let loaded = decoded.to_model::<B>(&Default::default()).unwrap();
     assert_eq!(max_total_variation(&original, &loaded), 0.0);
@@ -55,19 +58,19 @@ fn f32_round_trip_is_exact() {
 fn half_precision_round_trips_stay_close() {
     let (config, original) = model(21);
     for (dtype, bound) in [(WeightDType::F16, 1e-3), (WeightDType::BF16, 1e-2)] {
-        let f = ModelFile::from_model(&original, &config, metadata(), dtype);
-        let encoded = f.to_bytes();
+        let f = ModelFile::from_model(&original, &config, metadata(), dtype, None);
+        let encoded = f.to_bytes().unwrap();
         let decoded = ModelFile::from_bytes(&encoded).unwrap();
         assert_eq!(decoded.dtype, dtype);
         assert_eq!(decoded.metadata, metadata());
         // Decoding is idempotent: re-encoding the decoded values gives the same bytes.
-        assert_eq!(decoded.to_bytes(), encoded);
+        assert_eq!(decoded.to_bytes().unwrap(), encoded);
         let loaded = decoded.to_model::<B>(&Default::default()).unwrap();
         let tv = max_total_variation(&original, &loaded);
         println!("{}: {} bytes, max total variation vs f32 {tv:.2e}", dtype.name(), encoded.len());
         assert!(tv < bound, "{} changed predictions by {tv}", dtype.name());
     }
-    assert!(file(WeightDType::F16).2.to_bytes().len() < bytes().len() * 6 / 10);
+    assert!(file(WeightDType::F16).2.to_bytes().unwrap().len() < bytes().len() * 6 / 10);
 }
 
 #[test]
@@ -110,6 +113,8 @@ struct RawPayload {
     metadata: ModelMetadata,
     dtype: WeightDType,
     tensors: Vec<RawTensor>,
+    /// `None` here: these tests' model reads no prior.
+    prior: Option<()>,
 }
 
 #[derive(Serialize)]
@@ -139,14 +144,14 @@ fn raw(f: &ModelFile, dtype: WeightDType, edit: impl Fn(&mut Vec<RawTensor>)) ->
         })
         .collect();
     edit(&mut tensors);
-    let payload = RawPayload { config: f.config.clone(), metadata: f.metadata.clone(), dtype, tensors };
+    let payload = RawPayload { config: f.config.clone(), metadata: f.metadata.clone(), dtype, tensors, prior: None };
     with_header(&postcard::to_allocvec(&payload).unwrap())
 }
 
 #[test]
 fn the_documented_layout_is_what_gpo_core_reads() {
     let (_, _, f) = file(WeightDType::F32);
-    assert_eq!(raw(&f, WeightDType::F32, |_| {}), f.to_bytes());
+    assert_eq!(raw(&f, WeightDType::F32, |_| {}), f.to_bytes().unwrap());
 }
 
 #[test]
@@ -170,24 +175,159 @@ fn inner_errors_are_typed() {
         decoded.to_model::<B>(&Default::default()),
         Err(ModelFileError::Weights(WeightError::Shape { .. }))
     ));
+    // A missing tensor: fewer values than the configuration's parameters, refused on decoding.
     let missing = ModelFile::from_bytes(&raw(&f, WeightDType::F32, |t| {
         t.pop();
+    }));
+    assert!(matches!(missing, Err(ModelFileError::ParameterCount { .. })));
+    let moved = ModelFile::from_bytes(&raw(&f, WeightDType::F32, |t| {
+        let last = t.pop().unwrap();
+        t[0].data.extend(last.data);
+        t[0].shape = vec![t[0].data.len() as u64 / 4];
     }))
     .unwrap();
-    assert!(matches!(
-        missing.to_model::<B>(&Default::default()),
-        Err(ModelFileError::Weights(WeightError::Missing(_)))
-    ));
+    assert!(matches!(moved.to_model::<B>(&Default::default()), Err(ModelFileError::Weights(_))));
     let renamed = ModelFile::from_bytes(&raw(&f, WeightDType::F32, |t| t[3].name = "decoder.weight".into())).unwrap();
     assert!(renamed.to_model::<B>(&Default::default()).is_err());
     // Metadata that contradicts the configuration.
     let mut lying = f.clone();
     lying.metadata.embedding_dim = 4096;
-    assert!(matches!(ModelFile::from_bytes(&lying.to_bytes()), Err(ModelFileError::Dimension { .. })));
+    assert!(matches!(lying.to_bytes(), Err(ModelFileError::Dimension { .. })));
+    assert!(matches!(
+        ModelFile::from_bytes(&raw(&lying, WeightDType::F32, |_| {})),
+        Err(ModelFileError::Dimension { .. })
+    ));
     // An impossible configuration.
     let mut heads = f.clone();
     heads.config.n_heads = 5;
-    assert!(matches!(ModelFile::from_bytes(&heads.to_bytes()), Err(ModelFileError::Config(_))));
+    assert!(matches!(heads.to_bytes(), Err(ModelFileError::Config(_))));
+    assert!(matches!(ModelFile::from_bytes(&raw(&heads, WeightDType::F32, |_| {})), Err(ModelFileError::Config(_))));
+}
+
+/// A file with a valid checksum whose configuration asks for absurd sizes is refused before any
+/// model is built (these aborted on allocation or overflowed in earlier versions).
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    let (_, _, f) = file(WeightDType::F32);
+    let edits: [fn(&mut GpoConfig); 6] = [
+        |c| c.n_layers = 1 << 31,
+        |c| c.n_layers = 1 << 40,
+        |c| c.emb_depth = 1 << 63,
+        |c| c.d_model = 1 << 62,
+        |c| c.d_ff = usize::MAX,
+        |c| {
+            c.d_model = 4096;
+            c.n_heads = 4;
+            c.n_layers = 200;
+        },
+    ];
+    for edit in edits {
+        let mut bad = f.clone();
+        edit(&mut bad.config);
+        let decoded = ModelFile::from_bytes(&raw(&bad, WeightDType::F32, |_| {}));
+        assert!(
+            matches!(decoded, Err(ModelFileError::Config(_)) | Err(ModelFileError::ParameterCount { .. })),
+            "{:?}: {decoded:?}",
+            bad.config
+        );
+    }
+}
+
+#[test]
+fn weights_beyond_the_storage_range_are_refused() {
+    let (_, _, mut f) = file(WeightDType::F32);
+    f.tensors[1].values[0] = 1e6;
+    assert!(f.to_bytes().is_ok(), "f32 holds 1e6");
+    f.dtype = WeightDType::F16;
+    let error = f.to_bytes().unwrap_err();
+    assert!(matches!(error, ModelFileError::OutOfRange { dtype: "f16", .. }), "{error}");
+    assert!(error.to_string().contains(&f.tensors[1].name), "{error}");
+    f.dtype = WeightDType::BF16;
+    assert!(f.to_bytes().is_ok(), "bf16 holds 1e6");
+    f.tensors[1].values[0] = f32::NAN;
+    assert!(matches!(f.to_bytes(), Err(ModelFileError::OutOfRange { .. })));
+}
+
+#[test]
+fn version_2_files_get_a_clear_error() {
+    let mut old = bytes();
+    old[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let error = ModelFile::from_bytes(&old).unwrap_err();
+    assert_eq!(error, ModelFileError::UnsupportedVersion { found: 2 });
+    assert!(error.to_string().contains("version 2 files lack the prior data"), "{error}");
+}
+
+/// A prior model's file with its prior (2 groups × 3 questions, one unanswered).
+fn prior_file(dtype: WeightDType) -> ModelFile {
+    let config = GpoConfig::new(DIM_X).with_d_model(16).with_d_ff(24).with_n_layers(1).with_prior(true);
+    let model = config.init_seeded::<B>(&Default::default(), 4).unwrap();
+    let mut rng = Rng(9);
+    let questions = (0..3)
+        .map(|q| PriorQuestion::new(&format!("q{q}"), vec![1.0, 2.0, 3.0], &rng.normal_vec(3 * DIM_X), DIM_X))
+        .collect();
+    let groups = (0..2)
+        .map(|g| PriorGroup {
+            name: format!("group {g}"),
+            answers: (0..3)
+                .map(|q| (q != 2 || g == 0).then(|| rng.distribution(3).into_iter().map(f64::from).collect()))
+                .collect(),
+        })
+        .collect();
+    let prior = PopulationPrior::new(
+        PriorKind::KnnGroups { temperature: 0.05 },
+        Metric::Wasserstein,
+        2,
+        DIM_X,
+        questions,
+        groups,
+    )
+    .unwrap();
+    ModelFile::from_model(&model, &config, metadata(), dtype, Some(prior))
+}
+
+#[test]
+fn prior_models_carry_their_prior() {
+    let f32_file = prior_file(WeightDType::F32);
+    let decoded = ModelFile::from_bytes(&f32_file.to_bytes().unwrap()).unwrap();
+    assert_eq!(decoded, f32_file, "f32 stores the prior exactly");
+    // f16 rounds the answers (renormalised) and vectors: within f16's half-ulp (2^-11 relative).
+    let f16_file = prior_file(WeightDType::F16);
+    let decoded = ModelFile::from_bytes(&f16_file.to_bytes().unwrap()).unwrap();
+    let (a, b) = (f16_file.prior.as_ref().unwrap(), decoded.prior.as_ref().unwrap());
+    assert_eq!(a.kind(), b.kind());
+    assert_eq!(
+        a.questions().iter().map(|q| &q.key).collect::<Vec<_>>(),
+        b.questions().iter().map(|q| &q.key).collect::<Vec<_>>()
+    );
+    for (ga, gb) in a.groups().iter().zip(b.groups()) {
+        for (pa, pb) in ga.answers.iter().zip(&gb.answers) {
+            assert_eq!(pa.is_some(), pb.is_some());
+            for (x, y) in pa.iter().flatten().zip(pb.iter().flatten()) {
+                assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+            }
+        }
+    }
+    // A prior model without its prior data is refused with a typed error.
+    let mut stripped = f32_file.clone();
+    stripped.prior = None;
+    assert!(matches!(stripped.to_bytes(), Err(ModelFileError::PriorPresence { config_reads_prior: true })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn prior_file_edits_never_panic(edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+        let good = prior_file(WeightDType::F16).to_bytes().unwrap();
+        let mut payload = good[24..].to_vec();
+        for (index, value) in &edits {
+            let i = index.index(payload.len());
+            payload[i] = *value;
+        }
+        if let Ok(f) = ModelFile::from_bytes(&with_header(&payload)) {
+            let _ = f.to_model::<B>(&Default::default());
+        }
+    }
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 
 use burn_ndarray::NdArray;
 use gpo_core::weights::{NamedTensor, load_named_tensors};
-use gpo_core::{Episode, GpoBatch, GpoConfig};
+use gpo_core::{Episode, GpoBatch, GpoConfig, Question};
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
@@ -61,26 +61,26 @@ fn forward_and_loss_match_pytorch() {
             let mut episode = Episode::new(config.dim_x).unwrap();
             let (mut row, mut x) = (0, 0);
             for &k in &l.context_options {
-                episode.push_context(&cx[x..x + k * config.dim_x], &cy[row..row + k]).unwrap();
+                episode.push_context(Question::new(&cx[x..x + k * config.dim_x]).answer(&cy[row..row + k])).unwrap();
                 row += k;
                 x += k * config.dim_x;
             }
             let (mut row, mut x) = (0, 0);
             for &k in &l.target_options {
-                episode.push_target(&tx[x..x + k * config.dim_x], Some(&ty[row..row + k])).unwrap();
+                episode.push_target(Question::new(&tx[x..x + k * config.dim_x]).answer(&ty[row..row + k])).unwrap();
                 row += k;
                 x += k * config.dim_x;
             }
             episodes.push(episode);
         }
         let batch = GpoBatch::<B>::new(&episodes, &device).unwrap();
-        let output = model.forward(&batch);
-        let pad = batch.target_pad.clone();
+        let output = model.forward(&batch).unwrap();
+        let pad = batch.target_pad();
         let mean: Vec<f32> = output.mean.mask_fill(pad.clone(), 0.0).into_data().to_vec().unwrap();
         let log_std: Vec<f32> = output.log_std.mask_fill(pad, 0.0).into_data().to_vec().unwrap();
         assert_close(&format!("case {case} mean"), &mean, &floats(&st, &format!("case{case}.mean")).1);
         assert_close(&format!("case {case} log_std"), &log_std, &floats(&st, &format!("case{case}.log_std")).1);
-        let loss: Vec<f32> = model.loss(&batch).into_data().to_vec().unwrap();
+        let loss: Vec<f32> = model.loss(&batch).unwrap().into_data().to_vec().unwrap();
         assert_close(&format!("case {case} loss"), &loss, &floats(&st, &format!("case{case}.loss")).1);
     }
 }

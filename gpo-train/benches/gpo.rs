@@ -34,9 +34,8 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Episode, Gpo, GpoBatch};
 use gpo_train::config::RunConfig;
-use gpo_train::eval::draw_episodes;
+use gpo_train::eval::{GpoPredictor, Predictor, draw_episodes};
 use gpo_train::task::EmbeddedSurvey;
-use gpo_train::train::sampler::episode;
 use gpo_train::train::{EpisodeSampler, GpoMethod, Split};
 
 #[global_allocator]
@@ -78,7 +77,7 @@ fn setup() -> Setup {
 fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &GpoMethod) {
     let Setup { task, split, .. } = setup;
     let device = Default::default();
-    let prior = method.population_prior(&split.train_groups);
+    let prior = method.population_prior(task, &split.train_groups).expect("prior");
     let sampler = EpisodeSampler::new(
         task,
         &split.train_groups,
@@ -112,7 +111,7 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
             next += 1;
             let current = model.take().expect("model");
             let batch = GpoBatch::<Train>::new(episodes, &device).expect("batch");
-            let loss = objective.loss(&current, &batch);
+            let loss = objective.loss(&current, &batch).expect("loss");
             let value: f64 = loss.clone().into_scalar().elem();
             let grads = GradientsParams::from_grads(loss.backward(), &current);
             model = Some(optimizer.step(learning_rate, current, grads));
@@ -153,18 +152,17 @@ fn predict_one_group(c: &mut Criterion) {
     let mut group = benchmark_group(c, "predict_one_group");
     for method in &methods {
         let model = method.config.init_seeded::<Cpu>(&device, SEED).expect("model");
-        let prior = method.population_prior(&split.train_groups);
+        let prior =
+            method.population_prior(&task, &split.meta_train_groups()).expect("prior").map(|p| p.prior().clone());
+        // What an app runs: gpo-core's Predictor, priors computed from the model's prior data.
+        let predictor = GpoPredictor::new(model, &method.name, prior).expect("predictor");
         for n_targets in sizes {
-            let targets = &drawn.targets[..n_targets];
+            let mut episode = drawn.clone();
+            episode.targets.truncate(n_targets);
             group.throughput(Throughput::Elements(n_targets as u64));
             let id = BenchmarkId::new(&method.name, format!("{}+{n_targets}", drawn.context.len()));
             group.bench_function(id, |b| {
-                b.iter(|| {
-                    let built =
-                        episode(&task, held_out, &drawn.context, targets, false, prior.as_ref()).expect("episode");
-                    let batch = GpoBatch::<Cpu>::new(std::slice::from_ref(&built), &device).expect("batch");
-                    model.predict(&batch)
-                });
+                b.iter(|| predictor.predict(&task, std::slice::from_ref(&episode)).expect("prediction"));
             });
         }
     }

@@ -105,7 +105,7 @@ pub fn bench_train(
         let episodes = sampler.sample(&mut rng).map_err(|e| e.to_string())?;
         let start = Instant::now();
         let batch = GpoBatch::<B>::new(&episodes, &device).map_err(|e| e.to_string())?;
-        let loss = model.loss(&batch);
+        let loss = model.loss(&batch).map_err(|e| e.to_string())?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-4, model, grads);
         let _ = model.valid();
@@ -133,14 +133,14 @@ pub fn bench_predict(
     let model = config.init_seeded::<Cpu>(&device, 0).map_err(|e| e.to_string())?;
     let all: Vec<usize> = (0..task.survey.questions.len()).collect();
     let episode = draw_episodes(task, &[0], &all, k, &mut SplitMix64::new(0)).remove(0);
-    let built = crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, false, None)
-        .map_err(|e| e.to_string())?;
+    let built =
+        crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, None).map_err(|e| e.to_string())?;
     let shape = tokens(&built);
     let mut times = Vec::new();
     for i in 0..iterations + 2 {
         let start = Instant::now();
         let batch = GpoBatch::<Cpu>::new(std::slice::from_ref(&built), &device).map_err(|e| e.to_string())?;
-        let _ = model.predict(&batch);
+        let _ = model.forward(&batch).map_err(|e| e.to_string())?.mean.into_data();
         if i >= 2 {
             times.push(start.elapsed().as_secs_f64());
         }

@@ -153,12 +153,12 @@ impl Default for EvalOptions {
 #[serde(deny_unknown_fields, default)]
 pub struct ExportOptions {
     /// Weight storage of `model.gpo`: `f32`, `f16` or `bf16`.
-    pub dtype: String,
+    pub dtype: WeightDType,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { dtype: "f16".into() }
+        Self { dtype: WeightDType::F16 }
     }
 }
 
@@ -195,11 +195,6 @@ pub struct ConfigError {
     pub path: String,
     /// What is wrong.
     pub message: String,
-}
-
-/// Parses a weight dtype name.
-pub fn parse_dtype(name: &str) -> Option<WeightDType> {
-    [WeightDType::F32, WeightDType::F16, WeightDType::BF16].into_iter().find(|d| d.name() == name)
 }
 
 /// Checks one method's `[model]` and `[training]` tables; `table` prefixes the table names.
@@ -279,9 +274,6 @@ impl RunConfig {
         }
         if e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 || e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
             return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());
-        }
-        if parse_dtype(&self.export.dtype).is_none() {
-            return Err(format!("[export] dtype `{}` must be f32, f16 or bf16", self.export.dtype));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::DataConfig;
 use crate::data::select::{Coverage, SelectReport, select, select_gpo};
 use crate::data::{DataError, Loaded, Metric, Survey, globalopinionqa, notebook, opinionqa, tidy};
-use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, Template, TextEmbedder};
+use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, SurveyTemplate, Template, TextEmbedder};
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
 
@@ -91,8 +91,8 @@ pub fn select_groups(survey: &Survey, groups: Option<&[String]>) -> (Survey, Sel
 pub struct EmbeddingInfo {
     /// Embedding model id.
     pub model: String,
-    /// Text template id.
-    pub template: String,
+    /// Text template (`None`: not made from text).
+    pub template: Option<Template>,
 }
 
 /// Texts embedded per batch when the cache has to be filled.
@@ -156,10 +156,10 @@ pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, Embedd
     }
     let (survey, report) = select_groups(&loaded.survey, groups.as_deref());
     tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
-    let template: Template = template.parse().map_err(|e: EmbedError| e.to_string())?;
+    let template: Template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
     let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref()).map_err(|e| e.to_string())?;
     let embeddings = cache.survey_embeddings(&survey, template).map_err(|e| e.to_string())?;
-    let info = EmbeddingInfo { model: cache.model_id().to_string(), template: template.id().to_string() };
+    let info = EmbeddingInfo { model: cache.model_id().to_string(), template: Some(template) };
     let task = EmbeddedSurvey::new(survey, embeddings, cache.dim()).map_err(|e| e.to_string())?;
     Ok((task, info))
 }

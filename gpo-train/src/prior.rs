@@ -1,60 +1,68 @@
-//! Population priors, the extra input of GPO's prior variants ([`gpo_core::GpoConfig::prior`]):
-//! for each question of an episode, what the meta-training groups answer, either on average
-//! (`train_mean`) or weighted by how well they match the episode's context answers
-//! (`knn_groups`). They are the baselines of the same names, computed with the episode's own group
-//! left out, so that a meta-training group never sees its own answers through the prior.
+//! Population priors of a survey: gpo-core's [`PopulationPrior`] (one implementation, shared
+//! with the model file, the predictor and the browser) filled with the answers of a set of the
+//! survey's groups. GPO's prior variants read them, and the `train_mean` / `knn_groups` baselines
+//! are them. In training, an episode's own group is left out, so that a meta-training group never
+//! sees its own answers through the prior.
 
-use serde::{Deserialize, Serialize};
+use gpo_core::prior::{DEFAULT_NEIGHBOURS, PopulationPrior, PriorError, PriorGroup, PriorQuestion, QuestionRef};
 
-use crate::eval::{EvalEpisode, KnnGroups, TrainGroupMean};
+pub use gpo_core::prior::PriorKind;
+
 use crate::task::EmbeddedSurvey;
 
-/// Which population prior a GPO variant reads.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PriorKind {
-    /// The meta-training groups' average answer.
-    TrainMean,
-    /// The meta-training groups weighted by `softmax(−misalignment / temperature)` over the
-    /// context questions (the kNN-groups baseline).
-    KnnGroups {
-        /// Softmax temperature.
-        temperature: f64,
-    },
-}
-
-/// A prior over a fixed set of meta-training groups.
+/// A prior over some of a survey's groups, addressed by the survey's group and question indices.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PopulationPrior {
-    kind: PriorKind,
+pub struct SurveyPrior {
+    prior: PopulationPrior,
+    /// Survey index of each prior group.
     groups: Vec<usize>,
 }
 
-impl PopulationPrior {
-    /// The prior of `kind` drawn from `groups`.
-    pub fn new(kind: PriorKind, groups: &[usize]) -> Self {
-        Self { kind, groups: groups.to_vec() }
+impl SurveyPrior {
+    /// The prior of `kind` drawn from `groups` (survey indices) over every question of the survey.
+    pub fn new(task: &EmbeddedSurvey, kind: PriorKind, groups: &[usize]) -> Result<Self, PriorError> {
+        let questions = task
+            .survey
+            .questions
+            .iter()
+            .zip(&task.embeddings)
+            .map(|(q, embeddings)| PriorQuestion::new(&q.key, q.ordinal.clone(), embeddings, task.dim))
+            .collect();
+        let n_questions = task.survey.questions.len();
+        let prior_groups = groups
+            .iter()
+            .map(|&g| PriorGroup {
+                name: task.survey.groups[g].name.clone(),
+                answers: (0..n_questions).map(|q| task.answer(g, q).map(<[f64]>::to_vec)).collect(),
+            })
+            .collect();
+        let prior = PopulationPrior::new(kind, task.metric(), DEFAULT_NEIGHBOURS, task.dim, questions, prior_groups)?;
+        Ok(Self { prior, groups: groups.to_vec() })
+    }
+
+    /// The core prior (what a model file stores).
+    pub fn prior(&self) -> &PopulationPrior {
+        &self.prior
+    }
+
+    /// The survey indices of the prior groups.
+    pub fn groups(&self) -> &[usize] {
+        &self.groups
     }
 
     /// The prior distribution of each of `questions` for `group`, whose answers to `context` are
-    /// shown, from the other groups (uniform where none of them answered).
+    /// shown; `group` itself is left out when it is one of the prior groups.
     pub fn distributions(
         &self,
         task: &EmbeddedSurvey,
         group: usize,
         context: &[usize],
         questions: &[usize],
-    ) -> Vec<Vec<f64>> {
-        let others: Vec<usize> = self.groups.iter().copied().filter(|&g| g != group).collect();
-        match self.kind {
-            PriorKind::TrainMean => {
-                let mean = TrainGroupMean::new(&others);
-                questions.iter().map(|&q| mean.prior(task, q)).collect()
-            }
-            PriorKind::KnnGroups { temperature } => {
-                let episode = EvalEpisode { group, context: context.to_vec(), targets: questions.to_vec() };
-                KnnGroups::new(&others, temperature).predict_episode(task, &episode)
-            }
-        }
+    ) -> Result<Vec<Vec<f64>>, PriorError> {
+        let shown: Vec<(QuestionRef, &[f64])> =
+            context.iter().filter_map(|&q| Some((QuestionRef::Known(q), task.answer(group, q)?))).collect();
+        let targets: Vec<QuestionRef> = questions.iter().map(|&q| QuestionRef::Known(q)).collect();
+        let exclude = self.groups.iter().position(|&g| g == group);
+        Ok(self.prior.distributions(&shown, &targets, exclude)?.into_iter().map(|v| v.distribution).collect())
     }
 }

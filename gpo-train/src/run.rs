@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
-use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata};
+use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::config::{DataConfig, RunConfig, parse_dtype};
+use crate::config::{DataConfig, RunConfig};
 use crate::eval::{
     EvalError, GpoPredictor, KnnGroups, Predictor, RidgeRewardModel, TrainGroupMean, Uniform, draw_episodes, score,
 };
@@ -40,6 +40,9 @@ pub enum RunError {
     /// Evaluation failed.
     #[error("evaluation: {0}")]
     Eval(#[from] EvalError),
+    /// The exported model could not be encoded.
+    #[error("export: {0}")]
+    Export(String),
     /// Writing results failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -62,7 +65,7 @@ pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), R
                 sharpness: *sharpness,
                 seed: *seed,
             };
-            let info = EmbeddingInfo { model: "synthetic".into(), template: "synthetic".into() };
+            let info = EmbeddingInfo { model: "synthetic".into(), template: None };
             Ok((synthetic_survey(spec), info))
         }
         DataConfig::Survey { .. } => crate::pipeline::load_embedded_survey(data).map_err(RunError::Data),
@@ -100,12 +103,19 @@ struct RunJob<'a> {
     resume: bool,
 }
 
-/// What one (split, seed) gives: its results, the model with the best validation score, and the
-/// meta-training groups that priors draw on.
+/// The model with the best validation score of a (split, seed), with the prior it reads at test
+/// time (over the meta-training groups).
+struct BestModel<B: Backend> {
+    model: Gpo<B>,
+    config: GpoConfig,
+    summary: TrainedModel,
+    prior: Option<PopulationPrior>,
+}
+
+/// What one (split, seed) gives: its results and its best model.
 struct RunOutcome<B: Backend> {
     result: RunResult,
-    best: Option<(Gpo<B>, GpoConfig, TrainedModel)>,
-    prior_groups: Vec<String>,
+    best: Option<BestModel<B>>,
 }
 
 impl RunJob<'_> {
@@ -140,14 +150,17 @@ impl RunJob<'_> {
         // Validation groups are meta-training data too: held out of gradient updates for model
         // selection, but available to the baselines and to the priors at test time.
         let meta_train = split.meta_train_groups();
-        let predictors: Vec<GpoPredictor<'_, B::InnerBackend>> = trained
+        let priors: Vec<Option<PopulationPrior>> = trained
             .iter()
-            .map(|(method, model, _)| {
-                GpoPredictor::new(model, &model.device(), &method.name, method.population_prior(&meta_train))
-            })
-            .collect();
-        let train_mean = TrainGroupMean::new(&meta_train);
-        let knn = KnnGroups::new(&meta_train, config.evaluation.knn_temperature);
+            .map(|(method, _, _)| Ok(method.population_prior(task, &meta_train)?.map(|p| p.prior().clone())))
+            .collect::<Result<_, EvalError>>()?;
+        let predictors: Vec<GpoPredictor<B::InnerBackend>> = trained
+            .iter()
+            .zip(&priors)
+            .map(|((method, model, _), prior)| GpoPredictor::new(model.clone(), &method.name, prior.clone()))
+            .collect::<Result<_, _>>()?;
+        let train_mean = TrainGroupMean::new(task, &meta_train)?;
+        let knn = KnnGroups::new(task, &meta_train, config.evaluation.knn_temperature)?;
         let ridge = RidgeRewardModel::new(config.evaluation.ridge_lambda);
         let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
         methods.extend([&Uniform as &dyn Predictor, &train_mean, &knn, &ridge]);
@@ -188,11 +201,17 @@ impl RunJob<'_> {
         // Selection on validation only: the best validation score among the GPO methods.
         let best = trained
             .into_iter()
+            .zip(priors)
             .max_by(|a, b| {
                 let score = |t: &TrainedModel| t.validation_score.unwrap_or(f64::NEG_INFINITY);
-                score(&a.2).total_cmp(&score(&b.2))
+                score(&a.0.2).total_cmp(&score(&b.0.2))
             })
-            .map(|(method, model, summary)| (model, method.config.clone(), summary));
+            .map(|((method, model, summary), prior)| BestModel {
+                model,
+                config: method.config.clone(),
+                summary,
+                prior,
+            });
         Ok(RunOutcome {
             result: RunResult {
                 train_fraction: fraction,
@@ -204,7 +223,6 @@ impl RunJob<'_> {
                 scores,
             },
             best,
-            prior_groups: names(&meta_train),
         })
     }
 }
@@ -273,22 +291,18 @@ pub fn run_experiment<B: AutodiffBackend>(
     let outcomes = outcomes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     for (index, outcome) in outcomes.into_iter().enumerate() {
         let Some(outcome) = outcome else { continue };
-        let RunOutcome { result, best, prior_groups } = outcome?;
+        let RunOutcome { result, best } = outcome?;
         if Some(index) == export_run
-            && let Some((model, model_config, summary)) = best
+            && let Some(BestModel { model, config: model_config, summary, prior }) = best
         {
-            let mut metadata = ModelMetadata::new(&info.model, task.dim, &info.template);
+            let mut metadata = ModelMetadata::new(&info.model, task.dim, info.template);
             metadata.dataset = task.survey.name.clone();
             metadata.seed = result.seed;
             metadata.method = summary.method.clone();
             metadata.training_steps = summary.best_step as u64;
             metadata.validation_score = summary.validation_score;
-            if let Some(kind) = methods.iter().find(|m| m.name == summary.method).and_then(|m| m.prior) {
-                metadata.prior = serde_json::to_string(&kind).unwrap_or_default();
-                metadata.prior_groups = prior_groups;
-            }
-            let dtype = parse_dtype(&config.export.dtype).unwrap_or(gpo_core::WeightDType::F16);
-            export_model = Some(ModelFile::from_model(&model, &model_config, metadata, dtype));
+            let dtype = config.export.dtype;
+            export_model = Some(ModelFile::from_model(&model, &model_config, metadata, dtype, prior));
         }
         runs.push(result);
     }
@@ -307,14 +321,16 @@ pub fn run_experiment<B: AutodiffBackend>(
         summary,
         sweep,
     };
+    // The model first and results.json last: a run that has results.json is complete.
+    if let Some(model) = export_model {
+        let path = out_dir.join("model.gpo");
+        let bytes = model.to_bytes().map_err(|e| RunError::Export(format!("{}: {e}", path.display())))?;
+        write_atomic(&path, &bytes).map_err(io(&path))?;
+    }
+    write_report(&results, out_dir).map_err(io(out_dir))?;
     let json = serde_json::to_vec_pretty(&results).map_err(|e| RunError::Data(e.to_string()))?;
     let results_path = out_dir.join("results.json");
     write_atomic(&results_path, &json).map_err(io(&results_path))?;
-    write_report(&results, out_dir).map_err(io(out_dir))?;
-    if let Some(model) = export_model {
-        let path = out_dir.join("model.gpo");
-        write_atomic(&path, &model.to_bytes()).map_err(io(&path))?;
-    }
     Ok(results)
 }
 

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn_ndarray::NdArray;
+use gpo_core::metrics::Metric;
+use gpo_core::prior::{PopulationPrior, PriorGroup, PriorKind, PriorQuestion};
+use gpo_core::template::Template;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, WeightDType};
 
 fn repo() -> PathBuf {
@@ -32,8 +35,9 @@ fn keys_texts_and_embeddings_agree() {
     let config = GpoConfig::new(384).with_n_layers(2);
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 3).unwrap();
     let model_path = dir.path().join("m.gpo");
-    let metadata = ModelMetadata::new("sentence-transformers/all-MiniLM-L6-v2", 384, "gpo");
-    std::fs::write(&model_path, ModelFile::from_model(&model, &config, metadata, WeightDType::F32).to_bytes()).unwrap();
+    let metadata = ModelMetadata::new("sentence-transformers/all-MiniLM-L6-v2", 384, Some(Template::Gpo));
+    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None);
+    std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     let model_arg = model_path.to_str().unwrap();
     let request = |targets: serde_json::Value| {
         let path = dir.path().join("req.json");
@@ -71,62 +75,99 @@ fn corrupt_model_files_are_one_clear_error() {
     assert!(!ok && err.starts_with("error: ") && err.contains("broken.gpo"), "{err}");
 }
 
+/// A 2-group prior over a 2-option question `C` and a 3-option question `T` (embeddings of
+/// dimension 4), train-mean kind: `T`'s prior is [0.4, 0.3, 0.3].
+fn small_prior() -> PopulationPrior {
+    let c = PriorQuestion::new("C", vec![1.0, 2.0], &[0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1], 4);
+    let t =
+        PriorQuestion::new("T", vec![1.0, 2.0, 3.0], &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 4);
+    let groups = vec![
+        PriorGroup { name: "A".into(), answers: vec![Some(vec![0.3, 0.7]), Some(vec![0.2, 0.3, 0.5])] },
+        PriorGroup { name: "B".into(), answers: vec![Some(vec![0.5, 0.5]), Some(vec![0.6, 0.3, 0.1])] },
+    ];
+    PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 5, 4, vec![c, t], groups).unwrap()
+}
+
 #[test]
-fn prior_models_need_a_prior_per_question() {
+fn prior_models_compute_their_prior_from_the_model_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1).with_prior(true);
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
-    let mut metadata = ModelMetadata::new("test", 4, "gpo");
-    metadata.method = "gpo_knn".into();
-    metadata.prior = r#"{"kind":"knn_groups","temperature":0.02}"#.into();
-    metadata.prior_groups = vec!["A".into(), "B".into()];
+    let mut metadata = ModelMetadata::new("test", 4, Some(Template::Gpo));
+    metadata.method = "gpo_mean".into();
     let model_path = dir.path().join("prior.gpo");
-    std::fs::write(&model_path, ModelFile::from_model(&model, &config, metadata, WeightDType::F32).to_bytes()).unwrap();
+    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior()));
+    std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     let model_arg = model_path.to_str().unwrap();
 
     let (ok, out, err) = gpo(&["inspect", "--json", model_arg]);
     assert!(ok, "{err}");
     let info: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(info["metadata"]["method"], "gpo_knn");
-    assert_eq!(info["metadata"]["prior_groups"], serde_json::json!(["A", "B"]));
+    assert_eq!(info["metadata"]["method"], "gpo_mean");
+    assert_eq!(info["prior"]["groups"], serde_json::json!(["A", "B"]));
+    assert_eq!(info["prior"]["kind"]["kind"], "train_mean");
     assert_eq!(info["config"]["prior"], true);
     let (ok, out, err) = gpo(&["inspect", model_arg]);
-    assert!(ok && out.contains("gpo_knn") && out.contains("knn_groups"), "{out}{err}");
+    assert!(ok && out.contains("gpo_mean") && out.contains("train_mean"), "{out}{err}");
 
-    let request = |context_prior: serde_json::Value, target_prior: serde_json::Value| {
-        let mut context =
-            serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": [0.3, 0.7]});
-        let mut target = serde_json::json!({"key": "T", "embeddings": [[0.0, 0.1, 0.0, 0.1], [1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]]});
-        if !context_prior.is_null() {
-            context["prior"] = context_prior;
-        }
-        if !target_prior.is_null() {
-            target["prior"] = target_prior;
-        }
+    let request = |target: serde_json::Value| {
+        let context = serde_json::json!({"key": "C", "embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": [0.3, 0.7]});
         let path = dir.path().join("req.json");
         std::fs::write(&path, serde_json::json!({"context": [context], "targets": [target]}).to_string()).unwrap();
         gpo(&["predict", "--model", model_arg, "--input", path.to_str().unwrap()])
     };
-    let null = serde_json::Value::Null;
-    let (ok, out, err) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.2, 0.3, 0.5]));
+    let rows = serde_json::json!([[0.0, 0.1, 0.0, 0.1], [1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5]]);
+    let (ok, out, err) = request(serde_json::json!({"key": "T", "embeddings": rows}));
     assert!(ok, "{err}");
-    let with_prior = predictions(&out);
-    assert_eq!(with_prior[0].len(), 3);
-    assert!((with_prior[0].iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    let known = predictions(&out);
     // An untrained prior model predicts its prior (the residual head starts at zero).
-    for (p, q) in with_prior[0].iter().zip([0.2, 0.3, 0.5]) {
-        assert!((p - q).abs() < 1e-3, "{with_prior:?}");
+    for (p, q) in known[0].iter().zip([0.4, 0.3, 0.3]) {
+        assert!((p - q).abs() < 1e-3, "{known:?}");
     }
-    let (ok, out, _) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.6, 0.3, 0.1]));
-    assert!(ok && predictions(&out) != with_prior, "the prior must reach the model");
-
-    let (ok, _, err) = request(null.clone(), serde_json::json!([0.2, 0.3, 0.5]));
-    assert!(!ok && err.contains("context[0].prior is missing") && err.contains("gpo_knn"), "{err}");
-    let (ok, _, err) = request(serde_json::json!([0.5, 0.5]), null.clone());
-    assert!(!ok && err.contains("targets[0].prior is missing"), "{err}");
-    let (ok, _, err) = request(serde_json::json!([0.5, 0.5]), serde_json::json!([0.5, 0.5]));
-    assert!(!ok && err.contains("prior"), "wrong length: {err}");
-    let (ok, _, err) = request(serde_json::json!([1.5, -0.5]), serde_json::json!([0.2, 0.3, 0.5]));
-    assert!(!ok && err.contains("negative"), "negative prior: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["predictions"][0]["prior"]["source"], "answered");
+    // A question the prior does not know takes its nearest known question's prior (T: the only
+    // 3-option question), and says so.
+    let (ok, out, err) = request(serde_json::json!({"key": "NEW", "embeddings": rows}));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["predictions"][0]["prior"]["source"], "nearest");
+    assert_eq!(v["predictions"][0]["prior"]["nearest"], serde_json::json!(["T"]));
+    assert_eq!(predictions(&out), known);
+    // No known question has 4 options: a clear error, never a silent uniform prior.
+    let four =
+        serde_json::json!([[0.0, 0.1, 0.0, 0.1], [1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]);
+    let (ok, _, err) = request(serde_json::json!({"embeddings": four}));
+    assert!(!ok && err.contains("no prior for a question with 4 options"), "{err}");
     assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "one readable message: {err}");
+    // Priors are the model's to compute.
+    let (ok, _, err) = request(serde_json::json!({"key": "T", "embeddings": rows, "prior": [0.2, 0.3, 0.5]}));
+    assert!(!ok && err.contains("prior"), "{err}");
+    // A target with a distribution, a context distribution that does not sum to 1.
+    let (ok, _, err) = request(serde_json::json!({"key": "T", "embeddings": rows, "distribution": [0.2, 0.3, 0.5]}));
+    assert!(!ok && err.contains("targets[0]"), "{err}");
+}
+
+#[test]
+fn context_distributions_must_sum_to_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
+    let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
+    let model_path = dir.path().join("m.gpo");
+    let file = ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None);
+    std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
+    for (distribution, expected) in [
+        (serde_json::json!([1.5, 1.5]), "sums to 3"),
+        (serde_json::json!([0.0, 0.0]), "sums to 0"),
+        (serde_json::json!([1.5, -0.5]), "negative"),
+    ] {
+        let context = serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": distribution});
+        let target = serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]});
+        let path = dir.path().join("req.json");
+        std::fs::write(&path, serde_json::json!({"context": [context, context], "targets": [target]}).to_string())
+            .unwrap();
+        let (ok, _, err) =
+            gpo(&["predict", "--model", model_path.to_str().unwrap(), "--input", path.to_str().unwrap()]);
+        assert!(!ok && err.contains(expected) && err.contains("context question 0"), "{err}");
+    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gpo_train::data::{Metric, Question, Survey};
 use gpo_train::embed::import::{import_embeddings, parse_npy};
-use gpo_train::embed::{EmbedError, EmbeddingCache, Precision, Template, TextEmbedder};
+use gpo_train::embed::{EmbedError, EmbeddingCache, Precision, SurveyTemplate, Template, TextEmbedder};
 
 /// Deterministic vectors from the text bytes; counts what it embeds.
 struct Stub {
@@ -45,7 +45,7 @@ fn survey() -> Survey {
 
 #[test]
 fn gpo_template_is_the_original_prompt() {
-    let texts = Template::Gpo.texts(&question()).unwrap();
+    let texts = Template::Gpo.question_texts(&question()).unwrap();
     let expected = "Below is an instruction that describes a task, paired with an input that provides further context. \
 Write a response that appropriately completes the request.\n\n### Instruction:\n\
 Answer the following question by picking ONE of the given options\n\n### Input:\n\
@@ -58,7 +58,10 @@ A. Very safe\nB. Somewhat safe\nC. Not too safe\nD. Not at all safe\n\n### Respo
         serde_json::from_str(include_str!("../../fixtures/embed/minilm_reference.json")).unwrap();
     assert!(reference["cases"].as_array().unwrap().iter().any(|c| c["text"] == expected));
 
-    assert_eq!(Template::Plain.texts(&question()).unwrap()[3], format!("{}\nNot at all safe", question().text));
+    assert_eq!(
+        Template::Plain.question_texts(&question()).unwrap()[3],
+        format!("{}\nNot at all safe", question().text)
+    );
     assert_eq!("plain".parse::<Template>().unwrap(), Template::Plain);
     assert_eq!(Template::default().id(), "gpo");
     assert!("alpaca".parse::<Template>().is_err());

@@ -5,45 +5,41 @@ use js_sys::{Array, ArrayBuffer, Float32Array, Reflect};
 use wasm_bindgen::prelude::*;
 
 /// Questions read from JavaScript: option counts, option embeddings, (context only) the
-/// concatenated answer distributions, and the concatenated population priors when given.
+/// concatenated answer distributions, and the questions' keys when given.
 pub(crate) struct Questions {
     /// Number of options of each question.
     pub options: Vec<usize>,
     embeddings: Vec<f32>,
     distributions: Option<Vec<f32>>,
-    priors: Option<Vec<f32>>,
-}
-
-/// One question: its option embeddings (`options × dim`), distribution and prior (when given).
-pub(crate) struct Question<'a> {
-    pub embeddings: &'a [f32],
-    pub distribution: Option<&'a [f32]>,
-    pub prior: Option<&'a [f32]>,
+    keys: Option<Vec<String>>,
 }
 
 impl Questions {
-    /// Whether `priors` was given.
-    pub fn has_priors(&self) -> bool {
-        self.priors.is_some()
-    }
-
-    /// Each question's embeddings, distribution (when read with one) and prior (when given).
-    pub fn iter(&self, dim: usize) -> impl Iterator<Item = Question<'_>> {
+    /// Each question as gpo-core's [`gpo_core::Question`]: embeddings, key and (context) answer.
+    pub fn questions(&self, dim: usize) -> Vec<gpo_core::Question<'_>> {
         let mut offset = 0;
-        self.options.iter().map(move |&k| {
-            let question = Question {
-                embeddings: &self.embeddings[offset * dim..(offset + k) * dim],
-                distribution: self.distributions.as_ref().map(|d| &d[offset..offset + k]),
-                prior: self.priors.as_ref().map(|d| &d[offset..offset + k]),
-            };
-            offset += k;
-            question
-        })
+        self.options
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let mut question = gpo_core::Question::new(&self.embeddings[offset * dim..(offset + k) * dim]);
+                if let Some(d) = &self.distributions {
+                    question = question.answer(&d[offset..offset + k]);
+                }
+                if let Some(key) = self.keys.as_ref().and_then(|keys| keys.get(i)) {
+                    question = question.key(key);
+                }
+                offset += k;
+                question
+            })
+            .collect()
     }
 }
 
 /// Reads `value.embeddings`, `value.options`, when `with_distributions` `value.distributions`, and
-/// `value.priors` when present (not `undefined` or `null`), checking that their lengths agree with each other and with the model's dimension `dim`.
+/// `value.keys` when present (not `undefined` or `null`), checking that their lengths agree with
+/// each other and with the model's dimension `dim`. A `priors` field is refused: the model
+/// computes priors itself.
 pub(crate) fn read_questions(
     side: &str,
     value: &JsValue,
@@ -95,9 +91,28 @@ pub(crate) fn read_questions(
         Ok(values.into_iter().map(|v| v as f32).collect())
     };
     let distributions = if with_distributions { Some(per_option("distributions")?) } else { None };
-    let priors_value = field("priors");
-    let priors = if priors_value.is_undefined() || priors_value.is_null() { None } else { Some(per_option("priors")?) };
-    Ok(Questions { options, embeddings, distributions, priors })
+    let priors = field("priors");
+    if !(priors.is_undefined() || priors.is_null()) {
+        return Err(JsError::new(&format!(
+            "{side}.priors: priors are computed by the model from the prior data in its .gpo file; pass `keys` \
+             (the questions' keys) instead"
+        )));
+    }
+    let keys_value = field("keys");
+    let keys = if keys_value.is_undefined() || keys_value.is_null() {
+        None
+    } else {
+        if !Array::is_array(&keys_value) {
+            return Err(JsError::new(&format!("{side}.keys must be an array of strings (one per question)")));
+        }
+        let keys: Option<Vec<String>> = Array::from(&keys_value).iter().map(|v| v.as_string()).collect();
+        let keys = keys.ok_or_else(|| JsError::new(&format!("{side}.keys must hold only strings")))?;
+        if keys.len() != options.len() {
+            return Err(JsError::new(&format!("{side}.keys has {} keys for {} questions", keys.len(), options.len())));
+        }
+        Some(keys)
+    };
+    Ok(Questions { options, embeddings, distributions, keys })
 }
 
 /// The numbers of an `Array` or typed array.

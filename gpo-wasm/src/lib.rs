@@ -9,26 +9,29 @@
 //! const model = await GpoModel.load(new Uint8Array(await (await fetch("model.gpo")).arrayBuffer()));
 //! console.log(model.backend); // "webgpu" or "cpu"
 //! const [dist] = await model.predict(
-//!   { embeddings: ctxEmb, options: new Uint32Array([3]), distributions: new Float32Array([0.2, 0.5, 0.3]) },
-//!   { embeddings: tgtEmb, options: new Uint32Array([4]) },
+//!   { embeddings: ctxEmb, options: new Uint32Array([3]), distributions: new Float32Array([0.2, 0.5, 0.3]), keys: ["Q1"] },
+//!   { embeddings: tgtEmb, options: new Uint32Array([4]), keys: ["Q2"] },
 //! );
 //! ```
 //!
-//! Prior models (`model.usesPrior`, e.g. `gpo_knn`) also need `priors` on both objects: the
-//! population prior of every option, laid out like `distributions`.
+//! Everything runs through gpo-core's `Predictor`, the inference path `gpo predict` uses too.
+//! Prior models (`model.usesPrior`, e.g. `gpo_knn`) compute each question's population prior from
+//! the prior data in their `.gpo` file: by `keys` for the questions the prior knows, from the
+//! nearest known questions for the others; `model.priors(context, targets)` returns those priors
+//! (and, with a `kind`, the train-mean or kNN-groups baseline of the same data).
 //!
 //! Every bad input (a corrupt or foreign file, a wrong embedding dimension, lengths that
-//! disagree, NaN, a missing prior) rejects with a JavaScript `Error` whose message says what is wrong; nothing
-//! panics. Targets attend only to the context, so each target's prediction does not depend on the
-//! other targets.
+//! disagree, NaN, a distribution that does not sum to 1) rejects with a JavaScript `Error` whose
+//! message says what is wrong; nothing panics. Targets attend only to the context, so each
+//! target's prediction does not depend on the other targets.
 
 use std::rc::Rc;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
-use burn::tensor::backend::Backend;
-use gpo_core::{Episode, Gpo, GpoBatch, ModelFile};
-use js_sys::{Array, Float32Array, Promise, Reflect};
+use gpo_core::prior::{PriorKind, PriorSource};
+use gpo_core::{ModelFile, PredictError, Predictor};
+use js_sys::{Array, Float32Array, Float64Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 mod input;
@@ -53,26 +56,37 @@ export interface GpoContext {
   embeddings: Float32Array;
   options: Uint32Array | number[];
   distributions: Float32Array | number[];
-  /** The population prior of every option, concatenated like `distributions`: required when
-   * `model.usesPrior` (e.g. the kNN-groups mixture of `model.priorGroups`), ignored otherwise. */
-  priors?: Float32Array | number[];
+  /** The questions' keys (one per question): a prior model finds their priors by key; a question
+   * without a known key gets the prior of its nearest known questions. */
+  keys?: string[];
 }
 
 /** The target questions, laid out as in `GpoContext`, without distributions. */
 export interface GpoTargets {
   embeddings: Float32Array;
   options: Uint32Array | number[];
-  /** As `GpoContext.priors`: required when `model.usesPrior`. */
-  priors?: Float32Array | number[];
+  /** As `GpoContext.keys`. */
+  keys?: string[];
 }
+
+/** A target question's population prior, and where it came from: `"answered"` (the prior groups
+ * answered it) or `"nearest"` (the mean prior of the known questions `nearest`, by key). */
+export interface GpoPrior {
+  distribution: Float64Array;
+  source: "answered" | "nearest";
+  nearest: string[];
+}
+
+/** Which prior `GpoModel.priors` computes: the model's own (default) or one of the baselines. */
+export type GpoPriorKind = "model" | "train_mean" | "knn_groups";
 "#;
 
 /// The backend a model runs on.
 #[allow(clippy::large_enum_variant)] // one per model, behind an Rc: boxing would only add a hop
 enum Runner {
-    Cpu(Gpo<NdArray>),
+    Cpu(Predictor<NdArray>),
     #[cfg(feature = "webgpu")]
-    WebGpu(Gpo<burn::backend::Wgpu>),
+    WebGpu(Predictor<burn::backend::Wgpu>),
 }
 
 /// A GPO model loaded from a `.gpo` file, ready to predict group answer distributions.
@@ -80,6 +94,10 @@ enum Runner {
 pub struct GpoModel {
     runner: Rc<Runner>,
     file: ModelFile,
+}
+
+fn predict_error(error: PredictError) -> JsError {
+    JsError::new(&error.to_string())
 }
 
 #[wasm_bindgen]
@@ -126,10 +144,11 @@ impl GpoModel {
         self.file.metadata.embedding_model.clone()
     }
 
-    /// Identifier of the text template that turned (question, option) into text.
+    /// Id of the text template that turned (question, option) into text (`gpo`, `plain`; empty
+    /// for inputs not made from text).
     #[wasm_bindgen(getter, js_name = textTemplate)]
     pub fn text_template(&self) -> String {
-        self.file.metadata.text_template.clone()
+        self.file.metadata.text_template.map(|t| t.id().to_string()).unwrap_or_default()
     }
 
     /// Dataset the model was meta-trained on.
@@ -138,24 +157,30 @@ impl GpoModel {
         self.file.metadata.dataset.clone()
     }
 
-    /// Whether the model reads a population prior for every option (`priors` in `predict`'s
-    /// context and targets are then required).
+    /// Whether the model reads a population prior for every option (computed from the prior data
+    /// in its file).
     #[wasm_bindgen(getter, js_name = usesPrior)]
     pub fn uses_prior(&self) -> bool {
         self.file.config.prior
     }
 
-    /// How the prior is computed, as the trainer wrote it (gpo-train: JSON such as
-    /// `{"kind":"knn_groups","temperature":0.02}`); empty for models without a prior.
+    /// The prior's kind and parameters as JSON (`{"kind":"knn_groups","temperature":0.02}`);
+    /// empty for models without a prior.
     #[wasm_bindgen(getter)]
     pub fn prior(&self) -> String {
-        self.file.metadata.prior.clone()
+        self.file.prior.as_ref().map(|p| kind_json(p.kind())).unwrap_or_default()
     }
 
-    /// The meta-training groups the prior is computed from (empty for models without a prior).
+    /// The groups the prior is computed from (empty for models without a prior).
     #[wasm_bindgen(getter, js_name = priorGroups)]
     pub fn prior_groups(&self) -> Vec<String> {
-        self.file.metadata.prior_groups.clone()
+        self.file.prior.as_ref().map(|p| p.groups().iter().map(|g| g.name.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The keys of the questions the prior knows (empty for models without a prior).
+    #[wasm_bindgen(getter, js_name = priorQuestions)]
+    pub fn prior_questions(&self) -> Vec<String> {
+        self.file.prior.as_ref().map(|p| p.questions().iter().map(|q| q.key.clone()).collect()).unwrap_or_default()
     }
 
     /// The method name in the training run's results (`gpo`, `gpo_knn`, …).
@@ -167,7 +192,7 @@ impl GpoModel {
     /// Number of scalar parameters.
     #[wasm_bindgen(getter)]
     pub fn parameters(&self) -> usize {
-        self.file.tensors.iter().map(|t| t.values.len()).sum()
+        self.file.n_parameters()
     }
 
     /// Predicts the group's answer distribution on every target question, given its answers on
@@ -178,60 +203,103 @@ impl GpoModel {
         #[wasm_bindgen(unchecked_param_type = "GpoContext")] context: JsValue,
         #[wasm_bindgen(unchecked_param_type = "GpoTargets")] targets: JsValue,
     ) -> Promise {
-        match self.episode(&context, &targets) {
-            Ok(episode) => {
-                let runner = Rc::clone(&self.runner);
-                wasm_bindgen_futures::future_to_promise(async move {
-                    let distributions = match runner.as_ref() {
-                        Runner::Cpu(model) => run(model, &NdArrayDevice::Cpu, &episode).await?,
-                        #[cfg(feature = "webgpu")]
-                        Runner::WebGpu(model) => run(model, &Default::default(), &episode).await?,
-                    };
-                    Ok(distributions.iter().map(|d| Float32Array::from(d.as_slice())).collect::<Array>().into())
-                })
-            }
-            Err(error) => Promise::reject(&error.into()),
-        }
-    }
-
-    fn episode(&self, context: &JsValue, targets: &JsValue) -> Result<Episode, JsError> {
         let dim = self.file.config.dim_x;
-        let context = read_questions("context", context, dim, true)?;
-        let targets = read_questions("targets", targets, dim, false)?;
-        if targets.options.is_empty() {
-            return Err(JsError::new("targets: at least one target question is needed"));
-        }
-        if self.file.config.prior {
-            for (side, questions) in [("context", &context), ("targets", &targets)] {
-                if !questions.has_priors() {
-                    return Err(JsError::new(&format!(
-                        "{side}.priors is missing: this model ({}) reads a population prior for every option \
-                         (a Float32Array laid out like the distributions; see usesPrior, prior and priorGroups)",
-                        self.method_or_kind()
-                    )));
-                }
+        let read = read_questions("context", &context, dim, true)
+            .and_then(|c| Ok((c, read_questions("targets", &targets, dim, false)?)));
+        let (context, targets) = match read {
+            Ok(questions) => questions,
+            Err(error) => return Promise::reject(&error.into()),
+        };
+        let runner = Rc::clone(&self.runner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (c, t) = (context.questions(dim), targets.questions(dim));
+            let predictions = match runner.as_ref() {
+                Runner::Cpu(p) => p.predict_async(&c, &t).await,
+                #[cfg(feature = "webgpu")]
+                Runner::WebGpu(p) => p.predict_async(&c, &t).await,
             }
-        }
-        let mut episode = Episode::new(dim).map_err(batch_error)?;
-        for q in context.iter(dim) {
-            episode
-                .push_context_with_prior(q.embeddings, q.distribution.unwrap_or_default(), q.prior)
-                .map_err(batch_error)?;
-        }
-        for q in targets.iter(dim) {
-            episode.push_target_with_prior(q.embeddings, None, q.prior).map_err(batch_error)?;
-        }
-        Ok(episode)
+            .map_err(predict_error)?;
+            Ok(predictions.iter().map(|p| Float32Array::from(p.distribution.as_slice())).collect::<Array>().into())
+        })
     }
 
-    fn method_or_kind(&self) -> String {
-        let m = &self.file.metadata;
-        match (m.method.is_empty(), m.prior.is_empty()) {
-            (false, false) => format!("{}, prior {}", m.method, m.prior),
-            (false, true) => m.method.clone(),
-            (true, false) => format!("prior {}", m.prior),
-            (true, true) => "a prior model".into(),
+    /// The population prior of every target question, as the model computes it (`kind`
+    /// `"model"`, the default), or the `"train_mean"` / `"knn_groups"` baseline computed from the
+    /// same prior groups (`knn_groups` at the model's temperature, or 0.02 for a train-mean
+    /// model). One `GpoPrior` per target; an error for a model without prior data.
+    #[wasm_bindgen(unchecked_return_type = "GpoPrior[]")]
+    pub fn priors(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "GpoContext")] context: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "GpoTargets")] targets: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "GpoPriorKind | undefined")] kind: JsValue,
+    ) -> Result<Array, JsError> {
+        let prior = self.file.prior.as_ref().ok_or_else(|| {
+            JsError::new("this model carries no prior data (it reads no prior): priors are not defined")
+        })?;
+        let model_kind = prior.kind();
+        let kind = if kind.is_undefined() || kind.is_null() {
+            model_kind
+        } else {
+            match kind.as_string().as_deref() {
+                Some("model") => model_kind,
+                Some("train_mean") => PriorKind::TrainMean,
+                Some("knn_groups") => match model_kind {
+                    PriorKind::KnnGroups { .. } => model_kind,
+                    PriorKind::TrainMean => PriorKind::KnnGroups { temperature: 0.02 },
+                },
+                _ => return Err(JsError::new("kind must be \"model\", \"train_mean\" or \"knn_groups\"")),
+            }
+        };
+        let dim = self.file.config.dim_x;
+        let context = read_questions("context", &context, dim, true)?;
+        let targets = read_questions("targets", &targets, dim, false)?;
+        let mut file = self.file.clone();
+        file.prior = Some(prior.clone().with_kind(kind).map_err(|e| JsError::new(&e.to_string()))?);
+        let table = file.prior.as_ref().map(|p| p.questions().to_vec()).unwrap_or_default();
+        let predictor = Predictor::<NdArray>::from_model(
+            file.to_model(&NdArrayDevice::Cpu).map_err(|e| JsError::new(&e.to_string()))?,
+            file.prior.clone(),
+        )
+        .map_err(predict_error)?;
+        let values = predictor
+            .priors(&context.questions(dim), &targets.questions(dim))
+            .map_err(predict_error)?
+            .unwrap_or_default();
+        let out = Array::new();
+        for value in values {
+            let o = Object::new();
+            let set = |k: &str, v: &JsValue| {
+                Reflect::set(&o, &k.into(), v).map_err(|_| JsError::new("cannot build the result"))
+            };
+            set("distribution", &Float64Array::from(value.distribution.as_slice()).into())?;
+            let (source, nearest) = match &value.source {
+                PriorSource::Answered => ("answered", Array::new()),
+                PriorSource::Nearest(qs) => {
+                    ("nearest", qs.iter().map(|&q| JsValue::from(table[q].key.as_str())).collect())
+                }
+            };
+            set("source", &source.into())?;
+            set("nearest", &nearest.into())?;
+            out.push(&o);
         }
+        Ok(out)
+    }
+}
+
+/// The texts `template` (`"gpo"` or `"plain"`) embeds for a question and its options: one per
+/// option, exactly as `gpo embed` builds them.
+#[wasm_bindgen(js_name = questionTexts)]
+pub fn question_texts(template: &str, text: &str, options: Vec<String>) -> Result<Vec<String>, JsError> {
+    let template: gpo_core::template::Template =
+        template.parse().map_err(|e: gpo_core::template::TemplateError| JsError::new(&e.to_string()))?;
+    template.texts(text, &options).map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn kind_json(kind: PriorKind) -> String {
+    match kind {
+        PriorKind::TrainMean => r#"{"kind":"train_mean"}"#.to_string(),
+        PriorKind::KnnGroups { temperature } => format!(r#"{{"kind":"knn_groups","temperature":{temperature}}}"#),
     }
 }
 
@@ -276,8 +344,9 @@ fn requested_backend(options: &JsValue) -> Result<Requested, JsError> {
     }
 }
 
-fn cpu_model(file: &ModelFile) -> Result<Gpo<NdArray>, JsError> {
-    file.to_model::<NdArray>(&NdArrayDevice::Cpu).map_err(|e| JsError::new(&format!("invalid .gpo model file: {e}")))
+fn cpu_model(file: &ModelFile) -> Result<Predictor<NdArray>, JsError> {
+    Predictor::<NdArray>::new(file, &NdArrayDevice::Cpu)
+        .map_err(|e| JsError::new(&format!("invalid .gpo model file: {e}")))
 }
 
 #[cfg(feature = "webgpu")]
@@ -294,8 +363,7 @@ async fn webgpu_model(file: &ModelFile) -> Result<Runner, JsError> {
         init_setup_async::<AutoGraphicsApi>(&WgpuDevice::default(), RuntimeOptions::default()).await;
         READY.set(true);
     }
-    let model = file
-        .to_model::<burn::backend::Wgpu>(&WgpuDevice::default())
+    let model = Predictor::<burn::backend::Wgpu>::new(file, &WgpuDevice::default())
         .map_err(|e| JsError::new(&format!("invalid .gpo model file: {e}")))?;
     Ok(Runner::WebGpu(model))
 }
@@ -320,30 +388,4 @@ async fn webgpu_adapter() -> bool {
         return false;
     };
     wasm_bindgen_futures::JsFuture::from(promise).await.is_ok_and(|adapter| adapter.is_object())
-}
-
-/// Runs the model on one episode and reads the result back asynchronously (WebGPU cannot block).
-async fn run<B: Backend>(model: &Gpo<B>, device: &B::Device, episode: &Episode) -> Result<Vec<Vec<f32>>, JsValue> {
-    let batch = GpoBatch::<B>::new(core::slice::from_ref(episode), device).map_err(batch_error)?;
-    let mean = model.forward(&batch).mean;
-    let data = mean
-        .into_data_async()
-        .await
-        .map_err(|e| JsError::new(&format!("reading the prediction back failed: {e:?}")))?;
-    let values: Vec<f32> = data
-        .convert::<f32>()
-        .into_vec()
-        .map_err(|e| JsError::new(&format!("reading the prediction back failed: {e:?}")))?;
-    let mut slot = 0;
-    let mut out = Vec::with_capacity(episode.target_options().len());
-    for &options in episode.target_options() {
-        let question = values.get(slot..slot + options).ok_or_else(|| JsError::new("prediction is too short"))?;
-        out.push(question.to_vec());
-        slot += options;
-    }
-    Ok(out)
-}
-
-fn batch_error(error: gpo_core::BatchError) -> JsError {
-    JsError::new(&error.to_string())
 }

@@ -13,11 +13,23 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Tensor, activation::relu, backend::Backend};
 
 use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
-use crate::batch::GpoBatch;
+use crate::batch::{BatchError, GpoBatch};
 
 /// Smallest prior probability whose logarithm a prior model reads: keeps options that no
 /// meta-training group chose within reach of the residual.
 const PRIOR_FLOOR: f32 = 1e-4;
+
+/// Largest accepted embedding dimension.
+pub const MAX_DIM_X: usize = 65_536;
+/// Largest accepted `d_model`.
+pub const MAX_D_MODEL: usize = 8_192;
+/// Largest accepted `d_ff`.
+pub const MAX_D_FF: usize = 65_536;
+/// Largest accepted `n_layers` and `emb_depth`.
+pub const MAX_DEPTH: usize = 256;
+/// Largest accepted number of parameters (2^31): bounds what a model file or a run config can
+/// make a model allocate.
+pub const MAX_PARAMETERS: usize = 1 << 31;
 
 /// `ln(2π) / 2`, the constant of the Gaussian log-density.
 const HALF_LN_TWO_PI: f32 = 0.918_938_5;
@@ -76,6 +88,16 @@ pub enum ConfigError {
         /// Heads.
         n_heads: usize,
     },
+    /// A size above its bound (`MAX_*` in this module).
+    #[error("{field} = {value} is larger than the supported maximum {max}")]
+    TooLarge {
+        /// The field's name.
+        field: &'static str,
+        /// The value.
+        value: usize,
+        /// The bound.
+        max: usize,
+    },
     /// `dropout` outside `[0, 1)` or `layer_norm_eps` not positive.
     #[error("{field} is out of range: {value}")]
     OutOfRange {
@@ -100,11 +122,27 @@ impl GpoConfig {
                 return Err(ConfigError::Zero { field });
             }
         }
+        for (field, value, max) in [
+            ("dim_x", self.dim_x, MAX_DIM_X),
+            ("d_model", self.d_model, MAX_D_MODEL),
+            ("d_ff", self.d_ff, MAX_D_FF),
+            ("n_heads", self.n_heads, MAX_D_MODEL),
+            ("n_layers", self.n_layers, MAX_DEPTH),
+            ("emb_depth", self.emb_depth, MAX_DEPTH),
+        ] {
+            if value > max {
+                return Err(ConfigError::TooLarge { field, value, max });
+            }
+        }
         if self.emb_depth < 2 {
             return Err(ConfigError::EmbedderTooShallow(self.emb_depth));
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
+        }
+        let parameters = self.n_parameters();
+        if parameters > MAX_PARAMETERS {
+            return Err(ConfigError::TooLarge { field: "parameters", value: parameters, max: MAX_PARAMETERS });
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(ConfigError::OutOfRange { field: "dropout", value: self.dropout });
@@ -113,6 +151,26 @@ impl GpoConfig {
             return Err(ConfigError::OutOfRange { field: "layer_norm_eps", value: self.layer_norm_eps });
         }
         Ok(())
+    }
+
+    /// Number of scalar parameters of the model this configuration builds (saturating at
+    /// `usize::MAX`, so that absurd sizes cannot overflow).
+    pub fn n_parameters(&self) -> usize {
+        let (d, ff) = (self.d_model, self.d_ff);
+        let features = self.dim_x.saturating_add(if self.prior { 2 } else { 1 });
+        let linear = |i: usize, o: usize| i.saturating_mul(o).saturating_add(o);
+        let embedder =
+            linear(features, d).saturating_add(self.emb_depth.saturating_sub(1).saturating_mul(linear(d, d)));
+        // Attention (4 linears), feed-forward (2), two LayerNorms (γ and β each).
+        let layer = linear(d, d)
+            .saturating_mul(4)
+            .saturating_add(linear(d, ff))
+            .saturating_add(linear(ff, d))
+            .saturating_add(d.saturating_mul(4));
+        embedder
+            .saturating_add(self.n_layers.saturating_mul(layer))
+            .saturating_add(linear(d, ff))
+            .saturating_add(linear(ff, 2))
     }
 
     /// Builds the model on `device` with weights drawn from `seed`: the same seed gives the same
@@ -185,8 +243,37 @@ pub struct GpoOutput<B: Backend> {
 }
 
 impl<B: Backend> Gpo<B> {
+    /// Checks that `batch` fits the model: its embedding dimension, and priors exactly when the
+    /// model reads them.
+    pub fn check(&self, batch: &GpoBatch<B>) -> Result<(), BatchError> {
+        if batch.has_prior != self.prior {
+            return Err(BatchError::PriorMismatch { model_reads_prior: self.prior });
+        }
+        let features = self.embedder.first().map(|l| l.weight.dims()[0]).unwrap_or(0);
+        let expected = features.saturating_sub(if self.prior { 2 } else { 1 });
+        if batch.dim_x != expected {
+            return Err(BatchError::DimensionMismatch { expected, found: batch.dim_x });
+        }
+        Ok(())
+    }
+
+    /// The input dimension the model expects.
+    pub fn dim_x(&self) -> usize {
+        let features = self.embedder.first().map(|l| l.weight.dims()[0]).unwrap_or(0);
+        features.saturating_sub(if self.prior { 2 } else { 1 })
+    }
+
     /// Runs the model on a batch.
-    pub fn forward(&self, batch: &GpoBatch<B>) -> GpoOutput<B> {
+    ///
+    /// # Shapes
+    /// - batch: `n_batch` episodes padded to `n_context` context and `n_target` target option slots
+    /// - output: every tensor of [`GpoOutput`] is `[n_batch, n_target]`
+    ///
+    /// # Errors
+    /// [`BatchError::PriorMismatch`] or [`BatchError::DimensionMismatch`] when the batch does not
+    /// fit the model ([`Self::check`]).
+    pub fn forward(&self, batch: &GpoBatch<B>) -> Result<GpoOutput<B>, BatchError> {
+        self.check(batch)?;
         let [n_batch, n_context, _] = batch.context_x.dims();
         let n_target = batch.target_x.dims()[1];
         let device = batch.context_x.device();
@@ -228,7 +315,7 @@ impl<B: Backend> Gpo<B> {
         }
         let log_std = raw.slice([0..n_batch, 0..n_target, 1..2]).squeeze_dim::<2>(2);
         let log_mean = question_log_softmax(mean_logits.clone(), batch);
-        GpoOutput { mean: log_mean.clone().exp(), log_mean, mean_logits, log_std }
+        Ok(GpoOutput { mean: log_mean.clone().exp(), log_mean, mean_logits, log_std })
     }
 
     fn embed(&self, tokens: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -244,8 +331,8 @@ impl<B: Backend> Gpo<B> {
     ///
     /// The original averages over all target slots, padding included (GPO-SPEC §9.4), which
     /// down-weights batches with padding; here padding never counts.
-    pub fn loss(&self, batch: &GpoBatch<B>) -> Tensor<B, 1> {
-        let output = self.forward(batch);
+    pub fn loss(&self, batch: &GpoBatch<B>) -> Result<Tensor<B, 1>, BatchError> {
+        let output = self.forward(batch)?;
         let pad = batch.target_pad.clone();
         // Masking before the arithmetic keeps padded slots finite, so no NaN reaches the gradient.
         let log_std = output.log_std.mask_fill(pad.clone(), 0.0);
@@ -253,49 +340,25 @@ impl<B: Backend> Gpo<B> {
         let z = error * log_std.clone().neg().exp();
         let nll = (z.powi_scalar(2).mul_scalar(0.5) + log_std).add_scalar(HALF_LN_TWO_PI);
         let n_real = batch.n_real_targets().max(1) as f32;
-        nll.mask_fill(pad, 0.0).sum().div_scalar(n_real)
+        Ok(nll.mask_fill(pad, 0.0).sum().div_scalar(n_real))
     }
 
     /// Cross-entropy of the predicted distributions against the true target distributions,
     /// averaged over the real target questions of the batch (not in the original, which trains
     /// with [`Self::loss`]; it equals the KL divergence up to a constant).
-    pub fn cross_entropy(&self, batch: &GpoBatch<B>) -> Tensor<B, 1> {
-        let output = self.forward(batch);
+    pub fn cross_entropy(&self, batch: &GpoBatch<B>) -> Result<Tensor<B, 1>, BatchError> {
+        let output = self.forward(batch)?;
         let n_questions = batch.target_options.iter().map(Vec::len).sum::<usize>().max(1) as f32;
-        (batch.target_y.clone() * output.log_mean)
+        Ok((batch.target_y.clone() * output.log_mean)
             .mask_fill(batch.target_pad.clone(), 0.0)
             .sum()
             .neg()
-            .div_scalar(n_questions)
-    }
-
-    /// Predicted distribution of every target question of every episode of the batch:
-    /// `result[episode][question][option]`.
-    pub fn predict(&self, batch: &GpoBatch<B>) -> Vec<Vec<Vec<f32>>> {
-        let mean = self.forward(batch).mean;
-        let n_target = mean.dims()[1];
-        let values: Vec<f32> = mean.into_data().convert::<f32>().into_vec().unwrap_or_default();
-        batch
-            .target_options
-            .iter()
-            .enumerate()
-            .map(|(episode, options)| {
-                let mut slot = episode * n_target;
-                options
-                    .iter()
-                    .map(|&k| {
-                        let question = values.get(slot..slot + k).map(<[f32]>::to_vec).unwrap_or_default();
-                        slot += k;
-                        question
-                    })
-                    .collect()
-            })
-            .collect()
+            .div_scalar(n_questions))
     }
 
     /// The device the model's weights live on.
     pub fn device(&self) -> B::Device {
-        self.devices().into_iter().next().unwrap_or_default()
+        self.head_out.weight.device()
     }
 }
 

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use burn_ndarray::NdArray;
-use gpo_core::{Episode, Gpo, GpoConfig};
+use gpo_core::{Episode, Gpo, GpoConfig, Question as Q};
 
 pub type B = NdArray<f32>;
 pub const DIM_X: usize = 6;
@@ -51,10 +51,32 @@ pub fn questions(rng: &mut Rng, options: &[usize]) -> Vec<Question> {
 pub fn episode(context: &[Question], targets: &[Question]) -> Episode {
     let mut e = Episode::new(DIM_X).unwrap();
     for q in context {
-        e.push_context(&q.x, &q.y).unwrap();
+        e.push_context(Q::new(&q.x).answer(&q.y)).unwrap();
     }
     for q in targets {
-        e.push_target(&q.x, Some(&q.y)).unwrap();
+        e.push_target(Q::new(&q.x).answer(&q.y)).unwrap();
     }
     e
+}
+
+/// The predicted distribution of every target question of every episode of `batch`.
+pub fn predict_batch(model: &Gpo<B>, batch: &gpo_core::GpoBatch<B>) -> Vec<Vec<Vec<f32>>> {
+    let mean = model.forward(batch).unwrap().mean;
+    let n_target = mean.dims()[1];
+    let values: Vec<f32> = mean.into_data().to_vec().unwrap();
+    batch
+        .target_options()
+        .iter()
+        .enumerate()
+        .map(|(e, options)| {
+            let mut slot = e * n_target;
+            options
+                .iter()
+                .map(|&k| {
+                    slot += k;
+                    values[slot - k..slot].to_vec()
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn_ndarray::NdArray;
 use gpo_train::bench::{Shapes, bench_predict, bench_pytorch, bench_train, matmul_peak};
 use gpo_train::config::RunConfig;
-use gpo_train::embed::{SentenceEncoder, Template, bench_embed};
+use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed};
 use gpo_train::run::load_task;
 
 pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&Path>) -> Result<(), String> {

@@ -35,7 +35,7 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> Result<(), String> {
     let loaded = load_survey(loader, source, None).map_err(|e| e.to_string())?;
     let (survey, report) = select_groups(&loaded.survey, None);
     eprint!("{report}");
-    let template: Template = args.template.parse().map_err(|e: gpo_train::embed::EmbedError| e.to_string())?;
+    let template: Template = args.template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
     if args.f32 && !args.out.exists() {
         // Start an f32 cache; `ensure_cache` keeps the precision of an existing one.
         let encoder =

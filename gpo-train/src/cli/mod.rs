@@ -21,6 +21,27 @@ pub struct Cli {
     command: Command,
 }
 
+/// Weight storage type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl From<DType> for gpo_core::WeightDType {
+    fn from(d: DType) -> Self {
+        match d {
+            DType::F32 => Self::F32,
+            DType::F16 => Self::F16,
+            DType::Bf16 => Self::BF16,
+        }
+    }
+}
+
 /// Compute backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -125,8 +146,8 @@ enum Command {
         /// Input `.gpo` file.
         model: PathBuf,
         /// Weight storage.
-        #[arg(long, default_value = "f16")]
-        dtype: String,
+        #[arg(long, value_enum, default_value_t = DType::F16)]
+        dtype: DType,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -136,10 +157,10 @@ enum Command {
     /// Request: `{"context": [Q, …], "targets": [Q, …]}`; each question Q is given by
     /// `"embeddings"` (one row per option), by `"text"` with `"options"`, or by a survey `"key"`
     /// (the last two need --config); context questions carry the group's `"distribution"`.
-    /// Prior models (`gpo inspect` shows a prior, e.g. method gpo_knn) also need `"prior"` on every
-    /// context and target question: the population prior over its options (e.g. the kNN-groups
-    /// mixture of the model's prior groups), one non-negative value per option.
-    /// Output: `{"predictions": [{"key": …, "distribution": […]}, …]}`.
+    /// Prior models (`gpo inspect` shows a prior, e.g. method gpo_knn) compute every question's
+    /// population prior from the data the model file carries: by `"key"` for the questions the
+    /// prior knows, from the nearest known questions for others (its `"source"` says which).
+    /// Output: `{"predictions": [{"key": …, "distribution": […], "prior": {…}}, …]}`.
     Predict {
         /// A `.gpo` file.
         #[arg(long)]
@@ -176,7 +197,7 @@ pub fn execute(cli: Cli) -> Result<(), String> {
             bench::bench(&what, &config, iterations, model.as_deref())
         }
         Command::Inspect { model, json } => model::inspect(&model, json),
-        Command::Export { model, dtype, out } => model::export(&model, &dtype, &out),
+        Command::Export { model, dtype, out } => model::export(&model, dtype.into(), &out),
         Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),
     }
 }

@@ -4,24 +4,77 @@ use std::io::Read;
 use std::path::Path;
 
 use burn_ndarray::NdArray;
-use gpo_core::{Episode, GpoBatch, ModelFile};
-use gpo_train::config::{DataConfig, RunConfig, parse_dtype};
-use gpo_train::embed::{EmbeddingCache, SentenceEncoder, Template, TextEmbedder};
+use gpo_core::prior::PriorSource;
+use gpo_core::{ModelFile, Prediction, Predictor, Question, WeightDType};
+use gpo_train::config::{DataConfig, RunConfig};
+use gpo_train::embed::{EmbeddingCache, SentenceEncoder, SurveyTemplate, Template, TextEmbedder};
 use gpo_train::fsutil::write_atomic;
 use gpo_train::run::load_task;
 use serde::Deserialize;
 
 type Cpu = NdArray<f32>;
 
-fn load(path: &Path) -> Result<ModelFile, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Largest model file read (a model's size is bounded by its configuration's limits anyway).
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+/// Largest predict request read.
+pub const MAX_REQUEST_BYTES: u64 = 256 << 20;
+
+/// Reads at most `max` bytes from `reader`, failing (naming `what`) when there is more.
+fn read_capped(mut reader: impl Read, max: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    reader.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("{what}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{what}: larger than the limit of {max} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn open(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub(crate) fn load(path: &Path) -> Result<ModelFile, String> {
+    let bytes = read_capped(open(path)?, MAX_MODEL_BYTES, &path.display().to_string())?;
     ModelFile::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Builds the model and runs one prediction on zeros: what `predict` needs, checked.
+fn check_usable(file: &ModelFile) -> Result<(), String> {
+    let predictor = Predictor::<Cpu>::new(file, &Default::default()).map_err(|e| e.to_string())?;
+    let dim = file.config.dim_x;
+    let (key, options) = match &file.prior {
+        Some(prior) => {
+            let q = prior.questions().first().ok_or("the prior holds no question")?;
+            (Some(q.key.as_str()), q.n_options())
+        }
+        None => (None, 2),
+    };
+    let zeros = vec![0.0f32; options * dim];
+    let mut target = Question::new(&zeros);
+    if let Some(key) = key {
+        target = target.key(key);
+    }
+    let out = predictor.predict(&[], &[target]).map_err(|e| e.to_string())?;
+    if out[0].distribution.iter().any(|p| !p.is_finite()) {
+        return Err("a forward pass on zeros gives non-finite probabilities".into());
+    }
+    Ok(())
 }
 
 pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
     let file = load(path)?;
-    let params: usize = file.tensors.iter().map(|t| t.values.len()).sum();
+    check_usable(&file).map_err(|e| format!("{}: not usable: {e}", path.display()))?;
+    let params = file.n_parameters();
     let m = &file.metadata;
+    let prior = file.prior.as_ref().map(|p| {
+        serde_json::json!({
+            "kind": p.kind(),
+            "metric": p.metric(),
+            "neighbours": p.neighbours(),
+            "groups": p.groups().iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+            "questions": p.questions().len(),
+        })
+    });
     if json {
         let value = serde_json::json!({
             "file": path.display().to_string(),
@@ -30,6 +83,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
             "parameters": params,
             "config": &file.config,
             "metadata": m,
+            "prior": prior,
         });
         println!("{value}");
         return Ok(());
@@ -38,20 +92,30 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
     println!("weights         {} ({} tensors, {params} parameters)", file.dtype.name(), file.tensors.len());
     println!("config          {:?}", file.config);
     println!("method          {}", if m.method.is_empty() { "–" } else { m.method.as_str() });
-    if file.config.prior {
-        println!("prior           {} over {} groups: {}", m.prior, m.prior_groups.len(), m.prior_groups.join(", "));
+    if let Some(p) = &file.prior {
+        let names: Vec<&str> = p.groups().iter().map(|g| g.name.as_str()).collect();
+        println!(
+            "prior           {} over {} groups and {} questions ({} nearest questions for unknown ones): {}",
+            serde_json::to_string(&p.kind()).unwrap_or_default(),
+            names.len(),
+            p.questions().len(),
+            p.neighbours(),
+            names.join(", ")
+        );
     }
-    println!("embedding model {} ({}-d), template `{}`", m.embedding_model, m.embedding_dim, m.text_template);
+    let template = m.text_template.map(|t| t.id()).unwrap_or("none");
+    println!("embedding model {} ({}-d), template `{template}`", m.embedding_model, m.embedding_dim);
     println!("trained on      {} (seed {}, {} updates)", m.dataset, m.seed, m.training_steps);
     println!("validation      {}", m.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()));
     println!("written by      gpo {}", m.crate_version);
+    println!("check           built and ran a forward pass: ok");
     Ok(())
 }
 
-pub fn export(path: &Path, dtype: &str, out: &Path) -> Result<(), String> {
+pub fn export(path: &Path, dtype: WeightDType, out: &Path) -> Result<(), String> {
     let mut file = load(path)?;
-    file.dtype = parse_dtype(dtype).ok_or_else(|| format!("--dtype `{dtype}`: expected f32, f16 or bf16"))?;
-    let bytes = file.to_bytes();
+    file.dtype = dtype;
+    let bytes = file.to_bytes().map_err(|e| format!("{}: cannot store as {}: {e}", path.display(), dtype.name()))?;
     write_atomic(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("wrote {} ({} bytes, {})", out.display(), bytes.len(), file.dtype.name());
     Ok(())
@@ -78,9 +142,6 @@ struct RequestQuestion {
     /// The group's answer distribution (context questions only).
     #[serde(default)]
     distribution: Option<Vec<f32>>,
-    /// The population prior over the options (required by prior models, ignored otherwise).
-    #[serde(default)]
-    prior: Option<Vec<f32>>,
 }
 
 /// Embeddings for questions given by key or text, from a run config's data.
@@ -100,7 +161,7 @@ impl Embedder {
         };
         let (task, _) = load_task(&config.data).map_err(|e| e.to_string())?;
         let cache = EmbeddingCache::load(cache).map_err(|e| e.to_string())?;
-        let template = template.parse().map_err(|e: gpo_train::embed::EmbedError| e.to_string())?;
+        let template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
         Ok(Self { task, cache, template, model: embedding_model.clone(), encoder: None })
     }
 
@@ -117,7 +178,7 @@ impl Embedder {
             ordinal: (1..=options.len()).map(|i| i as f64).collect(),
         };
         let mut flat = Vec::new();
-        for option_text in self.template.texts(&question).map_err(|e| e.to_string())? {
+        for option_text in self.template.question_texts(&question).map_err(|e| e.to_string())? {
             if let Some(v) = self.cache.get(&option_text) {
                 flat.extend_from_slice(v);
                 continue;
@@ -142,16 +203,36 @@ struct Request {
     targets: Vec<RequestQuestion>,
 }
 
+/// A request question as a predictor question (its key, where given, finds its prior).
+fn question<'a>(q: &'a RequestQuestion, embeddings: &'a [f32]) -> Question<'a> {
+    let question = Question::new(embeddings);
+    match &q.key {
+        Some(key) => question.key(key),
+        None => question,
+    }
+}
+
+/// The JSON of one prediction: the distribution and, for a prior model, the prior used.
+fn prediction_json(key: &Option<String>, p: &Prediction, file: &ModelFile) -> serde_json::Value {
+    let mut out = serde_json::json!({ "key": key, "distribution": p.distribution });
+    if let (Some(prior), Some(table)) = (&p.prior, &file.prior) {
+        let (source, nearest) = match &prior.source {
+            PriorSource::Answered => ("answered", Vec::new()),
+            PriorSource::Nearest(qs) => ("nearest", qs.iter().map(|&q| table.questions()[q].key.clone()).collect()),
+        };
+        out["prior"] = serde_json::json!({ "distribution": prior.distribution, "source": source, "nearest": nearest });
+    }
+    out
+}
+
 pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result<(), String> {
     let file = load(model_path)?;
-    let text = if input == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("standard input: {e}"))?;
-        s
+    let bytes = if input == Path::new("-") {
+        read_capped(std::io::stdin(), MAX_REQUEST_BYTES, "standard input")?
     } else {
-        std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?
+        read_capped(open(input)?, MAX_REQUEST_BYTES, &input.display().to_string())?
     };
-    let request: Request = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", input.display()))?;
+    let request: Request = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
     let dim = file.config.dim_x;
     let mut embedder = config.map(Embedder::open).transpose()?;
     let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> Result<Vec<f32>, String> {
@@ -182,47 +263,36 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result
             _ => Err(format!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
         }
     };
-    // Prior models read a population prior per question; the request must give it.
-    let uses_prior = file.config.prior;
-    let prior_of = |q: &RequestQuestion, side: &str, i: usize| -> Result<Option<Vec<f32>>, String> {
-        match (&q.prior, uses_prior) {
-            (Some(p), true) => Ok(Some(p.clone())),
-            (None, true) => Err(format!(
-                "{}: {side}[{i}].prior is missing: this model ({}) reads a population prior for every question{}",
-                input.display(),
-                if file.metadata.method.is_empty() { "a prior model" } else { file.metadata.method.as_str() },
-                if file.metadata.prior.is_empty() { String::new() } else { format!(", {}", file.metadata.prior) },
-            )),
-            (_, false) => Ok(None),
-        }
-    };
-    let mut episode = Episode::new(dim).map_err(|e| e.to_string())?;
+    let mut context_embeddings = Vec::with_capacity(request.context.len());
     for (i, q) in request.context.iter().enumerate() {
-        let distribution = q
-            .distribution
-            .as_ref()
-            .ok_or_else(|| format!("{}: context[{i}] has no `distribution`", input.display()))?;
-        let prior = prior_of(q, "context", i)?;
-        episode
-            .push_context_with_prior(&embed(q, "context", i)?, distribution, prior.as_deref())
-            .map_err(|e| format!("{}: {e}", input.display()))?;
+        if q.distribution.is_none() {
+            return Err(format!("{}: context[{i}] has no `distribution`", input.display()));
+        }
+        context_embeddings.push(embed(q, "context", i)?);
     }
+    let mut target_embeddings = Vec::with_capacity(request.targets.len());
     for (i, q) in request.targets.iter().enumerate() {
-        let prior = prior_of(q, "targets", i)?;
-        episode
-            .push_target_with_prior(&embed(q, "targets", i)?, None, prior.as_deref())
-            .map_err(|e| format!("{}: {e}", input.display()))?;
+        if q.distribution.is_some() {
+            return Err(format!(
+                "{}: targets[{i}] has a `distribution`; only context questions take one",
+                input.display()
+            ));
+        }
+        target_embeddings.push(embed(q, "targets", i)?);
     }
-    let device = Default::default();
-    let model = file.to_model::<Cpu>(&device).map_err(|e| format!("{}: {e}", model_path.display()))?;
-    let batch = GpoBatch::<Cpu>::new(&[episode], &device).map_err(|e| format!("{}: {e}", input.display()))?;
-    let predictions = model.predict(&batch).remove(0);
-    let out: Vec<serde_json::Value> = request
-        .targets
+    let context: Vec<Question<'_>> = request
+        .context
         .iter()
-        .zip(predictions)
-        .map(|(q, p)| serde_json::json!({ "key": q.key, "distribution": p }))
+        .zip(&context_embeddings)
+        .map(|(q, e)| question(q, e).answer(q.distribution.as_deref().unwrap_or_default()))
         .collect();
+    let targets: Vec<Question<'_>> =
+        request.targets.iter().zip(&target_embeddings).map(|(q, e)| question(q, e)).collect();
+    let predictor =
+        Predictor::<Cpu>::new(&file, &Default::default()).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let predictions = predictor.predict(&context, &targets).map_err(|e| format!("{}: {e}", input.display()))?;
+    let out: Vec<serde_json::Value> =
+        request.targets.iter().zip(&predictions).map(|(q, p)| prediction_json(&q.key, p, &file)).collect();
     println!("{}", serde_json::json!({ "predictions": out }));
     Ok(())
 }

@@ -17,15 +17,8 @@ pub mod tidy;
 /// or duplicated option does not. Accepted rows are then renormalised to sum to exactly 1.
 pub const SUM_TOLERANCE: f64 = 0.02;
 
-/// How a survey's predictions are scored (GPO-SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// OpinionQA: `1 − WD / (max(ordinal) − min(ordinal))`.
-    Wasserstein,
-    /// GlobalOpinionQA: `1 − Jensen–Shannon distance`.
-    JensenShannon,
-}
+/// How a survey's predictions are scored (GPO-SPEC §6): one definition, in gpo-core.
+pub use gpo_core::metrics::Metric;
 
 /// A multiple-choice question with its (non-refusal) options.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,7 +24,7 @@ use half::f16;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use super::{EmbedError, Template, TextEmbedder, embed_texts};
+use super::{EmbedError, SurveyTemplate, Template, TextEmbedder, embed_texts};
 use crate::data::Survey;
 
 const MAGIC: &[u8; 8] = b"GPOEMBED";
@@ -255,7 +255,7 @@ impl EmbeddingCache {
             .iter()
             .map(|question| {
                 let mut flat = Vec::with_capacity(question.options.len() * self.dim);
-                for (option, text) in template.texts(question)?.iter().enumerate() {
+                for (option, text) in template.question_texts(question)?.iter().enumerate() {
                     let v = self.get(text).ok_or_else(|| EmbedError::MissingText {
                         question: question.key.clone(),
                         option,

@@ -16,7 +16,7 @@ pub use bench::{BenchRow, BenchTable, bench_embed};
 pub use bert::{BertConfig, BertModel, SentenceEncoder};
 pub use cache::{EmbeddingCache, Precision};
 pub use model_source::ModelFiles;
-pub use template::Template;
+pub use template::{SurveyTemplate, Template};
 
 /// Everything that can go wrong while embedding, caching or importing; each variant names the
 /// file (or text) concerned.

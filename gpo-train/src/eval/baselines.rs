@@ -9,6 +9,7 @@
 //!   embedding to its probability, fitted on the context questions only.
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor, normalise};
+use crate::prior::{PriorKind, SurveyPrior};
 use crate::task::EmbeddedSurvey;
 
 fn uniform(options: usize) -> Vec<f64> {
@@ -32,33 +33,25 @@ impl Predictor for Uniform {
     }
 }
 
-/// Weighted average of `groups`' answers on `question`; uniform when none answered it.
-fn weighted_mean(task: &EmbeddedSurvey, groups: &[(usize, f64)], question: usize) -> Vec<f64> {
-    let mut mean = vec![0.0; n_options(task, question)];
-    for &(g, weight) in groups {
-        if let Some(answer) = task.answer(g, question) {
-            mean.iter_mut().zip(answer).for_each(|(m, a)| *m += weight * a);
-        }
-    }
-    normalise(&mut mean);
-    mean
+/// A population prior as a baseline: its prediction for every target is the prior itself.
+fn prior_predictions(
+    prior: &SurveyPrior,
+    task: &EmbeddedSurvey,
+    episodes: &[EvalEpisode],
+) -> Result<Predictions, EvalError> {
+    episodes.iter().map(|e| Ok(prior.distributions(task, e.group, &e.context, &e.targets)?)).collect()
 }
 
-/// The meta-training groups' average answer distribution per question.
+/// The meta-training groups' average answer distribution per question (gpo-core's
+/// [`PriorKind::TrainMean`]).
 pub struct TrainGroupMean {
-    groups: Vec<usize>,
+    prior: SurveyPrior,
 }
 
 impl TrainGroupMean {
     /// Averages over `train_groups`.
-    pub fn new(train_groups: &[usize]) -> Self {
-        Self { groups: train_groups.to_vec() }
-    }
-
-    /// The population prior of `question`.
-    pub fn prior(&self, task: &EmbeddedSurvey, question: usize) -> Vec<f64> {
-        let equal: Vec<(usize, f64)> = self.groups.iter().map(|&g| (g, 1.0)).collect();
-        weighted_mean(task, &equal, question)
+    pub fn new(task: &EmbeddedSurvey, train_groups: &[usize]) -> Result<Self, EvalError> {
+        Ok(Self { prior: SurveyPrior::new(task, PriorKind::TrainMean, train_groups)? })
     }
 }
 
@@ -68,55 +61,21 @@ impl Predictor for TrainGroupMean {
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
-        Ok(episodes.iter().map(|e| e.targets.iter().map(|&q| self.prior(task, q)).collect()).collect())
+        prior_predictions(&self.prior, task, episodes)
     }
 }
 
 /// Training groups weighted by `softmax(−d / temperature)`, where `d` is a group's mean
-/// misalignment (1 − alignment score) with the test group over the context questions.
+/// misalignment (1 − alignment score) with the test group over the context questions (gpo-core's
+/// [`PriorKind::KnnGroups`]).
 pub struct KnnGroups {
-    groups: Vec<usize>,
-    temperature: f64,
+    prior: SurveyPrior,
 }
 
 impl KnnGroups {
     /// Neighbours among `train_groups`; `temperature` sets how sharply the closest dominate.
-    pub fn new(train_groups: &[usize], temperature: f64) -> Self {
-        Self { groups: train_groups.to_vec(), temperature }
-    }
-
-    /// The prediction for every target question of one episode.
-    pub fn predict_episode(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<Vec<f64>> {
-        let weights = self.weights(task, episode);
-        episode.targets.iter().map(|&q| weighted_mean(task, &weights, q)).collect()
-    }
-
-    fn weights(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<(usize, f64)> {
-        let distances: Vec<Option<f64>> = self
-            .groups
-            .iter()
-            .map(|&g| {
-                let gaps: Vec<f64> = episode
-                    .context
-                    .iter()
-                    .filter_map(|&q| {
-                        let (mine, theirs) = (task.answer(episode.group, q)?, task.answer(g, q)?);
-                        task.score(q, theirs, mine).map(|s| 1.0 - s)
-                    })
-                    .collect();
-                gpo_core::metrics::mean(&gaps)
-            })
-            .collect();
-        // Groups sharing no context question with the test group get the average distance.
-        let known: Vec<f64> = distances.iter().flatten().copied().collect();
-        let fallback = gpo_core::metrics::mean(&known).unwrap_or(0.0);
-        let best = known.iter().copied().fold(f64::INFINITY, f64::min);
-        let best = if best.is_finite() { best } else { 0.0 };
-        self.groups
-            .iter()
-            .zip(distances)
-            .map(|(&g, d)| (g, (-(d.unwrap_or(fallback) - best) / self.temperature).exp()))
-            .collect()
+    pub fn new(task: &EmbeddedSurvey, train_groups: &[usize], temperature: f64) -> Result<Self, EvalError> {
+        Ok(Self { prior: SurveyPrior::new(task, PriorKind::KnnGroups { temperature }, train_groups)? })
     }
 }
 
@@ -126,7 +85,7 @@ impl Predictor for KnnGroups {
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
-        Ok(episodes.iter().map(|e| self.predict_episode(task, e)).collect())
+        prior_predictions(&self.prior, task, episodes)
     }
 }
 

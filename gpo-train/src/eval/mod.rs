@@ -22,6 +22,12 @@ pub enum EvalError {
     /// The model could not take the episode.
     #[error("cannot build a model batch: {0}")]
     Batch(#[from] gpo_core::BatchError),
+    /// The model could not predict.
+    #[error("prediction: {0}")]
+    Predict(#[from] gpo_core::PredictError),
+    /// A population prior could not be computed.
+    #[error("population prior: {0}")]
+    Prior(#[from] gpo_core::PriorError),
 }
 
 /// Anything that predicts a group's answer distributions from its context answers.

@@ -2,10 +2,10 @@
 //! at each update (GPO-SPEC §4).
 
 use gpo_core::rng::SplitMix64;
-use gpo_core::{BatchError, Episode};
+use gpo_core::{Episode, Question};
 use serde::{Deserialize, Serialize};
 
-use crate::prior::PopulationPrior;
+use crate::prior::SurveyPrior;
 use crate::task::EmbeddedSurvey;
 
 /// How the numbers of context and target questions are drawn at each update.
@@ -40,7 +40,7 @@ pub struct EpisodeSampler<'a> {
     groups: Vec<usize>,
     questions: Vec<usize>,
     sampling: Sampling,
-    prior: Option<&'a PopulationPrior>,
+    prior: Option<&'a SurveyPrior>,
 }
 
 impl<'a> EpisodeSampler<'a> {
@@ -50,7 +50,7 @@ impl<'a> EpisodeSampler<'a> {
         groups: &[usize],
         questions: &[usize],
         sampling: Sampling,
-        prior: Option<&'a PopulationPrior>,
+        prior: Option<&'a SurveyPrior>,
     ) -> Self {
         Self { task, groups: groups.to_vec(), questions: questions.to_vec(), sampling, prior }
     }
@@ -59,7 +59,7 @@ impl<'a> EpisodeSampler<'a> {
     /// batch (as the original for OpinionQA, where every group shares the question set); each
     /// group keeps the questions it answered, in that order, and the counts are capped per group
     /// so that every episode has at least one context and one target question.
-    pub fn sample(&self, rng: &mut SplitMix64) -> Result<Vec<Episode>, BatchError> {
+    pub fn sample(&self, rng: &mut SplitMix64) -> Result<Vec<Episode>, super::TrainError> {
         let mut order = self.questions.clone();
         rng.shuffle(&mut order);
         let n_q = order.len();
@@ -83,38 +83,41 @@ impl<'a> EpisodeSampler<'a> {
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
                 let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);
-                episode(self.task, group, context, targets, true, self.prior)
+                episode(self.task, group, context, targets, self.prior)
             })
             .collect()
     }
 }
 
-/// Builds a model episode for `group` from question indices. Target answers are included when
-/// `with_target_answers` (training: they enter the loss; never the model's input); every question
-/// carries its `prior` distribution where one is given.
+/// Builds a model episode for `group` from question indices, with the group's answers as the
+/// training truth of the targets; every question carries its `prior` distribution (the group
+/// itself left out of it) where one is given.
 pub fn episode(
     task: &EmbeddedSurvey,
     group: usize,
     context: &[usize],
     targets: &[usize],
-    with_target_answers: bool,
-    prior: Option<&PopulationPrior>,
-) -> Result<Episode, BatchError> {
+    prior: Option<&SurveyPrior>,
+) -> Result<Episode, super::TrainError> {
     let mut episode = Episode::new(task.dim)?;
     let to_f32 = |p: &[f64]| -> Vec<f32> { p.iter().map(|&v| v as f32).collect() };
     let answer = |q: usize| to_f32(task.answer(group, q).unwrap_or_default());
     let questions: Vec<usize> = context.iter().chain(targets).copied().collect();
     let priors: Vec<Option<Vec<f32>>> = match prior {
-        Some(prior) => prior.distributions(task, group, context, &questions).iter().map(|p| Some(to_f32(p))).collect(),
+        Some(prior) => prior.distributions(task, group, context, &questions)?.iter().map(|p| Some(to_f32(p))).collect(),
         None => vec![None; questions.len()],
     };
-    let (context_priors, target_priors) = priors.split_at(context.len());
-    for (&q, prior) in context.iter().zip(context_priors) {
-        episode.push_context_with_prior(&task.embeddings[q], &answer(q), prior.as_deref())?;
-    }
-    for (&q, prior) in targets.iter().zip(target_priors) {
-        let truth = with_target_answers.then(|| answer(q));
-        episode.push_target_with_prior(&task.embeddings[q], truth.as_deref(), prior.as_deref())?;
+    for (i, &q) in questions.iter().enumerate() {
+        let truth = answer(q);
+        let mut question = Question::new(&task.embeddings[q]).answer(&truth);
+        if let Some(p) = &priors[i] {
+            question = question.prior(p);
+        }
+        if i < context.len() {
+            episode.push_context(question)?;
+        } else {
+            episode.push_target(question)?;
+        }
     }
     Ok(episode)
 }

@@ -17,7 +17,7 @@ use super::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError};
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
-use crate::prior::{PopulationPrior, PriorKind};
+use crate::prior::{PriorKind, SurveyPrior};
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -72,7 +72,11 @@ pub enum Objective {
 
 impl Objective {
     /// The loss of `model` on `batch`.
-    pub fn loss<B: Backend>(self, model: &Gpo<B>, batch: &GpoBatch<B>) -> burn::tensor::Tensor<B, 1> {
+    pub fn loss<B: Backend>(
+        self,
+        model: &Gpo<B>,
+        batch: &GpoBatch<B>,
+    ) -> Result<burn::tensor::Tensor<B, 1>, gpo_core::BatchError> {
         match self {
             Self::GaussianNll => model.loss(batch),
             Self::CrossEntropy => model.cross_entropy(batch),
@@ -95,8 +99,12 @@ pub struct GpoMethod {
 
 impl GpoMethod {
     /// The method's prior over `groups`, if it reads one.
-    pub fn population_prior(&self, groups: &[usize]) -> Option<PopulationPrior> {
-        self.prior.map(|kind| PopulationPrior::new(kind, groups))
+    pub fn population_prior(
+        &self,
+        task: &EmbeddedSurvey,
+        groups: &[usize],
+    ) -> Result<Option<SurveyPrior>, gpo_core::PriorError> {
+        self.prior.map(|kind| SurveyPrior::new(task, kind, groups)).transpose()
     }
 }
 
@@ -147,6 +155,9 @@ pub enum TrainError {
     /// A stored model did not load.
     #[error("stored model: {0}")]
     Model(#[from] gpo_core::ModelFileError),
+    /// The population prior could not be computed.
+    #[error("population prior: {0}")]
+    Prior(#[from] gpo_core::PriorError),
     /// A Burn record did not load.
     #[error("checkpoint record: {0}")]
     Record(String),
@@ -197,9 +208,14 @@ fn record_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, TrainErro
         .map_err(|e| TrainError::Record(e.to_string()))
 }
 
-fn model_file_bytes<B: Backend>(model: &Gpo<B>, config: &GpoConfig) -> Vec<u8> {
-    let metadata = ModelMetadata::new("", config.dim_x, "");
-    ModelFile::from_model(model, config, metadata, WeightDType::F32).to_bytes()
+fn model_file_bytes<B: Backend>(
+    model: &Gpo<B>,
+    config: &GpoConfig,
+    prior: Option<&SurveyPrior>,
+) -> Result<Vec<u8>, TrainError> {
+    let metadata = ModelMetadata::new("", config.dim_x, None);
+    let prior = prior.map(|p| p.prior().clone());
+    Ok(ModelFile::from_model(model, config, metadata, WeightDType::F32, prior).to_bytes()?)
 }
 
 /// Where a training run keeps its state, and how much of it to do now.
@@ -248,14 +264,14 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let prior = method.population_prior(&split.train_groups);
+    let prior = method.population_prior(task, &split.train_groups)?;
     let sampler =
         EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref());
     let validation = validation_episodes(task, split, options.validation_context, seed);
     progress.set_length(options.steps as u64);
     progress.set_position(start as u64);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
-        let predictor = GpoPredictor::new(model, &model.device(), &method.name, prior.clone());
+        let predictor = GpoPredictor::new(model.clone(), &method.name, prior.as_ref().map(|p| p.prior().clone()))?;
         Ok(score(task, &validation, &predictor.predict(task, &validation)?).micro())
     };
     if start == 0 {
@@ -265,7 +281,7 @@ pub fn train<B: AutodiffBackend>(
         let score = validate(&valid)?;
         tracing::info!(method = %method.name, fraction = split.train_fraction, seed, step = 0, validation = ?score, "validated");
         if let Some(score) = score {
-            best = Some((0, score, model_file_bytes(&valid, config)));
+            best = Some((0, score, model_file_bytes(&valid, config, prior.as_ref())?));
         }
         curve.push(CurvePoint { step: 0, loss: None, validation: score });
     }
@@ -275,7 +291,7 @@ pub fn train<B: AutodiffBackend>(
     for step in start..options.steps {
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
         let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
-        let loss = options.objective.loss(&model, &batch);
+        let loss = options.objective.loss(&model, &batch)?;
         let loss_value: f64 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged { step, loss: loss_value });
@@ -293,7 +309,7 @@ pub fn train<B: AutodiffBackend>(
             let (method, fraction) = (&method.name, split.train_fraction);
             tracing::info!(%method, fraction, seed, step = done, loss = loss_value, validation = ?score, "validated");
             if let Some(score) = score.filter(|s| best.as_ref().is_none_or(|(_, b, _)| s > b)) {
-                best = Some((done, score, model_file_bytes(&valid, config)));
+                best = Some((done, score, model_file_bytes(&valid, config, prior.as_ref())?));
             }
             progress.set_message(format!("loss {loss_value:.3} val {:.4}", score.unwrap_or(f64::NAN)));
         }

@@ -1,0 +1,375 @@
+//! [`Predictor`]: a model file turned into predictions for a group, the one inference path that
+//! `gpo predict`, the browser bindings and gpo-train's evaluation all call.
+//!
+//! A request is a group's **context** questions (with its answer distributions) and the
+//! **target** questions to predict, each a [`Question`] (option embeddings, and the question's key
+//! where it has one). For a prior model the predictor computes every question's population prior
+//! from the prior data the model file carries ([`crate::prior`]): by key for the questions it
+//! knows, from the nearest known questions for the others.
+//!
+//! # Limits
+//! A request holds at most [`MAX_CONTEXT_QUESTIONS`] context questions with at most
+//! [`MAX_CONTEXT_TOKENS`] options in all, at most [`MAX_TARGET_QUESTIONS`] target questions, and at
+//! most [`MAX_OPTIONS`] options per question; larger requests get [`PredictError::TooLarge`]
+//! before anything is allocated. Targets attend only to the context, so they are run
+//! [`TARGET_CHUNK_TOKENS`] options at a time with results identical to one pass.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use burn::tensor::backend::Backend;
+
+use crate::batch::{BatchError, Episode, GpoBatch, Question, Side};
+use crate::model::Gpo;
+use crate::model_file::{ModelFile, ModelFileError};
+use crate::prior::{PopulationPrior, PriorError, PriorValue, QuestionRef, SUM_TOLERANCE};
+
+/// Most context questions of a request.
+pub const MAX_CONTEXT_QUESTIONS: usize = 1_024;
+/// Most context options (tokens) of a request: bounds the context attention.
+pub const MAX_CONTEXT_TOKENS: usize = 8_192;
+/// Most target questions of a request.
+pub const MAX_TARGET_QUESTIONS: usize = 65_536;
+/// Most options of one question.
+pub const MAX_OPTIONS: usize = 64;
+/// Target options run per forward pass.
+pub const TARGET_CHUNK_TOKENS: usize = 2_048;
+
+/// Why a prediction failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PredictError {
+    /// The model file cannot be used.
+    #[error("{0}")]
+    Model(#[from] ModelFileError),
+    /// A question does not fit the model.
+    #[error("{0}")]
+    Batch(#[from] BatchError),
+    /// The prior cannot be computed.
+    #[error("{0}")]
+    Prior(#[from] PriorError),
+    /// The request is larger than the documented limits.
+    #[error("{what}: {found} is more than the limit of {max}")]
+    TooLarge {
+        /// What was counted.
+        what: &'static str,
+        /// How many were given.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No target question.
+    #[error("a request needs at least one target question")]
+    NoTargets,
+    /// A question of the wrong shape.
+    #[error("{side} question {question}: {why}")]
+    Question {
+        /// Context or target.
+        side: Side,
+        /// Index of the question within its side.
+        question: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A context answer that does not sum to 1.
+    #[error("context question {question}: the answer distribution sums to {sum}, not 1 (tolerance {SUM_TOLERANCE})")]
+    NotNormalised {
+        /// Index of the question among the context questions.
+        question: usize,
+        /// Its sum.
+        sum: f32,
+    },
+    /// The model and the prior do not go together.
+    #[error("{0}")]
+    PriorMismatch(&'static str),
+    /// Reading the result back from the device failed.
+    #[error("reading the prediction back failed: {0}")]
+    Readback(String),
+}
+
+/// The prediction for one target question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Predicted probability of each option.
+    pub distribution: Vec<f32>,
+    /// For a prior model: the question's population prior and where it came from.
+    pub prior: Option<PriorValue>,
+}
+
+/// A model ready to predict: the network on a device and, for a prior model, its prior.
+///
+/// ```
+/// # use burn_ndarray::NdArray;
+/// use gpo_core::{GpoConfig, ModelFile, ModelMetadata, Predictor, Question, WeightDType};
+/// use gpo_core::template::Template;
+/// # let device = Default::default();
+/// # let config = GpoConfig::new(2).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
+/// # let model = config.init_seeded::<NdArray>(&device, 0).unwrap();
+/// # let metadata = ModelMetadata::new("demo", 2, Some(Template::Gpo));
+/// # let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F16, None).to_bytes().unwrap();
+/// let predictor = Predictor::<NdArray>::new(&ModelFile::from_bytes(&bytes).unwrap(), &device).unwrap();
+/// let predictions = predictor
+///     .predict(
+///         &[Question::new(&[1.0, 0.0, 0.0, 1.0]).answer(&[0.2, 0.8])],
+///         &[Question::new(&[0.5, 0.5, 1.0, 0.0, 0.0, 1.0])],
+///     )
+///     .unwrap();
+/// assert_eq!(predictions[0].distribution.len(), 3);
+/// ```
+#[derive(Debug)]
+pub struct Predictor<B: Backend> {
+    model: Gpo<B>,
+    prior: Option<PopulationPrior>,
+    device: B::Device,
+}
+
+/// One request turned into model episodes (target chunks) and the targets' priors.
+struct Prepared {
+    episodes: Vec<Episode>,
+    priors: Vec<Option<PriorValue>>,
+}
+
+impl<B: Backend> Predictor<B> {
+    /// Builds the model of `file` on `device`, with the prior the file carries.
+    pub fn new(file: &ModelFile, device: &B::Device) -> Result<Self, PredictError> {
+        Self::from_model(file.to_model::<B>(device)?, file.prior.clone())
+    }
+
+    /// A predictor over a model already built, with `prior` for a prior model (and none for a
+    /// model without a prior).
+    pub fn from_model(model: Gpo<B>, prior: Option<PopulationPrior>) -> Result<Self, PredictError> {
+        match (&prior, model.prior) {
+            (None, true) => return Err(PredictError::PriorMismatch("this model reads a prior: give its prior data")),
+            (Some(_), false) => return Err(PredictError::PriorMismatch("this model reads no prior")),
+            (Some(p), true) if p.dim() != model.dim_x() => {
+                return Err(PredictError::PriorMismatch(
+                    "the prior's question vectors differ in dimension from the model's inputs",
+                ));
+            }
+            _ => {}
+        }
+        let device = model.device();
+        Ok(Self { model, prior, device })
+    }
+
+    /// The network.
+    pub fn model(&self) -> &Gpo<B> {
+        &self.model
+    }
+
+    /// The prior of a prior model.
+    pub fn prior(&self) -> Option<&PopulationPrior> {
+        self.prior.as_ref()
+    }
+
+    /// The embedding dimension the model expects.
+    pub fn dim_x(&self) -> usize {
+        self.model.dim_x()
+    }
+
+    /// Predicts the group's distribution on every target question from its answers to the
+    /// context questions: one [`Prediction`] per target, in order.
+    pub fn predict(&self, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<Vec<Prediction>, PredictError> {
+        Ok(self.predict_groups(&[(context, targets)], 1)?.remove(0))
+    }
+
+    /// [`Self::predict`] for several groups, `groups_per_batch` requests per forward pass (the
+    /// results do not depend on it beyond floating-point rounding of the batched matmuls).
+    pub fn predict_groups(
+        &self,
+        requests: &[(&[Question<'_>], &[Question<'_>])],
+        groups_per_batch: usize,
+    ) -> Result<Vec<Vec<Prediction>>, PredictError> {
+        let prepared: Vec<Prepared> = requests.iter().map(|(c, t)| self.prepare(c, t)).collect::<Result<_, _>>()?;
+        let episodes: Vec<&Episode> = prepared.iter().flat_map(|p| &p.episodes).collect();
+        let mut distributions = Vec::with_capacity(episodes.len());
+        for chunk in episodes.chunks(groups_per_batch.max(1)) {
+            let chunk: Vec<Episode> = chunk.iter().map(|e| (*e).clone()).collect();
+            let batch = GpoBatch::<B>::new(&chunk, &self.device)?;
+            let data = self
+                .model
+                .forward(&batch)?
+                .mean
+                .try_into_data()
+                .map_err(|e| PredictError::Readback(alloc::format!("{e:?}")))?;
+            distributions.extend(split(data, batch.target_options())?);
+        }
+        Ok(assemble(prepared, distributions))
+    }
+
+    /// [`Self::predict`] with an asynchronous read-back, for backends that cannot block (WebGPU
+    /// in a browser).
+    pub async fn predict_async(
+        &self,
+        context: &[Question<'_>],
+        targets: &[Question<'_>],
+    ) -> Result<Vec<Prediction>, PredictError> {
+        let prepared = self.prepare(context, targets)?;
+        let mut distributions = Vec::new();
+        for episode in &prepared.episodes {
+            let batch = GpoBatch::<B>::new(core::slice::from_ref(episode), &self.device)?;
+            let data = self
+                .model
+                .forward(&batch)?
+                .mean
+                .into_data_async()
+                .await
+                .map_err(|e| PredictError::Readback(alloc::format!("{e:?}")))?;
+            distributions.extend(split(data, batch.target_options())?);
+        }
+        Ok(assemble(alloc::vec![prepared], distributions).remove(0))
+    }
+
+    /// The population prior of every target (for a prior model; `None` otherwise), as the
+    /// predictor computes it for the model. Lets a caller show the prior beside the prediction.
+    pub fn priors(
+        &self,
+        context: &[Question<'_>],
+        targets: &[Question<'_>],
+    ) -> Result<Option<Vec<PriorValue>>, PredictError> {
+        self.check(context, targets)?;
+        self.compute_priors(context, targets).map(|p| p.map(|(_, t)| t))
+    }
+
+    /// Checks sizes, shapes and context answers before anything is computed.
+    fn check(&self, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<(), PredictError> {
+        let too_large =
+            |what, found, max| if found > max { Err(PredictError::TooLarge { what, found, max }) } else { Ok(()) };
+        too_large("context questions", context.len(), MAX_CONTEXT_QUESTIONS)?;
+        too_large("target questions", targets.len(), MAX_TARGET_QUESTIONS)?;
+        if targets.is_empty() {
+            return Err(PredictError::NoTargets);
+        }
+        let dim = self.dim_x();
+        let mut context_tokens = 0usize;
+        for (side, questions) in [(Side::Context, context), (Side::Target, targets)] {
+            for (question, q) in questions.iter().enumerate() {
+                let fail = |why| PredictError::Question { side, question, why };
+                let len = q.embeddings().len();
+                if len == 0 || !len.is_multiple_of(dim) {
+                    return Err(fail(
+                        "the embeddings are not a positive whole number of rows of the model's dimension",
+                    ));
+                }
+                let options = len / dim;
+                too_large("options of a question", options, MAX_OPTIONS)?;
+                if q.prior_values().is_some() {
+                    return Err(fail("the predictor computes priors itself: give no prior"));
+                }
+                match (side, q.answer_values()) {
+                    (Side::Context, None) => return Err(fail("a context question needs the group's answer")),
+                    (Side::Target, Some(_)) => return Err(fail("a target question takes no answer")),
+                    (Side::Context, Some(p)) => {
+                        if p.len() != options {
+                            return Err(fail("the answer has not one probability per option"));
+                        }
+                        if p.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                            return Err(fail("the answer holds a negative or non-finite probability"));
+                        }
+                        let sum: f32 = p.iter().sum();
+                        if (f64::from(sum) - 1.0).abs() > SUM_TOLERANCE {
+                            return Err(PredictError::NotNormalised { question, sum });
+                        }
+                        context_tokens += options;
+                    }
+                    (Side::Target, None) => {}
+                }
+            }
+        }
+        too_large("context options", context_tokens, MAX_CONTEXT_TOKENS)
+    }
+
+    /// The priors of the context and target questions, for a prior model.
+    #[allow(clippy::type_complexity)]
+    fn compute_priors(
+        &self,
+        context: &[Question<'_>],
+        targets: &[Question<'_>],
+    ) -> Result<Option<(Vec<PriorValue>, Vec<PriorValue>)>, PredictError> {
+        let Some(prior) = &self.prior else { return Ok(None) };
+        let dim = self.dim_x();
+        let resolve = |q: &Question<'_>| prior.resolve(q.key_str(), q.embeddings(), q.embeddings().len() / dim);
+        let answers: Vec<Vec<f64>> = context
+            .iter()
+            .map(|q| q.answer_values().unwrap_or_default().iter().map(|&v| f64::from(v)).collect())
+            .collect();
+        let context_refs: Vec<QuestionRef> = context.iter().map(resolve).collect::<Result<_, _>>()?;
+        let shown: Vec<(QuestionRef, &[f64])> =
+            context_refs.iter().cloned().zip(answers.iter().map(Vec::as_slice)).collect();
+        let target_refs: Vec<QuestionRef> = targets.iter().map(resolve).collect::<Result<_, _>>()?;
+        let all: Vec<QuestionRef> = context_refs.into_iter().chain(target_refs).collect();
+        let mut priors = prior.distributions(&shown, &all, None)?;
+        let target_priors = priors.split_off(context.len());
+        Ok(Some((priors, target_priors)))
+    }
+
+    fn prepare(&self, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<Prepared, PredictError> {
+        self.check(context, targets)?;
+        let priors = self.compute_priors(context, targets)?;
+        let to_f32 = |p: &PriorValue| -> Vec<f32> { p.distribution.iter().map(|&v| v as f32).collect() };
+        let (context_priors, target_priors): (Vec<Option<Vec<f32>>>, Vec<Option<PriorValue>>) = match priors {
+            Some((c, t)) => (c.iter().map(|p| Some(to_f32(p))).collect(), t.into_iter().map(Some).collect()),
+            None => (alloc::vec![None; context.len()], alloc::vec![None; targets.len()]),
+        };
+        let target_f32: Vec<Option<Vec<f32>>> = target_priors.iter().map(|p| p.as_ref().map(to_f32)).collect();
+        let dim = self.dim_x();
+        let mut base = Episode::new(dim)?;
+        for (q, prior) in context.iter().zip(&context_priors) {
+            let mut question = Question::new(q.embeddings()).answer(q.answer_values().unwrap_or_default());
+            if let Some(p) = prior {
+                question = question.prior(p);
+            }
+            base.push_context(question)?;
+        }
+        let mut episodes = Vec::new();
+        let mut current = base.clone();
+        for (q, prior) in targets.iter().zip(&target_f32) {
+            let options = q.embeddings().len() / dim;
+            if current.n_target_tokens() > 0 && current.n_target_tokens() + options > TARGET_CHUNK_TOKENS {
+                episodes.push(core::mem::replace(&mut current, base.clone()));
+            }
+            let mut question = Question::new(q.embeddings());
+            if let Some(p) = prior {
+                question = question.prior(p);
+            }
+            current.push_target(question)?;
+        }
+        episodes.push(current);
+        Ok(Prepared { episodes, priors: target_priors })
+    }
+}
+
+/// Splits a `[batch, n_target]` mean into each episode's per-question distributions.
+fn split(data: burn::tensor::TensorData, target_options: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>, PredictError> {
+    let shape = data.shape.clone();
+    let values: Vec<f32> =
+        data.convert::<f32>().into_vec::<f32>().map_err(|e| PredictError::Readback(alloc::format!("{e:?}")))?;
+    let n_target = shape.get(1).copied().unwrap_or(0);
+    target_options
+        .iter()
+        .enumerate()
+        .map(|(episode, options)| {
+            let mut slot = episode * n_target;
+            options
+                .iter()
+                .map(|&k| {
+                    let question =
+                        values.get(slot..slot + k).ok_or(PredictError::Readback("prediction is too short".into()))?;
+                    slot += k;
+                    Ok(question.to_vec())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Joins each request's target chunks back into one prediction per target.
+fn assemble(prepared: Vec<Prepared>, distributions: Vec<Vec<Vec<f32>>>) -> Vec<Vec<Prediction>> {
+    let mut chunks = distributions.into_iter();
+    prepared
+        .into_iter()
+        .map(|p| {
+            let flat: Vec<Vec<f32>> = chunks.by_ref().take(p.episodes.len()).flatten().collect();
+            flat.into_iter().zip(p.priors).map(|(distribution, prior)| Prediction { distribution, prior }).collect()
+        })
+        .collect()
+}

@@ -1,0 +1,565 @@
+//! Population priors: what a set of known groups (the *prior groups*, a model's meta-training
+//! groups) answer, the extra input of GPO's prior models ([`crate::GpoConfig::prior`]) and the
+//! population baselines.
+//!
+//! A [`PopulationPrior`] holds the prior groups' answer distributions per question and computes,
+//! for a new group shown on some context questions, a prior distribution for any question:
+//!
+//! * [`PriorKind::TrainMean`]: the prior groups' average answer;
+//! * [`PriorKind::KnnGroups`]: the prior groups weighted by `softmax(−d / temperature)`, `d` a
+//!   group's mean misalignment (1 − alignment) with the new group over the context questions.
+//!
+//! **Unknown questions.** A question that no prior group answered (a new question, or one whose
+//! key the prior does not hold) has no population answer. Its prior is then the mean of the priors
+//! of the `neighbours` known questions nearest to it in embedding space (cosine similarity of the
+//! questions' mean option embeddings) among those with the same number of options, options
+//! aligned by position ([`PriorSource::Nearest`]). Where no known question has that many options
+//! the prior is undefined and [`PriorError::NoNeighbour`] is returned: never a silent uniform.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Metric, mean};
+
+/// Largest accepted `|sum − 1|` of an answer distribution given to a prior or a predictor.
+pub const SUM_TOLERANCE: f64 = 1e-3;
+
+/// Default number of nearest known questions whose priors make an unknown question's prior.
+pub const DEFAULT_NEIGHBOURS: usize = 5;
+
+/// Which population prior a model reads (or a baseline predicts).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PriorKind {
+    /// The prior groups' average answer.
+    TrainMean,
+    /// The prior groups weighted by `exp(−(d − min d) / temperature)` over the context questions.
+    KnnGroups {
+        /// Softmax temperature (positive).
+        temperature: f64,
+    },
+}
+
+impl PriorKind {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), PriorError> {
+        match *self {
+            Self::TrainMean => Ok(()),
+            Self::KnnGroups { temperature } if temperature > 0.0 && temperature.is_finite() => Ok(()),
+            Self::KnnGroups { temperature } => Err(PriorError::Temperature(temperature)),
+        }
+    }
+
+    /// `train_mean` or `knn_groups`: the name of the baseline this prior is.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TrainMean => "train_mean",
+            Self::KnnGroups { .. } => "knn_groups",
+        }
+    }
+}
+
+/// Why a prior cannot be built or computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PriorError {
+    /// A kNN temperature that is not positive and finite.
+    #[error("prior temperature must be positive and finite, got {0}")]
+    Temperature(f64),
+    /// `neighbours` is zero.
+    #[error("the number of neighbour questions must be positive")]
+    NoNeighbours,
+    /// No prior group.
+    #[error("a prior needs at least one group")]
+    NoGroups,
+    /// Two questions share a key.
+    #[error("question key `{0}` appears twice")]
+    DuplicateKey(String),
+    /// A question without options or a key.
+    #[error("prior question {0}: needs a non-empty key and at least one option")]
+    EmptyQuestion(usize),
+    /// An option embedding of the wrong length or with non-finite values.
+    #[error("prior question `{key}`: {found} embedding values, expected {expected} (one mean option embedding)")]
+    VectorLength {
+        /// Question key.
+        key: String,
+        /// Values given.
+        found: usize,
+        /// Embedding dimension.
+        expected: usize,
+    },
+    /// A group's answers do not cover the questions.
+    #[error("prior group `{group}`: {found} answer slots for {expected} questions")]
+    AnswerCount {
+        /// Group name.
+        group: String,
+        /// Slots given.
+        found: usize,
+        /// Questions of the prior.
+        expected: usize,
+    },
+    /// A group's answer is not a distribution over the question's options.
+    #[error("prior group `{group}`, question `{key}`: {why}")]
+    BadAnswer {
+        /// Group name.
+        group: String,
+        /// Question key.
+        key: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A question's key is known but its option count differs.
+    #[error("question `{key}` has {found} options here but {expected} in the prior")]
+    OptionCount {
+        /// Question key.
+        key: String,
+        /// Options given.
+        found: usize,
+        /// Options in the prior.
+        expected: usize,
+    },
+    /// An unknown question with an option count no known question has.
+    #[error(
+        "no prior for a question with {options} options: no prior group answered it and no known question has {options} options"
+    )]
+    NoNeighbour {
+        /// Option count.
+        options: usize,
+    },
+    /// A context answer given for a known question is not a distribution over its options.
+    #[error("context answer {index}: {why}")]
+    BadContext {
+        /// Position among the context answers.
+        index: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// `exclude` names no prior group.
+    #[error("excluded group {0} is not a prior group")]
+    ExcludedGroup(usize),
+}
+
+/// A question of the prior: its key, the ordinal values of its options, and its embedding (the
+/// unit-length mean of its option embeddings, used to find the questions nearest an unknown one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorQuestion {
+    /// Unique key (the survey's question key).
+    pub key: String,
+    /// Ordinal value of each option (read by the Wasserstein metric).
+    pub ordinal: Vec<f64>,
+    /// Unit-length mean option embedding.
+    pub vector: Vec<f32>,
+}
+
+impl PriorQuestion {
+    /// A question from its option embeddings (`ordinal.len() × dim`, row-major).
+    pub fn new(key: &str, ordinal: Vec<f64>, option_embeddings: &[f32], dim: usize) -> Self {
+        Self { key: key.into(), vector: question_vector(option_embeddings, dim), ordinal }
+    }
+
+    /// Number of options.
+    pub fn n_options(&self) -> usize {
+        self.ordinal.len()
+    }
+}
+
+/// The unit-length mean of `options × dim` option embeddings (zero if they are all zero or the
+/// length is not a multiple of `dim`).
+pub fn question_vector(option_embeddings: &[f32], dim: usize) -> Vec<f32> {
+    let mut sum = alloc::vec![0.0f64; dim];
+    if dim > 0 && option_embeddings.len().is_multiple_of(dim) {
+        for row in option_embeddings.chunks_exact(dim) {
+            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += f64::from(v));
+        }
+    }
+    let norm = libm::sqrt(sum.iter().map(|v| v * v).sum::<f64>());
+    sum.iter().map(|&v| if norm > 0.0 && norm.is_finite() { (v / norm) as f32 } else { 0.0 }).collect()
+}
+
+/// A prior group: its name and its answer distribution on each question of the prior (`None`
+/// where it did not answer), in the prior's question order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorGroup {
+    /// Group name.
+    pub name: String,
+    /// Per question, the group's answer distribution.
+    pub answers: Vec<Option<Vec<f64>>>,
+}
+
+/// A question as a prior sees it: a known question of the prior, or an unknown one given by its
+/// embedding and option count. Made by [`PopulationPrior::resolve`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuestionRef {
+    /// Index of a question of the prior.
+    Known(usize),
+    /// A question the prior does not hold.
+    Unknown {
+        /// Unit-length mean option embedding.
+        vector: Vec<f32>,
+        /// Number of options.
+        options: usize,
+    },
+}
+
+/// Where a question's prior came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorSource {
+    /// The prior groups' answers to the question itself.
+    Answered,
+    /// No prior group answered it: the mean prior of these known questions (indices into
+    /// [`PopulationPrior::questions`]), nearest first.
+    Nearest(Vec<usize>),
+}
+
+/// A question's prior distribution and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorValue {
+    /// Probability of each option.
+    pub distribution: Vec<f64>,
+    /// How it was obtained.
+    pub source: PriorSource,
+}
+
+/// The prior groups' answers and the rule that turns them into a prior (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopulationPrior {
+    kind: PriorKind,
+    metric: Metric,
+    neighbours: usize,
+    dim: usize,
+    questions: Vec<PriorQuestion>,
+    groups: Vec<PriorGroup>,
+    index: BTreeMap<String, usize>,
+}
+
+/// Checks that `p` is a distribution over `options` options.
+fn check_distribution(p: &[f64], options: usize) -> Result<(), &'static str> {
+    if p.len() != options {
+        return Err("the number of probabilities differs from the number of options");
+    }
+    if p.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err("probabilities must be finite and non-negative");
+    }
+    let sum: f64 = p.iter().sum();
+    if (sum - 1.0).abs() > SUM_TOLERANCE {
+        return Err("probabilities must sum to 1");
+    }
+    Ok(())
+}
+
+impl PopulationPrior {
+    /// A prior of `kind` over `groups`' answers to `questions` (embeddings of dimension `dim`),
+    /// scored with `metric`; unknown questions take the prior of their `neighbours` nearest known
+    /// questions. Every size and value is checked.
+    pub fn new(
+        kind: PriorKind,
+        metric: Metric,
+        neighbours: usize,
+        dim: usize,
+        questions: Vec<PriorQuestion>,
+        groups: Vec<PriorGroup>,
+    ) -> Result<Self, PriorError> {
+        kind.validate()?;
+        if neighbours == 0 {
+            return Err(PriorError::NoNeighbours);
+        }
+        if groups.is_empty() {
+            return Err(PriorError::NoGroups);
+        }
+        let mut index = BTreeMap::new();
+        for (i, q) in questions.iter().enumerate() {
+            if q.key.is_empty() || q.ordinal.is_empty() || q.ordinal.iter().any(|o| !o.is_finite()) {
+                return Err(PriorError::EmptyQuestion(i));
+            }
+            if q.vector.len() != dim || q.vector.iter().any(|v| !v.is_finite()) {
+                return Err(PriorError::VectorLength { key: q.key.clone(), found: q.vector.len(), expected: dim });
+            }
+            if index.insert(q.key.clone(), i).is_some() {
+                return Err(PriorError::DuplicateKey(q.key.clone()));
+            }
+        }
+        for g in &groups {
+            if g.answers.len() != questions.len() {
+                return Err(PriorError::AnswerCount {
+                    group: g.name.clone(),
+                    found: g.answers.len(),
+                    expected: questions.len(),
+                });
+            }
+            for (q, answer) in questions.iter().zip(&g.answers) {
+                if let Some(p) = answer {
+                    check_distribution(p, q.n_options()).map_err(|why| PriorError::BadAnswer {
+                        group: g.name.clone(),
+                        key: q.key.clone(),
+                        why,
+                    })?;
+                }
+            }
+        }
+        Ok(Self { kind, metric, neighbours, dim, questions, groups, index })
+    }
+
+    /// The prior's kind.
+    pub fn kind(&self) -> PriorKind {
+        self.kind
+    }
+
+    /// The metric that compares groups (kNN weights).
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Nearest known questions averaged for an unknown question.
+    pub fn neighbours(&self) -> usize {
+        self.neighbours
+    }
+
+    /// Embedding dimension of the question vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The known questions.
+    pub fn questions(&self) -> &[PriorQuestion] {
+        &self.questions
+    }
+
+    /// The prior groups.
+    pub fn groups(&self) -> &[PriorGroup] {
+        &self.groups
+    }
+
+    /// Index of the known question with `key`.
+    pub fn question_index(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// Index of the prior group named `name`.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+
+    /// The same prior with another kind (same groups and questions).
+    pub fn with_kind(mut self, kind: PriorKind) -> Result<Self, PriorError> {
+        kind.validate()?;
+        self.kind = kind;
+        Ok(self)
+    }
+
+    /// How this prior sees a question with optional `key` and `options × dim` option embeddings:
+    /// known when its key is one of the prior's questions, unknown otherwise (no key, or a key
+    /// the prior does not hold). A known key with another number of options is an error.
+    pub fn resolve(
+        &self,
+        key: Option<&str>,
+        option_embeddings: &[f32],
+        options: usize,
+    ) -> Result<QuestionRef, PriorError> {
+        if let Some(i) = key.and_then(|k| self.question_index(k)) {
+            let expected = self.questions[i].n_options();
+            if expected != options {
+                return Err(PriorError::OptionCount { key: self.questions[i].key.clone(), found: options, expected });
+            }
+            return Ok(QuestionRef::Known(i));
+        }
+        Ok(QuestionRef::Unknown { vector: question_vector(option_embeddings, self.dim), options })
+    }
+
+    /// The prior of each of `targets` for a group whose answers to `context` are given; with
+    /// `exclude`, that prior group is left out (a meta-training group never sees its own answers
+    /// through the prior).
+    pub fn distributions(
+        &self,
+        context: &[(QuestionRef, &[f64])],
+        targets: &[QuestionRef],
+        exclude: Option<usize>,
+    ) -> Result<Vec<PriorValue>, PriorError> {
+        if let Some(g) = exclude
+            && g >= self.groups.len()
+        {
+            return Err(PriorError::ExcludedGroup(g));
+        }
+        for (index, (question, answer)) in context.iter().enumerate() {
+            let options = match question {
+                QuestionRef::Known(i) => self.questions[*i].n_options(),
+                QuestionRef::Unknown { options, .. } => *options,
+            };
+            check_distribution(answer, options).map_err(|why| PriorError::BadContext { index, why })?;
+        }
+        let weights = self.weights(context, exclude);
+        targets.iter().map(|q| self.prior_of(q, &weights)).collect()
+    }
+
+    /// Each prior group's weight (0 for the excluded group).
+    fn weights(&self, context: &[(QuestionRef, &[f64])], exclude: Option<usize>) -> Vec<f64> {
+        let included = |g: usize| Some(g) != exclude;
+        let PriorKind::KnnGroups { temperature } = self.kind else {
+            return (0..self.groups.len()).map(|g| if included(g) { 1.0 } else { 0.0 }).collect();
+        };
+        let distances: Vec<Option<f64>> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                if !included(g) {
+                    return None;
+                }
+                let gaps: Vec<f64> = context
+                    .iter()
+                    .filter_map(|(question, mine)| {
+                        let QuestionRef::Known(q) = question else { return None };
+                        let theirs = group.answers[*q].as_deref()?;
+                        self.metric.score(&self.questions[*q].ordinal, theirs, mine).map(|s| 1.0 - s)
+                    })
+                    .collect();
+                mean(&gaps)
+            })
+            .collect();
+        // Groups sharing no scored context question with the new group get the mean distance.
+        let known: Vec<f64> = distances.iter().flatten().copied().collect();
+        let fallback = mean(&known).unwrap_or(0.0);
+        let best = known.iter().copied().fold(f64::INFINITY, f64::min);
+        let best = if best.is_finite() { best } else { 0.0 };
+        distances
+            .iter()
+            .enumerate()
+            .map(|(g, d)| if included(g) { libm::exp(-(d.unwrap_or(fallback) - best) / temperature) } else { 0.0 })
+            .collect()
+    }
+
+    /// `Σ weight · answer` over the groups that answered question `q`, normalised; `None` when no
+    /// group with positive weight answered it.
+    fn weighted_mean(&self, q: usize, weights: &[f64]) -> Option<Vec<f64>> {
+        let mut sum = alloc::vec![0.0; self.questions[q].n_options()];
+        let mut any = false;
+        for (group, &w) in self.groups.iter().zip(weights) {
+            if w <= 0.0 {
+                continue;
+            }
+            if let Some(answer) = &group.answers[q] {
+                any = true;
+                sum.iter_mut().zip(answer).for_each(|(s, a)| *s += w * a);
+            }
+        }
+        let total: f64 = sum.iter().sum();
+        (any && total > 0.0 && total.is_finite()).then(|| sum.iter().map(|s| s / total).collect())
+    }
+
+    fn prior_of(&self, question: &QuestionRef, weights: &[f64]) -> Result<PriorValue, PriorError> {
+        let (vector, options, own) = match question {
+            QuestionRef::Known(q) => {
+                if let Some(distribution) = self.weighted_mean(*q, weights) {
+                    return Ok(PriorValue { distribution, source: PriorSource::Answered });
+                }
+                (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q))
+            }
+            QuestionRef::Unknown { vector, options } => (vector.as_slice(), *options, None),
+        };
+        // The nearest known questions with as many options, each with a prior of its own.
+        let mut candidates: Vec<(f64, usize, Vec<f64>)> = self
+            .questions
+            .iter()
+            .enumerate()
+            .filter(|(i, q)| Some(*i) != own && q.n_options() == options)
+            .filter_map(|(i, q)| {
+                let similarity: f64 = q.vector.iter().zip(vector).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                Some((similarity, i, self.weighted_mean(i, weights)?))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(PriorError::NoNeighbour { options });
+        }
+        // Most similar first; ties by index, so the choice is deterministic.
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        candidates.truncate(self.neighbours);
+        let mut distribution = alloc::vec![0.0; options];
+        for (_, _, p) in &candidates {
+            distribution.iter_mut().zip(p).for_each(|(d, v)| *d += v / candidates.len() as f64);
+        }
+        Ok(PriorValue { distribution, source: PriorSource::Nearest(candidates.iter().map(|c| c.1).collect()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn question(key: &str, options: usize, direction: &[f32]) -> PriorQuestion {
+        let ordinal = (1..=options).map(|i| i as f64).collect();
+        let rows: Vec<f32> = (0..options).flat_map(|_| direction.iter().copied()).collect();
+        PriorQuestion::new(key, ordinal, &rows, direction.len())
+    }
+
+    /// Two groups, three questions (q2 answered by nobody).
+    fn prior(kind: PriorKind) -> PopulationPrior {
+        let questions =
+            vec![question("q0", 2, &[1.0, 0.0]), question("q1", 2, &[0.0, 1.0]), question("q2", 3, &[1.0, 1.0])];
+        let groups = vec![
+            PriorGroup { name: "a".into(), answers: vec![Some(vec![1.0, 0.0]), Some(vec![0.2, 0.8]), None] },
+            PriorGroup { name: "b".into(), answers: vec![Some(vec![0.0, 1.0]), Some(vec![0.6, 0.4]), None] },
+        ];
+        PopulationPrior::new(kind, Metric::Wasserstein, 2, 2, questions, groups).unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    }
+
+    #[test]
+    fn train_mean_averages_and_leaves_the_excluded_group_out() {
+        let p = prior(PriorKind::TrainMean);
+        let v = p.distributions(&[], &[QuestionRef::Known(1)], None).unwrap();
+        assert!(close(&v[0].distribution, &[0.4, 0.6]));
+        let v = p.distributions(&[], &[QuestionRef::Known(1)], Some(0)).unwrap();
+        assert!(close(&v[0].distribution, &[0.6, 0.4]));
+        assert_eq!(p.distributions(&[], &[], Some(2)), Err(PriorError::ExcludedGroup(2)));
+    }
+
+    #[test]
+    fn knn_weights_follow_the_context_agreement() {
+        // The new group answers q0 like group a: W1 distances 0 (a) and 1 (b), span 1, so the
+        // weights are 1 and exp(−1 / 0.5).
+        let p = prior(PriorKind::KnnGroups { temperature: 0.5 });
+        let mine = [1.0, 0.0];
+        let v = p.distributions(&[(QuestionRef::Known(0), &mine)], &[QuestionRef::Known(1)], None).unwrap();
+        let wb = libm::exp(-2.0);
+        let expected = [(0.2 + wb * 0.6) / (1.0 + wb), (0.8 + wb * 0.4) / (1.0 + wb)];
+        assert!(close(&v[0].distribution, &expected), "{:?}", v[0].distribution);
+        assert_eq!(v[0].source, PriorSource::Answered);
+    }
+
+    #[test]
+    fn unknown_questions_take_their_nearest_known_questions() {
+        let p = prior(PriorKind::TrainMean);
+        // Closest to q1's direction: q1 first, then q0.
+        let rows = [0.1, 1.0, 0.1, 1.0];
+        let unknown = p.resolve(None, &rows, 2).unwrap();
+        let v = p.distributions(&[], &[unknown], None).unwrap();
+        assert_eq!(v[0].source, PriorSource::Nearest(vec![1, 0]));
+        assert!(close(&v[0].distribution, &[(0.4 + 0.5) / 2.0, (0.6 + 0.5) / 2.0]));
+        // A known key that nobody answered (q2) and no other 3-option question: a typed error.
+        let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
+        assert_eq!(p.distributions(&[], &[q2], None), Err(PriorError::NoNeighbour { options: 3 }));
+        assert!(matches!(p.resolve(Some("q0"), &[0.0; 6], 3), Err(PriorError::OptionCount { .. })));
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let p = prior(PriorKind::TrainMean);
+        let bad = [0.5, 0.2];
+        assert!(matches!(
+            p.distributions(&[(QuestionRef::Known(0), &bad)], &[], None),
+            Err(PriorError::BadContext { index: 0, .. })
+        ));
+        let groups = vec![PriorGroup { name: "a".into(), answers: vec![Some(vec![0.5, 0.6])] }];
+        let questions = vec![question("q0", 2, &[1.0, 0.0])];
+        assert!(matches!(
+            PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 1, 2, questions, groups),
+            Err(PriorError::BadAnswer { .. })
+        ));
+        assert!(PriorKind::KnnGroups { temperature: 0.0 }.validate().is_err());
+    }
+}
