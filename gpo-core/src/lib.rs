@@ -5,7 +5,7 @@
 //! `no_std` + `alloc`, no I/O: it runs in a server, a browser or on a microcontroller.
 //!
 //! * [`batch`]: episodes built from plain slices, padded into tensors.
-//! * [`model`]: [`GpoConfig`] → `init(device)` → [`Gpo`], with `forward`, `loss` and `predict`.
+//! * [`model`]: [`GpoConfig`] → `init(device)` → [`Gpo`], with `forward`, `loss` and `cross_entropy`.
 //! * [`metrics`]: the OpinionQA (Wasserstein) and GlobalOpinionQA (Jensen–Shannon) alignment scores.
 //! * [`weights`]: named access to a model's parameters, and seeded initialisation.
 //! * [`rng`]: the portable seeded generator used wherever gpo draws random numbers.
@@ -15,6 +15,44 @@
 //! * [`predictor`]: [`Predictor`], the one inference path: a model file and a group's answers in,
 //!   distributions out.
 //! * [`template`]: the text embedded for each (question, option).
+//!
+//! # Using a model
+//!
+//! Load a `.gpo` file and predict a group's answers from a few of its answers (the demo model and
+//! request bundled in `fixtures/demo/`: all-MiniLM-L6-v2 embeddings of OpinionQA questions):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let fixture = |name: &str| format!("{}/../fixtures/demo/{name}", env!("CARGO_MANIFEST_DIR"));
+//! use burn_ndarray::NdArray;
+//! use gpo_core::{ModelFile, Predictor, Question};
+//!
+//! let bytes = std::fs::read(fixture("model.gpo"))?;
+//! let predictor = Predictor::<NdArray>::new(&ModelFile::from_bytes(&bytes)?, &Default::default())?;
+//! // One embedding per option, the group's answers on the context questions, and keys that find
+//! // each question's prior in the model file.
+//! let request: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("request.json"))?)?;
+//! let floats = |v: &serde_json::Value| -> Vec<f32> {
+//!     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+//! };
+//! let rows = |q: &serde_json::Value| -> Vec<f32> { q["embeddings"].as_array().unwrap().iter().flat_map(floats).collect() };
+//! let (context, targets) = (request["context"].as_array().unwrap(), request["targets"].as_array().unwrap());
+//! let context_data: Vec<(Vec<f32>, Vec<f32>)> = context.iter().map(|q| (rows(q), floats(&q["distribution"]))).collect();
+//! let target_rows: Vec<Vec<f32>> = targets.iter().map(rows).collect();
+//! let context_questions: Vec<Question> = context
+//!     .iter()
+//!     .zip(&context_data)
+//!     .map(|(q, (x, p))| Question::new(x).key(q["key"].as_str().unwrap()).answer(p))
+//!     .collect();
+//! let target_questions: Vec<Question> =
+//!     targets.iter().zip(&target_rows).map(|(q, x)| Question::new(x).key(q["key"].as_str().unwrap())).collect();
+//! for prediction in predictor.predict(&context_questions, &target_questions)? {
+//!     println!("{:?} (prior {:?})", prediction.distribution, prediction.prior.map(|p| p.source));
+//!     assert!((prediction.distribution.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 #![no_std]
 #![warn(missing_docs)]
 

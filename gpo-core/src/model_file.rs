@@ -284,10 +284,35 @@ struct StoredQuestion {
     ordinal: Vec<f64>,
 }
 
+/// [`PriorKind`] as postcard stores it (postcard cannot read serde's internally tagged enums).
+#[derive(Serialize, Deserialize)]
+enum StoredKind {
+    TrainMean,
+    KnnGroups { temperature: f64 },
+}
+
+impl From<PriorKind> for StoredKind {
+    fn from(kind: PriorKind) -> Self {
+        match kind {
+            PriorKind::TrainMean => Self::TrainMean,
+            PriorKind::KnnGroups { temperature } => Self::KnnGroups { temperature },
+        }
+    }
+}
+
+impl From<StoredKind> for PriorKind {
+    fn from(kind: StoredKind) -> Self {
+        match kind {
+            StoredKind::TrainMean => Self::TrainMean,
+            StoredKind::KnnGroups { temperature } => Self::KnnGroups { temperature },
+        }
+    }
+}
+
 /// A [`PopulationPrior`] as stored: group-major answered bitmap and concatenated answers.
 #[derive(Serialize, Deserialize)]
 struct StoredPrior {
-    kind: PriorKind,
+    kind: StoredKind,
     metric: Metric,
     neighbours: u32,
     dim: u32,
@@ -347,7 +372,7 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
         }
     }
     Ok(StoredPrior {
-        kind: prior.kind(),
+        kind: prior.kind().into(),
         metric: prior.metric(),
         neighbours: u32::try_from(prior.neighbours())
             .map_err(|_| ModelFileError::Prior("too many neighbours".into()))?,
@@ -413,7 +438,7 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
             vector: vectors[i * dim..(i + 1) * dim].to_vec(),
         })
         .collect();
-    Ok(PopulationPrior::new(stored.kind, stored.metric, stored.neighbours as usize, dim, questions, groups)?)
+    Ok(PopulationPrior::new(stored.kind.into(), stored.metric, stored.neighbours as usize, dim, questions, groups)?)
 }
 
 /// A decoded (or to-be-encoded) model file.
