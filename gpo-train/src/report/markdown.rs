@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use super::svg::{LineChart, Series, XScale};
-use super::{Results, SummaryEntry};
+use super::svg::{LineChart, LineStyle, Marker, Reference, Series, XScale, okabe_ito, render_stack};
+use super::{Results, SummaryEntry, margins, prior_variants};
 use crate::data::Metric;
 use crate::fsutil::write_atomic;
+use crate::prior::PriorKind;
 use crate::train::CurvePoint;
 
 /// Display names and order of the methods.
@@ -29,6 +30,75 @@ fn display_name(method: &str) -> String {
 /// Whether `method` is GPO or one of its variants.
 fn is_gpo(method: &str) -> bool {
     method == "gpo" || method.starts_with("gpo_")
+}
+
+/// The baselines' line styles: Okabe–Ito colours that no GPO method gets, each its own dash and
+/// marker.
+const BASELINE_STYLES: [(&str, &str, &str, Marker); 4] = [
+    ("uniform", okabe_ito::BLACK, "1.5 3", Marker::Square),
+    ("train_mean", okabe_ito::ORANGE, "7 3", Marker::TriangleUp),
+    ("knn_groups", okabe_ito::BLUISH_GREEN, "7 3 1.5 3", Marker::Diamond),
+    ("ridge_rm", okabe_ito::REDDISH_PURPLE, "12 3 1.5 3 1.5 3", Marker::TriangleDown),
+];
+/// Colours of the GPO variants (the faithful `gpo` is vermillion), in turn.
+const VARIANT_COLOURS: [&str; 3] = [okabe_ito::BLUE, okabe_ito::SKY_BLUE, okabe_ito::YELLOW];
+/// Dash patterns of the first GPO variants (the faithful `gpo` is solid).
+const VARIANT_DASHES: [&str; 4] = ["14 4", "4 2", "10 2 3 2", "2 2 8 2"];
+const VARIANT_MARKERS: [Marker; 3] = [Marker::Cross, Marker::Plus, Marker::Asterisk];
+
+/// Every method's line style, fixed by its name: the known baselines and `gpo` by table, the
+/// variants (`gpo_<name>`) and any other method by their rank in name order among `methods`.
+/// GPO methods and baselines never share a colour, and no two methods share a dash pattern.
+fn method_styles<'a>(methods: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, LineStyle> {
+    let mut methods: Vec<&str> = methods.into_iter().collect();
+    methods.sort_unstable();
+    methods.dedup();
+    let style = |colour: &str, dash: String, marker: Marker| LineStyle { colour: colour.into(), dash, marker };
+    let mut styles = BTreeMap::new();
+    let (mut variants, mut others) = (0, 0);
+    for m in methods {
+        let s = if let Some(&(_, colour, dash, marker)) = BASELINE_STYLES.iter().find(|b| b.0 == m) {
+            style(colour, dash.into(), marker)
+        } else if m == "gpo" {
+            style(okabe_ito::VERMILLION, String::new(), Marker::Circle)
+        } else if is_gpo(m) {
+            let i = variants;
+            variants += 1;
+            let dash = VARIANT_DASHES
+                .get(i)
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| format!("{} 3 1.5 3 1.5 3 1.5 3", 6 + 2 * i));
+            let marker =
+                if i < VARIANT_MARKERS.len() { VARIANT_MARKERS[i] } else { Marker::ALL[i % Marker::ALL.len()] };
+            style(VARIANT_COLOURS[i % VARIANT_COLOURS.len()], dash, marker)
+        } else {
+            // A baseline this report does not know: a baseline colour, a dash of its own.
+            let j = others;
+            others += 1;
+            style(
+                BASELINE_STYLES[j % BASELINE_STYLES.len()].1,
+                format!("{} 2 2 2", 5 + 2 * j),
+                Marker::ALL[(j + 1) % Marker::ALL.len()],
+            )
+        };
+        styles.insert(m.to_string(), s);
+    }
+    styles
+}
+
+/// The styles of every method `results` names anywhere.
+fn results_styles(results: &Results) -> BTreeMap<String, LineStyle> {
+    let variants: Vec<String> = results.config.variants.keys().map(|v| format!("gpo_{v}")).collect();
+    let names = results
+        .summary
+        .iter()
+        .chain(&results.sweep)
+        .map(|e| e.method.as_str())
+        .chain(results.runs.iter().flat_map(|r| r.scores.iter().map(|s| s.method.as_str())))
+        .chain(results.runs.iter().flat_map(|r| r.models.iter().map(|m| m.method.as_str())))
+        .chain(std::iter::once("gpo"))
+        .chain(variants.iter().map(String::as_str));
+    method_styles(names)
 }
 
 /// The paper's published values (GPO-SPEC §8.1, read off the main figure, ±0.005) at the
@@ -72,11 +142,14 @@ fn find<'a>(entries: &'a [SummaryEntry], split: f64, method: &str, k: usize) -> 
     entries.iter().find(|e| e.train_fraction == split && e.method == method && e.k == k)
 }
 
-/// Alignment vs number of context questions, one line per method, one chart per split.
-fn sweep_chart(results: &Results, split: f64) -> LineChart {
+/// Alignment vs number of context questions, one line per method, one chart per split, with the
+/// uniform prediction's level at the headline k as a reference line.
+fn sweep_chart(results: &Results, split: f64, styles: &BTreeMap<String, LineStyle>) -> LineChart {
     let mut ks: Vec<usize> = results.sweep.iter().map(|e| e.k).collect();
     ks.sort_unstable();
     ks.dedup();
+    let k = results.config.evaluation.context_questions;
+    let uniform = find(&results.summary, split, "uniform", k).or_else(|| find(&results.sweep, split, "uniform", k));
     LineChart {
         title: format!("{}: alignment vs context questions ({:.0}% meta-train groups)", results.dataset, split * 100.0),
         x_label: "context questions per held-out group (log scale)".into(),
@@ -93,51 +166,69 @@ fn sweep_chart(results: &Results, split: f64) -> LineChart {
                     .filter(|e| e.method == m && e.train_fraction == split)
                     .map(|e| (e.k as f64, e.mean))
                     .collect(),
+                style: styles.get(&m).cloned().unwrap_or_default(),
             })
+            .filter(|s| !s.points.is_empty())
             .collect(),
+        references: uniform.map(|e| Reference { label: "uniform".into(), y: e.mean }).into_iter().collect(),
     }
 }
 
-/// One line per (GPO method, split) over the updates: the mean over seeds of the points `pick`
-/// takes from each run's curve.
-fn curve_chart(
+/// One chart per split, one line per GPO method over the updates: the mean over seeds of the
+/// points `pick` takes from each run's curve.
+fn curve_charts(
     results: &Results,
     title: &str,
     y_label: &str,
+    styles: &BTreeMap<String, LineStyle>,
     pick: impl Fn(&[CurvePoint]) -> Vec<(f64, f64)>,
-) -> LineChart {
-    let mut lines: BTreeMap<(String, u64), BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+) -> Vec<LineChart> {
+    // split → method → x → the seeds' values; keyed by the bits of non-negative f64s, which
+    // order as the numbers do.
+    let mut lines: BTreeMap<u64, BTreeMap<String, BTreeMap<u64, Vec<f64>>>> = BTreeMap::new();
     for run in &results.runs {
         for model in &run.models {
-            let line = lines.entry((model.method.clone(), run.train_fraction.to_bits())).or_default();
+            let line = lines.entry(run.train_fraction.to_bits()).or_default().entry(model.method.clone()).or_default();
             for (x, y) in pick(&model.curve) {
                 line.entry(x.to_bits()).or_default().push(y);
             }
         }
     }
-    let series = lines
+    lines
         .into_iter()
-        .map(|((method, split), points)| Series {
-            name: format!("{} {:.0}%", display_name(&method), f64::from_bits(split) * 100.0),
-            points: points
+        .map(|(split, by_method)| {
+            let split = f64::from_bits(split);
+            let mut methods: Vec<String> = by_method.keys().cloned().collect();
+            methods.sort_by_key(|m| (m != "gpo", m.clone()));
+            let series = methods
                 .into_iter()
-                .filter_map(|(x, ys)| Some((f64::from_bits(x), gpo_core::metrics::mean(&ys)?)))
-                .collect(),
+                .map(|method| Series {
+                    name: display_name(&method),
+                    points: by_method[&method]
+                        .iter()
+                        .filter_map(|(x, ys)| Some((f64::from_bits(*x), gpo_core::metrics::mean(ys)?)))
+                        .collect(),
+                    style: styles.get(&method).cloned().unwrap_or_default(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            LineChart {
+                title: format!("{}: {title} ({:.0}% meta-train groups)", results.dataset, split * 100.0),
+                x_label: "update".into(),
+                y_label: y_label.into(),
+                x_scale: XScale::Linear,
+                x_ticks: Vec::new(),
+                series,
+                // No uniform reference: the runs record no uniform score on the validation data.
+                references: Vec::new(),
+            }
         })
-        .collect();
-    LineChart {
-        title: format!("{}: {title}", results.dataset),
-        x_label: "update".into(),
-        y_label: y_label.into(),
-        x_scale: XScale::Linear,
-        x_ticks: Vec::new(),
-        series,
-    }
+        .collect()
 }
 
-/// Training loss and validation alignment over the updates, mean over seeds.
-fn training_charts(results: &Results) -> (LineChart, LineChart) {
-    let loss = curve_chart(results, "training loss, mean over seeds", "loss", |curve| {
+/// Training loss and validation alignment over the updates, mean over seeds, one chart per split.
+fn training_charts(results: &Results, styles: &BTreeMap<String, LineStyle>) -> (Vec<LineChart>, Vec<LineChart>) {
+    let loss = curve_charts(results, "training loss, mean over seeds", "loss", styles, |curve| {
         // A running mean over ~2% of the run keeps the curve readable.
         let losses: Vec<(usize, f64)> = curve.iter().filter_map(|p| Some((p.step, p.loss?))).collect();
         let window = (losses.len() / 50).max(1);
@@ -146,10 +237,69 @@ fn training_charts(results: &Results) -> (LineChart, LineChart) {
             .map(|c| (c[c.len() - 1].0 as f64, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64))
             .collect()
     });
-    let validation = curve_chart(results, "validation alignment, mean over seeds", "alignment (validation)", |curve| {
-        curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
-    });
+    let validation =
+        curve_charts(results, "validation alignment, mean over seeds", "alignment (validation)", styles, |curve| {
+            curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
+        });
     (loss, validation)
+}
+
+/// The section on what each prior-reading variant adds over its prior alone (empty when no
+/// variant reads a prior).
+fn margins_section(results: &Results) -> String {
+    let k = results.config.evaluation.context_questions;
+    let entries = margins(&results.config, &results.runs);
+    let variants = prior_variants(&results.config);
+    let mut md = String::new();
+    if variants.is_empty() {
+        return md;
+    }
+    let _ = writeln!(md, "## What the transformer adds over its prior ({k} context questions)\n");
+    let _ = writeln!(
+        md,
+        "A GPO variant that reads a population prior predicts a residual over it, so its prior alone is a \
+         baseline of this report: `train_mean` for the train-group-mean prior, `knn_groups` for the kNN prior \
+         (the variant's network with its residual head switched off). **Margin**: for each seed, the variant's \
+         score minus its prior's in the same run (same split, seed, test groups and contexts), averaged over \
+         the seeds; ± is the population standard deviation (ddof 0, as in the tables above) over the seeds of \
+         that paired difference, with five decimals as margins are small. The other columns are each \
+         method's mean ± std over seeds.\n"
+    );
+    for (name, variant) in &results.config.variants {
+        if let Some(PriorKind::KnnGroups { temperature }) = variant.model.prior
+            && temperature != results.config.evaluation.knn_temperature
+        {
+            let _ = writeln!(
+                md,
+                "Note: {}'s kNN prior has temperature {temperature}, the `knn_groups` baseline {}: that \
+                 baseline is not exactly its prior alone.\n",
+                display_name(&format!("gpo_{name}")),
+                results.config.evaluation.knn_temperature
+            );
+        }
+    }
+    let cell =
+        |e: Option<&SummaryEntry>| e.map(|e| format!("{:.4} ± {:.4}", e.mean, e.std)).unwrap_or_else(|| "–".into());
+    for &s in &splits_in(&results.summary) {
+        let _ = writeln!(md, "{:.0}% meta-train groups:\n", s * 100.0);
+        let _ = writeln!(md, "| Variant | Prior alone | Variant score | Prior score | Margin (paired) | Seeds |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        for (method, prior) in &variants {
+            let margin = entries.iter().find(|e| e.train_fraction == s && &e.method == method);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                display_name(method),
+                display_name(prior),
+                cell(find(&results.summary, s, method, k)),
+                cell(find(&results.summary, s, prior, k)),
+                margin.map(|e| format!("{:+.5} ± {:.5}", e.mean, e.std)).unwrap_or_else(|| "–".into()),
+                margin.map(|e| e.seeds.to_string()).unwrap_or_else(|| "0".into()),
+            );
+        }
+        md.push('\n');
+    }
+    md
 }
 
 /// Writes `report.md`, `alignment_vs_context_<split>.svg`, `training_loss.svg` and
@@ -157,6 +307,7 @@ fn training_charts(results: &Results) -> (LineChart, LineChart) {
 pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
     let splits = splits_in(&results.summary);
     let methods = methods_in(&results.summary);
+    let styles = results_styles(results);
     let k = results.config.evaluation.context_questions;
     let metric_name = match results.metric {
         Metric::Wasserstein => "1 − Wasserstein / (max ordinal − min ordinal) (OpinionQA)",
@@ -218,10 +369,18 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         results.embedding_dim, results.n_groups, results.n_questions,
     );
 
+    md.push_str(&margins_section(results));
+
     let _ = writeln!(md, "## Alignment vs number of context questions\n");
+    let _ = writeln!(
+        md,
+        "Every method has its own colour, dash pattern and marker; lines are labelled at their ends and \
+         the legend is ordered by the value at the largest k. The grey dashed line is the uniform \
+         prediction at {k} context questions.\n"
+    );
     for &s in &splits {
         let file = format!("alignment_vs_context_{:.0}.svg", s * 100.0);
-        write_atomic(&dir.join(&file), sweep_chart(results, s).render().as_bytes())?;
+        write_atomic(&dir.join(&file), sweep_chart(results, s, &styles).render().as_bytes())?;
         let _ = writeln!(md, "![alignment vs context questions, {:.0}% split]({file})\n", s * 100.0);
         let mut ks: Vec<usize> = results.sweep.iter().filter(|e| e.train_fraction == s).map(|e| e.k).collect();
         ks.sort_unstable();
@@ -289,9 +448,9 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         let _ = writeln!(md, "| {group} | {} | {} |", values.join(" | "), gains.join(" | "));
     }
 
-    let (loss, validation) = training_charts(results);
-    write_atomic(&dir.join("training_loss.svg"), loss.render().as_bytes())?;
-    write_atomic(&dir.join("validation_curve.svg"), validation.render().as_bytes())?;
+    let (loss, validation) = training_charts(results, &styles);
+    write_atomic(&dir.join("training_loss.svg"), render_stack(&loss).as_bytes())?;
+    write_atomic(&dir.join("validation_curve.svg"), render_stack(&validation).as_bytes())?;
     let _ = writeln!(
         md,
         "\n## Training\n\n![training loss](training_loss.svg)\n\n![validation alignment](validation_curve.svg)\n"
@@ -316,4 +475,350 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         }
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::super::svg::testing::{attribute, check_well_formed, elements, texts};
+    use super::super::{MarginEntry, MethodScore, RunResult, TrainedModel, summarise};
+    use super::*;
+    use crate::config::RunConfig;
+
+    const CONFIG: &str = r#"
+name = "tiny"
+
+[data]
+format = "synthetic"
+groups = 10
+questions = 40
+dim = 8
+clusters = 2
+sharpness = 4.0
+seed = 1
+
+[evaluation]
+splits = [0.4, 0.8]
+seeds = [0, 1, 2, 3]
+context_questions = 20
+sweep = [0, 5, 20, 50]
+knn_temperature = 0.02
+
+[variants.knn.model]
+prior = { kind = "knn_groups", temperature = 0.02 }
+
+[variants.mean.model]
+prior = { kind = "train_mean" }
+"#;
+
+    /// kNN groups at k = 20, per seed (dyadic, so that every difference below is exact).
+    const KNN: [f64; 4] = [0.90625, 0.9375, 0.921875, 0.953125];
+    /// gpo_knn − knn_groups per seed: mean 1/64, population std 1/128.
+    const KNN_GAIN: [f64; 4] = [1.0 / 128.0, 3.0 / 128.0, 1.0 / 128.0, 3.0 / 128.0];
+
+    /// Every method's micro score in one (split, seed) at k. As in the real runs, GPO is the
+    /// uniform prediction and gpo_mean its train-mean prior: two pairs of identical lines.
+    fn score(method: &str, split: f64, seed: usize, k: usize) -> f64 {
+        let shift = if split > 0.5 { 1.0 / 64.0 } else { 0.0 };
+        let train_mean = 0.875 + seed as f64 / 128.0 + shift;
+        let knn = if k == 0 { train_mean } else { KNN[seed] + shift - (20 - k.min(20)) as f64 / 1024.0 };
+        match method {
+            "uniform" | "gpo" => 0.8125 + shift,
+            "train_mean" | "gpo_mean" => train_mean,
+            "knn_groups" => knn,
+            "gpo_knn" if k == 0 => knn,
+            "gpo_knn" => knn + KNN_GAIN[seed],
+            "ridge_rm" => 0.8125 + shift + 1.0 / 256.0,
+            _ => unreachable!(),
+        }
+    }
+
+    const METHODS: [&str; 7] = ["uniform", "train_mean", "knn_groups", "ridge_rm", "gpo", "gpo_knn", "gpo_mean"];
+
+    fn curve(steps: &[usize], validation: impl Fn(usize) -> f64) -> Vec<CurvePoint> {
+        steps
+            .iter()
+            .map(|&step| CurvePoint {
+                step,
+                loss: (step > 0).then(|| 2.0 / (1.0 + step as f64)),
+                validation: Some(validation(step)),
+            })
+            .collect()
+    }
+
+    fn results() -> Results {
+        let config: RunConfig = toml::from_str(CONFIG).unwrap();
+        config.validate().unwrap();
+        let mut runs = Vec::new();
+        for &split in &config.evaluation.splits {
+            for (seed, &seed_id) in config.evaluation.seeds.iter().enumerate() {
+                let scores = config
+                    .context_sizes()
+                    .into_iter()
+                    .flat_map(|k| {
+                        METHODS.iter().map(move |m| {
+                            let v = score(m, split, seed, k);
+                            MethodScore {
+                                method: m.to_string(),
+                                k,
+                                micro: Some(v),
+                                macro_average: Some(v),
+                                per_group: BTreeMap::from([("g1".to_string(), v)]),
+                            }
+                        })
+                    })
+                    .collect();
+                let model = |method: &str, curve: Vec<CurvePoint>| TrainedModel {
+                    method: method.into(),
+                    best_step: curve
+                        .iter()
+                        .max_by(|a, b| a.validation.unwrap().total_cmp(&b.validation.unwrap()))
+                        .unwrap()
+                        .step,
+                    validation_score: curve.iter().filter_map(|p| p.validation).reduce(f64::max),
+                    train_seconds: 1.0,
+                    curve,
+                };
+                let s = seed as f64 / 1000.0;
+                runs.push(RunResult {
+                    train_fraction: split,
+                    seed: seed_id,
+                    train_groups: vec!["g2".into(), "g3".into()],
+                    validation_groups: vec!["g4".into()],
+                    test_groups: vec!["g1".into()],
+                    models: vec![
+                        model("gpo", curve(&[0, 15, 30], |t| 0.81 + s + t as f64 / 3000.0)),
+                        model("gpo_knn", curve(&[0, 25, 50, 75, 100], |t| 0.95 + s + t as f64 / 20000.0)),
+                        model("gpo_mean", curve(&[0, 25, 50], |_| 0.94 + s)),
+                    ],
+                    scores,
+                });
+            }
+        }
+        let sweep = summarise(&runs);
+        let summary = sweep.iter().filter(|e| e.k == config.evaluation.context_questions).cloned().collect();
+        Results {
+            name: "tiny".into(),
+            dataset: "synthetic".into(),
+            metric: Metric::Wasserstein,
+            n_groups: 10,
+            n_questions: 40,
+            embedding_dim: 8,
+            config,
+            runs,
+            summary,
+            sweep,
+        }
+    }
+
+    #[test]
+    fn every_method_has_its_own_style() {
+        let mut names: Vec<String> = METHODS.iter().map(|m| m.to_string()).collect();
+        names.extend((0..12).map(|i| format!("gpo_v{i:02}")));
+        names.extend(["new_baseline".to_string(), "another_baseline".to_string()]);
+        let styles = method_styles(names.iter().map(String::as_str));
+        assert_eq!(styles.len(), names.len());
+        let pairs: BTreeSet<(&str, &str)> = styles.values().map(|s| (s.colour.as_str(), s.dash.as_str())).collect();
+        assert_eq!(pairs.len(), names.len(), "a (colour, dash) pair per method");
+        let dashes: BTreeSet<&str> = styles.values().map(|s| s.dash.as_str()).collect();
+        assert_eq!(dashes.len(), names.len(), "a dash pattern per method");
+        let colours = |gpo: bool| -> BTreeSet<&str> {
+            styles.iter().filter(|(m, _)| is_gpo(m) == gpo).map(|(_, s)| s.colour.as_str()).collect()
+        };
+        assert!(colours(true).is_disjoint(&colours(false)), "GPO methods and baselines share no colour");
+        // The seven methods of a run: seven colours and seven markers, none of them grey.
+        let seven = method_styles(METHODS);
+        assert_eq!(seven.values().map(|s| &s.colour).collect::<BTreeSet<_>>().len(), 7);
+        assert_eq!(seven.values().map(|s| s.marker).collect::<BTreeSet<_>>().len(), 7);
+        assert!(seven.values().all(|s| s.colour != crate::report::svg::REFERENCE_COLOUR));
+        // Fixed by name, whatever order the names come in.
+        assert_eq!(method_styles(METHODS.iter().rev().copied()), seven);
+        assert_eq!(
+            seven["gpo"],
+            LineStyle { colour: okabe_ito::VERMILLION.into(), dash: String::new(), marker: Marker::Circle }
+        );
+    }
+
+    #[test]
+    fn sweep_plot_tells_every_line_apart() {
+        let results = results();
+        let styles = results_styles(&results);
+        for split in [0.4, 0.8] {
+            let chart = sweep_chart(&results, split, &styles);
+            let svg = chart.render();
+            check_well_formed(&svg);
+            let lines = elements(&svg, "polyline", "line");
+            assert_eq!(lines.len(), METHODS.len());
+            let pairs: BTreeSet<(&str, Option<&str>)> =
+                lines.iter().map(|l| (attribute(l, "stroke").unwrap(), attribute(l, "stroke-dasharray"))).collect();
+            assert_eq!(pairs.len(), METHODS.len(), "distinct (colour, dash) per line");
+            // The uniform level at k = 20, grey and dashed, labelled.
+            let references = elements(&svg, "line", "reference");
+            assert_eq!(references.len(), 1);
+            assert_eq!(attribute(references[0], "stroke"), Some(crate::report::svg::REFERENCE_COLOUR));
+            assert!(attribute(references[0], "stroke-dasharray").is_some());
+            let labels = texts(&svg, "end-label");
+            assert!(labels.iter().any(|l| l == "uniform"));
+            for m in METHODS {
+                assert!(labels.contains(&display_name(m)), "{m} has no end label: {labels:?}");
+            }
+            // End labels (one column here: every line ends at k = 50) never overlap.
+            let mut ys: Vec<f64> = elements(&svg, "text", "end-label")
+                .iter()
+                .map(|t| attribute(t, "y").unwrap().parse().unwrap())
+                .collect();
+            ys.sort_by(f64::total_cmp);
+            assert!(ys.windows(2).all(|w| w[1] - w[0] >= 13.8), "{ys:?}");
+            // Legend: by the value at the largest k, highest first.
+            let final_value = |m: &str| find(&results.sweep, split, m, 50).unwrap().mean;
+            let mut expected = methods_in(&results.sweep);
+            expected.sort_by(|a, b| final_value(b).total_cmp(&final_value(a)));
+            let legend = texts(&svg, "legend-label");
+            assert_eq!(legend, expected.iter().map(|m| display_name(m)).collect::<Vec<_>>());
+            let values: Vec<f64> = texts(&svg, "legend-value").iter().map(|v| v.parse().unwrap()).collect();
+            assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn validation_plot_has_a_panel_per_split_with_distinct_lines() {
+        let results = results();
+        let (loss, validation) = training_charts(&results, &results_styles(&results));
+        assert_eq!((loss.len(), validation.len()), (2, 2));
+        let svg = render_stack(&validation);
+        check_well_formed(&svg);
+        assert_eq!(elements(&svg, "g", "chart").len(), 2);
+        for chart in &validation {
+            let svg = chart.render();
+            let lines = elements(&svg, "polyline", "line");
+            assert_eq!(lines.len(), 3);
+            let colours: BTreeSet<&str> = lines.iter().map(|l| attribute(l, "stroke").unwrap()).collect();
+            assert_eq!(colours.len(), 3);
+            assert_eq!(texts(&svg, "legend-label"), ["GPO (knn)", "GPO (mean)", "GPO"]);
+            assert_eq!(texts(&svg, "end-label").len(), 3);
+            // No uniform validation score is recorded: no reference line.
+            assert!(elements(&svg, "line", "reference").is_empty());
+        }
+    }
+
+    #[test]
+    fn margins_are_paired_per_seed_differences() {
+        let results = results();
+        let margins = margins(&results.config, &results.runs);
+        let entry = |split: f64, method: &str, prior: &str, mean: f64, std: f64| MarginEntry {
+            train_fraction: split,
+            method: method.into(),
+            prior_method: prior.into(),
+            k: 20,
+            mean,
+            std,
+            seeds: 4,
+        };
+        // gpo_knn − knn_groups per seed: 1/128, 3/128, 1/128, 3/128 → mean 1/64, std 1/128.
+        assert_eq!(
+            margins,
+            [
+                entry(0.4, "gpo_knn", "knn_groups", 0.015625, 0.0078125),
+                entry(0.4, "gpo_mean", "train_mean", 0.0, 0.0),
+                entry(0.8, "gpo_knn", "knn_groups", 0.015625, 0.0078125),
+                entry(0.8, "gpo_mean", "train_mean", 0.0, 0.0),
+            ]
+        );
+        // The unpaired spread would be larger: the seeds differ far more than the differences.
+        let knn = find(&results.summary, 0.4, "knn_groups", 20).unwrap();
+        assert!(knn.std > 0.0078125);
+
+        let md = margins_section(&results);
+        assert!(md.contains("population standard deviation"));
+        assert!(
+            md.contains("| GPO (knn) | kNN groups | 0.9453 ± 0.0247 | 0.9297 ± 0.0175 | +0.01562 ± 0.00781 | 4 |"),
+            "{md}"
+        );
+        assert!(md.contains("| GPO (mean) | Train-group mean |"));
+        assert!(md.contains("| +0.00000 ± 0.00000 | 4 |"));
+        assert!(!md.contains("Note:"));
+
+        // A variant without a prior has no margin; a mismatched kNN temperature is pointed out.
+        let mut results = results;
+        results.config.variants.get_mut("mean").unwrap().model.prior = None;
+        results.config.variants.get_mut("knn").unwrap().model.prior = Some(PriorKind::KnnGroups { temperature: 0.05 });
+        let margins = super::margins(&results.config, &results.runs);
+        assert_eq!(margins.iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), ["gpo_knn", "gpo_knn"]);
+        assert!(margins_section(&results).contains("Note: GPO (knn)'s kNN prior has temperature 0.05"));
+        results.config.variants.clear();
+        assert_eq!(margins_section(&results), "");
+    }
+
+    #[test]
+    fn results_json_gains_margins_and_keeps_its_keys() {
+        let results = results();
+        let json = serde_json::to_value(&results).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = [
+            "name",
+            "dataset",
+            "metric",
+            "n_groups",
+            "n_questions",
+            "embedding_dim",
+            "config",
+            "runs",
+            "summary",
+            "sweep",
+            "margins",
+        ];
+        expected.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(json["summary"], serde_json::to_value(&results.summary).unwrap());
+        assert_eq!(json["runs"], serde_json::to_value(&results.runs).unwrap());
+        assert_eq!(json["margins"], serde_json::to_value(margins(&results.config, &results.runs)).unwrap());
+        assert_eq!(
+            json["margins"][0],
+            serde_json::json!({"train_fraction": 0.4, "method": "gpo_knn", "prior_method": "knn_groups",
+                "k": 20, "mean": 0.015625, "std": 0.0078125, "seeds": 4})
+        );
+        let back: Results = serde_json::from_value(json).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
+    fn a_protocol_field_on_scores_and_summary_rows_does_not_break_the_report() {
+        let mut json = serde_json::to_value(results()).unwrap();
+        for key in ["summary", "sweep"] {
+            for row in json[key].as_array_mut().unwrap() {
+                row["protocol"] = "groups".into();
+            }
+        }
+        for run in json["runs"].as_array_mut().unwrap() {
+            for score in run["scores"].as_array_mut().unwrap() {
+                score["protocol"] = "questions".into();
+            }
+        }
+        let results: Results = serde_json::from_value(json).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_report(&results, dir.path()).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("report.md")).unwrap().contains("+0.01562 ± 0.00781"));
+    }
+
+    /// Writes the whole report; `GPO_REPORT_EXAMPLE=<dir>` keeps it there to look at.
+    #[test]
+    fn writes_the_report_and_its_plots() {
+        let results = results();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = std::env::var_os("GPO_REPORT_EXAMPLE").map(std::path::PathBuf::from);
+        let dir = dir.as_deref().unwrap_or(temp.path());
+        std::fs::create_dir_all(dir).unwrap();
+        write_report(&results, dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(md.contains("## What the transformer adds over its prior (20 context questions)"));
+        for file in
+            ["alignment_vs_context_40.svg", "alignment_vs_context_80.svg", "training_loss.svg", "validation_curve.svg"]
+        {
+            assert!(md.contains(file), "{file} not in report.md");
+            check_well_formed(&std::fs::read_to_string(dir.join(file)).unwrap());
+        }
+    }
 }

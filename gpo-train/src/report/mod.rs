@@ -7,9 +7,10 @@ pub use markdown::write_report;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::RunConfig;
+use crate::prior::PriorKind;
 use crate::train::CurvePoint;
 
 /// One method's score at one number of context questions, for one (split, seed).
@@ -80,7 +81,10 @@ pub struct SummaryEntry {
 }
 
 /// Everything `gpo run` measured (`results.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Written with one more key than its fields, `margins` ([`margins`] of `config` and `runs`,
+/// derived on every write); reading ignores it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Results {
     /// Run name.
     pub name: String,
@@ -132,4 +136,119 @@ pub fn summarise(runs: &[RunResult]) -> Vec<SummaryEntry> {
             })
         })
         .collect()
+}
+
+/// What a prior-reading GPO variant adds over its prior alone at one (split, k): the mean over
+/// seeds of the paired per-seed difference `variant − prior baseline` (same run: same split, seed,
+/// test groups and contexts) and its population standard deviation over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarginEntry {
+    /// Meta-training fraction.
+    pub train_fraction: f64,
+    /// The variant (`gpo_<variant>`).
+    pub method: String,
+    /// The baseline that is its prior alone (`train_mean` or `knn_groups`).
+    pub prior_method: String,
+    /// Context questions.
+    pub k: usize,
+    /// Mean over seeds of the paired difference.
+    pub mean: f64,
+    /// Population standard deviation over seeds of the paired difference.
+    pub std: f64,
+    /// Seeds where both were scored.
+    pub seeds: usize,
+}
+
+/// The baseline that predicts exactly what a prior of `kind` gives (the variant's network with
+/// its residual head off).
+pub fn prior_baseline(kind: &PriorKind) -> &'static str {
+    match kind {
+        PriorKind::TrainMean => "train_mean",
+        PriorKind::KnnGroups { .. } => "knn_groups",
+    }
+}
+
+/// The GPO variants of `config` that read a prior, with their prior's baseline, in config order.
+pub fn prior_variants(config: &RunConfig) -> Vec<(String, &'static str)> {
+    config
+        .variants
+        .iter()
+        .filter_map(|(name, v)| Some((format!("gpo_{name}"), prior_baseline(v.model.prior.as_ref()?))))
+        .collect()
+}
+
+/// The margin of every prior-reading variant over its prior alone, per split, at the headline
+/// number of context questions; a (split, variant) where no seed scored both is left out.
+pub fn margins(config: &RunConfig, runs: &[RunResult]) -> Vec<MarginEntry> {
+    let k = config.evaluation.context_questions;
+    let mut splits: Vec<f64> = runs.iter().map(|r| r.train_fraction).collect();
+    splits.sort_by(f64::total_cmp);
+    splits.dedup();
+    let variants = prior_variants(config);
+    let mut entries = Vec::new();
+    for split in splits {
+        for (method, prior) in &variants {
+            let differences: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.train_fraction == split)
+                .filter_map(|r| {
+                    // The first score of a method at k, as the summary's tables read them.
+                    let micro = |m: &str| r.scores.iter().find(|s| s.method == m && s.k == k)?.micro;
+                    Some(micro(method)? - micro(prior)?)
+                })
+                .collect();
+            let (Some(mean), Some(std)) =
+                (gpo_core::metrics::mean(&differences), gpo_core::metrics::std_dev(&differences))
+            else {
+                continue;
+            };
+            entries.push(MarginEntry {
+                train_fraction: split,
+                method: method.clone(),
+                prior_method: (*prior).to_string(),
+                k,
+                mean,
+                std,
+                seeds: differences.len(),
+            });
+        }
+    }
+    entries
+}
+
+impl Serialize for Results {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The fields in their order, then `margins`.
+        #[derive(Serialize)]
+        struct Json<'a> {
+            name: &'a String,
+            dataset: &'a String,
+            metric: &'a crate::data::Metric,
+            n_groups: usize,
+            n_questions: usize,
+            embedding_dim: usize,
+            config: &'a RunConfig,
+            runs: &'a [RunResult],
+            summary: &'a [SummaryEntry],
+            sweep: &'a [SummaryEntry],
+            margins: Vec<MarginEntry>,
+        }
+        // Exhaustive: a new field of `Results` does not compile until it is written here.
+        let Results { name, dataset, metric, n_groups, n_questions, embedding_dim, config, runs, summary, sweep } =
+            self;
+        Json {
+            name,
+            dataset,
+            metric,
+            n_groups: *n_groups,
+            n_questions: *n_questions,
+            embedding_dim: *embedding_dim,
+            config,
+            runs,
+            summary,
+            sweep,
+            margins: margins(config, runs),
+        }
+        .serialize(serializer)
+    }
 }
