@@ -17,7 +17,7 @@ pub enum DataConfig {
     /// A survey file set (see `gpo data summary --help` for the formats) with its embedding cache.
     Survey {
         /// File format.
-        loader: crate::pipeline::Loader,
+        loader: crate::data::Loader,
         /// File or folder, relative to the config file.
         source: PathBuf,
         /// OpinionQA release folder with the question texts (the `notebook` loader only).

@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::DataConfig;
 use crate::data::select::{Coverage, SelectReport, select, select_gpo};
 use crate::data::{DataError, Loaded, Metric, Survey, globalopinionqa, notebook, opinionqa, tidy};
@@ -12,43 +10,7 @@ use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, Surve
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
 
-/// The survey file formats gpo reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Loader {
-    /// gpo's own tidy format: a folder with `questions.csv` and `answers.csv`.
-    Tidy,
-    /// The OpinionQA release: `human_resp/` (or one wave folder) with `info.csv` and count files.
-    Opinionqa,
-    /// OpinionQA's notebook output `*_default_human.csv` (needs the release for question texts).
-    Notebook,
-    /// Anthropic's `global_opinions.csv`.
-    GlobalopinionqaCsv,
-    /// GlobalOpinionQA (question, country) pairs as JSON lines.
-    GlobalopinionqaJsonl,
-}
-
-impl Loader {
-    /// Guesses the format from the path.
-    pub fn detect(path: &Path) -> Option<Self> {
-        let name = path.file_name()?.to_string_lossy().to_lowercase();
-        if path.is_dir() {
-            if path.join("questions.csv").exists() {
-                return Some(Self::Tidy);
-            }
-            return Some(Self::Opinionqa);
-        }
-        if name.ends_with(".jsonl") {
-            Some(Self::GlobalopinionqaJsonl)
-        } else if name.ends_with("_default_human.csv") {
-            Some(Self::Notebook)
-        } else if name.ends_with(".csv") {
-            Some(Self::GlobalopinionqaCsv)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::data::Loader;
 
 /// Loads a survey with `loader`. `questions` is the OpinionQA release folder the notebook format
 /// takes its question texts from.

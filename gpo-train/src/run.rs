@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::{DataConfig, RunConfig};
 use crate::eval::{
@@ -20,7 +19,7 @@ use crate::pipeline::EmbeddingInfo;
 use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
 use crate::task::EmbeddedSurvey;
-use crate::train::{GpoMethod, Session, Split, SplitError, TrainError, train};
+use crate::train::{ExperimentProgress, GpoMethod, Session, Split, SplitError, TrainError, TrainProgress, train};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +84,6 @@ fn check_sizes(task: &EmbeddedSurvey, config: &RunConfig) -> Result<(), RunError
     Ok(())
 }
 
-fn bar_style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.display().to_string(), source }
 }
@@ -124,7 +119,7 @@ impl RunJob<'_> {
         fraction: f64,
         seed: u64,
         device: &B::Device,
-        steps_bar: &ProgressBar,
+        progress: &dyn TrainProgress,
     ) -> Result<RunOutcome<B::InnerBackend>, RunError> {
         let (task, config) = (self.task, self.config);
         let training = &config.training;
@@ -132,11 +127,10 @@ impl RunJob<'_> {
         tracing::info!(fraction, seed, train = split.train_groups.len(), test = split.test_groups.len(), "training");
         let mut trained = Vec::new();
         for method in self.methods {
-            steps_bar.set_prefix(method.name.clone());
             let name = format!("split{:.0}-seed{seed}-{}.ckpt", fraction * 100.0, method.name);
             let checkpoint = self.out_dir.join("checkpoints").join(name);
             let session = Session { checkpoint: Some(&checkpoint), resume: self.resume, stop_after: None };
-            let run = train::<B>(task, &split, method, seed, session, device, steps_bar)?;
+            let run = train::<B>(task, &split, method, seed, session, device, progress)?;
             let summary = TrainedModel {
                 method: method.name.clone(),
                 best_step: run.best_step,
@@ -230,12 +224,14 @@ impl RunJob<'_> {
 /// Runs the experiment on backend `B`, writing into `out_dir` (`runs/<name>`), with up to `jobs`
 /// (split, seed) runs at a time (each single-threaded, so the results do not depend on `jobs`).
 /// With `resume`, training runs continue from their checkpoints (finished ones are not redone).
+/// Progress goes to `progress` (the CLI draws bars from it).
 pub fn run_experiment<B: AutodiffBackend>(
     config: &RunConfig,
     out_dir: &Path,
     resume: bool,
     jobs: usize,
     device: &B::Device,
+    progress: &dyn ExperimentProgress,
 ) -> Result<Results, RunError> {
     let (task, info) = load_task(&config.data)?;
     check_sizes(&task, config)?;
@@ -251,10 +247,7 @@ pub fn run_experiment<B: AutodiffBackend>(
     let largest_split = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
     let export_run = runs_to_do.iter().position(|&(fraction, _)| fraction == largest_split);
 
-    let progress = MultiProgress::new();
-    let runs_bar = progress.add(ProgressBar::new(runs_to_do.len() as u64));
-    runs_bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
-    runs_bar.set_prefix("experiment");
+    progress.runs(runs_to_do.len());
     let job = RunJob { task: &task, config, methods: &methods, out_dir, resume };
     let next = AtomicUsize::new(0);
     type Slot<B> = Option<Result<RunOutcome<B>, RunError>>;
@@ -262,29 +255,26 @@ pub fn run_experiment<B: AutodiffBackend>(
     let workers = jobs.clamp(1, runs_to_do.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let steps_bar = progress.add(ProgressBar::new(0));
-            steps_bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec} eta {eta} {msg}"));
-            let (job, next, outcomes, runs_bar, runs_to_do) = (&job, &next, &outcomes, &runs_bar, &runs_to_do);
+            let (job, next, outcomes, runs_to_do) = (&job, &next, &outcomes, &runs_to_do);
             scope.spawn(move || {
+                let worker = progress.worker();
                 loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(&(fraction, seed)) = runs_to_do.get(index) else { break };
-                    let outcome = job.run::<B>(fraction, seed, device, &steps_bar);
+                    let outcome = job.run::<B>(fraction, seed, device, worker.as_ref());
                     let failed = outcome.is_err();
                     if let Ok(mut slots) = outcomes.lock() {
                         slots[index] = Some(outcome);
                     }
-                    runs_bar.inc(1);
+                    progress.run_done();
                     if failed {
                         // Let no worker start another run.
                         next.store(runs_to_do.len(), Ordering::SeqCst);
                     }
                 }
-                steps_bar.finish_and_clear();
             });
         }
     });
-    runs_bar.finish_and_clear();
 
     let mut runs = Vec::new();
     let mut export_model = None;

@@ -9,8 +9,7 @@ use gpo_train::config::RunConfig;
 use gpo_train::prior::PriorKind;
 use gpo_train::run::run_experiment;
 use gpo_train::synthetic::{SyntheticSpec, synthetic_survey};
-use gpo_train::train::{GpoMethod, Session, Split, TrainOptions, ValidationMode, train};
-use indicatif::ProgressBar;
+use gpo_train::train::{GpoMethod, NoProgress, Session, Split, TrainOptions, ValidationMode, train};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -65,7 +64,7 @@ fn gpo_learns_planted_group_structure() {
     std::fs::write(&config_path, config_text(400)).unwrap();
     let config = RunConfig::load(&config_path).unwrap();
     let out = dir.path().join("runs/synthetic");
-    let results = run_experiment::<B>(&config, &out, false, 2, &Default::default()).unwrap();
+    let results = run_experiment::<B>(&config, &out, false, 2, &Default::default(), &NoProgress).unwrap();
     let score =
         |method: &str, k: usize| results.sweep.iter().find(|e| e.method == method && e.k == k).map(|e| e.mean).unwrap();
     let (gpo, uniform, mean) = (score("gpo", 20), score("uniform", 20), score("train_mean", 20));
@@ -92,7 +91,7 @@ fn small_run(session: Session, steps: usize) -> Vec<gpo_core::weights::NamedTens
         prior: Some(PriorKind::KnnGroups { temperature: 0.05 }),
         training: TrainOptions { steps, eval_every: 4, ..TrainOptions::default() },
     };
-    let trained = train::<B>(&task, &split, &method, 9, session, &Default::default(), &ProgressBar::hidden()).unwrap();
+    let trained = train::<B>(&task, &split, &method, 9, session, &Default::default(), &NoProgress).unwrap();
     named_tensors(&trained.model)
 }
 
@@ -120,10 +119,12 @@ fn bad_configs_are_clear_errors() {
     let check = |text: String, needle: &str| {
         std::fs::write(&path, text).unwrap();
         let err = match RunConfig::load(&path) {
-            Ok(config) => run_experiment::<B>(&config, &dir.path().join("out"), false, 1, &Default::default())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string(),
+            Ok(config) => {
+                run_experiment::<B>(&config, &dir.path().join("out"), false, 1, &Default::default(), &NoProgress)
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string()
+            }
             Err(e) => e.to_string(),
         };
         assert!(err.contains(needle), "expected `{needle}` in: {err}");
@@ -153,8 +154,10 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
     let text = format!("{}\n{variant}", config_text(6).replace("splits = [0.6]", "splits = [0.4, 0.6]"));
     std::fs::write(&config_path, text).unwrap();
     let config = RunConfig::load(&config_path).unwrap();
-    let one = run_experiment::<B>(&config, &dir.path().join("one"), false, 1, &Default::default()).unwrap();
-    let two = run_experiment::<B>(&config, &dir.path().join("two"), false, 2, &Default::default()).unwrap();
+    let one =
+        run_experiment::<B>(&config, &dir.path().join("one"), false, 1, &Default::default(), &NoProgress).unwrap();
+    let two =
+        run_experiment::<B>(&config, &dir.path().join("two"), false, 2, &Default::default(), &NoProgress).unwrap();
     assert_eq!(one.summary, two.summary);
     assert_eq!(one.sweep, two.sweep);
     let methods: Vec<&str> =

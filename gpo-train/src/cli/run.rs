@@ -6,8 +6,71 @@ use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
 use gpo_train::config::RunConfig;
 use gpo_train::run::{run_dir, run_experiment};
+use gpo_train::train::{ExperimentProgress, TrainProgress};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::BackendChoice;
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Progress bars: one for the experiment's runs, one per worker thread for its updates.
+struct Bars {
+    multi: MultiProgress,
+    runs: ProgressBar,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let multi = MultiProgress::new();
+        let runs = multi.add(ProgressBar::new(0));
+        runs.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
+        runs.set_prefix("experiment");
+        Self { multi, runs }
+    }
+}
+
+/// One worker's bar of updates.
+struct Steps(ProgressBar);
+
+impl TrainProgress for Steps {
+    fn start(&self, method: &str, steps: usize, done: usize) {
+        self.0.set_prefix(method.to_string());
+        self.0.set_length(steps as u64);
+        self.0.set_position(done as u64);
+        self.0.reset_eta();
+    }
+
+    fn update(&self, done: usize, loss: f64, validation: Option<f64>) {
+        self.0.set_position(done as u64);
+        if let Some(v) = validation {
+            self.0.set_message(format!("loss {loss:.3} val {v:.4}"));
+        }
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl ExperimentProgress for Bars {
+    fn runs(&self, total: usize) {
+        self.runs.set_length(total as u64);
+    }
+
+    fn worker(&self) -> Box<dyn TrainProgress + '_> {
+        let bar = self.multi.add(ProgressBar::new(0));
+        bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec} eta {eta} {msg}"));
+        Box::new(Steps(bar))
+    }
+
+    fn run_done(&self) {
+        self.runs.inc(1);
+    }
+}
 
 pub fn run(
     config_path: &Path,
@@ -19,16 +82,17 @@ pub fn run(
     let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
     let dir = run_dir(out, &config);
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let bars = Bars::new();
     let results = match backend {
         BackendChoice::Ndarray => {
-            run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, jobs, &Default::default())
+            run_experiment::<Autodiff<NdArray<f32>>>(&config, &dir, resume, jobs, &Default::default(), &bars)
         }
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
             // burn-wgpu panics when no adapter exists: say so first, in one line.
             let adapter = gpo_train::gpu::wgpu_adapter().map_err(|e| format!("no wgpu adapter: {e}"))?;
             tracing::info!(%adapter, "wgpu backend");
-            run_experiment::<Autodiff<gpo_train::gpu::Wgpu>>(&config, &dir, resume, jobs, &Default::default())
+            run_experiment::<Autodiff<gpo_train::gpu::Wgpu>>(&config, &dir, resume, jobs, &Default::default(), &bars)
         }
         #[cfg(not(feature = "wgpu"))]
         BackendChoice::Wgpu => {
@@ -36,6 +100,7 @@ pub fn run(
         }
     }
     .map_err(|e| e.to_string())?;
+    bars.runs.finish_and_clear();
     println!("{:<8} {:<16} {:>6} {:>16}", "split", "method", "k", "alignment");
     for e in &results.summary {
         println!(

@@ -394,3 +394,41 @@ pub(crate) fn literal_error(
 ) -> DataError {
     csv.error(row, field, e.to_string())
 }
+
+/// The survey file formats gpo reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loader {
+    /// gpo's own tidy format: a folder with `questions.csv` and `answers.csv`.
+    Tidy,
+    /// The OpinionQA release: `human_resp/` (or one wave folder) with `info.csv` and count files.
+    Opinionqa,
+    /// OpinionQA's notebook output `*_default_human.csv` (needs the release for question texts).
+    Notebook,
+    /// Anthropic's `global_opinions.csv`.
+    GlobalopinionqaCsv,
+    /// GlobalOpinionQA (question, country) pairs as JSON lines.
+    GlobalopinionqaJsonl,
+}
+
+impl Loader {
+    /// Guesses the format from the path.
+    pub fn detect(path: &std::path::Path) -> Option<Self> {
+        let name = path.file_name()?.to_string_lossy().to_lowercase();
+        if path.is_dir() {
+            if path.join("questions.csv").exists() {
+                return Some(Self::Tidy);
+            }
+            return Some(Self::Opinionqa);
+        }
+        if name.ends_with(".jsonl") {
+            Some(Self::GlobalopinionqaJsonl)
+        } else if name.ends_with("_default_human.csv") {
+            Some(Self::Notebook)
+        } else if name.ends_with(".csv") {
+            Some(Self::GlobalopinionqaCsv)
+        } else {
+            None
+        }
+    }
+}

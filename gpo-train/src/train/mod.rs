@@ -2,10 +2,12 @@
 //! validation split carved out of the meta-training data, atomic checkpoints and exact resume.
 
 mod checkpoint;
+pub mod progress;
 pub mod sampler;
 pub mod split;
 mod trainer;
 
+pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
 pub use sampler::{EpisodeSampler, Sampling};
 pub use split::{Split, SplitError, ValidationMode};
 pub use trainer::{

@@ -10,7 +10,6 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError};
@@ -238,7 +237,7 @@ pub fn train<B: AutodiffBackend>(
     seed: u64,
     session: Session,
     device: &B::Device,
-    progress: &ProgressBar,
+    progress: &dyn super::TrainProgress,
 ) -> Result<Trained<B::InnerBackend>, TrainError> {
     let Session { checkpoint, resume, stop_after } = session;
     let (config, options) = (&method.config, &method.training);
@@ -268,8 +267,7 @@ pub fn train<B: AutodiffBackend>(
     let sampler =
         EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref());
     let validation = validation_episodes(task, split, options.validation_context, seed);
-    progress.set_length(options.steps as u64);
-    progress.set_position(start as u64);
+    progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
         let predictor = GpoPredictor::new(model.clone(), &method.name, prior.as_ref().map(|p| p.prior().clone()))?;
         Ok(score(task, &validation, &predictor.predict(task, &validation)?).micro())
@@ -311,8 +309,8 @@ pub fn train<B: AutodiffBackend>(
             if let Some(score) = score.filter(|s| best.as_ref().is_none_or(|(_, b, _)| s > b)) {
                 best = Some((done, score, model_file_bytes(&valid, config, prior.as_ref())?));
             }
-            progress.set_message(format!("loss {loss_value:.3} val {:.4}", score.unwrap_or(f64::NAN)));
         }
+        let point_validation = point.validation;
         curve.push(point);
         if let Some(path) = checkpoint {
             let every = options.checkpoint_every;
@@ -332,7 +330,7 @@ pub fn train<B: AutodiffBackend>(
                 .save(path)?;
             }
         }
-        progress.inc(1);
+        progress.update(done, loss_value, point_validation);
         if stopping {
             break;
         }

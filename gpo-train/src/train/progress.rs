@@ -1,0 +1,33 @@
+//! How training reports its progress: callbacks that the CLI turns into progress bars (the library
+//! draws nothing itself); [`NoProgress`] ignores them.
+
+/// Progress of one training run.
+pub trait TrainProgress {
+    /// A run of `method` starts: `steps` updates in all, `done` of them already done (resumed).
+    fn start(&self, _method: &str, _steps: usize, _done: usize) {}
+    /// One more update is done, with its loss and, where measured, the validation score.
+    fn update(&self, _done: usize, _loss: f64, _validation: Option<f64>) {}
+}
+
+/// Progress of a whole experiment: how many (split, seed) runs, one [`TrainProgress`] per worker
+/// thread, and each finished run.
+pub trait ExperimentProgress: Sync {
+    /// The experiment has `total` runs.
+    fn runs(&self, _total: usize) {}
+    /// The progress of one worker thread's training runs.
+    fn worker(&self) -> Box<dyn TrainProgress + '_>;
+    /// One run is finished.
+    fn run_done(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl TrainProgress for NoProgress {}
+
+impl ExperimentProgress for NoProgress {
+    fn worker(&self) -> Box<dyn TrainProgress + '_> {
+        Box::new(NoProgress)
+    }
+}
