@@ -46,9 +46,12 @@
 //!     .collect();
 //! let target_questions: Vec<Question> =
 //!     targets.iter().zip(&target_rows).map(|(q, x)| Question::new(x).key(q["key"].as_str().unwrap())).collect();
-//! for prediction in predictor.predict(&context_questions, &target_questions)? {
-//!     println!("{:?} (prior {:?})", prediction.distribution, prediction.prior.map(|p| p.source));
-//!     assert!((prediction.distribution.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! let predictions = predictor.predict(&context_questions, &target_questions)?;
+//! for (prediction, expected) in predictions.iter().zip(request["expected"].as_array().unwrap()) {
+//!     println!("{:?} (prior from {:?})", prediction.distribution, prediction.prior.as_ref().map(|p| &p.source));
+//! #   for (p, e) in prediction.distribution.iter().zip(floats(expected)) {
+//! #       assert!((p - e).abs() <= 1e-6, "{p} vs {e}");
+//! #   }
 //! }
 //! # Ok(())
 //! # }

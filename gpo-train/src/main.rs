@@ -21,8 +21,9 @@ fn main() -> ExitCode {
         .init();
     match cli::execute(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            // The whole chain on one line: `what failed: why`.
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
 //! `gpo bench train|predict|embed`.
 
+use anyhow::Context;
 use std::path::Path;
 
 use burn_ndarray::NdArray;
@@ -8,9 +9,9 @@ use gpo_train::config::RunConfig;
 use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed};
 use gpo_train::run::load_task;
 
-pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&Path>) -> Result<(), String> {
-    let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
-    let (task, _) = load_task(&config.data).map_err(|e| e.to_string())?;
+pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&Path>) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let (task, _) = load_task(&config.data)?;
     let gpo_config = config.model.gpo_config(task.dim);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bench_pytorch.py");
     let peak = matmul_peak();
@@ -31,28 +32,28 @@ pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&P
     };
     match what {
         "train" => {
-            let (timing, batches) = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
+            let (timing, batches) =
+                bench_train(&task, &gpo_config, config.training.sampling, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: batches, predict: (0, 0) };
             let torch = bench_pytorch(&script, &shapes, "train").and_then(|v| v["train_ms"].as_f64());
             row(&timing, torch);
         }
         "predict" => {
             let k = config.evaluation.context_questions;
-            let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations)?;
+            let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: Vec::new(), predict: shape };
             let torch = bench_pytorch(&script, &shapes, "predict").and_then(|v| v["predict_ms"].as_f64());
             row(&timing, torch);
         }
         "embed" => {
-            let model = model.ok_or("gpo bench embed needs --model <folder or wheel>")?;
-            let mut encoder =
-                SentenceEncoder::<NdArray<f32>>::open(model, &Default::default()).map_err(|e| e.to_string())?;
-            let texts = Template::Gpo.survey_texts(&task.survey).map_err(|e| e.to_string())?;
+            let model = model.context("gpo bench embed needs --model <folder or wheel>")?;
+            let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &Default::default())?;
+            let texts = Template::Gpo.survey_texts(&task.survey)?;
             let texts: Vec<&str> = texts.iter().take(200).map(String::as_str).collect();
-            let table = bench_embed(&mut encoder, &texts, &[1, 32]).map_err(|e| e.to_string())?;
+            let table = bench_embed(&mut encoder, &texts, &[1, 32])?;
             println!("{table}");
         }
-        other => return Err(format!("unknown benchmark `{other}`: expected train, predict or embed")),
+        other => return Err(anyhow::anyhow!("unknown benchmark `{other}`: expected train, predict or embed")),
     }
     Ok(())
 }

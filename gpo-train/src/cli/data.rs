@@ -9,11 +9,11 @@ pub fn summary(
     loader: Option<Loader>,
     questions: Option<&Path>,
     groups: Option<&[String]>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let loader = loader
         .or_else(|| Loader::detect(source))
-        .ok_or_else(|| format!("{}: cannot tell the format; pass --loader", source.display()))?;
-    let loaded = load_survey(loader, source, questions).map_err(|e| e.to_string())?;
+        .ok_or_else(|| anyhow::anyhow!("{}: cannot tell the format; pass --loader", source.display()))?;
+    let loaded = load_survey(loader, source, questions)?;
     println!("loaded {} with the {loader:?} loader", source.display());
     println!("{}", loaded.survey.summary());
     for (reason, n) in loaded.skipped_counts() {

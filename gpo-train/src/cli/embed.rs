@@ -1,5 +1,6 @@
 //! `gpo embed`: fill an embedding cache for a survey, or embed a list of texts into `.npy`.
 
+use anyhow::Context;
 use std::path::Path;
 
 use burn_ndarray::NdArray;
@@ -19,32 +20,29 @@ pub struct EmbedArgs<'a> {
     pub batch_size: usize,
 }
 
-pub fn embed(args: EmbedArgs) -> Result<(), String> {
+pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     match (args.data, args.texts) {
         (Some(data), None) => embed_survey(data, &args),
         (None, Some(texts)) => embed_text_list(texts, &args),
-        _ => Err("pass exactly one of --data <survey> or --texts <file.jsonl>".into()),
+        _ => Err(anyhow::anyhow!("pass exactly one of --data <survey> or --texts <file.jsonl>")),
     }
 }
 
-fn embed_survey(source: &Path, args: &EmbedArgs) -> Result<(), String> {
+fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
     let loader = args
         .loader
         .or_else(|| Loader::detect(source))
-        .ok_or_else(|| format!("{}: cannot tell the format; pass --loader", source.display()))?;
-    let loaded = load_survey(loader, source, None).map_err(|e| e.to_string())?;
+        .ok_or_else(|| anyhow::anyhow!("{}: cannot tell the format; pass --loader", source.display()))?;
+    let loaded = load_survey(loader, source, None)?;
     let (survey, report) = select_groups(&loaded.survey, None);
     eprint!("{report}");
-    let template: Template = args.template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
+    let template: Template = args.template.parse()?;
     if args.f32 && !args.out.exists() {
         // Start an f32 cache; `ensure_cache` keeps the precision of an existing one.
-        let encoder =
-            SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default()).map_err(|e| e.to_string())?;
-        EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F32)
-            .save(args.out)
-            .map_err(|e| e.to_string())?;
+        let encoder = SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default())?;
+        EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F32).save(args.out)?;
     }
-    let cache = ensure_cache(&survey, template, args.out, Some(args.model)).map_err(|e| e.to_string())?;
+    let cache = ensure_cache(&survey, template, args.out, Some(args.model))?;
     println!(
         "{}: {} texts, {}-d, model {}, template {}",
         args.out.display(),
@@ -56,14 +54,13 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn embed_text_list(texts_path: &Path, args: &EmbedArgs) -> Result<(), String> {
-    let texts = read_texts_jsonl(texts_path).map_err(|e| e.to_string())?;
-    let mut encoder =
-        SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default()).map_err(|e| e.to_string())?;
+fn embed_text_list(texts_path: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
+    let texts = read_texts_jsonl(texts_path)?;
+    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embed_texts(&mut encoder, &refs, args.batch_size, |_| {}).map_err(|e| e.to_string())?;
+    let vectors = embed_texts(&mut encoder, &refs, args.batch_size, |_| {})?;
     write_atomic(args.out, &encode_npy(texts.len(), encoder.dim(), &vectors))
-        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+        .with_context(|| args.out.display().to_string())?;
     println!("{}: {} × {} f32", args.out.display(), texts.len(), encoder.dim());
     Ok(())
 }

@@ -175,7 +175,7 @@ enum Command {
 }
 
 /// Runs the parsed command.
-pub fn execute(cli: Cli) -> Result<(), String> {
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(DataCommand::Summary { source, loader, questions, groups }) => {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())

@@ -1,5 +1,6 @@
 //! `gpo inspect`, `gpo export` and `gpo predict`: working with `.gpo` model files.
 
+use anyhow::Context;
 use std::io::Read;
 use std::path::Path;
 
@@ -16,35 +17,49 @@ type Cpu = NdArray<f32>;
 
 /// Largest model file read (a model's size is bounded by its configuration's limits anyway).
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
 /// Largest predict request read.
-pub const MAX_REQUEST_BYTES: u64 = 256 << 20;
+pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 
 /// Reads at most `max` bytes from `reader`, failing (naming `what`) when there is more.
-fn read_capped(mut reader: impl Read, max: u64, what: &str) -> Result<Vec<u8>, String> {
+fn read_capped(mut reader: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    reader.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("{what}: {e}"))?;
+    reader.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     if bytes.len() as u64 > max {
-        return Err(format!("{what}: larger than the limit of {max} bytes"));
+        return Err(anyhow::anyhow!("{what}: larger than the limit of {max} bytes"));
     }
     Ok(bytes)
 }
 
-fn open(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))
+fn open(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(path).with_context(|| path.display().to_string())
 }
 
-pub(crate) fn load(path: &Path) -> Result<ModelFile, String> {
-    let bytes = read_capped(open(path)?, MAX_MODEL_BYTES, &path.display().to_string())?;
-    ModelFile::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+/// Reads a model file: its header first, so that a foreign or huge file (`/dev/zero`) is refused
+/// after 24 bytes, then exactly the payload it declares (at most [`MAX_MODEL_BYTES`]).
+pub(crate) fn load(path: &Path) -> anyhow::Result<ModelFile> {
+    let what = path.display().to_string();
+    let mut file = open(path)?;
+    let mut bytes = read_capped(file.by_ref().take(24), 24, &what)?;
+    if bytes.len() == 24 && bytes[..8] == gpo_core::model_file::MAGIC {
+        let declared = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| anyhow::anyhow!("{what}: bad header"))?);
+        if declared > MAX_MODEL_BYTES {
+            return Err(anyhow::anyhow!(
+                "{what}: declares a {declared}-byte payload, larger than the limit of {MAX_MODEL_BYTES}"
+            ));
+        }
+        bytes.extend(read_capped(file, declared, &what)?);
+    }
+    ModelFile::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// Builds the model and runs one prediction on zeros: what `predict` needs, checked.
-fn check_usable(file: &ModelFile) -> Result<(), String> {
-    let predictor = Predictor::<Cpu>::new(file, &Default::default()).map_err(|e| e.to_string())?;
+fn check_usable(file: &ModelFile) -> anyhow::Result<()> {
+    let predictor = Predictor::<Cpu>::new(file, &Default::default())?;
     let dim = file.config.dim_x;
     let (key, options) = match &file.prior {
         Some(prior) => {
-            let q = prior.questions().first().ok_or("the prior holds no question")?;
+            let q = prior.questions().first().context("the prior holds no question")?;
             (Some(q.key.as_str()), q.n_options())
         }
         None => (None, 2),
@@ -54,16 +69,16 @@ fn check_usable(file: &ModelFile) -> Result<(), String> {
     if let Some(key) = key {
         target = target.key(key);
     }
-    let out = predictor.predict(&[], &[target]).map_err(|e| e.to_string())?;
+    let out = predictor.predict(&[], &[target])?;
     if out[0].distribution.iter().any(|p| !p.is_finite()) {
-        return Err("a forward pass on zeros gives non-finite probabilities".into());
+        return Err(anyhow::anyhow!("a forward pass on zeros gives non-finite probabilities"));
     }
     Ok(())
 }
 
-pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
+pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     let file = load(path)?;
-    check_usable(&file).map_err(|e| format!("{}: not usable: {e}", path.display()))?;
+    check_usable(&file).map_err(|e| anyhow::anyhow!("{}: not usable: {e}", path.display()))?;
     let params = file.n_parameters();
     let m = &file.metadata;
     let prior = file.prior.as_ref().map(|p| {
@@ -112,11 +127,12 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn export(path: &Path, dtype: WeightDType, out: &Path) -> Result<(), String> {
+pub fn export(path: &Path, dtype: WeightDType, out: &Path) -> anyhow::Result<()> {
     let mut file = load(path)?;
     file.dtype = dtype;
-    let bytes = file.to_bytes().map_err(|e| format!("{}: cannot store as {}: {e}", path.display(), dtype.name()))?;
-    write_atomic(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    let bytes =
+        file.to_bytes().map_err(|e| anyhow::anyhow!("{}: cannot store as {}: {e}", path.display(), dtype.name()))?;
+    write_atomic(out, &bytes).with_context(|| out.display().to_string())?;
     println!("wrote {} ({} bytes, {})", out.display(), bytes.len(), file.dtype.name());
     Ok(())
 }
@@ -154,14 +170,14 @@ struct Embedder {
 }
 
 impl Embedder {
-    fn open(config_path: &Path) -> Result<Self, String> {
-        let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
+    fn open(config_path: &Path) -> anyhow::Result<Self> {
+        let config = RunConfig::load(config_path)?;
         let DataConfig::Survey { cache, embedding_model, template, .. } = &config.data else {
-            return Err(format!("{}: predicting by key or text needs survey data", config_path.display()));
+            return Err(anyhow::anyhow!("{}: predicting by key or text needs survey data", config_path.display()));
         };
-        let (task, _) = load_task(&config.data).map_err(|e| e.to_string())?;
-        let cache = EmbeddingCache::load(cache).map_err(|e| e.to_string())?;
-        let template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
+        let (task, _) = load_task(&config.data)?;
+        let cache = EmbeddingCache::load(cache)?;
+        let template = template.parse()?;
         Ok(Self { task, cache, template, model: embedding_model.clone(), encoder: None })
     }
 
@@ -170,7 +186,7 @@ impl Embedder {
         Some(self.task.embeddings[index].clone())
     }
 
-    fn by_text(&mut self, text: &str, options: &[String]) -> Result<Vec<f32>, String> {
+    fn by_text(&mut self, text: &str, options: &[String]) -> anyhow::Result<Vec<f32>> {
         let question = gpo_train::data::Question {
             key: String::new(),
             text: text.to_string(),
@@ -178,18 +194,20 @@ impl Embedder {
             ordinal: (1..=options.len()).map(|i| i as f64).collect(),
         };
         let mut flat = Vec::new();
-        for option_text in self.template.question_texts(&question).map_err(|e| e.to_string())? {
+        for option_text in self.template.question_texts(&question)? {
             if let Some(v) = self.cache.get(&option_text) {
                 flat.extend_from_slice(v);
                 continue;
             }
             if self.encoder.is_none() {
-                let model =
-                    self.model.as_ref().ok_or("a text is not in the cache and the config names no embedding_model")?;
-                self.encoder = Some(SentenceEncoder::open(model, &Default::default()).map_err(|e| e.to_string())?);
+                let model = self
+                    .model
+                    .as_ref()
+                    .context("a text is not in the cache and the config names no embedding_model")?;
+                self.encoder = Some(SentenceEncoder::open(model, &Default::default())?);
             }
-            let encoder = self.encoder.as_mut().ok_or("no encoder")?;
-            flat.extend(encoder.embed_batch(&[option_text.as_str()]).map_err(|e| e.to_string())?);
+            let encoder = self.encoder.as_mut().context("no encoder")?;
+            flat.extend(encoder.embed_batch(&[option_text.as_str()])?);
         }
         Ok(flat)
     }
@@ -225,21 +243,21 @@ fn prediction_json(key: &Option<String>, p: &Prediction, file: &ModelFile) -> se
     out
 }
 
-pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result<(), String> {
+pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> anyhow::Result<()> {
     let file = load(model_path)?;
     let bytes = if input == Path::new("-") {
         read_capped(std::io::stdin(), MAX_REQUEST_BYTES, "standard input")?
     } else {
         read_capped(open(input)?, MAX_REQUEST_BYTES, &input.display().to_string())?
     };
-    let request: Request = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
+    let request: Request = serde_json::from_slice(&bytes).with_context(|| input.display().to_string())?;
     let dim = file.config.dim_x;
     let mut embedder = config.map(Embedder::open).transpose()?;
-    let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> Result<Vec<f32>, String> {
+    let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> anyhow::Result<Vec<f32>> {
         let at = || format!("{}: {side}[{i}]", input.display());
         if let Some(rows) = &q.embeddings {
             if let Some(row) = rows.iter().position(|r| r.len() != dim) {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "{}.embeddings[{row}] has {} values; the model expects {dim}",
                     at(),
                     rows[row].len()
@@ -249,9 +267,9 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result
         }
         let embedder = embedder
             .as_mut()
-            .ok_or_else(|| format!("{}: no `embeddings`; pass --config to embed by key or text", at()))?;
+            .ok_or_else(|| anyhow::anyhow!("{}: no `embeddings`; pass --config to embed by key or text", at()))?;
         if embedder.cache.dim() != dim {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{}: the config's embeddings are {}-d, the model expects {dim}",
                 at(),
                 embedder.cache.dim()
@@ -259,21 +277,23 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result
         }
         match (&q.text, &q.options, &q.key) {
             (Some(text), Some(options), _) => embedder.by_text(text, options),
-            (_, _, Some(key)) => embedder.by_key(key).ok_or_else(|| format!("{}: unknown question key `{key}`", at())),
-            _ => Err(format!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
+            (_, _, Some(key)) => {
+                embedder.by_key(key).ok_or_else(|| anyhow::anyhow!("{}: unknown question key `{key}`", at()))
+            }
+            _ => Err(anyhow::anyhow!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
         }
     };
     let mut context_embeddings = Vec::with_capacity(request.context.len());
     for (i, q) in request.context.iter().enumerate() {
         if q.distribution.is_none() {
-            return Err(format!("{}: context[{i}] has no `distribution`", input.display()));
+            return Err(anyhow::anyhow!("{}: context[{i}] has no `distribution`", input.display()));
         }
         context_embeddings.push(embed(q, "context", i)?);
     }
     let mut target_embeddings = Vec::with_capacity(request.targets.len());
     for (i, q) in request.targets.iter().enumerate() {
         if q.distribution.is_some() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{}: targets[{i}] has a `distribution`; only context questions take one",
                 input.display()
             ));
@@ -289,8 +309,8 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> Result
     let targets: Vec<Question<'_>> =
         request.targets.iter().zip(&target_embeddings).map(|(q, e)| question(q, e)).collect();
     let predictor =
-        Predictor::<Cpu>::new(&file, &Default::default()).map_err(|e| format!("{}: {e}", model_path.display()))?;
-    let predictions = predictor.predict(&context, &targets).map_err(|e| format!("{}: {e}", input.display()))?;
+        Predictor::<Cpu>::new(&file, &Default::default()).with_context(|| model_path.display().to_string())?;
+    let predictions = predictor.predict(&context, &targets).with_context(|| input.display().to_string())?;
     let out: Vec<serde_json::Value> =
         request.targets.iter().zip(&predictions).map(|(q, p)| prediction_json(&q.key, p, &file)).collect();
     println!("{}", serde_json::json!({ "predictions": out }));

@@ -78,8 +78,8 @@ pub fn run(
     out: &Path,
     backend: BackendChoice,
     jobs: Option<usize>,
-) -> Result<(), String> {
-    let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
+) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
     let dir = run_dir(out, &config);
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let bars = Bars::new();
@@ -90,16 +90,15 @@ pub fn run(
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
             // burn-wgpu panics when no adapter exists: say so first, in one line.
-            let adapter = gpo_train::gpu::wgpu_adapter().map_err(|e| format!("no wgpu adapter: {e}"))?;
+            let adapter = gpo_train::gpu::wgpu_adapter().map_err(|e| anyhow::anyhow!("no wgpu adapter: {e}"))?;
             tracing::info!(%adapter, "wgpu backend");
             run_experiment::<Autodiff<gpo_train::gpu::Wgpu>>(&config, &dir, resume, jobs, &Default::default(), &bars)
         }
         #[cfg(not(feature = "wgpu"))]
         BackendChoice::Wgpu => {
-            return Err("this gpo was built without the `wgpu` feature (cargo build --features wgpu)".into());
+            return Err(anyhow::anyhow!("this gpo was built without the `wgpu` feature (cargo build --features wgpu)"));
         }
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     bars.runs.finish_and_clear();
     println!("{:<8} {:<16} {:>6} {:>16}", "split", "method", "k", "alignment");
     for e in &results.summary {
