@@ -10,6 +10,9 @@ pub fn summary(
     questions: Option<&Path>,
     groups: Option<&[String]>,
 ) -> Result<(), String> {
+    if !source.exists() {
+        return Err(format!("{}: No such file or directory", source.display()));
+    }
     let loader = loader
         .or_else(|| Loader::detect(source))
         .ok_or_else(|| format!("{}: cannot tell the format; pass --loader", source.display()))?;
