@@ -2,6 +2,7 @@
 //! validation split carved out of the meta-training data, atomic checkpoints and exact resume.
 
 mod checkpoint;
+mod record;
 pub mod sampler;
 pub mod split;
 mod trainer;
