@@ -197,8 +197,115 @@ pub struct ConfigError {
     pub message: String,
 }
 
+// Largest sizes a run configuration may ask for. They are far above any useful GPO model or
+// protocol, and low enough that a mistyped value (`d_model = 1073741824`, `n_layers = 100000000`)
+// is a clear error naming the table and field instead of an allocation failure that aborts.
+
+/// Largest `d_model` (token width).
+pub const MAX_D_MODEL: usize = 4096;
+/// Largest `d_ff` (feed-forward and head width).
+pub const MAX_D_FF: usize = 16384;
+/// Largest `n_layers` (encoder layers).
+pub const MAX_LAYERS: usize = 64;
+/// Largest `emb_depth` (token embedder layers).
+pub const MAX_EMB_DEPTH: usize = 64;
+/// Largest `n_heads`.
+pub const MAX_HEADS: usize = 64;
+/// Most weights a `[model]` may have, not counting the input layer (whose size depends on the
+/// embedding dimension): 2^28, 1 GiB in f32. The individual maxima above allow ~13 billion.
+pub const MAX_PARAMETERS: u64 = 1 << 28;
+/// Largest `steps`, `eval_every` and `checkpoint_every` of a `[training]` table.
+pub const MAX_STEPS: usize = 1_000_000_000;
+/// Largest number of questions in any count of questions: `[training.sampling]`'s
+/// `min_/max_context` and `min_/max_target`, `validation_context`, `[evaluation]`'s
+/// `context_questions` and every `sweep` entry.
+pub const MAX_QUESTIONS: usize = 100_000;
+/// Most `[evaluation]` splits.
+pub const MAX_SPLITS: usize = 64;
+/// Most `[evaluation]` seeds.
+pub const MAX_SEEDS: usize = 1024;
+/// Most `[evaluation]` sweep entries.
+pub const MAX_SWEEP: usize = 1024;
+/// Most `[variants.<name>]` tables.
+pub const MAX_VARIANTS: usize = 64;
+/// Largest synthetic survey (`[data] format = "synthetic"`): groups and questions each.
+pub const MAX_SYNTHETIC_COUNT: usize = 100_000;
+/// Largest synthetic embedding dimension.
+pub const MAX_SYNTHETIC_DIM: usize = 65_536;
+/// Largest synthetic `groups × questions` and `questions × dim` (numbers held in memory).
+pub const MAX_SYNTHETIC_VALUES: usize = 100_000_000;
+
+/// `[table] field must be at most max, got value` when `value > max`.
+fn at_most(table: &str, field: &str, value: usize, max: usize) -> Result<(), String> {
+    if value > max {
+        return Err(format!("[{table}] {field} must be at most {max}, got {value}"));
+    }
+    Ok(())
+}
+
+/// The number of weights of `model` without its input layer (which depends on the embedding
+/// dimension), saturating instead of overflowing.
+fn parameter_count(model: &ModelOptions) -> u64 {
+    let (d, f) = (model.d_model as u64, model.d_ff as u64);
+    let linear = |i: u64, o: u64| i.saturating_mul(o).saturating_add(o);
+    let embedder = linear(d, d).saturating_mul((model.emb_depth as u64).saturating_sub(1));
+    // Attention (q, k, v, out), the feed-forward block and two layer norms.
+    let layer =
+        linear(d, d).saturating_mul(4).saturating_add(linear(d, f)).saturating_add(linear(f, d)).saturating_add(4 * d);
+    let head = linear(d, f).saturating_add(linear(f, 2));
+    embedder.saturating_add(layer.saturating_mul(model.n_layers as u64)).saturating_add(head)
+}
+
+/// Checks the sizes of one method's `[model]` and `[training]` tables against the maxima above.
+fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
+    let m = format!("{table}model");
+    at_most(&m, "d_model", model.d_model, MAX_D_MODEL)?;
+    at_most(&m, "d_ff", model.d_ff, MAX_D_FF)?;
+    at_most(&m, "n_layers", model.n_layers, MAX_LAYERS)?;
+    at_most(&m, "emb_depth", model.emb_depth, MAX_EMB_DEPTH)?;
+    at_most(&m, "n_heads", model.n_heads, MAX_HEADS)?;
+    let weights = parameter_count(model);
+    if weights > MAX_PARAMETERS {
+        return Err(format!(
+            "[{m}] d_model {}, d_ff {}, n_layers {} and emb_depth {} make {weights} weights; at most {MAX_PARAMETERS} \
+             are allowed",
+            model.d_model, model.d_ff, model.n_layers, model.emb_depth
+        ));
+    }
+    let tr = format!("{table}training");
+    at_most(&tr, "steps", t.steps, MAX_STEPS)?;
+    at_most(&tr, "eval_every", t.eval_every, MAX_STEPS)?;
+    at_most(&tr, "checkpoint_every", t.checkpoint_every, MAX_STEPS)?;
+    at_most(&tr, "validation_context", t.validation_context, MAX_QUESTIONS)?;
+    if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
+        let sampling = format!("{tr}.sampling");
+        at_most(&sampling, "min_context", min_context, MAX_QUESTIONS)?;
+        at_most(&sampling, "max_context", max_context, MAX_QUESTIONS)?;
+        at_most(&sampling, "min_target", min_target, MAX_QUESTIONS)?;
+        at_most(&sampling, "max_target", max_target, MAX_QUESTIONS)?;
+    }
+    Ok(())
+}
+
+/// Checks the sizes of a synthetic `[data]` table.
+fn check_data_sizes(data: &DataConfig) -> Result<(), String> {
+    if let DataConfig::Synthetic { groups, questions, dim, clusters, sharpness, .. } = *data {
+        at_most("data", "groups", groups, MAX_SYNTHETIC_COUNT)?;
+        at_most("data", "questions", questions, MAX_SYNTHETIC_COUNT)?;
+        at_most("data", "clusters", clusters, MAX_SYNTHETIC_COUNT)?;
+        at_most("data", "dim", dim, MAX_SYNTHETIC_DIM)?;
+        at_most("data", "groups × questions", groups * questions, MAX_SYNTHETIC_VALUES)?;
+        at_most("data", "questions × dim", questions * dim, MAX_SYNTHETIC_VALUES)?;
+        if !sharpness.is_finite() {
+            return Err(format!("[data] sharpness must be finite, got {sharpness}"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks one method's `[model]` and `[training]` tables; `table` prefixes the table names.
 fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
+    check_sizes(table, model, t)?;
     model.gpo_config(1).validate().map_err(|e| format!("[{table}model] {e}"))?;
     if let Some(PriorKind::KnnGroups { temperature }) = model.prior
         && !(temperature > 0.0 && temperature.is_finite())
@@ -228,7 +335,8 @@ impl RunConfig {
     /// Reads and checks a config file; relative data paths are resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let error = |message: String| ConfigError { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let text = crate::fsutil::read_capped_to_string(path, crate::fsutil::MAX_CONFIG_BYTES)
+            .map_err(|e| error(crate::fsutil::reason(&e)))?;
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let DataConfig::Survey { source, cache, embedding_model, questions, .. } = &mut config.data {
@@ -250,7 +358,11 @@ impl RunConfig {
         if self.model.prior.is_some() {
             return Err("[model] the faithful model reads no prior; give it to a [variants.<name>.model]".into());
         }
+        check_data_sizes(&self.data)?;
         validate_method("", &self.model, &self.training)?;
+        if self.variants.len() > MAX_VARIANTS {
+            return Err(format!("at most {MAX_VARIANTS} [variants.<name>] tables, got {}", self.variants.len()));
+        }
         for (name, variant) in &self.variants {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
                 return Err(format!("[variants.{name}] a variant name is lower-case letters, digits and `_`"));
@@ -268,6 +380,19 @@ impl RunConfig {
         let e = &self.evaluation;
         if e.splits.is_empty() || e.seeds.is_empty() {
             return Err("[evaluation] splits and seeds must not be empty".into());
+        }
+        for (field, len, max) in [
+            ("splits", e.splits.len(), MAX_SPLITS),
+            ("seeds", e.seeds.len(), MAX_SEEDS),
+            ("sweep", e.sweep.len(), MAX_SWEEP),
+        ] {
+            if len > max {
+                return Err(format!("[evaluation] {field} may hold at most {max} entries, got {len}"));
+            }
+        }
+        at_most("evaluation", "context_questions", e.context_questions, MAX_QUESTIONS)?;
+        if let Some(k) = e.sweep.iter().find(|&&k| k > MAX_QUESTIONS) {
+            return Err(format!("[evaluation] sweep entries must be at most {MAX_QUESTIONS}, got {k}"));
         }
         if let Some(bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
             return Err(format!("[evaluation] split {bad} must be a fraction in (0, 1)"));

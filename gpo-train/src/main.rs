@@ -1,5 +1,6 @@
 //! The `gpo` command line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,6 +18,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if args.quiet { "warn" } else { "info" })),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: `gpo run … 2> log` gets plain text. (Progress bars hide
+        // themselves when stderr is not a terminal: indicatif's default draw target.)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     match cli::execute(args) {

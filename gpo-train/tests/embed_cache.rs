@@ -157,6 +157,26 @@ fn corrupt_or_truncated_cache_files_are_errors() {
     assert!(matches!(EmbeddingCache::load(&dir.path().join("absent")), Err(EmbedError::Io { .. })));
 }
 
+#[test]
+fn non_finite_vectors_are_refused_naming_file_and_entry() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    for (precision, bad) in [(Precision::F32, f32::NAN), (Precision::F16, f32::INFINITY)] {
+        let path = dir.path().join("nan.gpoemb");
+        let mut cache = EmbeddingCache::new("stub", "gpo", 3, precision);
+        cache.insert("fine", &[0.1, 0.2, 0.3]).unwrap();
+        cache.insert("broken", &[0.1, bad, 0.3]).unwrap();
+        cache.save(&path).unwrap();
+        let err = EmbeddingCache::load(&path).unwrap_err().to_string();
+        let key: String = sha2::Sha256::digest(b"broken").iter().map(|b| format!("{b:02x}")).collect();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains(&format!("entry 1 of 2 (text sha256 {key})")) && err.contains("position 1"), "{err}");
+    }
+    let missing = dir.path().join("absent.gpoemb");
+    let err = EmbeddingCache::load(&missing).unwrap_err().to_string();
+    assert_eq!(err, format!("{}: No such file or directory", missing.display()));
+}
+
 fn npy(descr: &str, fortran: bool, shape: (usize, usize), data: &[u8]) -> Vec<u8> {
     let mut header = format!(
         "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({}, {}), }}",

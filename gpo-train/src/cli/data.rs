@@ -10,6 +10,9 @@ pub fn summary(
     questions: Option<&Path>,
     groups: Option<&[String]>,
 ) -> anyhow::Result<()> {
+    if !source.exists() {
+        anyhow::bail!("{}: No such file or directory", source.display());
+    }
     let loader = loader
         .or_else(|| Loader::detect(source))
         .ok_or_else(|| anyhow::anyhow!("{}: cannot tell the format; pass --loader", source.display()))?;

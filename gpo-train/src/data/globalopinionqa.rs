@@ -15,7 +15,6 @@
 //! options is skipped ([`SkipReason::Empty`]). Groups are sorted by country name.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use super::pyliteral::{self, PyValue};
@@ -72,7 +71,7 @@ struct Pair {
 
 /// [`load_jsonl`], also returning what was skipped and why.
 pub fn load_jsonl_with_report(path: &Path) -> Result<Loaded, DataError> {
-    let text = fs::read_to_string(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let text = super::read_text(path)?;
     let mut b = Builder::default();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = |issue: Issue| issue.at(path, Some(i + 1));

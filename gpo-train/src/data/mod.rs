@@ -349,13 +349,15 @@ pub(crate) struct CsvFile {
 }
 
 impl CsvFile {
-    /// Reads `path` (header row required; quoted fields may span lines).
+    /// Reads `path` (header row required; quoted fields may span lines), at most
+    /// [`MAX_SURVEY_BYTES`](crate::fsutil::MAX_SURVEY_BYTES).
     pub(crate) fn read(path: &Path) -> Result<Self, DataError> {
+        let bytes = read_file(path)?;
         let csv_err = |e: csv::Error| {
             let line = e.position().map(|p| p.line() as usize);
             DataError { file: path.to_path_buf(), line, field: None, message: format!("malformed CSV: {e}") }
         };
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(csv_err)?;
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes.as_slice());
         let headers = reader.headers().map_err(csv_err)?.clone();
         let rows = reader.records().collect::<Result<Vec<_>, _>>().map_err(csv_err)?;
         Ok(Self { path: path.to_path_buf(), headers, rows })
@@ -383,6 +385,19 @@ impl CsvFile {
     pub(crate) fn error(&self, row: &csv::StringRecord, field: &str, message: impl Into<String>) -> DataError {
         Issue::new(field, message).at(&self.path, Self::line(row))
     }
+}
+
+/// Reads a whole survey file, at most [`MAX_SURVEY_BYTES`](crate::fsutil::MAX_SURVEY_BYTES);
+/// errors name the file (`<path>: No such file or directory`, `<path>: larger than … bytes`).
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    crate::fsutil::read_capped(path, crate::fsutil::MAX_SURVEY_BYTES)
+        .map_err(|e| DataError::new(path, crate::fsutil::reason(&e)))
+}
+
+/// [`read_file`] for UTF-8 text (JSON, JSONL).
+pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
+    crate::fsutil::read_capped_to_string(path, crate::fsutil::MAX_SURVEY_BYTES)
+        .map_err(|e| DataError::new(path, crate::fsutil::reason(&e)))
 }
 
 /// The error for a malformed Python literal in a CSV cell.

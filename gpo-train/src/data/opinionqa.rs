@@ -131,8 +131,12 @@ fn wave_dirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let entries = fs::read_dir(dir).map_err(|e| DataError::new(dir, format!("cannot list folder: {e}")))?;
-    entries.map(|e| e.map(|e| e.path()).map_err(|e| DataError::new(dir, format!("cannot list folder: {e}")))).collect()
+    let error = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::new(dir, "No such file or directory"),
+        _ => DataError::new(dir, format!("cannot list folder: {e}")),
+    };
+    let entries = fs::read_dir(dir).map_err(error)?;
+    entries.map(|e| e.map(|e| e.path()).map_err(error)).collect()
 }
 
 /// The single-attribute count files of a wave: (attribute, path), sorted by attribute.
@@ -211,7 +215,7 @@ fn read_counts(
     answers: &mut BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>,
     skipped: &mut BTreeSet<Skipped>,
 ) -> Result<(), DataError> {
-    let text = fs::read_to_string(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let text = super::read_text(path)?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| DataError::new(path, format!("malformed JSON: {e}")).at_line(e.line()))?;
     let err = |field: String, msg: String| DataError::new(path, msg).in_field(field);

@@ -4,8 +4,15 @@
 //!
 //! It also reads numpy's printed arrays (`[0.23 0.38 0.39]`), whose elements are separated by
 //! whitespace rather than commas.
+//!
+//! Lists, tuples and dicts nest at most [`MAX_DEPTH`] levels deep: the parser recurses once per
+//! level, and a hostile cell of 20,000 `[` would otherwise overflow the stack.
 
 use std::fmt;
+
+/// Deepest nesting of lists, tuples and dicts accepted (the survey files nest 2 levels). Deeper
+/// literals are a [`LiteralError`] ("nesting deeper than 128 levels"), never a stack overflow.
+pub const MAX_DEPTH: usize = 128;
 
 /// A parsed Python literal.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +48,7 @@ impl fmt::Display for LiteralError {
 
 /// Parses one complete literal; trailing non-space text is an error.
 pub fn parse(text: &str) -> Result<PyValue, LiteralError> {
-    let mut p = Parser { s: text.as_bytes(), text, pos: 0 };
+    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
     let v = p.value()?;
     p.ws();
     if p.pos != p.s.len() {
@@ -90,7 +97,7 @@ pub fn num_list(v: PyValue) -> Result<Vec<f64>, LiteralError> {
 
 /// numpy prints `[0.1 0.2\n 0.7]`: whitespace-separated numbers, no commas.
 fn parse_numpy(text: &str) -> Result<PyValue, LiteralError> {
-    let mut p = Parser { s: text.as_bytes(), text, pos: 0 };
+    let mut p = Parser { s: text.as_bytes(), text, pos: 0, depth: 0 };
     p.ws();
     p.expect(b'[')?;
     let mut items = Vec::new();
@@ -113,6 +120,8 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     pos: usize,
+    /// Lists, tuples and dicts open around `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -146,14 +155,28 @@ impl Parser<'_> {
     fn value(&mut self) -> Result<PyValue, LiteralError> {
         self.ws();
         match self.peek() {
-            Some(b'[') => self.seq(b'[', b']').map(PyValue::List),
-            Some(b'(') => self.seq(b'(', b')').map(PyValue::List),
-            Some(b'{') => self.dict(),
+            Some(b'[') => self.nested(|p| p.seq(b'[', b']').map(PyValue::List)),
+            Some(b'(') => self.nested(|p| p.seq(b'(', b')').map(PyValue::List)),
+            Some(b'{') => self.nested(Self::dict),
             Some(q @ (b'\'' | b'"')) => self.string(q).map(PyValue::Str),
             Some(c) if c.is_ascii_alphabetic() => self.word(),
             Some(_) => self.number(),
             None => Err(self.err("a value")),
         }
+    }
+
+    /// Parses a list, tuple or dict one level deeper, refusing to go past [`MAX_DEPTH`].
+    fn nested(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<PyValue, LiteralError>,
+    ) -> Result<PyValue, LiteralError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(LiteralError { offset: self.pos, message: format!("nesting deeper than {MAX_DEPTH} levels") });
+        }
+        self.depth += 1;
+        let value = parse(self);
+        self.depth -= 1;
+        value
     }
 
     fn seq(&mut self, open: u8, close: u8) -> Result<Vec<PyValue>, LiteralError> {
@@ -275,7 +298,12 @@ impl Parser<'_> {
         };
         self.pos += c.len_utf8();
         let hex = |p: &mut Self, n: usize| -> Result<char, LiteralError> {
-            let code = p.text.get(p.pos..p.pos + n).and_then(|h| u32::from_str_radix(h, 16).ok());
+            // Only hex digits: `from_str_radix` alone would also take a sign (`\x+f`).
+            let code = p
+                .text
+                .get(p.pos..p.pos + n)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
             match code.and_then(char::from_u32) {
                 Some(ch) => {
                     p.pos += n;
@@ -336,5 +364,32 @@ mod tests {
         assert!(parse("['open]").is_err());
         assert!(parse("[1, 2] x").is_err());
         assert!(parse("[foo]").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "(", "{", "[{(", "{'a': ["] {
+            let text = open.repeat(20_000);
+            let e = parse(&text).unwrap_err();
+            assert!(e.message.contains("nesting deeper than 128 levels"), "{open}: {e}");
+            assert!(e.to_string().contains(&format!("at character {}", e.offset)), "{e}");
+        }
+        let e = parse(&"[".repeat(20_000)).unwrap_err();
+        assert_eq!(e.offset, MAX_DEPTH);
+        assert_eq!(e.to_string(), "malformed Python literal at character 128: nesting deeper than 128 levels");
+        // Exactly the limit is fine, one more is not.
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&nested(MAX_DEPTH)).is_ok());
+        assert!(parse(&nested(MAX_DEPTH + 1)).is_err());
+        // Depth is counted, not accumulated: many siblings at depth 1 are fine.
+        assert!(parse(&format!("[{}]", vec!["[1]"; 1000].join(","))).is_ok());
+        assert!(parse_num_list(&"[".repeat(20_000)).is_err());
+    }
+
+    #[test]
+    fn hex_escapes_take_only_hex_digits() {
+        assert_eq!(parse(r"'\x41'").unwrap(), PyValue::Str("A".into()));
+        assert!(parse(r"'\x+f'").is_err());
+        assert!(parse(r"'\u-041'").is_err());
     }
 }

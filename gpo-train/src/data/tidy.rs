@@ -51,8 +51,7 @@ struct Meta {
 pub fn load(dir: &Path) -> Result<Survey, DataError> {
     let meta_path = dir.join("survey.json");
     let meta = if meta_path.is_file() {
-        let text =
-            fs::read_to_string(&meta_path).map_err(|e| DataError::new(&meta_path, format!("cannot read: {e}")))?;
+        let text = super::read_text(&meta_path)?;
         serde_json::from_str(&text).map_err(|e| {
             DataError::new(
                 &meta_path,

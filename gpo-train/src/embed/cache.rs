@@ -298,9 +298,11 @@ impl EmbeddingCache {
         Ok(())
     }
 
-    /// Reads a cache file, checking magic, version, sizes and checksum.
+    /// Reads a cache file (at most [`MAX_CACHE_BYTES`](crate::fsutil::MAX_CACHE_BYTES)),
+    /// checking magic, version, sizes and checksum, and that every vector is finite.
     pub fn load(path: &Path) -> Result<Self, EmbedError> {
-        let bytes = std::fs::read(path).map_err(EmbedError::io(path))?;
+        let bytes = crate::fsutil::read_capped(path, crate::fsutil::MAX_CACHE_BYTES)
+            .map_err(|e| EmbedError::io(path)(crate::fsutil::without_path(e)))?;
         let corrupt = |message: String| EmbedError::Cache { path: path.to_path_buf(), message };
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupt("not an embedding cache (bad magic bytes)".into()));
@@ -345,6 +347,16 @@ impl EmbeddingCache {
             Precision::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Precision::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         };
+        if let Some(at) = vectors.iter().position(|x| !x.is_finite()) {
+            let entry = at / dim.max(1);
+            let key: String = keys[entry].iter().map(|b| format!("{b:02x}")).collect();
+            return Err(corrupt(format!(
+                "entry {entry} of {count} (text sha256 {key}) has the non-finite value {} at position {}; \
+                 delete the cache to embed its texts again",
+                vectors[at],
+                at % dim.max(1)
+            )));
+        }
         let index: HashMap<_, _> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
         if index.len() != keys.len() {
             return Err(corrupt("duplicate text keys".into()));

@@ -25,7 +25,8 @@ fn import_err(path: &Path, message: impl Into<String>) -> EmbedError {
 /// Reads a 2-D matrix from `.npy` (f32 or f16, little-endian) or `.safetensors` (the only tensor,
 /// or the one named `tensor`), by file extension.
 pub fn read_matrix(path: &Path, tensor: Option<&str>) -> Result<Matrix, EmbedError> {
-    let bytes = std::fs::read(path).map_err(EmbedError::io(path))?;
+    let bytes = crate::fsutil::read_capped(path, crate::fsutil::MAX_CACHE_BYTES)
+        .map_err(|e| EmbedError::io(path)(crate::fsutil::without_path(e)))?;
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => parse_npy(path, &bytes),
         Some("safetensors") => parse_safetensors(path, &bytes, tensor),
@@ -78,7 +79,9 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, EmbedError> {
     };
     let raw = &bytes[start + header_len..];
     if Some(raw.len()) != rows.checked_mul(cols).and_then(|n| n.checked_mul(elem)) {
-        return Err(err(&format!("data is {} bytes, shape ({rows}, {cols}) needs {}", raw.len(), rows * cols * elem)));
+        let needed = rows.checked_mul(cols).and_then(|n| n.checked_mul(elem));
+        let needed = needed.map_or_else(|| "more than fit in memory".to_string(), |n| n.to_string());
+        return Err(err(&format!("data is {} bytes, shape ({rows}, {cols}) needs {needed}", raw.len())));
     }
     let values: Vec<f32> = if elem == 4 {
         raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
@@ -122,7 +125,8 @@ pub fn parse_safetensors(path: &Path, bytes: &[u8], tensor: Option<&str>) -> Res
 /// Reads a JSONL file of strings, one text per line (blank lines are not allowed: the n-th line
 /// is the n-th row).
 pub fn read_texts_jsonl(path: &Path) -> Result<Vec<String>, EmbedError> {
-    let content = std::fs::read_to_string(path).map_err(EmbedError::io(path))?;
+    let content = crate::fsutil::read_capped_to_string(path, crate::fsutil::MAX_SURVEY_BYTES)
+        .map_err(|e| EmbedError::io(path)(crate::fsutil::without_path(e)))?;
     content
         .lines()
         .enumerate()
@@ -148,6 +152,18 @@ pub fn import_embeddings(
         return Err(import_err(
             texts,
             format!("{} texts but {} has {} rows", texts_list.len(), vectors.display(), matrix.rows),
+        ));
+    }
+    if let Some(at) = matrix.data.iter().position(|x| !x.is_finite()) {
+        let row = at / matrix.cols.max(1);
+        return Err(import_err(
+            vectors,
+            format!(
+                "row {row} (text {:?}) has the non-finite value {} in column {}",
+                texts_list[row],
+                matrix.data[at],
+                at % matrix.cols.max(1)
+            ),
         ));
     }
     let mut cache = EmbeddingCache::new(model_id, template_id, matrix.cols, precision);

@@ -1,27 +1,46 @@
 //! Training checkpoints: everything needed to continue a run bit-identically (model and optimizer
 //! state with their parameter ids, RNG state, step, best model so far, curve), written atomically.
+//!
+//! File format, version 2 (integers little-endian), laid out like the `.gpo` file:
+//!
+//! | bytes | content |
+//! | --- | --- |
+//! | 8 | magic `GPOCKPT\0` |
+//! | 4 | format version (2) |
+//! | 8 | payload length n |
+//! | 4 | CRC-32 of the payload |
+//! | n | payload: the postcard encoding of [`Checkpoint`] |
+//!
+//! A file that is truncated, padded, corrupted (the CRC) or of another version is refused before
+//! anything is decoded; the model and optimizer records inside are checked against the resumed
+//! model's layout before Burn sees them (see [`super::record`]).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::trainer::CurvePoint;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{MAX_CHECKPOINT_BYTES, read_capped, without_path, write_atomic};
 
-/// Bumped whenever the layout changes; older checkpoints are refused, never misread.
-pub(crate) const CHECKPOINT_VERSION: u32 = 1;
+/// First bytes of every checkpoint file.
+pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"GPOCKPT\0";
+/// Bumped whenever the layout changes; older checkpoints are refused, never misread (version 1
+/// had no header and stored Burn's own record encoding).
+pub(crate) const CHECKPOINT_VERSION: u32 = 2;
+const HEADER_LEN: usize = CHECKPOINT_MAGIC.len() + 4 + 8 + 4;
 
 /// A serialised training state.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
-    pub version: u32,
-    /// Identifies the run the checkpoint belongs to (config, split and seed).
+    /// Identifies the run the checkpoint belongs to: a hash of its settings (method, training
+    /// options, split and seed).
     pub fingerprint: String,
+    /// Updates done.
     pub step: usize,
     pub rng_state: u64,
-    /// Burn record of the training model (binary, full precision).
+    /// Record of the training model (see [`super::record::model_bytes`]).
     pub model: Vec<u8>,
-    /// Burn record of the optimizer state.
+    /// Record of the optimizer state (see [`super::record::optimizer_bytes`]).
     pub optimizer: Vec<u8>,
     /// Best model so far as a `.gpo` file (f32), with its step and validation score.
     pub best: Option<(usize, f64, Vec<u8>)>,
@@ -53,30 +72,310 @@ pub enum CheckpointError {
         /// File.
         path: String,
     },
+    /// Well formed, of this run, but its contents do not fit the run (a step beyond the
+    /// configured steps, a record of another layout, …).
+    #[error("checkpoint {path} cannot be resumed: {message}; delete it or drop --resume")]
+    Invalid {
+        /// File.
+        path: String,
+        /// What does not fit.
+        message: String,
+    },
+}
+
+impl CheckpointError {
+    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        Self::Invalid { path: path.display().to_string(), message: message.into() }
+    }
 }
 
 impl Checkpoint {
+    /// The file's bytes: header, then payload.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        let payload = postcard::to_allocvec(self)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&CHECKPOINT_MAGIC);
+        out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Decodes and checks a file's bytes; the error message says what is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let header = bytes
+            .get(..HEADER_LEN)
+            .ok_or_else(|| format!("truncated: {} bytes is shorter than the {HEADER_LEN}-byte header", bytes.len()))?;
+        if header[..8] != CHECKPOINT_MAGIC {
+            return Err("not a gpo checkpoint (bad magic bytes)".into());
+        }
+        let word = |range: std::ops::Range<usize>| -> [u8; 8] {
+            let mut out = [0; 8];
+            out[..range.len()].copy_from_slice(&header[range]);
+            out
+        };
+        let version = u64::from_le_bytes(word(8..12));
+        if version != u64::from(CHECKPOINT_VERSION) {
+            return Err(format!("format version {version} (this build reads version {CHECKPOINT_VERSION})"));
+        }
+        let declared = u64::from_le_bytes(word(12..20));
+        let stored = u64::from_le_bytes(word(20..24)) as u32;
+        let payload = &bytes[HEADER_LEN..];
+        if declared != payload.len() as u64 {
+            return Err(format!(
+                "size mismatch: the header declares a {declared}-byte payload, the file holds {} bytes (truncated?)",
+                payload.len()
+            ));
+        }
+        let computed = crc32fast::hash(payload);
+        if computed != stored {
+            return Err(format!(
+                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted"
+            ));
+        }
+        let (checkpoint, rest): (Checkpoint, _) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the checkpoint", rest.len()));
+        }
+        Ok(checkpoint)
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let bytes = postcard::to_allocvec(self)
+        let bytes = self
+            .to_bytes()
             .map_err(|e| CheckpointError::Format { path: path.display().to_string(), message: e.to_string() })?;
         write_atomic(path, &bytes).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })
     }
 
-    /// Loads a checkpoint of the run identified by `fingerprint`.
+    /// Loads a checkpoint (at most [`MAX_CHECKPOINT_BYTES`]) of the run identified by
+    /// `fingerprint`.
     pub fn load(path: &Path, fingerprint: &str) -> Result<Self, CheckpointError> {
         let display = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: display.clone(), source })?;
-        let checkpoint: Checkpoint = postcard::from_bytes(&bytes)
-            .map_err(|e| CheckpointError::Format { path: display.clone(), message: e.to_string() })?;
-        if checkpoint.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::Format {
-                path: display,
-                message: format!("version {} (expected {CHECKPOINT_VERSION})", checkpoint.version),
-            });
-        }
+        let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)
+            .map_err(|e| CheckpointError::Io { path: display.clone(), source: without_path(e) })?;
+        let checkpoint =
+            Self::from_bytes(&bytes).map_err(|message| CheckpointError::Format { path: display.clone(), message })?;
         if checkpoint.fingerprint != fingerprint {
             return Err(CheckpointError::OtherRun { path: display });
         }
         Ok(checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            fingerprint: "abc".into(),
+            step: 3,
+            rng_state: 42,
+            model: vec![1, 2, 3],
+            optimizer: vec![4, 5],
+            best: Some((2, 0.5, vec![6])),
+            curve: vec![CurvePoint { step: 0, loss: None, validation: Some(0.5) }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let c = sample();
+        let bytes = c.to_bytes().unwrap();
+        assert_eq!(&bytes[..8], b"GPOCKPT\0");
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn every_flipped_bit_and_every_truncation_is_refused() {
+        let bytes = sample().to_bytes().unwrap();
+        for i in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert!(Checkpoint::from_bytes(&bad).is_err(), "bit {i}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(Checkpoint::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert!(Checkpoint::from_bytes(&padded).unwrap_err().contains("size mismatch"));
+        assert!(Checkpoint::from_bytes(&vec![0; bytes.len()]).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ckpt");
+        sample().save(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path, "abc").unwrap(), sample());
+        let e = Checkpoint::load(&path, "other").unwrap_err().to_string();
+        assert!(e.contains("another run") && e.contains("run.ckpt"), "{e}");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Checkpoint::load(&path, "abc").unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()) && e.contains("checksum"), "{e}");
+        let e = Checkpoint::load(&dir.path().join("absent.ckpt"), "abc").unwrap_err().to_string();
+        assert!(e.contains("absent.ckpt: No such file or directory"), "{e}");
+    }
+
+    mod resume {
+        use std::path::Path;
+
+        use burn_autodiff::Autodiff;
+        use burn_ndarray::NdArray;
+        use gpo_core::GpoConfig;
+        use gpo_core::weights::{NamedTensor, named_tensors};
+
+        use super::super::Checkpoint;
+        use crate::prior::PriorKind;
+        use crate::synthetic::{SyntheticSpec, synthetic_survey};
+        use crate::train::{GpoMethod, Session, Split, TrainError, TrainOptions, ValidationMode, train};
+
+        type B = Autodiff<NdArray<f32>>;
+        const STEPS: usize = 6;
+
+        /// Trains a small prior variant for `STEPS` updates (stopping early with `stop_after`).
+        fn run(checkpoint: &Path, resume: bool, stop_after: Option<usize>) -> Result<Vec<NamedTensor>, TrainError> {
+            let task = synthetic_survey(SyntheticSpec {
+                groups: 8,
+                questions: 30,
+                dim: 6,
+                clusters: 2,
+                sharpness: 4.0,
+                seed: 1,
+            });
+            let split = Split::new(&task, 0.75, 5, ValidationMode::Groups, 0.2).unwrap();
+            let method = GpoMethod {
+                name: "gpo_prior".into(),
+                config: GpoConfig::new(6).with_d_model(8).with_d_ff(8).with_n_layers(1).with_prior(true),
+                prior: Some(PriorKind::KnnGroups { temperature: 0.05 }),
+                training: TrainOptions { steps: STEPS, eval_every: 2, ..TrainOptions::default() },
+            };
+            let session = Session { checkpoint: Some(checkpoint), resume, stop_after };
+            let trained =
+                train::<B>(&task, &split, &method, 9, session, &Default::default(), &crate::train::NoProgress)?;
+            Ok(named_tensors(&trained.model))
+        }
+
+        /// A checkpoint after 3 of the `STEPS` updates, in a fresh folder.
+        fn stopped() -> (tempfile::TempDir, std::path::PathBuf) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("run.ckpt");
+            run(&path, false, Some(3)).unwrap();
+            (dir, path)
+        }
+
+        /// Rewrites the checkpoint at `path` with `change` applied (with a valid header and CRC).
+        fn rewrite(path: &Path, change: impl FnOnce(&mut Checkpoint)) {
+            let mut c = Checkpoint::from_bytes(&std::fs::read(path).unwrap()).unwrap();
+            change(&mut c);
+            c.save(path).unwrap();
+        }
+
+        type Change = Box<dyn Fn(&mut Checkpoint)>;
+
+        fn resume_error(path: &Path) -> String {
+            let Err(e) = run(path, true, None) else { panic!("resuming must fail") };
+            let e = e.to_string();
+            assert!(e.contains(&path.display().to_string()), "the error must name the file: {e}");
+            println!("{e}");
+            e
+        }
+
+        #[test]
+        fn resumed_run_matches_the_uninterrupted_one() {
+            let (dir, path) = stopped();
+            let uninterrupted = run(&dir.path().join("other.ckpt"), false, None).unwrap();
+            assert_eq!(run(&path, true, None).unwrap(), uninterrupted);
+            // Resuming a finished run gives its result again.
+            assert_eq!(run(&path, true, None).unwrap(), uninterrupted);
+        }
+
+        #[test]
+        fn flipped_bits_and_truncation_are_refused_naming_the_file() {
+            let (_dir, path) = stopped();
+            let good = std::fs::read(&path).unwrap();
+            for at in [0, 9, 14, 21, 30, good.len() / 2, good.len() - 1] {
+                let mut bad = good.clone();
+                bad[at] ^= 0x04;
+                std::fs::write(&path, &bad).unwrap();
+                let e = resume_error(&path);
+                assert!(e.contains("corrupt"), "{e}");
+            }
+            for len in [0, 10, 24, good.len() / 3, good.len() - 1] {
+                std::fs::write(&path, &good[..len]).unwrap();
+                let e = resume_error(&path);
+                assert!(e.contains("truncated"), "{e}");
+            }
+            std::fs::write(&path, vec![0u8; good.len()]).unwrap();
+            resume_error(&path);
+        }
+
+        #[test]
+        fn zeroed_or_cut_records_are_errors_not_panics() {
+            let (_dir, path) = stopped();
+            let good = std::fs::read(&path).unwrap();
+            let cases: [(&str, Change); 6] = [
+                ("model record", Box::new(|c| c.model = vec![0; c.model.len()])),
+                ("model record", Box::new(|c| c.model.truncate(c.model.len() / 2))),
+                ("model record", Box::new(|c| c.model.clear())),
+                ("optimizer record", Box::new(|c| c.optimizer = vec![0xff; c.optimizer.len()])),
+                ("optimizer record", Box::new(|c| c.optimizer.truncate(c.optimizer.len() - 1))),
+                ("best model", Box::new(|c| c.best.as_mut().unwrap().2 = vec![0; 64])),
+            ];
+            for (needle, change) in cases {
+                std::fs::write(&path, &good).unwrap();
+                rewrite(&path, change);
+                let e = resume_error(&path);
+                assert!(e.contains(needle), "expected {needle:?} in: {e}");
+            }
+        }
+
+        #[test]
+        fn a_step_the_run_cannot_reach_is_an_error() {
+            let (_dir, path) = stopped();
+            let good = std::fs::read(&path).unwrap();
+            rewrite(&path, |c| c.step = STEPS + 5);
+            let e = resume_error(&path);
+            assert!(e.contains(&format!("update {}", STEPS + 5)) && e.contains(&format!("1 to {STEPS}")), "{e}");
+            std::fs::write(&path, &good).unwrap();
+            rewrite(&path, |c| c.step = 0);
+            resume_error(&path);
+            std::fs::write(&path, &good).unwrap();
+            rewrite(&path, |c| {
+                c.curve.pop();
+            });
+            assert!(resume_error(&path).contains("curve"));
+        }
+
+        #[test]
+        fn another_runs_checkpoint_is_refused() {
+            let (_dir, path) = stopped();
+            rewrite(&path, |c| c.fingerprint = "0".repeat(64));
+            assert!(resume_error(&path).contains("another run"));
+        }
+
+        #[test]
+        fn resuming_removes_stale_temporary_files() {
+            let (dir, path) = stopped();
+            let other_pid = std::process::id().wrapping_add(1);
+            let stale = dir.path().join(format!(".run.ckpt.{other_pid}-7.tmp"));
+            let unrelated = dir.path().join(format!(".notes.txt.{other_pid}-7.tmp"));
+            std::fs::write(&stale, b"half a checkpoint").unwrap();
+            std::fs::write(&unrelated, b"x").unwrap();
+            run(&path, true, None).unwrap();
+            assert!(!stale.exists(), "stale temporary file left behind");
+            assert!(unrelated.exists());
+            // Also when the interrupted write was the first one (no checkpoint yet).
+            let fresh = dir.path().join("fresh.ckpt");
+            let stale = dir.path().join(format!(".fresh.ckpt.{other_pid}-0.tmp"));
+            std::fs::write(&stale, b"half").unwrap();
+            run(&fresh, true, Some(1)).unwrap();
+            assert!(!stale.exists() && fresh.exists());
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 pub mod progress;
+mod record;
 pub mod sampler;
 pub mod split;
 mod trainer;

@@ -3,16 +3,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::checkpoint::{CHECKPOINT_VERSION, Checkpoint, CheckpointError};
+use super::checkpoint::{Checkpoint, CheckpointError};
+use super::record;
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
@@ -201,10 +202,76 @@ pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed:
     }
 }
 
-fn record_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, TrainError> {
-    BinBytesRecorder::<FullPrecisionSettings>::default()
-        .record(model.clone().into_record(), ())
-        .map_err(|e| TrainError::Record(e.to_string()))
+/// Identifies a training run in its checkpoint: the sha256 (hex) of the JSON of everything that
+/// determines its result — the method (name, network, prior, training options), the split and the
+/// seed. Any change to them makes an existing checkpoint belong to another run.
+pub(crate) fn fingerprint(method: &GpoMethod, split: &Split, seed: u64) -> String {
+    #[derive(Serialize)]
+    struct Settings<'a> {
+        method: &'a str,
+        config: &'a GpoConfig,
+        prior: &'a Option<PriorKind>,
+        training: &'a TrainOptions,
+        split: &'a Split,
+        seed: u64,
+    }
+    let settings = Settings {
+        method: &method.name,
+        config: &method.config,
+        prior: &method.prior,
+        training: &method.training,
+        split,
+        seed,
+    };
+    // Plain structs with string keys: serialising them to JSON cannot fail.
+    let json = serde_json::to_vec(&settings).unwrap_or_default();
+    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A checkpoint's state, checked against the run it resumes.
+struct Resumed<B: AutodiffBackend> {
+    model: Gpo<B>,
+    optimizer: record::GpoOptimizer<B>,
+    saved: Checkpoint,
+}
+
+/// Loads the checkpoint at `path` for the run of `fingerprint` (method `method`): its step must be
+/// one the run can reach, its curve must end there, and its records and best model must fit the
+/// method's network. Every failure is an error naming the file, none a panic.
+fn load_resumed<B: AutodiffBackend>(
+    path: &Path,
+    fingerprint: &str,
+    method: &GpoMethod,
+    model: Gpo<B>,
+    optimizer: record::GpoOptimizer<B>,
+    device: &B::Device,
+) -> Result<Resumed<B>, TrainError> {
+    let saved = Checkpoint::load(path, fingerprint)?;
+    let steps = method.training.steps;
+    let invalid = |message: String| TrainError::Checkpoint(CheckpointError::invalid(path, message));
+    if saved.step == 0 || saved.step > steps {
+        return Err(invalid(format!("it is at update {}, but the run has updates 1 to {steps}", saved.step)));
+    }
+    if saved.curve.len() != saved.step + 1 || saved.curve.last().map(|p| p.step) != Some(saved.step) {
+        return Err(invalid(format!(
+            "its training curve has {} points, not one per update up to {}",
+            saved.curve.len(),
+            saved.step
+        )));
+    }
+    if let Some((step, score, bytes)) = &saved.best {
+        if *step > saved.step || !score.is_finite() {
+            return Err(invalid(format!("its best model (update {step}, score {score}) is not one of its updates")));
+        }
+        let file = ModelFile::from_bytes(bytes).map_err(|e| invalid(format!("best model: {e}")))?;
+        if file.config != method.config {
+            return Err(invalid("its best model has another network configuration".into()));
+        }
+        file.to_model::<B::InnerBackend>(device).map_err(|e| invalid(format!("best model: {e}")))?;
+    }
+    let model = record::load_model(model, &saved.model, device).map_err(invalid)?;
+    let optimizer = record::load_optimizer(optimizer, &model, &saved.optimizer, device).map_err(invalid)?;
+    Ok(Resumed { model, optimizer, saved })
 }
 
 fn model_file_bytes<B: Backend>(
@@ -241,21 +308,26 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<Trained<B::InnerBackend>, TrainError> {
     let Session { checkpoint, resume, stop_after } = session;
     let (config, options) = (&method.config, &method.training);
-    let fingerprint = format!("{method:?}|{split:?}|{seed}");
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let fingerprint = fingerprint(method, split, seed);
     let mut model = config.init_seeded::<B>(device, seed)?;
-    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, Gpo<B>>();
+    let mut optimizer = record::new_optimizer::<B>();
     let mut rng = SplitMix64::new(seed ^ 0x0074_7261_696E);
     let mut start = 0;
     let mut best: Option<(usize, f64, Vec<u8>)> = None;
     let mut curve = Vec::new();
 
+    if let Some(path) = checkpoint.filter(|_| resume) {
+        // A write killed mid-way leaves its temporary file beside the checkpoint.
+        let stale = crate::fsutil::remove_stale_temporaries(path)
+            .map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
+        for file in stale {
+            tracing::info!(path = %file.display(), "removed the temporary file of an interrupted checkpoint write");
+        }
+    }
     if let Some(path) = checkpoint.filter(|p| resume && p.exists()) {
-        let saved = Checkpoint::load(path, &fingerprint)?;
-        let record = recorder.load(saved.model, device).map_err(|e| TrainError::Record(e.to_string()))?;
-        model = model.load_record(record);
-        let record = recorder.load(saved.optimizer, device).map_err(|e| TrainError::Record(e.to_string()))?;
-        optimizer = optimizer.load_record(record);
+        let resumed = load_resumed(path, &fingerprint, method, model, optimizer, device)?;
+        (model, optimizer) = (resumed.model, resumed.optimizer);
+        let saved = resumed.saved;
         rng = SplitMix64::new(saved.rng_state);
         start = saved.step;
         best = saved.best;
@@ -316,14 +388,11 @@ pub fn train<B: AutodiffBackend>(
             let every = options.checkpoint_every;
             if (every > 0 && done % every == 0) || done == options.steps || stopping {
                 Checkpoint {
-                    version: CHECKPOINT_VERSION,
                     fingerprint: fingerprint.clone(),
                     step: done,
                     rng_state: rng.state(),
-                    model: record_bytes(&model)?,
-                    optimizer: recorder
-                        .record(optimizer.to_record(), ())
-                        .map_err(|e| TrainError::Record(e.to_string()))?,
+                    model: record::model_bytes(&model).map_err(TrainError::Record)?,
+                    optimizer: record::optimizer_bytes(&optimizer).map_err(TrainError::Record)?,
                     best: best.clone(),
                     curve: curve.clone(),
                 }

@@ -1,0 +1,98 @@
+//! Logs written to a file or pipe are plain text: no ANSI colour codes and no progress bars.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `gpo` with stdout and stderr piped (so neither is a terminal).
+fn gpo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpo"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn assert_plain(what: &str, text: &str) {
+    assert!(!text.contains("\x1b["), "{what} holds ANSI escape codes:\n{text:?}");
+    assert!(!text.contains('\r'), "{what} holds progress-bar redraws:\n{text:?}");
+}
+
+#[test]
+fn data_summary_output_is_plain() {
+    let (ok, stdout, stderr) = gpo(&["data", "summary", "fixtures/opinionqa"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("questions"), "{stdout}");
+    assert_plain("stdout", &stdout);
+    assert_plain("stderr", &stderr);
+}
+
+#[test]
+fn training_logs_are_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        r#"
+name = "tiny"
+
+[data]
+format = "synthetic"
+groups = 8
+questions = 60
+dim = 4
+clusters = 2
+sharpness = 4.0
+seed = 1
+
+[model]
+d_model = 8
+d_ff = 8
+n_layers = 1
+
+[training]
+steps = 2
+eval_every = 1
+validation_context = 5
+
+[training.sampling]
+kind = "code"
+min_context = 2
+max_context = 5
+min_target = 2
+max_target = 5
+
+[evaluation]
+splits = [0.5]
+seeds = [0]
+context_questions = 2
+sweep = [0, 2]
+
+[export]
+dtype = "f32"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("runs");
+    let (ok, _, stderr) = gpo(&["run", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "1"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("INFO") && stderr.contains("validated"), "info logs expected:\n{stderr}");
+    assert_plain("stderr", &stderr);
+}
+
+#[test]
+fn errors_name_the_missing_file() {
+    let (ok, _, stderr) = gpo(&["data", "summary", "fixtures/no-such-survey.csv"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "error: fixtures/no-such-survey.csv: No such file or directory");
+    let (ok, _, stderr) = gpo(&["data", "summary", "fixtures/no-such-folder"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "error: fixtures/no-such-folder: No such file or directory");
+}
