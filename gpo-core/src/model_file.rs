@@ -419,9 +419,12 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
             let k = question.ordinal.len();
             let p = values.get(at..at + k).ok_or(bad("fewer answer values than the bitmap announces"))?;
             at += k;
-            // Stored values are rounded: renormalise (exact for f32 data up to rounding).
+            // f16 values are rounded (2^-11 relative): renormalise them; f32 values are kept as
+            // stored, so that an f32 file round-trips f32-representable answers exactly.
             let sum: f64 = p.iter().map(|&v| f64::from(v)).sum();
-            answers.push(Some(p.iter().map(|&v| if sum > 0.0 { f64::from(v) / sum } else { f64::from(v) }).collect()));
+            let renormalise = dtype != WeightDType::F32 && sum > 0.0;
+            answers
+                .push(Some(p.iter().map(|&v| if renormalise { f64::from(v) / sum } else { f64::from(v) }).collect()));
         }
         groups.push(PriorGroup { name, answers });
     }

@@ -289,7 +289,7 @@ fn prior_file(dtype: WeightDType) -> ModelFile {
 fn prior_models_carry_their_prior() {
     let f32_file = prior_file(WeightDType::F32);
     let decoded = ModelFile::from_bytes(&f32_file.to_bytes().unwrap()).unwrap();
-    assert_eq!(decoded, f32_file, "f32 stores the prior exactly");
+    assert_eq!(decoded, f32_file, "f32 stores f32-representable answers and vectors exactly");
     // f16 rounds the answers (renormalised) and vectors: within f16's half-ulp (2^-11 relative).
     let f16_file = prior_file(WeightDType::F16);
     let decoded = ModelFile::from_bytes(&f16_file.to_bytes().unwrap()).unwrap();

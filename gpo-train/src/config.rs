@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use gpo_core::{GpoConfig, WeightDType};
 use serde::{Deserialize, Serialize};
 
+use crate::method::Method;
 use crate::prior::PriorKind;
 use crate::train::{GpoMethod, Sampling, TrainOptions};
 
@@ -411,8 +412,10 @@ impl RunConfig {
             prior: model.prior,
             training: training.clone(),
         };
-        let mut methods = vec![method("gpo".into(), &self.model, &self.training)];
-        methods.extend(self.variants.iter().map(|(name, v)| method(format!("gpo_{name}"), &v.model, &v.training)));
+        let mut methods = vec![method(Method::Gpo.name(), &self.model, &self.training)];
+        methods.extend(
+            self.variants.iter().map(|(name, v)| method(Method::Variant(name.clone()).name(), &v.model, &v.training)),
+        );
         methods
     }
 

@@ -15,6 +15,7 @@ use crate::eval::{
     EvalError, GpoPredictor, KnnGroups, Predictor, RidgeRewardModel, TrainGroupMean, Uniform, draw_episodes, score,
 };
 use crate::fsutil::write_atomic;
+use crate::method::Method;
 use crate::pipeline::EmbeddingInfo;
 use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
@@ -186,7 +187,7 @@ impl RunJob<'_> {
         for method in self.methods {
             tracing::info!(fraction, seed, method = %method.name, score = ?headline(&method.name), "evaluated");
         }
-        tracing::info!(fraction, seed, train_mean = ?headline("train_mean"), knn = ?headline("knn_groups"), "baselines");
+        tracing::info!(fraction, seed, train_mean = ?headline(&Method::TrainMean.name()), knn = ?headline(&Method::KnnGroups.name()), "baselines");
         drop(predictors);
 
         let names =

@@ -5,7 +5,8 @@
 //! a panic (exit 101), an abort or a signal is a failure.
 //!
 //! `cargo test -p gpo-train --test fuzz_cli` runs a short pass (CI); the long run is
-//! `GPO_FUZZ_SECONDS=1200 cargo test --release -p gpo-train --test fuzz_cli -- --nocapture`.
+//! `GPO_FUZZ_SECONDS=1200 cargo test --release -p gpo-train --test fuzz_cli -- --nocapture`
+//! (`GPO_BIN=<path>` fuzzes another build of `gpo`).
 
 use std::path::Path;
 use std::process::Command;
@@ -97,8 +98,14 @@ fn repair(b: &mut Vec<u8>) {
     b[20..24].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The binary under test: `GPO_BIN` when set (a copy that a concurrent build cannot replace
+/// during a long run), else the one cargo built.
+fn gpo_bin() -> String {
+    std::env::var("GPO_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gpo").to_string())
+}
+
 fn check(args: &[&str], what: &str) -> Result<(), String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpo")).args(args).output().map_err(|e| e.to_string())?;
+    let out = Command::new(gpo_bin()).args(args).output().map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => Ok(()),

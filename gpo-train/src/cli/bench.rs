@@ -9,7 +9,12 @@ use gpo_train::config::RunConfig;
 use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed};
 use gpo_train::run::load_task;
 
-pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&Path>) -> anyhow::Result<()> {
+pub fn bench(
+    what: super::BenchTarget,
+    config_path: &Path,
+    iterations: usize,
+    model: Option<&Path>,
+) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let (task, _) = load_task(&config.data)?;
     let gpo_config = config.model.gpo_config(task.dim);
@@ -31,21 +36,21 @@ pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&P
         );
     };
     match what {
-        "train" => {
+        super::BenchTarget::Train => {
             let (timing, batches) =
                 bench_train(&task, &gpo_config, config.training.sampling, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: batches, predict: (0, 0) };
             let torch = bench_pytorch(&script, &shapes, "train").and_then(|v| v["train_ms"].as_f64());
             row(&timing, torch);
         }
-        "predict" => {
+        super::BenchTarget::Predict => {
             let k = config.evaluation.context_questions;
             let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: Vec::new(), predict: shape };
             let torch = bench_pytorch(&script, &shapes, "predict").and_then(|v| v["predict_ms"].as_f64());
             row(&timing, torch);
         }
-        "embed" => {
+        super::BenchTarget::Embed => {
             let model = model.context("gpo bench embed needs --model <folder or wheel>")?;
             let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &Default::default())?;
             let texts = Template::Gpo.survey_texts(&task.survey)?;
@@ -53,7 +58,6 @@ pub fn bench(what: &str, config_path: &Path, iterations: usize, model: Option<&P
             let table = bench_embed(&mut encoder, &texts, &[1, 32])?;
             println!("{table}");
         }
-        other => return Err(anyhow::anyhow!("unknown benchmark `{other}`: expected train, predict or embed")),
     }
     Ok(())
 }

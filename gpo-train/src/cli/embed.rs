@@ -15,7 +15,7 @@ pub struct EmbedArgs<'a> {
     pub texts: Option<&'a Path>,
     pub model: &'a Path,
     pub out: &'a Path,
-    pub template: &'a str,
+    pub template: Template,
     pub f32: bool,
     pub batch_size: usize,
 }
@@ -36,7 +36,7 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
     let loaded = load_survey(loader, source, None)?;
     let (survey, report) = select_groups(&loaded.survey, None);
     eprint!("{report}");
-    let template: Template = args.template.parse()?;
+    let template = args.template;
     if args.f32 && !args.out.exists() {
         // Start an f32 cache; `ensure_cache` keeps the precision of an existing one.
         let encoder = SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default())?;

@@ -21,6 +21,35 @@ pub struct Cli {
     command: Command,
 }
 
+/// Text template of `gpo embed` (gpo-core's `Template`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TemplateArg {
+    /// The original GPO prompt (Alpaca template, lettered options).
+    Gpo,
+    /// The question, a newline, the option.
+    Plain,
+}
+
+impl From<TemplateArg> for gpo_core::template::Template {
+    fn from(t: TemplateArg) -> Self {
+        match t {
+            TemplateArg::Gpo => Self::Gpo,
+            TemplateArg::Plain => Self::Plain,
+        }
+    }
+}
+
+/// What `gpo bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    /// One training update (every meta-training group), against PyTorch where available.
+    Train,
+    /// One held-out group's prediction.
+    Predict,
+    /// Sentence embedding at batch 1 and 32.
+    Embed,
+}
+
 /// Weight storage type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DType {
@@ -109,9 +138,9 @@ enum Command {
         /// Output: the cache (with --data) or the `.npy` file (with --texts).
         #[arg(long)]
         out: PathBuf,
-        /// Text template (`gpo` or `plain`).
-        #[arg(long, default_value = "gpo")]
-        template: String,
+        /// Text template.
+        #[arg(long, value_enum, default_value_t = TemplateArg::Gpo)]
+        template: TemplateArg,
         /// Store a new cache in f32 instead of f16.
         #[arg(long)]
         f32: bool,
@@ -121,8 +150,9 @@ enum Command {
     },
     /// Time training updates, one group's prediction, or text embedding, against PyTorch where available.
     Bench {
-        /// `train`, `predict` or `embed`.
-        what: String,
+        /// What to time.
+        #[arg(value_enum)]
+        what: BenchTarget,
         /// Run configuration giving the data and model.
         #[arg(long, default_value = "configs/opinionqa.toml")]
         config: PathBuf,
@@ -188,14 +218,12 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
                 texts: texts.as_deref(),
                 model: &model,
                 out: &out,
-                template: &template,
+                template: template.into(),
                 f32,
                 batch_size,
             })
         }
-        Command::Bench { what, config, iterations, model } => {
-            bench::bench(&what, &config, iterations, model.as_deref())
-        }
+        Command::Bench { what, config, iterations, model } => bench::bench(what, &config, iterations, model.as_deref()),
         Command::Inspect { model, json } => model::inspect(&model, json),
         Command::Export { model, dtype, out } => model::export(&model, dtype.into(), &out),
         Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),

@@ -9,6 +9,7 @@
 //!   embedding to its probability, fitted on the context questions only.
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor, normalise};
+use crate::method::Method;
 use crate::prior::{PriorKind, SurveyPrior};
 use crate::task::EmbeddedSurvey;
 
@@ -25,7 +26,7 @@ pub struct Uniform;
 
 impl Predictor for Uniform {
     fn name(&self) -> String {
-        "uniform".into()
+        Method::Uniform.name()
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -57,7 +58,7 @@ impl TrainGroupMean {
 
 impl Predictor for TrainGroupMean {
     fn name(&self) -> String {
-        "train_mean".into()
+        Method::TrainMean.name()
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -81,7 +82,7 @@ impl KnnGroups {
 
 impl Predictor for KnnGroups {
     fn name(&self) -> String {
-        "knn_groups".into()
+        Method::KnnGroups.name()
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -177,7 +178,7 @@ fn cholesky_solve(a: &mut [f64], n: usize, b: &[f64]) -> Option<Vec<f64>> {
 
 impl Predictor for RidgeRewardModel {
     fn name(&self) -> String {
-        "ridge_rm".into()
+        Method::RidgeRm.name()
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {

@@ -8,28 +8,17 @@ use super::svg::{LineChart, LineStyle, Marker, Reference, Series, XScale, okabe_
 use super::{Results, SummaryEntry, margins, prior_variants};
 use crate::data::Metric;
 use crate::fsutil::write_atomic;
+use crate::method::Method;
 use crate::prior::PriorKind;
 use crate::train::CurvePoint;
 
-/// Display names and order of the methods.
-const METHODS: [(&str, &str); 5] = [
-    ("uniform", "Uniform"),
-    ("train_mean", "Train-group mean"),
-    ("knn_groups", "kNN groups"),
-    ("ridge_rm", "Ridge reward model"),
-    ("gpo", "GPO"),
-];
-
 fn display_name(method: &str) -> String {
-    if let Some(variant) = method.strip_prefix("gpo_") {
-        return format!("GPO ({variant})");
-    }
-    METHODS.iter().find(|(id, _)| *id == method).map(|(_, name)| name.to_string()).unwrap_or_else(|| method.to_string())
+    Method::parse(method).map(|m| m.display_name()).unwrap_or_else(|| method.to_string())
 }
 
 /// Whether `method` is GPO or one of its variants.
 fn is_gpo(method: &str) -> bool {
-    method == "gpo" || method.starts_with("gpo_")
+    Method::parse(method).is_some_and(|m| m.is_gpo())
 }
 
 /// The baselines' line styles: Okabe–Ito colours that no GPO method gets, each its own dash and
@@ -124,8 +113,14 @@ fn methods_in(entries: &[SummaryEntry]) -> Vec<String> {
     }
     // Baselines in their order, then GPO, then its variants by name.
     let rank = |m: &String| {
-        let position = METHODS.iter().position(|(id, _)| id == m);
-        (position.unwrap_or(if is_gpo(m) { METHODS.len() - 1 } else { METHODS.len() }), m.clone())
+        let n = Method::BASELINES.len();
+        let position = match Method::parse(m) {
+            Some(Method::Gpo) => n,
+            Some(Method::Variant(_)) => n + 1,
+            Some(baseline) => Method::BASELINES.iter().position(|b| *b == baseline).unwrap_or(n + 2),
+            None => n + 2,
+        };
+        (position, m.clone())
     };
     methods.sort_by_key(rank);
     methods

@@ -161,19 +161,18 @@ pub struct MarginEntry {
 
 /// The baseline that predicts exactly what a prior of `kind` gives (the variant's network with
 /// its residual head off).
-pub fn prior_baseline(kind: &PriorKind) -> &'static str {
-    match kind {
-        PriorKind::TrainMean => "train_mean",
-        PriorKind::KnnGroups { .. } => "knn_groups",
-    }
+pub fn prior_baseline(kind: &PriorKind) -> String {
+    crate::method::Method::prior_baseline(kind).name()
 }
 
 /// The GPO variants of `config` that read a prior, with their prior's baseline, in config order.
-pub fn prior_variants(config: &RunConfig) -> Vec<(String, &'static str)> {
+pub fn prior_variants(config: &RunConfig) -> Vec<(String, String)> {
     config
         .variants
         .iter()
-        .filter_map(|(name, v)| Some((format!("gpo_{name}"), prior_baseline(v.model.prior.as_ref()?))))
+        .filter_map(|(name, v)| {
+            Some((crate::method::Method::Variant(name.clone()).name(), prior_baseline(v.model.prior.as_ref()?)))
+        })
         .collect()
 }
 
