@@ -88,7 +88,7 @@ fn mutate(rng: &mut SplitMix64, input: &[u8], protect: usize) -> Vec<u8> {
 }
 
 /// Rewrites the header's length and CRC so that the payload reaches the decoder.
-fn repair(b: &mut Vec<u8>) {
+fn repair(b: &mut [u8]) {
     if b.len() < HEADER {
         return;
     }

@@ -64,3 +64,20 @@ fn embed_text_list(texts_path: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
     println!("{}: {} × {} f32", args.out.display(), texts.len(), encoder.dim());
     Ok(())
 }
+
+/// `gpo embed import`: a cache from vectors made elsewhere.
+pub fn import(
+    vectors: &Path,
+    tensor: Option<&str>,
+    texts: &Path,
+    model_id: &str,
+    template: Template,
+    out: &Path,
+    f32: bool,
+) -> anyhow::Result<()> {
+    let precision = if f32 { Precision::F32 } else { Precision::F16 };
+    let cache = gpo_train::embed::import::import_embeddings(vectors, tensor, texts, model_id, template.id(), precision)?;
+    cache.save(out)?;
+    println!("{}: {} texts, {}-d, model {model_id}, template {}", out.display(), cache.len(), cache.dim(), template.id());
+    Ok(())
+}

