@@ -564,10 +564,15 @@ impl ModelFile {
                 let shape: Option<Vec<usize>> = t.shape.iter().map(|&d| usize::try_from(d).ok()).collect();
                 let numel = shape.as_ref().and_then(|s| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d)));
                 match (shape, numel.and_then(|n| n.checked_mul(dtype.size()))) {
-                    (Some(shape), Some(len)) if len == t.data.len() => {
-                        let values = dtype.decode(&t.data).unwrap_or_default();
-                        Ok(NamedTensor { values, name: t.name, shape })
-                    }
+                    (Some(shape), Some(len)) if len == t.data.len() => match dtype.decode(&t.data) {
+                        Some(values) => Ok(NamedTensor { values, name: t.name, shape }),
+                        None => Err(ModelFileError::TensorBytes {
+                            bytes: t.data.len(),
+                            name: t.name,
+                            shape: t.shape,
+                            dtype: dtype.name(),
+                        }),
+                    },
                     _ => Err(ModelFileError::TensorBytes {
                         bytes: t.data.len(),
                         name: t.name,

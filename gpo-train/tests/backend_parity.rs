@@ -23,7 +23,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
 use gpo_core::weights::named_tensors;
-use gpo_core::{Episode, Gpo, GpoBatch, GpoConfig};
+use gpo_core::{Episode, Gpo, GpoBatch, GpoConfig, Question};
 use gpo_train::gpu::{Wgpu, wgpu_adapter};
 
 type Cpu = NdArray<f32>;
@@ -86,10 +86,10 @@ fn episodes() -> Vec<Episode> {
         .map(|(context, targets)| {
             let mut episode = Episode::new(DIM_X).unwrap();
             for &k in *context {
-                episode.push_context(&rng.embeddings(k), &rng.distribution(k)).unwrap();
+                episode.push_context(Question::new(&rng.embeddings(k)).answer(&rng.distribution(k))).unwrap();
             }
             for &k in *targets {
-                episode.push_target(&rng.embeddings(k), Some(&rng.distribution(k))).unwrap();
+                episode.push_target(Question::new(&rng.embeddings(k)).answer(&rng.distribution(k))).unwrap();
             }
             episode
         })
@@ -121,11 +121,11 @@ fn forward<B: Backend>(episodes: &[Episode]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let device = B::Device::default();
     let model: Gpo<B> = config().init_seeded(&device, SEED).unwrap();
     let batch = GpoBatch::<B>::new(episodes, &device).unwrap();
-    let output = model.forward(&batch);
-    let pad = batch.target_pad.clone();
+    let output = model.forward(&batch).unwrap();
+    let pad = batch.target_pad();
     let mean = values(output.mean.mask_fill(pad.clone(), 0.0));
     let log_std = values(output.log_std.mask_fill(pad, 0.0));
-    (mean, log_std, values(model.loss(&batch)))
+    (mean, log_std, values(model.loss(&batch).unwrap()))
 }
 
 /// Every float parameter's gradient, in declaration order (zeros where a parameter has none).
@@ -149,7 +149,7 @@ fn update<B: AutodiffBackend>(episodes: &[Episode]) -> (Vec<String>, Vec<Vec<f32
     let model: Gpo<B> = config().init_seeded(&device, SEED).unwrap();
     let names = named_tensors(&model).into_iter().map(|t| t.name).collect();
     let batch = GpoBatch::<B>::new(episodes, &device).unwrap();
-    let grads = model.loss(&batch).backward();
+    let grads = model.loss(&batch).unwrap().backward();
     let mut collector = GradientCollector::<B> { grads: &grads, values: Vec::new() };
     model.visit(&mut collector);
     let gradients = collector.values;

@@ -76,8 +76,15 @@ pub fn import(
     f32: bool,
 ) -> anyhow::Result<()> {
     let precision = if f32 { Precision::F32 } else { Precision::F16 };
-    let cache = gpo_train::embed::import::import_embeddings(vectors, tensor, texts, model_id, template.id(), precision)?;
+    let cache =
+        gpo_train::embed::import::import_embeddings(vectors, tensor, texts, model_id, template.id(), precision)?;
     cache.save(out)?;
-    println!("{}: {} texts, {}-d, model {model_id}, template {}", out.display(), cache.len(), cache.dim(), template.id());
+    println!(
+        "{}: {} texts, {}-d, model {model_id}, template {}",
+        out.display(),
+        cache.len(),
+        cache.dim(),
+        template.id()
+    );
     Ok(())
 }

@@ -246,9 +246,10 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())
         }
         Command::Run { config, resume, out, backend, jobs } => run::run(&config, resume, &out, backend, jobs),
-        Command::Embed { action: Some(EmbedAction::Import { vectors, tensor, texts, model_id, template, out, f32 }), .. } => {
-            embed::import(&vectors, tensor.as_deref(), &texts, &model_id, template.into(), &out, f32)
-        }
+        Command::Embed {
+            action: Some(EmbedAction::Import { vectors, tensor, texts, model_id, template, out, f32 }),
+            ..
+        } => embed::import(&vectors, tensor.as_deref(), &texts, &model_id, template.into(), &out, f32),
         Command::Embed { action: None, data, loader, texts, model, out, template, f32, batch_size } => {
             let (Some(model), Some(out)) = (model, out) else {
                 anyhow::bail!("gpo embed needs --model and --out");
