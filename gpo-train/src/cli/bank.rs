@@ -80,7 +80,7 @@ pub fn export_bank(
     results_path: &Path,
     model_path: Option<&Path>,
     out: &Path,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let model_path: PathBuf = match model_path {
         Some(p) => p.to_path_buf(),
         None => results_path.with_file_name("model.gpo"),
@@ -88,34 +88,34 @@ pub fn export_bank(
     let (config_name, results_name, model_name) =
         (config_path.display().to_string(), results_path.display().to_string(), model_path.display().to_string());
 
-    let config = RunConfig::load(config_path).map_err(|e| e.to_string())?;
-    let text = std::fs::read(results_path).map_err(|e| format!("{results_name}: {e}"))?;
+    let config = RunConfig::load(config_path)?;
+    let text = std::fs::read(results_path).map_err(|e| anyhow::anyhow!("{results_name}: {e}"))?;
     let results: Results = serde_json::from_slice(&text)
-        .map_err(|e| format!("{results_name}: not the results.json of a `gpo run` of this version: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{results_name}: not the results.json of a `gpo run` of this version: {e}"))?;
     let [run] = results.runs.as_slice() else {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{results_name}: {} runs; the demo model's config must have one split and one seed",
             results.runs.len()
         ));
     };
     if results.name != config.name {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{results_name} is of run `{}`, but {config_name} is run `{}`: wrong results.json?",
             results.name, config.name
         ));
     }
     let model = super::model::load(&model_path)?;
-    let (task, info) = load_task(&config.data).map_err(|e| format!("{config_name}: {e}"))?;
+    let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
 
     // The model, the results and the config must describe the same embeddings.
     if results.embedding_dim != task.dim {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{results_name}: trained on {}-d embeddings, but {config_name}'s are {}-d",
             results.embedding_dim, task.dim
         ));
     }
     if model.config.dim_x != task.dim {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{model_name} expects {}-d embeddings, but {config_name}'s are {}-d",
             model.config.dim_x, task.dim
         ));
@@ -123,7 +123,7 @@ pub fn export_bank(
     let meta = &model.metadata;
     if meta.embedding_model != info.model || meta.text_template != info.template {
         let template = |t: Option<gpo_core::template::Template>| t.map_or("none", |t| t.id());
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{model_name} was trained on embeddings of `{}` (template `{}`), but {config_name} gives `{}` (template `{}`)",
             meta.embedding_model,
             template(meta.text_template),
@@ -136,37 +136,37 @@ pub fn export_bank(
     let survey = &task.survey;
     let by_name: BTreeMap<&str, usize> = survey.groups.iter().enumerate().map(|(i, g)| (g.name.as_str(), i)).collect();
     if by_name.len() != survey.groups.len() {
-        return Err(format!("{config_name}: two groups share a name; the bank keys groups by name"));
+        return Err(anyhow::anyhow!("{config_name}: two groups share a name; the bank keys groups by name"));
     }
     let held_out = &run.test_groups;
     let unknown: Vec<&str> = held_out.iter().map(String::as_str).filter(|n| !by_name.contains_key(n)).collect();
     if !unknown.is_empty() {
-        return Err(format!("{results_name}: held-out groups {unknown:?} are not groups of {config_name}'s survey"));
+        return Err(anyhow::anyhow!("{results_name}: held-out groups {unknown:?} are not groups of {config_name}'s survey"));
     }
     let held: BTreeSet<&str> = held_out.iter().map(String::as_str).collect();
     let meta_train: BTreeSet<&str> =
         run.train_groups.iter().chain(&run.validation_groups).map(String::as_str).collect();
     let both = among(held_out, &meta_train);
     if !both.is_empty() {
-        return Err(format!("{results_name}: groups {both:?} are both held out and meta-training groups"));
+        return Err(anyhow::anyhow!("{results_name}: groups {both:?} are both held out and meta-training groups"));
     }
     if let Some(prior) = &model.prior {
         let names: Vec<String> = prior.groups().iter().map(|g| g.name.clone()).collect();
         let shown = among(&names, &held);
         if !shown.is_empty() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{model_name}'s prior groups {shown:?} are held-out groups of {results_name}: the page would show \
                  groups the model reads as prior (wrong results.json?)"
             ));
         }
         let outside: Vec<&str> = names.iter().map(String::as_str).filter(|n| !meta_train.contains(n)).collect();
         if !outside.is_empty() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{model_name}'s prior groups {outside:?} are not meta-training groups of {results_name}: wrong run?"
             ));
         }
         if prior.metric() != survey.metric {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{model_name}'s prior compares groups with {:?}, but {config_name}'s survey is scored with {:?}",
                 prior.metric(),
                 survey.metric
@@ -177,7 +177,7 @@ pub fn export_bank(
             if let Some(i) = prior.question_index(&q.key) {
                 let expected = prior.questions()[i].n_options();
                 if expected != q.options.len() {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "question `{}` has {} options in {config_name}'s survey but {expected} in {model_name}'s prior",
                         q.key,
                         q.options.len()
@@ -187,7 +187,7 @@ pub fn export_bank(
             }
         }
         if known == 0 {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{model_name}'s prior knows none of the questions of {config_name}'s survey: wrong model?"
             ));
         }
@@ -225,10 +225,10 @@ pub fn export_bank(
         questions,
         groups,
     };
-    let json = serde_json::to_vec(&bank).map_err(|e| format!("bank.json: {e}"))?;
+    let json = serde_json::to_vec(&bank).map_err(|e| anyhow::anyhow!("bank.json: {e}"))?;
     for (name, bytes) in [("bank.json", &json), ("embeddings.f16", &f16)] {
         let path = out.join(name);
-        write_atomic(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_atomic(&path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("wrote {} ({} bytes)", path.display(), bytes.len());
     }
     let prior = match &model.prior {
