@@ -23,7 +23,6 @@ step "system packages"
 need=()
 command -v chromium-headless-shell >/dev/null || need+=(chromium-headless-shell)
 command -v node >/dev/null || need+=(nodejs)
-command -v python3 >/dev/null || need+=(python3)
 # Node < 22 has no global WebSocket (20 has it behind a flag); the browser test then needs npm's `ws`.
 if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
   command -v npm >/dev/null || need+=(npm)
@@ -38,7 +37,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 rustup target add wasm32-unknown-unknown
-echo "node $(node --version), $(chromium-headless-shell --version 2>/dev/null | head -1), $(python3 --version)"
+echo "node $(node --version), $(chromium-headless-shell --version 2>/dev/null | head -1)"
 
 step "gpo CLI (trains the demo model; the browser test's reference)"
 if [ -n "${GPO:-}" ]; then
@@ -57,8 +56,9 @@ mkdir -p gpo-wasm/www/data
 cp "$run_dir/model.gpo" gpo-wasm/www/data/model.gpo
 "$gpo" inspect gpo-wasm/www/data/model.gpo
 
-step "demo bank: make_bank.py (MiniLM cache, the run's test groups, the model's prior groups)"
-python3 gpo-wasm/make_bank.py --results "$run_dir/results.json" --model gpo-wasm/www/data/model.gpo --gpo "$gpo"
+step "demo bank: gpo export-bank (the config's survey and MiniLM cache, the run's test groups)"
+"$gpo" export-bank --config gpo-wasm/tests/demo.toml --results "$run_dir/results.json" \
+  --model gpo-wasm/www/data/model.gpo --out gpo-wasm/www/data
 
 step "bundles (build.sh)"
 gpo-wasm/build.sh  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
@@ -83,7 +83,7 @@ node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifact
 
 step "sizes"
 total_raw=0 total_gz=0
-for f in gpo-wasm/www/{index.html,app.js,prior.js,style.css} gpo-wasm/www/pkg/gpo_wasm.js \
+for f in gpo-wasm/www/{index.html,app.js,style.css} gpo-wasm/www/pkg/gpo_wasm.js \
     gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do
   [ -f "$f" ] || continue
   raw=$(stat -c %s "$f") gz=$(gzip -9 -c "$f" | wc -c)

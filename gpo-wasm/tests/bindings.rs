@@ -5,9 +5,11 @@
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
+use gpo_core::metrics::Metric;
+use gpo_core::prior::{PopulationPrior, PriorGroup, PriorKind, PriorQuestion};
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use gpo_wasm::GpoModel;
-use js_sys::{Array, Float32Array, Object, Reflect, Uint32Array};
+use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint32Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -17,7 +19,9 @@ const DIM: usize = 6;
 fn model_bytes() -> Vec<u8> {
     let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
     let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
-    ModelFile::from_model(&model, &config, ModelMetadata::new("test", DIM, "t"), WeightDType::F32).to_bytes()
+    ModelFile::from_model(&model, &config, ModelMetadata::new("test", DIM, None), WeightDType::F32, None)
+        .to_bytes()
+        .unwrap()
 }
 
 async fn model() -> GpoModel {
@@ -54,6 +58,16 @@ async fn rejection(model: &GpoModel, context: JsValue, targets: JsValue) -> Stri
         Ok(_) => panic!("expected an error"),
         Err(e) => String::from(e.dyn_into::<js_sys::Error>().expect("rejects with an Error").message()),
     }
+}
+
+/// `question` with `name` set to `value`.
+fn with(question: JsValue, name: &str, value: JsValue) -> JsValue {
+    Reflect::set(&question, &name.into(), &value).unwrap();
+    question
+}
+
+fn keys(keys: &[&str]) -> JsValue {
+    keys.iter().map(|k| JsValue::from(*k)).collect::<Array>().into()
 }
 
 fn emb(rows: usize, value: f32) -> Vec<f32> {
@@ -127,7 +141,14 @@ async fn bad_inputs_are_errors() {
         // NaN in embeddings, NaN and negative probabilities.
         (good_context(), targets(&[3], &[f32::NAN; 3 * DIM]), "non-finite embedding"),
         (context(&[2], &emb(2, 0.1), &[f32::NAN, 0.5]), good_targets(), "non-finite probability"),
-        (context(&[2], &emb(2, 0.1), &[-0.5, 1.5]), good_targets(), "negative probability"),
+        (context(&[2], &emb(2, 0.1), &[-0.5, 1.5]), good_targets(), "negative or non-finite probability"),
+        // A distribution that does not sum to 1.
+        (context(&[2], &emb(2, 0.1), &[0.5, 0.6]), good_targets(), "sums to 1.1"),
+        // Priors are the model's to compute; keys must match the questions.
+        (with(good_context(), "priors", f32s(&[0.5, 0.5])), good_targets(), "context.priors"),
+        (good_context(), with(good_targets(), "priors", f32s(&[0.2, 0.3, 0.5])), "pass `keys`"),
+        (with(good_context(), "keys", keys(&["a", "b"])), good_targets(), "context.keys has 2 keys for 1 questions"),
+        (good_context(), with(good_targets(), "keys", JsValue::from(3)), "targets.keys must be an array"),
         // Zero or fractional option counts.
         (good_context(), targets(&[0], &[]), "whole number"),
         (
@@ -156,62 +177,107 @@ async fn bad_inputs_are_errors() {
     }
 }
 
+/// Two prior groups over a 2-option question `C` and a 3-option question `T`.
+fn small_prior() -> PopulationPrior {
+    let c = PriorQuestion::new("C", vec![1.0, 2.0], &emb(2, 0.1), DIM);
+    let t = PriorQuestion::new("T", vec![1.0, 2.0, 3.0], &emb(3, 0.2), DIM);
+    let groups = vec![
+        PriorGroup { name: "A".into(), answers: vec![Some(vec![0.3, 0.7]), Some(vec![0.2, 0.3, 0.5])] },
+        PriorGroup { name: "B".into(), answers: vec![Some(vec![0.9, 0.1]), Some(vec![0.6, 0.3, 0.1])] },
+    ];
+    PopulationPrior::new(PriorKind::KnnGroups { temperature: 0.02 }, Metric::Wasserstein, 5, DIM, vec![c, t], groups)
+        .unwrap()
+}
+
 fn prior_model_bytes() -> Vec<u8> {
     let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1).with_prior(true);
     let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
-    let mut metadata = ModelMetadata::new("test", DIM, "t");
+    let mut metadata = ModelMetadata::new("test", DIM, None);
     metadata.method = "gpo_knn".into();
-    metadata.prior = r#"{"kind":"knn_groups","temperature":0.02}"#.into();
-    metadata.prior_groups = vec!["A".into(), "B".into()];
-    ModelFile::from_model(&model, &config, metadata, WeightDType::F32).to_bytes()
+    ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior())).to_bytes().unwrap()
 }
 
-fn with_priors(question: JsValue, priors: &[f32]) -> JsValue {
-    Reflect::set(&question, &"priors".into(), &f32s(priors)).unwrap();
-    question
+/// The `distribution`s of `model.priors(context, targets, kind)`.
+fn prior_distributions(model: &GpoModel, context: JsValue, targets: JsValue, kind: JsValue) -> Vec<Vec<f64>> {
+    let priors = model.priors(context, targets, kind).unwrap_or_else(|_| panic!("priors failed"));
+    priors
+        .iter()
+        .map(|p| Reflect::get(&p, &"distribution".into()).unwrap().dyn_into::<Float64Array>().unwrap().to_vec())
+        .collect()
+}
+
+fn priors_error(model: &GpoModel, context: JsValue, targets: JsValue, kind: JsValue) -> String {
+    match model.priors(context, targets, kind) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => String::from(JsValue::from(e).dyn_into::<js_sys::Error>().unwrap().message()),
+    }
+}
+
+fn close(a: &[f64], b: &[f64], tolerance: f64) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tolerance)
 }
 
 #[wasm_bindgen_test]
-async fn prior_models_need_priors() {
+async fn prior_models_compute_their_priors_from_keys() {
     let plain = model().await;
     assert!(!plain.uses_prior());
     assert_eq!(plain.prior(), "");
-    assert!(plain.prior_groups().is_empty());
+    assert!(plain.prior_groups().is_empty() && plain.prior_questions().is_empty());
     let model = GpoModel::load(prior_model_bytes(), JsValue::UNDEFINED).await.unwrap_or_else(|_| panic!("load failed"));
     assert!(model.uses_prior());
     assert_eq!(model.method(), "gpo_knn");
-    assert!(model.prior().contains("knn_groups"));
+    assert!(model.prior().contains("knn_groups"), "{}", model.prior());
     assert_eq!(model.prior_groups(), vec!["A".to_string(), "B".to_string()]);
+    assert_eq!(model.prior_questions(), vec!["C".to_string(), "T".to_string()]);
 
-    let c = || context(&[2], &emb(2, 0.1), &[0.3, 0.7]);
-    let t = || targets(&[3], &emb(3, 0.2));
-    let result = JsFuture::from(model.predict(with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5])))
-        .await
-        .unwrap_or_else(|_| panic!("predict failed"));
-    let d: Vec<f32> = result.dyn_into::<Array>().unwrap().get(0).dyn_into::<Float32Array>().unwrap().to_vec();
+    // The group answers C exactly as A does: the kNN prior of T is (almost) A's answer.
+    let c = || with(context(&[2], &emb(2, 0.1), &[0.3, 0.7]), "keys", keys(&["C"]));
+    let t = || with(targets(&[3], &emb(3, 0.2)), "keys", keys(&["T"]));
+    let result = JsFuture::from(model.predict(c(), t())).await.unwrap_or_else(|_| panic!("predict failed"));
+    let d: Vec<f64> = result
+        .dyn_into::<Array>()
+        .unwrap()
+        .get(0)
+        .dyn_into::<Float32Array>()
+        .unwrap()
+        .to_vec()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let prior = prior_distributions(&model, c(), t(), JsValue::UNDEFINED);
+    let knn = prior_distributions(&model, c(), t(), "knn_groups".into());
+    assert_eq!(prior, knn, "the model's prior is its kNN-groups baseline");
+    assert_eq!(prior, prior_distributions(&model, c(), t(), "model".into()));
+    assert!(close(&prior[0], &[0.2, 0.3, 0.5], 1e-3), "{prior:?}");
     // An untrained prior model predicts its prior: the residual head starts at zero.
-    for (p, q) in d.iter().zip([0.2, 0.3, 0.5]) {
-        assert!((p - q).abs() < 1e-3, "{d:?}");
-    }
-    // A model without a prior accepts (and ignores) priors.
-    assert!(
-        JsFuture::from(plain.predict(with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5]))).await.is_ok()
-    );
+    assert!(close(&d, &prior[0], 1e-3), "{d:?} vs {prior:?}");
+    let mean = prior_distributions(&model, c(), t(), "train_mean".into());
+    assert!(close(&mean[0], &[0.4, 0.3, 0.3], 1e-6), "{mean:?}"); // stored as f32
 
-    let cases: Vec<(JsValue, JsValue, &str)> = vec![
-        (c(), with_priors(t(), &[0.2, 0.3, 0.5]), "context.priors is missing"),
-        (with_priors(c(), &[0.5, 0.5]), t(), "targets.priors is missing"),
-        (with_priors(c(), &[1.0]), with_priors(t(), &[0.2, 0.3, 0.5]), "context.priors has 1 values"),
-        (with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[0.5, 0.5]), "targets.priors has 2 values"),
-        (with_priors(c(), &[f32::NAN, 0.5]), with_priors(t(), &[0.2, 0.3, 0.5]), "non-finite prior"),
-        (with_priors(c(), &[0.5, 0.5]), with_priors(t(), &[-0.2, 0.7, 0.5]), "negative probability"),
-    ];
-    for (c, t, needle) in cases {
-        let message = rejection(&model, c, t).await;
-        assert!(message.contains(needle), "{message:?} should mention {needle:?}");
-    }
-    let missing = rejection(&model, c(), t()).await;
-    assert!(missing.contains("gpo_knn"), "{missing}");
+    // A question whose key the prior does not know takes its nearest known question's prior.
+    let unknown = with(targets(&[3], &emb(3, 0.2)), "keys", keys(&["NEW"]));
+    let priors = model.priors(c(), unknown, JsValue::UNDEFINED).unwrap_or_else(|_| panic!("priors failed"));
+    let first = priors.get(0);
+    assert_eq!(Reflect::get(&first, &"source".into()).unwrap().as_string().as_deref(), Some("nearest"));
+    let nearest: Array = Reflect::get(&first, &"nearest".into()).unwrap().dyn_into().unwrap();
+    assert_eq!(nearest.get(0).as_string().as_deref(), Some("T"));
+    let answered = model.priors(c(), t(), JsValue::UNDEFINED).unwrap_or_else(|_| panic!("priors failed")).get(0);
+    assert_eq!(Reflect::get(&answered, &"source".into()).unwrap().as_string().as_deref(), Some("answered"));
+
+    // Errors: priors given, no known question with that many options, a known key with another
+    // option count, a bad kind, priors of a model without prior data.
+    let message = rejection(&model, with(c(), "priors", f32s(&[0.5, 0.5])), t()).await;
+    assert!(message.contains("keys"), "{message}");
+    let four = with(targets(&[4], &emb(4, 0.2)), "keys", keys(&["NEW"]));
+    let message = rejection(&model, c(), four).await;
+    assert!(message.contains("no prior for a question with 4 options"), "{message}");
+    let wrong = with(targets(&[2], &emb(2, 0.2)), "keys", keys(&["T"]));
+    let message = rejection(&model, c(), wrong).await;
+    assert!(message.contains("`T` has 2 options here but 3"), "{message}");
+    let message = priors_error(&model, c(), t(), "quantum".into());
+    assert!(message.contains("kind must be"), "{message}");
+    let message = priors_error(&plain, c(), t(), JsValue::UNDEFINED);
+    assert!(message.contains("carries no prior data"), "{message}");
 }
 
 #[wasm_bindgen_test]

@@ -8,10 +8,12 @@
 // For each path (cpu: www/pkg; webgpu: www/pkg-webgpu with --enable-unsafe-webgpu, SwiftShader when
 // there is no GPU) it serves gpo-wasm/www on 127.0.0.1 (gzip, as a static host would), loads the
 // page, checks the backend that ran, predicts one held-out group with 20 context questions and
-// compares with `gpo predict` (≤ 1e-4 per probability) given the same embeddings, distributions and
-// population priors (a prior model: www/prior.js's kNN-groups prior, computed here in Node with the
-// CPU bundle's metrics and checked equal to the page's), times 20 → 100 and 20 → all targets, checks
-// that bad inputs reject with an Error, records the page's transfer size, and screenshots the demo.
+// compares with `gpo predict` (≤ 1e-4 per probability) given the same keys, embeddings and
+// distributions; for a prior model it also compares the page's priors (`model.priors`) with the
+// priors `gpo predict` reports (≤ 1e-6). It times 20 → 100 and 20 → all targets, checks that bad
+// inputs reject with an Error, records the page's transfer size, and screenshots the demo. The
+// kNN-groups and train-mean baselines are computed in Node by the CPU bundle (`model.priors`, from
+// the prior data in the model file), and scored beside GPO and Uniform.
 // Writes DIR/results.json and DIR/demo-<path>.png; exits non-zero on any failure.
 
 import { spawn, execFileSync } from "node:child_process";
@@ -140,88 +142,121 @@ const contextKeys = answered.slice(0, 20);
 const target100 = answered.slice(20, 120);
 const targetAll = answered.slice(20);
 
-// The priors, computed in Node by the page's own code (www/prior.js) over the CPU bundle's metrics.
+// The CPU bundle in Node: the same model computes the baselines from the prior data it carries.
 const wasmNode = await import(pathToFileURL(join(www, "pkg/gpo_wasm.js")));
 wasmNode.initSync({ module: readFileSync(join(www, "pkg/gpo_wasm_bg.wasm")) });
-const prior = await import(pathToFileURL(join(www, "prior.js")));
-const score = prior.scorer(bank, wasmNode);
+const nodeModel = await wasmNode.GpoModel.load(new Uint8Array(readFileSync(join(www, "data/model.gpo"))), { backend: "cpu" });
 const options = (key) => byKey.get(key).options.length;
 const modelInfo = JSON.parse(execFileSync(gpo, ["inspect", "--json", join(www, "data/model.gpo")]));
 const usesPrior = modelInfo.config.prior;
-const priorsFor = (targetKeys) => {
-  if (!usesPrior) return null;
-  const all = prior.priors(bank.prior, bank.prior_groups, group.answers, contextKeys, [...contextKeys, ...targetKeys], options, score);
-  return { context: all.slice(0, contextKeys.length), targets: all.slice(contextKeys.length) };
+if (nodeModel.usesPrior !== usesPrior) fail(`usesPrior: the bundle says ${nodeModel.usesPrior}, gpo inspect ${usesPrior}`);
+console.log(`model: ${modelInfo.metadata.method || "gpo"}, prior ${usesPrior ? JSON.stringify(modelInfo.prior.kind) : "none"}, `
+  + `${modelInfo.parameters} parameters; ${usesPrior ? modelInfo.prior.groups.length : 0} prior groups; `
+  + `bank: ${bank.questions.length} questions, ${bank.groups.length} held-out groups`);
+
+/** The survey's alignment (gpo-core's metrics through the bundle), null where undefined. */
+const score = (key, predicted, truth) => {
+  const f64 = (v) => new Float64Array(v);
+  try {
+    return bank.metric === "jensen_shannon" ? wasmNode.jsAlignment(f64(predicted), f64(truth))
+      : wasmNode.wassersteinAlignment(f64(byKey.get(key).ordinal), f64(predicted), f64(truth));
+  } catch {
+    return null;
+  }
 };
-const nodePriors = priorsFor(targetAll);
-console.log(`model: ${modelInfo.metadata.method || "gpo"}, prior ${modelInfo.metadata.prior || "none"}, `
-  + `${modelInfo.parameters} parameters; bank: ${bank.prior_groups.length} prior groups, ${bank.groups.length} held-out`);
+/** The bindings' inputs for `keys`, with the group's answers for the context. */
+const inputsOf = (keys, withAnswers) => ({
+  embeddings: new Float32Array(keys.flatMap((k) => rows(byKey.get(k)).flat())),
+  options: new Uint32Array(keys.map(options)),
+  keys,
+  ...(withAnswers ? { distributions: new Float32Array(keys.flatMap((k) => group.answers[k])) } : {}),
+});
+const nodePriors = (kind) => usesPrior
+  ? nodeModel.priors(inputsOf(contextKeys, true), inputsOf(targetAll, false), kind).map((p) => Array.from(p.distribution))
+  : null;
 
 function reference(targetKeys) {
-  const p = priorsFor(targetKeys);
   const request = {
-    context: contextKeys.map((key, i) => ({ key, embeddings: rows(byKey.get(key)), distribution: group.answers[key],
-      ...(p ? { prior: p.context[i] } : {}) })),
-    targets: targetKeys.map((key, i) => ({ key, embeddings: rows(byKey.get(key)), ...(p ? { prior: p.targets[i] } : {}) })),
+    context: contextKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)), distribution: group.answers[key] })),
+    targets: targetKeys.map((key) => ({ key, embeddings: rows(byKey.get(key)) })),
   };
   const file = join(out, "request.json");
   writeFileSync(file, JSON.stringify(request));
   const text = execFileSync(gpo, ["predict", "--model", join(www, "data/model.gpo"), "--input", file], { maxBuffer: 1 << 28 });
-  return JSON.parse(text).predictions.map((p) => p.distribution);
+  return JSON.parse(text).predictions;
 }
-const expected = reference(targetAll);
-ok(`gpo predict: ${group.name}, ${contextKeys.length} context → ${targetAll.length} targets`);
+const referencePredictions = reference(targetAll);
+const expected = referencePredictions.map((p) => p.distribution);
+const expectedPriors = usesPrior ? referencePredictions.map((p) => p.prior) : null;
+ok(`gpo predict: ${group.name}, ${contextKeys.length} context → ${targetAll.length} targets (by key, no priors given)`);
+const maxDiffOf = (a, b) => {
+  let d = 0;
+  a.forEach((p, i) => p.forEach((v, o) => { d = Math.max(d, Math.abs(v - b[i][o])); }));
+  return d;
+};
+if (usesPrior) {
+  const missing = expectedPriors.filter((p) => !p).length;
+  (missing === 0 ? ok : fail)(`gpo predict reports a prior for every target (${missing} missing)`);
+  const d = maxDiffOf(nodePriors("model"), expectedPriors.map((p) => p?.distribution ?? []));
+  (d <= 1e-6 ? ok : fail)(`Node (bundle) priors vs gpo predict's, max |diff| ${d.toExponential(2)}`);
+}
 
-// GPO (gpo predict) against the baselines on this episode, scored as gpo-train scores.
-const meanOver = (predict) => {
+// GPO (gpo predict) against the baselines on this episode, scored as gpo-train scores; the
+// baselines come from the model's prior data (none for a model without a prior).
+const meanOver = (predictions) => {
+  if (!predictions) return null;
   let sum = 0, n = 0;
   targetAll.forEach((key, i) => {
-    const s = score(key, predict(key, i), group.answers[key]);
+    const s = score(key, predictions[i], group.answers[key]);
     if (s !== null) { sum += s; n++; }
   });
   return sum / n;
 };
-const knnW = prior.knnWeights(bank.prior_groups, group.answers, contextKeys, score, bank.knn_temperature);
-const ones = bank.prior_groups.map(() => 1);
 const alignments = {
-  gpo: meanOver((_, i) => expected[i]),
-  knn_groups: meanOver((key) => prior.weightedMean(bank.prior_groups, knnW, key, options(key))),
-  train_mean: meanOver((key) => prior.weightedMean(bank.prior_groups, ones, key, options(key))),
-  uniform: meanOver((key) => new Array(options(key)).fill(1 / options(key))),
+  gpo: meanOver(expected),
+  knn_groups: meanOver(nodePriors("knn_groups")),
+  train_mean: meanOver(nodePriors("train_mean")),
+  uniform: meanOver(targetAll.map((key) => new Array(options(key)).fill(1 / options(key)))),
 };
 console.log(`   alignment on ${group.name} (${contextKeys.length} context → ${targetAll.length}): `
-  + Object.entries(alignments).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", "));
-(alignments.gpo >= alignments.train_mean ? ok : fail)(`GPO's alignment ${alignments.gpo.toFixed(4)} ≥ train-group mean ${alignments.train_mean.toFixed(4)}`);
+  + Object.entries(alignments).map(([k, v]) => `${k} ${v === null ? "–" : v.toFixed(4)}`).join(", "));
+if (alignments.train_mean !== null) {
+  (alignments.gpo >= alignments.train_mean ? ok : fail)(`GPO's alignment ${alignments.gpo.toFixed(4)} ≥ train-group mean ${alignments.train_mean.toFixed(4)}`);
+}
 
 // --- each path --------------------------------------------------------------------------------
 const results = { group: group.name, context: contextKeys.length, method: modelInfo.metadata.method,
   alignments, paths: {} };
+// Each bad input must reject with an Error whose message contains the needle (case-insensitive).
 const badInputs = `(async () => {
   const { model, wasm } = window.gpoDemo;
   const d = model.dimension;
-  const prior = model.usesPrior;
-  const good = { embeddings: new Float32Array(2 * d), options: [2], distributions: [0.5, 0.5], ...(prior ? { priors: [0.5, 0.5] } : {}) };
-  const target = { embeddings: new Float32Array(3 * d), options: [3], ...(prior ? { priors: [0.2, 0.3, 0.5] } : {}) };
+  const good = { embeddings: new Float32Array(2 * d), options: [2], distributions: [0.5, 0.5] };
+  const target = { embeddings: new Float32Array(3 * d), options: [3] };
   const cases = {
-    wrongDimension: [{ ...good, embeddings: new Float32Array(2 * (d + 1)) }, target],
-    lengthsDisagree: [{ ...good, distributions: [1] }, target],
-    nan: [good, { ...target, embeddings: new Float32Array(3 * d).fill(NaN) }],
-    notTyped: [{ ...good, embeddings: [1, 2] }, target],
-    noTargets: [good, { embeddings: new Float32Array(0), options: [] }],
-    wrongPriorLength: [{ ...good, priors: [1] }, target],
-    negativePrior: [good, { ...target, priors: [-0.5, 1, 0.5] }],
+    wrongDimension: [{ ...good, embeddings: new Float32Array(2 * (d + 1)) }, target, "dimension"],
+    lengthsDisagree: [{ ...good, distributions: [1] }, target, "distributions"],
+    nan: [good, { ...target, embeddings: new Float32Array(3 * d).fill(NaN) }, "non-finite"],
+    notTyped: [{ ...good, embeddings: [1, 2] }, target, "Float32Array"],
+    noTargets: [good, { embeddings: new Float32Array(0), options: [] }, "target"],
+    notNormalised: [{ ...good, distributions: [0.5, 0.6] }, target, "sums to"],
+    negative: [{ ...good, distributions: [-0.5, 1.5] }, target, "negative"],
+    contextPriors: [{ ...good, priors: [0.5, 0.5] }, target, "keys"],
+    targetPriors: [good, { ...target, priors: [0.2, 0.3, 0.5] }, "keys"],
+    keysLength: [{ ...good, keys: ["a", "b"] }, target, "keys"],
   };
-  if (prior) {
-    cases.missingContextPriors = [{ ...good, priors: undefined }, target];
-    cases.missingTargetPriors = [good, { ...target, priors: undefined }];
-  }
   const messages = {};
-  for (const [name, [c, t]] of Object.entries(cases)) {
-    try { await model.predict(c, t); messages[name] = "NO ERROR"; }
-    catch (e) { messages[name] = (e instanceof Error ? "Error: " : "not an Error: ") + e.message; }
+  const message = (e) => (e instanceof Error ? "Error: " : "not an Error: ") + e.message;
+  for (const [name, [c, t, needle]] of Object.entries(cases)) {
+    try { await model.predict(c, t); messages[name] = ["NO ERROR", needle]; }
+    catch (e) { messages[name] = [message(e), needle]; }
   }
-  try { await wasm.GpoModel.load(new Uint8Array([1, 2, 3])); messages.corruptFile = "NO ERROR"; }
-  catch (e) { messages.corruptFile = (e instanceof Error ? "Error: " : "not an Error: ") + e.message; }
+  if (model.usesPrior) {
+    try { model.priors(good, target, "quantum"); messages.priorKind = ["NO ERROR", "kind"]; }
+    catch (e) { messages.priorKind = [message(e), "kind"]; }
+  }
+  try { await wasm.GpoModel.load(new Uint8Array([1, 2, 3])); messages.corruptFile = ["NO ERROR", "invalid .gpo"]; }
+  catch (e) { messages.corruptFile = [message(e), "invalid .gpo"]; }
   return messages;
 })()`;
 
@@ -254,12 +289,15 @@ for (const path of paths) {
     let maxDiff = 0;
     got.distributions.forEach((d, i) => d.forEach((p, o) => { maxDiff = Math.max(maxDiff, Math.abs(p - expected[i][o])); }));
     (maxDiff <= 1e-4 ? ok : fail)(`${path}: ${targetAll.length} predictions vs gpo predict, max |diff| ${maxDiff.toExponential(2)}`);
-    let priorDiff = 0;
+    let priorDiff = null;
     if (usesPrior) {
-      for (const side of ["context", "targets"]) {
-        got.priors[side].forEach((d, i) => d.forEach((p, o) => { priorDiff = Math.max(priorDiff, Math.abs(p - nodePriors[side][i][o])); }));
-      }
-      (priorDiff <= 1e-12 ? ok : fail)(`${path}: the page's kNN priors equal Node's (prior.js), max |diff| ${priorDiff.toExponential(2)}; computed in ${got.priorMs.toFixed(1)} ms`);
+      priorDiff = maxDiffOf(got.priors.map((p) => p.distribution), expectedPriors.map((p) => p.distribution));
+      const sources = got.priors.filter((p, i) => p.source !== expectedPriors[i].source
+        || p.nearest.join("\n") !== expectedPriors[i].nearest.join("\n")).length;
+      (priorDiff <= 1e-6 && sources === 0 ? ok : fail)(`${path}: the page's priors (model.priors) vs gpo predict's, max |diff| `
+        + `${priorDiff.toExponential(2)}, ${sources} sources differ; computed in ${got.priorMs.toFixed(1)} ms`);
+    } else if (got.priors !== null) {
+      fail(`${path}: a model without a prior returned priors`);
     }
 
     // SwiftShader (WebGPU without a GPU) takes seconds per call: fewer repetitions there.
@@ -276,8 +314,9 @@ for (const path of paths) {
     console.log(`   latency 20 → ${targetAll.length} targets: median ${tAll.median.toFixed(1)} ms (min ${tAll.min.toFixed(1)}, max ${tAll.max.toFixed(1)})`);
 
     const errors = await b.evaluate(badInputs);
-    for (const [name, message] of Object.entries(errors)) {
-      (message.startsWith("Error: ") ? ok : fail)(`${path}: ${name} → ${message}`);
+    for (const [name, [message, needle]] of Object.entries(errors)) {
+      const good = message.startsWith("Error: ") && message.toLowerCase().includes(needle.toLowerCase());
+      (good ? ok : fail)(`${path}: ${name} → ${message}${good ? "" : ` (expected an Error mentioning "${needle}")`}`);
     }
     results.paths[path] = { backend, adapter, ready_s: ready, transfer_bytes: transfer, max_abs_diff: maxDiff,
       latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, prior_ms: got.priorMs, max_prior_diff: priorDiff,

@@ -4,11 +4,11 @@
 // pkg-webgpu/, which falls back to the CPU when navigator.gpu has no adapter), &group=NAME, &k=N.
 // The page exposes `window.gpoDemo` for the browser tests (tests/browser.mjs).
 //
-// A prior model (model.usesPrior, e.g. gpo_knn) reads, for every option, the population prior that
-// gpo-train computed in training: prior.js computes it here the same way from the answers of the
-// model's prior groups (bank.prior_groups) and the group's context answers.
-
-import { scorer, priors, knnWeights, weightedMean } from "./prior.js";
+// A prior model (model.usesPrior, e.g. gpo_knn) carries its population prior's data (the prior
+// groups' answers) in its .gpo file and computes every question's prior itself from the questions'
+// keys; the page only passes `keys`. The kNN-groups and train-mean baselines shown beside GPO come
+// from the same data, through `model.priors(context, targets, kind)`; a model without prior data
+// (the faithful GPO) has no baselines to show ("–").
 
 const params = new URLSearchParams(location.search);
 const wanted = params.get("backend") === "webgpu" ? "webgpu" : "cpu";
@@ -73,17 +73,11 @@ const dim = bank.dim;
 const questionByKey = new Map(bank.questions.map((q) => [q.key, q]));
 const model = await wasm.GpoModel.load(new Uint8Array(modelBytes), { backend: wanted === "cpu" ? "cpu" : "auto" });
 if (model.dimension !== dim) throw new Error(`the model expects ${model.dimension}-d embeddings, the bank has ${dim}`);
-if (model.usesPrior && !bank.prior) throw new Error("the model reads a prior, but bank.json has none (rebuild it with make_bank.py)");
-const priorNames = bank.prior_groups.map((g) => g.name);
-if (model.usesPrior && model.priorGroups.join("\n") !== priorNames.join("\n")) {
-  throw new Error(`the model's prior groups (${model.priorGroups.join(", ")}) are not the bank's (${priorNames.join(", ")})`);
-}
-const score = scorer(bank, wasm);
-const optionCount = (key) => questionByKey.get(key).options.length;
+const priorNames = model.priorGroups;
 const loadMs = performance.now() - started;
 
-/** The typed arrays of `questions` (bank entries), with `distributions` and `priors` when given. */
-function inputs(questions, distributions, priorList) {
+/** The typed arrays and keys of `questions` (bank entries), with `distributions` when given. */
+function inputs(questions, distributions) {
   const options = new Uint32Array(questions.map((q) => q.options.length));
   const rows = options.reduce((a, b) => a + b, 0);
   const x = new Float32Array(rows * dim);
@@ -93,18 +87,18 @@ function inputs(questions, distributions, priorList) {
     x.set(embeddings.subarray(q.row * dim, q.row * dim + n), at);
     at += n;
   }
-  const out = { embeddings: x, options };
+  const out = { embeddings: x, options, keys: questions.map((q) => q.key) };
   if (distributions) out.distributions = new Float32Array(distributions.flat());
-  if (priorList) out.priors = new Float32Array(priorList.flat());
   return out;
 }
 
-/** The model's priors for the context and target questions (null for a model without a prior),
- * given the group's answers (key → distribution) on the context questions. */
-function modelPriors(answers, contextKeys, targetKeys) {
+/** `model.priors(context, targets, kind)` as plain objects (`distribution` an array), or null for a
+ * model without prior data. `kind`: "model" (the prior the model reads), "knn_groups" or
+ * "train_mean" (the baselines, over the same prior groups). */
+function priorsOf(context, targets, kind) {
   if (!model.usesPrior) return null;
-  const all = priors(bank.prior, bank.prior_groups, answers, contextKeys, [...contextKeys, ...targetKeys], optionCount, score);
-  return { context: all.slice(0, contextKeys.length), targets: all.slice(contextKeys.length) };
+  return model.priors(context, targets, kind)
+    .map((p) => ({ distribution: Array.from(p.distribution), source: p.source, nearest: p.nearest }));
 }
 
 /** Predicts `targetKeys` for `group` from its real answers to `contextKeys`: the tests' entry point. */
@@ -113,19 +107,21 @@ async function predictKeys(groupName, contextKeys, targetKeys) {
   if (!group) throw new Error(`no held-out group ${groupName}`);
   const context = contextKeys.map((k) => questionByKey.get(k));
   const targets = targetKeys.map((k) => questionByKey.get(k));
+  const c = inputs(context, contextKeys.map((k) => group.answers[k]));
+  const t = inputs(targets, null);
   const t0 = performance.now();
-  const p = modelPriors(group.answers, contextKeys, targetKeys);
+  const priors = priorsOf(c, t, "model");
   const t1 = performance.now();
-  const predicted = await model.predict(
-    inputs(context, contextKeys.map((k) => group.answers[k]), p?.context),
-    inputs(targets, null, p?.targets),
-  );
+  const predicted = await model.predict(c, t);
   const ms = performance.now() - t1;
-  return { distributions: predicted.map((d) => Array.from(d)), priors: p, ms, priorMs: t1 - t0 };
+  return { distributions: predicted.map((d) => Array.from(d)), priors, ms, priorMs: t1 - t0 };
 }
 
-/** Wasserstein alignment, or null for a nominal question (all ordinals equal: no scale to measure on). */
+/** The survey's alignment of `predicted` with `truth` (gpo-core's metrics), or null where it is
+ * undefined (a nominal question: all ordinals equal, no scale to measure on) or not given. */
 function alignment(q, truth, predicted) {
+  if (!predicted) return null;
+  if (bank.metric === "jensen_shannon") return wasm.jsAlignment(new Float64Array(truth), new Float64Array(predicted));
   if (Math.max(...q.ordinal) === Math.min(...q.ordinal)) return null;
   return wasm.wassersteinAlignment(new Float64Array(q.ordinal), new Float64Array(truth), new Float64Array(predicted));
 }
@@ -151,7 +147,8 @@ $("backend").value = wanted;
 $("about").textContent = `Model: ${model.parameters.toLocaleString()} parameters, trained on ${model.dataset || "?"}, `
   + `embeddings ${model.embeddingModel} (${dim}-d). ${bank.questions.length} questions; held-out groups: `
   + `${bank.groups.length}. Method ${model.method || bank.method}`
-  + (model.usesPrior ? `, prior ${model.prior}` : "") + `; prior and baseline groups (meta-training): ${priorNames.join(", ")}.`;
+  + (model.usesPrior ? `, prior ${model.prior}; prior and baseline groups (meta-training): ${priorNames.join(", ")}.`
+    : "; the model carries no prior data, so the kNN-groups and train-mean baselines are not shown.");
 
 function optionRow(name, bars, value, onClick) {
   const row = document.createElement("div");
@@ -215,27 +212,24 @@ async function update() {
   status(`Predicting ${targets.length} questions…`);
   const contextQuestions = context.map((k) => questionByKey.get(k));
   const answers = Object.fromEntries(context.map((k) => [k, contextDistribution(group, k)]));
+  const c = inputs(contextQuestions, context.map((k) => answers[k]));
+  const t = inputs(targets.map((k) => questionByKey.get(k)), null);
   const t0 = performance.now();
-  const p = modelPriors(answers, context, targets);
-  const predicted = await model.predict(
-    inputs(contextQuestions, context.map((k) => answers[k]), p?.context),
-    inputs(targets.map((k) => questionByKey.get(k)), null, p?.targets),
-  );
+  const predicted = await model.predict(c, t);
   const ms = performance.now() - t0;
-  // The baselines, as gpo-train's: kNN groups (the context answers pick the closest prior groups)
-  // and the prior groups' plain mean.
-  const knn = knnWeights(bank.prior_groups, answers, context, score, bank.knn_temperature);
-  const equal = bank.prior_groups.map(() => 1);
+  // The baselines, computed by the model from its prior data (null without it): kNN groups (the
+  // context answers pick the closest prior groups) and the prior groups' plain mean.
+  const knn = priorsOf(c, t, "knn_groups");
+  const mean = priorsOf(c, t, "train_mean");
   const sums = { gpo: 0, knn: 0, mean: 0, uniform: 0 };
   let scored = 0;
   const rows = targets.map((key, i) => {
     const q = questionByKey.get(key);
     const truth = group.answers[key];
     const uniform = q.options.map(() => 1 / q.options.length);
-    const base = weightedMean(bank.prior_groups, knn, key, q.options.length);
-    const mean = weightedMean(bank.prior_groups, equal, key, q.options.length);
+    const base = knn?.[i].distribution ?? null;
     const scores = { gpo: alignment(q, truth, predicted[i]), knn: alignment(q, truth, base),
-      mean: alignment(q, truth, mean), uniform: alignment(q, truth, uniform) };
+      mean: alignment(q, truth, mean?.[i].distribution), uniform: alignment(q, truth, uniform) };
     if (scores.gpo !== null) {
       scored += 1;
       for (const s in sums) sums[s] += scores[s];
@@ -244,8 +238,12 @@ async function update() {
   });
   const n = rows.length;
   const means = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / scored]));
+  if (!knn) means.knn = null;
+  if (!mean) means.mean = null;
   state.result = { ms, n, scored, scores: means };
-  for (const k of ["gpo", "knn", "mean", "uniform"]) $(`score-${k}`).textContent = means[k].toFixed(3);
+  for (const k of ["gpo", "knn", "mean", "uniform"]) {
+    $(`score-${k}`).textContent = means[k] === null || !Number.isFinite(means[k]) ? "–" : means[k].toFixed(3);
+  }
   $("n-targets").textContent = String(scored);
 
   const contextBox = $("context");
@@ -267,10 +265,10 @@ async function update() {
   targetBox.replaceChildren();
   for (const row of rows.slice(0, state.shown)) {
     const c = card(row.q, row.scores.gpo === null ? `${row.q.key} · nominal question (not scored)`
-      : `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}, kNN groups ${row.scores.knn.toFixed(3)}, `
-      + `train mean ${row.scores.mean.toFixed(3)}`);
+      : `${row.q.key} · alignment GPO ${row.scores.gpo.toFixed(3)}`
+      + (row.scores.knn === null ? "" : `, kNN groups ${row.scores.knn.toFixed(3)}, train mean ${row.scores.mean.toFixed(3)}`));
     row.q.options.forEach((name, o) => c.append(optionRow(name,
-      [["pred", row.predicted[o]], ["truth", row.truth[o]], ["base", row.base[o]]],
+      [["pred", row.predicted[o]], ["truth", row.truth[o]], ...(row.base ? [["base", row.base[o]]] : [])],
       `${pct(row.predicted[o])}/${pct(row.truth[o])}`)));
     targetBox.append(c);
   }
@@ -293,4 +291,4 @@ $("backend").addEventListener("change", (e) => {
   location.search = params.toString();
 });
 
-window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, state, rendered: schedule(), wasm, model, score };
+window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, inputs, state, rendered: schedule(), wasm, model };

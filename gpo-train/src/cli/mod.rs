@@ -1,5 +1,6 @@
 //! Subcommands of `gpo`. Each returns a one-line error message on failure.
 
+mod bank;
 mod bench;
 mod data;
 mod embed;
@@ -172,6 +173,25 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write gpo-wasm's demo question bank (`bank.json`, `embeddings.f16`) for a trained model.
+    ///
+    /// The questions and their embeddings come from the config's survey and embedding cache, the
+    /// held-out groups (with their answers) from the run's `test_groups`; a prior model's priors
+    /// and baselines come from the model file, so the bank holds no prior groups.
+    ExportBank {
+        /// The run config that trained the model (its survey and embedding cache).
+        #[arg(long)]
+        config: PathBuf,
+        /// `results.json` of that run (one split, one seed).
+        #[arg(long)]
+        results: PathBuf,
+        /// The model (default: `model.gpo` beside the results).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Folder that receives `bank.json` and `embeddings.f16`.
+        #[arg(long, default_value = "gpo-wasm/www/data")]
+        out: PathBuf,
+    },
 }
 
 /// Runs the parsed command.
@@ -199,5 +219,8 @@ pub fn execute(cli: Cli) -> Result<(), String> {
         Command::Inspect { model, json } => model::inspect(&model, json),
         Command::Export { model, dtype, out } => model::export(&model, dtype.into(), &out),
         Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),
+        Command::ExportBank { config, results, model, out } => {
+            bank::export_bank(&config, &results, model.as_deref(), &out)
+        }
     }
 }
