@@ -101,9 +101,11 @@ pub fn export_bank(
     if results.name != config.name {
         return Err(anyhow::anyhow!(
             "{results_name} is of run `{}`, but {config_name} is run `{}`: wrong results.json?",
-            results.name, config.name
+            results.name,
+            config.name
         ));
     }
+    // (`to_string`: the message, whatever error type `load` returns.)
     let model = super::model::load(&model_path)?;
     let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
 
@@ -111,13 +113,15 @@ pub fn export_bank(
     if results.embedding_dim != task.dim {
         return Err(anyhow::anyhow!(
             "{results_name}: trained on {}-d embeddings, but {config_name}'s are {}-d",
-            results.embedding_dim, task.dim
+            results.embedding_dim,
+            task.dim
         ));
     }
     if model.config.dim_x != task.dim {
         return Err(anyhow::anyhow!(
             "{model_name} expects {}-d embeddings, but {config_name}'s are {}-d",
-            model.config.dim_x, task.dim
+            model.config.dim_x,
+            task.dim
         ));
     }
     let meta = &model.metadata;
@@ -141,7 +145,9 @@ pub fn export_bank(
     let held_out = &run.test_groups;
     let unknown: Vec<&str> = held_out.iter().map(String::as_str).filter(|n| !by_name.contains_key(n)).collect();
     if !unknown.is_empty() {
-        return Err(anyhow::anyhow!("{results_name}: held-out groups {unknown:?} are not groups of {config_name}'s survey"));
+        return Err(anyhow::anyhow!(
+            "{results_name}: held-out groups {unknown:?} are not groups of {config_name}'s survey"
+        ));
     }
     let held: BTreeSet<&str> = held_out.iter().map(String::as_str).collect();
     let meta_train: BTreeSet<&str> =
