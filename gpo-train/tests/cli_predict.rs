@@ -171,3 +171,24 @@ fn context_distributions_must_sum_to_one() {
         assert!(!ok && err.contains(expected) && err.contains("context question 0"), "{err}");
     }
 }
+
+/// A request larger than the documented limits (here 6,000 context questions, which once built a
+/// 30,000² attention matrix and aborted) is one clear error before anything is allocated.
+#[test]
+fn oversized_requests_are_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
+    let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
+    let model_path = dir.path().join("m.gpo");
+    let file = ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None);
+    std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
+    let question =
+        serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": [0.5, 0.5]});
+    let target = serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]});
+    let path = dir.path().join("req.json");
+    let body = serde_json::json!({"context": vec![question; 6000], "targets": [target]});
+    std::fs::write(&path, body.to_string()).unwrap();
+    let (ok, _, err) = gpo(&["predict", "--model", model_path.to_str().unwrap(), "--input", path.to_str().unwrap()]);
+    assert!(!ok && err.contains("context questions: 6000 is more than the limit of 1024"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{err}");
+}
