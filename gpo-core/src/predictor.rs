@@ -22,7 +22,7 @@ use burn::tensor::backend::Backend;
 use crate::batch::{BatchError, Episode, GpoBatch, Question, Side};
 use crate::model::Gpo;
 use crate::model_file::{ModelFile, ModelFileError};
-use crate::prior::{PopulationPrior, PriorError, PriorValue, QuestionRef, SUM_TOLERANCE};
+use crate::prior::{PopulationPrior, PriorError, PriorValue, SUM_TOLERANCE};
 
 /// Most context questions of a request.
 pub const MAX_CONTEXT_QUESTIONS: usize = 1_024;
@@ -125,6 +125,8 @@ pub struct Predictor<B: Backend> {
 /// One request turned into model episodes (target chunks) and the targets' priors.
 struct Prepared {
     episodes: Vec<Episode>,
+    /// Number of target chunks (`episodes` may have been moved out for batching).
+    chunks: usize,
     priors: Vec<Option<PriorValue>>,
 }
 
@@ -179,12 +181,13 @@ impl<B: Backend> Predictor<B> {
         requests: &[(&[Question<'_>], &[Question<'_>])],
         groups_per_batch: usize,
     ) -> Result<Vec<Vec<Prediction>>, PredictError> {
-        let prepared: Vec<Prepared> = requests.iter().map(|(c, t)| self.prepare(c, t)).collect::<Result<_, _>>()?;
-        let episodes: Vec<&Episode> = prepared.iter().flat_map(|p| &p.episodes).collect();
+        let mut prepared: Vec<Prepared> = requests.iter().map(|(c, t)| self.prepare(c, t)).collect::<Result<_, _>>()?;
+        // The episodes move into one list (batched by slices, never copied); each request keeps
+        // its chunk count.
+        let episodes: Vec<Episode> = prepared.iter_mut().flat_map(|p| core::mem::take(&mut p.episodes)).collect();
         let mut distributions = Vec::with_capacity(episodes.len());
         for chunk in episodes.chunks(groups_per_batch.max(1)) {
-            let chunk: Vec<Episode> = chunk.iter().map(|e| (*e).clone()).collect();
-            let batch = GpoBatch::<B>::new(&chunk, &self.device)?;
+            let batch = GpoBatch::<B>::new(chunk, &self.device)?;
             let data = self
                 .model
                 .forward(&batch)?
@@ -230,52 +233,8 @@ impl<B: Backend> Predictor<B> {
         self.compute_priors(context, targets).map(|p| p.map(|(_, t)| t))
     }
 
-    /// Checks sizes, shapes and context answers before anything is computed.
     fn check(&self, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<(), PredictError> {
-        let too_large =
-            |what, found, max| if found > max { Err(PredictError::TooLarge { what, found, max }) } else { Ok(()) };
-        too_large("context questions", context.len(), MAX_CONTEXT_QUESTIONS)?;
-        too_large("target questions", targets.len(), MAX_TARGET_QUESTIONS)?;
-        if targets.is_empty() {
-            return Err(PredictError::NoTargets);
-        }
-        let dim = self.dim_x();
-        let mut context_tokens = 0usize;
-        for (side, questions) in [(Side::Context, context), (Side::Target, targets)] {
-            for (question, q) in questions.iter().enumerate() {
-                let fail = |why| PredictError::Question { side, question, why };
-                let len = q.embeddings().len();
-                if len == 0 || !len.is_multiple_of(dim) {
-                    return Err(fail(
-                        "the embeddings are not a positive whole number of rows of the model's dimension",
-                    ));
-                }
-                let options = len / dim;
-                too_large("options of a question", options, MAX_OPTIONS)?;
-                if q.prior_values().is_some() {
-                    return Err(fail("the predictor computes priors itself: give no prior"));
-                }
-                match (side, q.answer_values()) {
-                    (Side::Context, None) => return Err(fail("a context question needs the group's answer")),
-                    (Side::Target, Some(_)) => return Err(fail("a target question takes no answer")),
-                    (Side::Context, Some(p)) => {
-                        if p.len() != options {
-                            return Err(fail("the answer has not one probability per option"));
-                        }
-                        if p.iter().any(|v| !v.is_finite() || *v < 0.0) {
-                            return Err(fail("the answer holds a negative or non-finite probability"));
-                        }
-                        let sum: f32 = p.iter().sum();
-                        if (f64::from(sum) - 1.0).abs() > SUM_TOLERANCE {
-                            return Err(PredictError::NotNormalised { question, sum });
-                        }
-                        context_tokens += options;
-                    }
-                    (Side::Target, None) => {}
-                }
-            }
-        }
-        too_large("context options", context_tokens, MAX_CONTEXT_TOKENS)
+        check_request(self.dim_x(), context, targets)
     }
 
     /// The priors of the context and target questions, for a prior model.
@@ -285,21 +244,7 @@ impl<B: Backend> Predictor<B> {
         context: &[Question<'_>],
         targets: &[Question<'_>],
     ) -> Result<Option<(Vec<PriorValue>, Vec<PriorValue>)>, PredictError> {
-        let Some(prior) = &self.prior else { return Ok(None) };
-        let dim = self.dim_x();
-        let resolve = |q: &Question<'_>| prior.resolve(q.key_str(), q.embeddings(), q.embeddings().len() / dim);
-        let answers: Vec<Vec<f64>> = context
-            .iter()
-            .map(|q| q.answer_values().unwrap_or_default().iter().map(|&v| f64::from(v)).collect())
-            .collect();
-        let context_refs: Vec<QuestionRef> = context.iter().map(resolve).collect::<Result<_, _>>()?;
-        let shown: Vec<(QuestionRef, &[f64])> =
-            context_refs.iter().cloned().zip(answers.iter().map(Vec::as_slice)).collect();
-        let target_refs: Vec<QuestionRef> = targets.iter().map(resolve).collect::<Result<_, _>>()?;
-        let all: Vec<QuestionRef> = context_refs.into_iter().chain(target_refs).collect();
-        let mut priors = prior.distributions(&shown, &all, None)?;
-        let target_priors = priors.split_off(context.len());
-        Ok(Some((priors, target_priors)))
+        Ok(self.prior.as_ref().map(|p| p.for_questions(context, targets)).transpose()?)
     }
 
     fn prepare(&self, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<Prepared, PredictError> {
@@ -334,8 +279,54 @@ impl<B: Backend> Predictor<B> {
             current.push_target(question)?;
         }
         episodes.push(current);
-        Ok(Prepared { episodes, priors: target_priors })
+        Ok(Prepared { chunks: episodes.len(), episodes, priors: target_priors })
     }
+}
+
+/// Checks a request's sizes, shapes and context answers for a model of input dimension `dim`
+/// before anything is computed (the documented limits of this module).
+pub fn check_request(dim: usize, context: &[Question<'_>], targets: &[Question<'_>]) -> Result<(), PredictError> {
+    let too_large =
+        |what, found, max| if found > max { Err(PredictError::TooLarge { what, found, max }) } else { Ok(()) };
+    too_large("context questions", context.len(), MAX_CONTEXT_QUESTIONS)?;
+    too_large("target questions", targets.len(), MAX_TARGET_QUESTIONS)?;
+    if targets.is_empty() {
+        return Err(PredictError::NoTargets);
+    }
+    let mut context_tokens = 0usize;
+    for (side, questions) in [(Side::Context, context), (Side::Target, targets)] {
+        for (question, q) in questions.iter().enumerate() {
+            let fail = |why| PredictError::Question { side, question, why };
+            let len = q.embeddings().len();
+            if len == 0 || !len.is_multiple_of(dim) {
+                return Err(fail("the embeddings are not a positive whole number of rows of the model's dimension"));
+            }
+            let options = len / dim;
+            too_large("options of a question", options, MAX_OPTIONS)?;
+            if q.prior_values().is_some() {
+                return Err(fail("the predictor computes priors itself: give no prior"));
+            }
+            match (side, q.answer_values()) {
+                (Side::Context, None) => return Err(fail("a context question needs the group's answer")),
+                (Side::Target, Some(_)) => return Err(fail("a target question takes no answer")),
+                (Side::Context, Some(p)) => {
+                    if p.len() != options {
+                        return Err(fail("the answer has not one probability per option"));
+                    }
+                    if p.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                        return Err(fail("the answer holds a negative or non-finite probability"));
+                    }
+                    let sum: f32 = p.iter().sum();
+                    if (f64::from(sum) - 1.0).abs() > SUM_TOLERANCE {
+                        return Err(PredictError::NotNormalised { question, sum });
+                    }
+                    context_tokens += options;
+                }
+                (Side::Target, None) => {}
+            }
+        }
+    }
+    too_large("context options", context_tokens, MAX_CONTEXT_TOKENS)
 }
 
 /// Splits a `[batch, n_target]` mean into each episode's per-question distributions.
@@ -368,7 +359,7 @@ fn assemble(prepared: Vec<Prepared>, distributions: Vec<Vec<Vec<f32>>>) -> Vec<V
     prepared
         .into_iter()
         .map(|p| {
-            let flat: Vec<Vec<f32>> = chunks.by_ref().take(p.episodes.len()).flatten().collect();
+            let flat: Vec<Vec<f32>> = chunks.by_ref().take(p.chunks).flatten().collect();
             flat.into_iter().zip(p.priors).map(|(distribution, prior)| Prediction { distribution, prior }).collect()
         })
         .collect()

@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::Question;
 use crate::metrics::{Metric, mean};
 
 /// Largest accepted `|sum − 1|` of an answer distribution given to a prior or a predictor.
@@ -390,6 +391,33 @@ impl PopulationPrior {
         }
         let weights = self.weights(context, exclude);
         targets.iter().map(|q| self.prior_of(q, &weights)).collect()
+    }
+
+    /// The priors of a group's `context` questions (shown with their answers) and of the
+    /// `targets`, each resolved by its key and option embeddings ([`Self::resolve`]): what a
+    /// prior model reads, and the prior baselines of the same data.
+    #[allow(clippy::type_complexity)]
+    pub fn for_questions(
+        &self,
+        context: &[Question<'_>],
+        targets: &[Question<'_>],
+    ) -> Result<(Vec<PriorValue>, Vec<PriorValue>), PriorError> {
+        let resolve = |q: &Question<'_>| {
+            let options = q.embeddings().len().checked_div(self.dim).unwrap_or(0);
+            self.resolve(q.key_str(), q.embeddings(), options)
+        };
+        let answers: Vec<Vec<f64>> = context
+            .iter()
+            .map(|q| q.answer_values().unwrap_or_default().iter().map(|&v| f64::from(v)).collect())
+            .collect();
+        let context_refs: Vec<QuestionRef> = context.iter().map(resolve).collect::<Result<_, _>>()?;
+        let shown: Vec<(QuestionRef, &[f64])> =
+            context_refs.iter().cloned().zip(answers.iter().map(Vec::as_slice)).collect();
+        let all: Vec<QuestionRef> =
+            context_refs.into_iter().map(Ok).chain(targets.iter().map(resolve)).collect::<Result<_, _>>()?;
+        let mut priors = self.distributions(&shown, &all, None)?;
+        let target_priors = priors.split_off(context.len());
+        Ok((priors, target_priors))
     }
 
     /// Each prior group's weight (0 for the excluded group).

@@ -254,18 +254,12 @@ impl GpoModel {
         let dim = self.file.config.dim_x;
         let context = read_questions("context", &context, dim, true)?;
         let targets = read_questions("targets", &targets, dim, false)?;
-        let mut file = self.file.clone();
-        file.prior = Some(prior.clone().with_kind(kind).map_err(|e| JsError::new(&e.to_string()))?);
-        let table = file.prior.as_ref().map(|p| p.questions().to_vec()).unwrap_or_default();
-        let predictor = Predictor::<NdArray>::from_model(
-            file.to_model(&NdArrayDevice::Cpu).map_err(|e| JsError::new(&e.to_string()))?,
-            file.prior.clone(),
-        )
-        .map_err(predict_error)?;
-        let values = predictor
-            .priors(&context.questions(dim), &targets.questions(dim))
-            .map_err(predict_error)?
-            .unwrap_or_default();
+        // The prior alone: no model is built for it.
+        let prior = prior.clone().with_kind(kind).map_err(|e| JsError::new(&e.to_string()))?;
+        let (context, targets) = (context.questions(dim), targets.questions(dim));
+        gpo_core::predictor::check_request(dim, &context, &targets).map_err(predict_error)?;
+        let (_, values) = prior.for_questions(&context, &targets).map_err(|e| predict_error(e.into()))?;
+        let table = prior.questions();
         let out = Array::new();
         for value in values {
             let o = Object::new();

@@ -21,7 +21,8 @@ pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 /// Largest predict request read.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 
-/// Reads at most `max` bytes from `reader`, failing (naming `what`) when there is more.
+/// Reads at most `max` bytes from `reader` (standard input, or a model file after its header),
+/// failing (naming `what`) when there is more; files by path go through `fsutil::read_capped`.
 fn read_capped(mut reader: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     reader.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
@@ -248,7 +249,7 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> anyhow
     let bytes = if input == Path::new("-") {
         read_capped(std::io::stdin(), MAX_REQUEST_BYTES, "standard input")?
     } else {
-        read_capped(open(input)?, MAX_REQUEST_BYTES, &input.display().to_string())?
+        gpo_train::fsutil::read_capped(input, MAX_REQUEST_BYTES)?
     };
     let request: Request = serde_json::from_slice(&bytes).with_context(|| input.display().to_string())?;
     let dim = file.config.dim_x;
