@@ -77,7 +77,7 @@ fn setup() -> Setup {
 fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &GpoMethod) {
     let Setup { task, split, .. } = setup;
     let device = Default::default();
-    let prior = method.population_prior(task, &split.train_groups).expect("prior");
+    let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions()).expect("prior");
     let sampler = EpisodeSampler::new(
         task,
         &split.train_groups,
@@ -152,8 +152,10 @@ fn predict_one_group(c: &mut Criterion) {
     let mut group = benchmark_group(c, "predict_one_group");
     for method in &methods {
         let model = method.config.init_seeded::<Cpu>(&device, SEED).expect("model");
-        let prior =
-            method.population_prior(&task, &split.meta_train_groups()).expect("prior").map(|p| p.prior().clone());
+        let prior = method
+            .population_prior(&task, &split.meta_train_groups(), &split.seen_questions)
+            .expect("prior")
+            .map(|p| p.prior().clone());
         // What an app runs: gpo-core's Predictor, priors computed from the model's prior data.
         let predictor = GpoPredictor::new(model, &method.name, prior).expect("predictor");
         for n_targets in sizes {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::method::Method;
 use crate::prior::PriorKind;
+use crate::protocol::Protocol;
 use crate::train::{GpoMethod, Sampling, TrainOptions};
 
 /// Where the survey and its embeddings come from.
@@ -134,6 +135,12 @@ pub struct EvalOptions {
     pub knn_temperature: f64,
     /// Ridge penalty of the reward-model baseline.
     pub ridge_lambda: f64,
+    /// The protocols evaluated: `groups` (held-out groups, every question; the paper's) and
+    /// `questions` (held-out groups on questions held out of meta-training). Each protocol trains
+    /// its own models.
+    pub protocols: Vec<Protocol>,
+    /// Fraction of the questions held out as new in the `questions` protocol.
+    pub new_questions: f64,
 }
 
 impl Default for EvalOptions {
@@ -145,6 +152,8 @@ impl Default for EvalOptions {
             sweep: vec![0, 1, 2, 5, 10, 20, 50, 100],
             knn_temperature: 0.02,
             ridge_lambda: 1.0,
+            protocols: vec![Protocol::Groups],
+            new_questions: 0.2,
         }
     }
 }
@@ -278,6 +287,7 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
     at_most(&tr, "eval_every", t.eval_every, MAX_STEPS)?;
     at_most(&tr, "checkpoint_every", t.checkpoint_every, MAX_STEPS)?;
     at_most(&tr, "validation_context", t.validation_context, MAX_QUESTIONS)?;
+    at_most(&tr, "groups_per_update", t.groups_per_update.unwrap_or(0), MAX_SYNTHETIC_COUNT)?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
         let sampling = format!("{tr}.sampling");
         at_most(&sampling, "min_context", min_context, MAX_QUESTIONS)?;
@@ -315,6 +325,9 @@ fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Resul
     }
     if t.steps == 0 {
         return Err(format!("[{table}training] steps must be positive"));
+    }
+    if t.groups_per_update == Some(0) {
+        return Err(format!("[{table}training] groups_per_update must be positive"));
     }
     if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
         return Err(format!("[{table}training] learning_rate must be positive, got {}", t.learning_rate));
@@ -397,6 +410,15 @@ impl RunConfig {
         }
         if let Some(bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
             return Err(format!("[evaluation] split {bad} must be a fraction in (0, 1)"));
+        }
+        if e.protocols.is_empty() {
+            return Err("[evaluation] protocols must not be empty".into());
+        }
+        if let Some(p) = e.protocols.iter().enumerate().find_map(|(i, p)| e.protocols[..i].contains(p).then_some(p)) {
+            return Err(format!("[evaluation] protocol `{}` is listed twice", p.name()));
+        }
+        if !(e.new_questions > 0.0 && e.new_questions < 1.0) {
+            return Err(format!("[evaluation] new_questions must be a fraction in (0, 1), got {}", e.new_questions));
         }
         if e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 || e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
             return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());

@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod method;
 pub mod pipeline;
 pub mod prior;
+pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod synthetic;

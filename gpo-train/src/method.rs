@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::prior::PriorKind;
+use crate::protocol::Protocol;
 
 /// A method of the results.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,6 +13,9 @@ pub enum Method {
     Gpo,
     /// A GPO variant of the config (`[variants.<name>]`).
     Variant(String),
+    /// In each run, the GPO method with the best validation score (selection on validation only),
+    /// scored on the test groups: what a user who trains every method and keeps the best gets.
+    Selected,
     /// Every option equally likely.
     Uniform,
     /// The meta-training groups' average answer.
@@ -20,21 +24,35 @@ pub enum Method {
     KnnGroups,
     /// Per-group ridge regression from option embedding to probability.
     RidgeRm,
+    /// New questions: the train-group mean of the nearest answered questions.
+    NearestQuestion,
+    /// New questions: ridge regression from option embedding to population probability.
+    RidgePopulation,
 }
 
 impl Method {
     /// The baselines, in report order.
-    pub const BASELINES: [Method; 4] = [Method::Uniform, Method::TrainMean, Method::KnnGroups, Method::RidgeRm];
+    pub const BASELINES: [Method; 6] = [
+        Method::Uniform,
+        Method::TrainMean,
+        Method::NearestQuestion,
+        Method::RidgePopulation,
+        Method::KnnGroups,
+        Method::RidgeRm,
+    ];
 
     /// The name in results (`gpo_knn`, `train_mean`, …).
     pub fn name(&self) -> String {
         match self {
             Self::Gpo => "gpo".into(),
             Self::Variant(v) => format!("gpo_{v}"),
+            Self::Selected => "selected_gpo".into(),
             Self::Uniform => "uniform".into(),
             Self::TrainMean => "train_mean".into(),
             Self::KnnGroups => "knn_groups".into(),
             Self::RidgeRm => "ridge_rm".into(),
+            Self::NearestQuestion => "nearest_question".into(),
+            Self::RidgePopulation => "ridge_population".into(),
         }
     }
 
@@ -43,14 +61,12 @@ impl Method {
         if let Some(variant) = name.strip_prefix("gpo_").filter(|v| !v.is_empty()) {
             return Some(Self::Variant(variant.into()));
         }
-        [Self::Gpo, Self::Uniform, Self::TrainMean, Self::KnnGroups, Self::RidgeRm]
-            .into_iter()
-            .find(|m| m.name() == name)
+        [Self::Gpo, Self::Selected].into_iter().chain(Self::BASELINES).find(|m| m.name() == name)
     }
 
-    /// Whether it is GPO or one of its variants.
+    /// Whether it is GPO, one of its variants, or the one of them selected on validation.
     pub fn is_gpo(&self) -> bool {
-        matches!(self, Self::Gpo | Self::Variant(_))
+        matches!(self, Self::Gpo | Self::Variant(_) | Self::Selected)
     }
 
     /// The name in reports (`GPO (knn)`, `Train-group mean`, …).
@@ -58,20 +74,35 @@ impl Method {
         match self {
             Self::Gpo => "GPO".into(),
             Self::Variant(v) => format!("GPO ({v})"),
+            Self::Selected => "GPO (selected on validation)".into(),
             Self::Uniform => "Uniform".into(),
             Self::TrainMean => "Train-group mean".into(),
             Self::KnnGroups => "kNN groups".into(),
             Self::RidgeRm => "Ridge reward model".into(),
+            Self::NearestQuestion => "Nearest questions' mean".into(),
+            Self::RidgePopulation => "Ridge population model".into(),
         }
     }
 
-    /// The baseline that predicts exactly what a prior of `kind` gives (a prior variant's network
-    /// with its residual head off).
-    pub fn prior_baseline(kind: &PriorKind) -> Self {
-        match kind {
-            PriorKind::TrainMean => Self::TrainMean,
-            PriorKind::KnnGroups { .. } => Self::KnnGroups,
+    /// The baseline that predicts exactly what a prior of `kind` gives under `protocol` (a prior
+    /// variant's network with its residual head off). On new questions the train-mean prior is
+    /// the nearest questions' mean.
+    pub fn prior_baseline(kind: &PriorKind, protocol: Protocol) -> Self {
+        match (kind, protocol) {
+            (PriorKind::TrainMean, Protocol::Groups) => Self::TrainMean,
+            (PriorKind::TrainMean, Protocol::Questions) => Self::NearestQuestion,
+            (PriorKind::KnnGroups { .. }, _) => Self::KnnGroups,
         }
+    }
+
+    /// The baselines evaluated under `protocol`: under `questions` only those that exist for a
+    /// question no group answered.
+    pub fn baselines(protocol: Protocol) -> Vec<Self> {
+        let applies = |m: &Self| match protocol {
+            Protocol::Groups => !matches!(m, Self::NearestQuestion | Self::RidgePopulation),
+            Protocol::Questions => !matches!(m, Self::TrainMean),
+        };
+        Self::BASELINES.into_iter().filter(applies).collect()
     }
 }
 
@@ -87,7 +118,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for m in [Method::Gpo, Method::Variant("knn".into())].into_iter().chain(Method::BASELINES) {
+        for m in [Method::Gpo, Method::Variant("knn".into()), Method::Selected].into_iter().chain(Method::BASELINES) {
             assert_eq!(Method::parse(&m.name()), Some(m.clone()));
         }
         assert_eq!(Method::parse("gpo_"), None);

@@ -21,6 +21,23 @@ pub struct SurveyPrior {
 impl SurveyPrior {
     /// The prior of `kind` drawn from `groups` (survey indices) over every question of the survey.
     pub fn new(task: &EmbeddedSurvey, kind: PriorKind, groups: &[usize]) -> Result<Self, PriorError> {
+        let all: Vec<usize> = (0..task.survey.questions.len()).collect();
+        Self::over(task, kind, groups, &all)
+    }
+
+    /// The prior of `kind` drawn from `groups`' answers to `questions` only (survey indices): the
+    /// other questions are in the prior as questions no group answered, so their prior comes from
+    /// their nearest answered questions (gpo-core's rule for unknown questions), as a new
+    /// question's would.
+    pub fn over(
+        task: &EmbeddedSurvey,
+        kind: PriorKind,
+        groups: &[usize],
+        questions: &[usize],
+    ) -> Result<Self, PriorError> {
+        let n_questions = task.survey.questions.len();
+        let mut known = vec![false; n_questions];
+        questions.iter().filter(|&&q| q < n_questions).for_each(|&q| known[q] = true);
         let questions = task
             .survey
             .questions
@@ -28,12 +45,13 @@ impl SurveyPrior {
             .zip(&task.embeddings)
             .map(|(q, embeddings)| PriorQuestion::new(&q.key, q.ordinal.clone(), embeddings, task.dim))
             .collect();
-        let n_questions = task.survey.questions.len();
         let prior_groups = groups
             .iter()
             .map(|&g| PriorGroup {
                 name: task.survey.groups[g].name.clone(),
-                answers: (0..n_questions).map(|q| task.answer(g, q).map(<[f64]>::to_vec)).collect(),
+                answers: (0..n_questions)
+                    .map(|q| task.answer(g, q).filter(|_| known[q]).map(<[f64]>::to_vec))
+                    .collect(),
             })
             .collect();
         let prior = PopulationPrior::new(kind, task.metric(), DEFAULT_NEIGHBOURS, task.dim, questions, prior_groups)?;

@@ -12,11 +12,13 @@ use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
 
 use crate::config::{DataConfig, RunConfig};
 use crate::eval::{
-    EvalError, GpoPredictor, KnnGroups, Predictor, RidgeRewardModel, TrainGroupMean, Uniform, draw_episodes, score,
+    EvalError, GpoPredictor, KnnGroups, NearestQuestion, Predictor, RidgePopulation, RidgeRewardModel, TrainGroupMean,
+    Uniform, draw_episodes_with_targets, score,
 };
 use crate::fsutil::write_atomic;
 use crate::method::Method;
 use crate::pipeline::EmbeddingInfo;
+use crate::protocol::Protocol;
 use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
 use crate::task::EmbeddedSurvey;
@@ -89,14 +91,22 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.display().to_string(), source }
 }
 
-/// One (split, seed) of the experiment: train every GPO method, then score them and the baselines
-/// on the same held-out contexts for every number of context questions.
+/// One (protocol, split, seed) of the experiment: train every GPO method, then score them and the
+/// baselines on the same held-out contexts for every number of context questions.
 struct RunJob<'a> {
     task: &'a EmbeddedSurvey,
     config: &'a RunConfig,
     methods: &'a [GpoMethod],
     out_dir: &'a Path,
     resume: bool,
+}
+
+/// Which run of the experiment: a protocol, a meta-training fraction and a seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunKey {
+    protocol: Protocol,
+    fraction: f64,
+    seed: u64,
 }
 
 /// The model with the best validation score of a (split, seed), with the prior it reads at test
@@ -117,18 +127,39 @@ struct RunOutcome<B: Backend> {
 impl RunJob<'_> {
     fn run<B: AutodiffBackend>(
         &self,
-        fraction: f64,
-        seed: u64,
+        RunKey { protocol, fraction, seed }: RunKey,
         device: &B::Device,
         progress: &dyn TrainProgress,
     ) -> Result<RunOutcome<B::InnerBackend>, RunError> {
         let (task, config) = (self.task, self.config);
         let training = &config.training;
-        let split = Split::new(task, fraction, seed, training.validation, training.validation_fraction)?;
-        tracing::info!(fraction, seed, train = split.train_groups.len(), test = split.test_groups.len(), "training");
+        let split = Split::with_protocol(
+            task,
+            protocol,
+            config.evaluation.new_questions,
+            fraction,
+            seed,
+            training.validation,
+            training.validation_fraction,
+        )?;
+        let protocol_name = protocol.name();
+        tracing::info!(
+            protocol = protocol_name,
+            fraction,
+            seed,
+            train = split.train_groups.len(),
+            test = split.test_groups.len(),
+            new_questions = split.new_questions.len(),
+            "training"
+        );
         let mut trained = Vec::new();
         for method in self.methods {
-            let name = format!("split{:.0}-seed{seed}-{}.ckpt", fraction * 100.0, method.name);
+            // The `groups` protocol keeps the names of runs made before protocols existed.
+            let tag = match protocol {
+                Protocol::Groups => String::new(),
+                Protocol::Questions => format!("{protocol_name}-"),
+            };
+            let name = format!("{tag}split{:.0}-seed{seed}-{}.ckpt", fraction * 100.0, method.name);
             let checkpoint = self.out_dir.join("checkpoints").join(name);
             let session = Session { checkpoint: Some(&checkpoint), resume: self.resume, stop_after: None };
             let run = train::<B>(task, &split, method, seed, session, device, progress)?;
@@ -143,28 +174,43 @@ impl RunJob<'_> {
         }
 
         // Validation groups are meta-training data too: held out of gradient updates for model
-        // selection, but available to the baselines and to the priors at test time.
+        // selection, but available to the baselines and to the priors at test time, with their
+        // answers to every seen question (validation questions included).
         let meta_train = split.meta_train_groups();
+        let seen = &split.seen_questions;
         let priors: Vec<Option<PopulationPrior>> = trained
             .iter()
-            .map(|(method, _, _)| Ok(method.population_prior(task, &meta_train)?.map(|p| p.prior().clone())))
+            .map(|(method, _, _)| Ok(method.population_prior(task, &meta_train, seen)?.map(|p| p.prior().clone())))
             .collect::<Result<_, EvalError>>()?;
         let predictors: Vec<GpoPredictor<B::InnerBackend>> = trained
             .iter()
             .zip(&priors)
             .map(|((method, model, _), prior)| GpoPredictor::new(model.clone(), &method.name, prior.clone()))
             .collect::<Result<_, _>>()?;
-        let train_mean = TrainGroupMean::new(task, &meta_train)?;
-        let knn = KnnGroups::new(task, &meta_train, config.evaluation.knn_temperature)?;
-        let ridge = RidgeRewardModel::new(config.evaluation.ridge_lambda);
+        let evaluation = &config.evaluation;
+        let mut baselines: Vec<Box<dyn Predictor>> = Vec::new();
+        for baseline in Method::baselines(protocol) {
+            baselines.push(match baseline {
+                Method::Uniform => Box::new(Uniform),
+                Method::TrainMean => Box::new(TrainGroupMean::new(task, &meta_train, seen)?),
+                Method::NearestQuestion => Box::new(NearestQuestion::new(task, &meta_train, seen)?),
+                Method::RidgePopulation => {
+                    Box::new(RidgePopulation::new(task, &meta_train, seen, evaluation.ridge_lambda)?)
+                }
+                Method::KnnGroups => Box::new(KnnGroups::new(task, &meta_train, seen, evaluation.knn_temperature)?),
+                Method::RidgeRm => Box::new(RidgeRewardModel::new(evaluation.ridge_lambda)),
+                Method::Gpo | Method::Variant(_) | Method::Selected => continue,
+            });
+        }
         let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
-        methods.extend([&Uniform as &dyn Predictor, &train_mean, &knn, &ridge]);
-        let all_questions: Vec<usize> = (0..task.survey.questions.len()).collect();
+        methods.extend(baselines.iter().map(|b| b.as_ref()));
+        let (context_pool, targets) = split.test_pools();
         let mut scores = Vec::new();
         for k in config.context_sizes() {
-            // Every method sees exactly the same contexts.
+            // Every method sees exactly the same contexts (and both protocols the same draw of
+            // the same seed).
             let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
-            let episodes = draw_episodes(task, &split.test_groups, &all_questions, k, &mut rng);
+            let episodes = draw_episodes_with_targets(task, &split.test_groups, context_pool, targets, k, &mut rng);
             for method in &methods {
                 let table = score(task, &episodes, &method.predict(task, &episodes)?);
                 let per_group = episodes
@@ -181,13 +227,35 @@ impl RunJob<'_> {
                 });
             }
         }
+        // `selected_gpo`: the method validation prefers, by the same rule as the exported model.
+        let selected = trained
+            .iter()
+            .filter(|(_, _, summary)| summary.validation_score.is_some())
+            .max_by(|a, b| {
+                a.2.validation_score
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&b.2.validation_score.unwrap_or(f64::NEG_INFINITY))
+            })
+            .map(|(method, _, _)| method.name.clone());
+        if let Some(name) = &selected {
+            let copies: Vec<MethodScore> = scores
+                .iter()
+                .filter(|s| &s.method == name)
+                .map(|s| MethodScore { method: Method::Selected.name(), ..s.clone() })
+                .collect();
+            scores.extend(copies);
+        }
         let headline = |m: &str| {
             scores.iter().find(|s| s.method == m && s.k == config.evaluation.context_questions).and_then(|s| s.micro)
         };
         for method in self.methods {
-            tracing::info!(fraction, seed, method = %method.name, score = ?headline(&method.name), "evaluated");
+            let score = headline(&method.name);
+            tracing::info!(protocol = protocol_name, fraction, seed, method = %method.name, score = ?score, "evaluated");
         }
-        tracing::info!(fraction, seed, train_mean = ?headline(&Method::TrainMean.name()), knn = ?headline(&Method::KnnGroups.name()), "baselines");
+        for baseline in Method::baselines(protocol) {
+            let score = headline(&baseline.name());
+            tracing::info!(protocol = protocol_name, fraction, seed, method = %baseline, score = ?score, "evaluated");
+        }
         drop(predictors);
 
         let names =
@@ -209,12 +277,15 @@ impl RunJob<'_> {
             });
         Ok(RunOutcome {
             result: RunResult {
+                protocol,
                 train_fraction: fraction,
                 seed,
                 train_groups: names(&split.train_groups),
+                new_questions: split.new_questions.iter().map(|&q| task.survey.questions[q].key.clone()).collect(),
                 validation_groups: names(&split.validation_groups),
                 test_groups: names(&split.test_groups),
                 models,
+                selected,
                 scores,
             },
             best,
@@ -238,15 +309,21 @@ pub fn run_experiment<B: AutodiffBackend>(
     check_sizes(&task, config)?;
     std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(io(out_dir))?;
     let methods = config.methods(task.dim);
-    let runs_to_do: Vec<(f64, u64)> = config
-        .evaluation
-        .splits
+    let evaluation = &config.evaluation;
+    let runs_to_do: Vec<RunKey> = evaluation
+        .protocols
         .iter()
-        .flat_map(|&fraction| config.evaluation.seeds.iter().map(move |&seed| (fraction, seed)))
+        .flat_map(|&protocol| {
+            evaluation.splits.iter().flat_map(move |&fraction| {
+                evaluation.seeds.iter().map(move |&seed| RunKey { protocol, fraction, seed })
+            })
+        })
         .collect();
-    // The exported model: the largest meta-training split, first seed.
-    let largest_split = config.evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
-    let export_run = runs_to_do.iter().position(|&(fraction, _)| fraction == largest_split);
+    // The exported model: the first protocol (a model for new groups when `groups` is run), the
+    // largest meta-training split, first seed.
+    let largest_split = evaluation.splits.iter().copied().fold(f64::MIN, f64::max);
+    let export_run =
+        runs_to_do.iter().position(|r| r.protocol == evaluation.protocols[0] && r.fraction == largest_split);
 
     progress.runs(runs_to_do.len());
     let job = RunJob { task: &task, config, methods: &methods, out_dir, resume };
@@ -261,8 +338,8 @@ pub fn run_experiment<B: AutodiffBackend>(
                 let worker = progress.worker();
                 loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&(fraction, seed)) = runs_to_do.get(index) else { break };
-                    let outcome = job.run::<B>(fraction, seed, device, worker.as_ref());
+                    let Some(&key) = runs_to_do.get(index) else { break };
+                    let outcome = job.run::<B>(key, device, worker.as_ref());
                     let failed = outcome.is_err();
                     if let Ok(mut slots) = outcomes.lock() {
                         slots[index] = Some(outcome);

@@ -43,12 +43,15 @@ fn names(range: std::ops::Range<usize>) -> Vec<String> {
 
 fn write_results(path: &Path, config: &RunConfig, runs: usize, dim: usize) {
     let run = RunResult {
+        protocol: gpo_train::protocol::Protocol::Groups,
         train_fraction: 0.6,
         seed: 0,
         train_groups: names(0..4),
+        new_questions: Vec::new(),
         validation_groups: names(4..5),
         test_groups: names(5..8),
         models: Vec::new(),
+        selected: None,
         scores: Vec::new(),
     };
     let results = Results {

@@ -7,6 +7,7 @@ use gpo_core::GpoConfig;
 use gpo_core::weights::named_tensors;
 use gpo_train::config::RunConfig;
 use gpo_train::prior::PriorKind;
+use gpo_train::protocol::Protocol;
 use gpo_train::run::run_experiment;
 use gpo_train::synthetic::{SyntheticSpec, synthetic_survey};
 use gpo_train::train::{GpoMethod, NoProgress, Session, Split, TrainOptions, ValidationMode, train};
@@ -57,28 +58,62 @@ dtype = "f16"
     )
 }
 
+/// Both protocols in one run (trained side by side, one per core). On held-out groups GPO must
+/// read the context; on new questions (answers are a function of the option embeddings, which the
+/// population statistics cannot use) it must beat every baseline that exists for a new question.
 #[test]
 fn gpo_learns_planted_group_structure() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("synthetic.toml");
-    std::fs::write(&config_path, config_text(400)).unwrap();
+    let text = config_text(400).replace("sweep = [0, 20]", "sweep = [0, 20]\nprotocols = [\"groups\", \"questions\"]");
+    std::fs::write(&config_path, text).unwrap();
     let config = RunConfig::load(&config_path).unwrap();
     let out = dir.path().join("runs/synthetic");
     let results = run_experiment::<B>(&config, &out, false, 2, &Default::default(), &NoProgress).unwrap();
-    let score =
-        |method: &str, k: usize| results.sweep.iter().find(|e| e.method == method && e.k == k).map(|e| e.mean).unwrap();
-    let (gpo, uniform, mean) = (score("gpo", 20), score("uniform", 20), score("train_mean", 20));
-    println!("gpo {gpo:.4} (k=0 {:.4}) uniform {uniform:.4} train mean {mean:.4}", score("gpo", 0));
+    let score = |protocol: Protocol, method: &str, k: usize| {
+        let entry = results.sweep.iter().find(|e| e.protocol == protocol && e.method == method && e.k == k);
+        entry.unwrap_or_else(|| panic!("no {method} at k = {k} under {protocol:?}")).mean
+    };
+    let groups = |method: &str, k: usize| score(Protocol::Groups, method, k);
+    let (gpo, uniform, mean) = (groups("gpo", 20), groups("uniform", 20), groups("train_mean", 20));
+    println!("groups: gpo {gpo:.4} (k=0 {:.4}) uniform {uniform:.4} train mean {mean:.4}", groups("gpo", 0));
     assert!(gpo > uniform + 0.02, "GPO {gpo} vs uniform {uniform}");
     assert!(gpo > mean + 0.02, "GPO {gpo} vs train-group mean {mean}");
-    assert!(gpo > score("gpo", 0) + 0.01, "context must help");
-    for file in ["results.json", "report.md", "model.gpo", "training_loss.svg", "alignment_vs_context_60.svg"] {
+    assert!(gpo > groups("gpo", 0) + 0.01, "context must help");
+
+    let questions = |method: &str| score(Protocol::Questions, method, 20);
+    let new_gpo = questions("gpo");
+    for baseline in ["uniform", "nearest_question", "ridge_population", "knn_groups", "ridge_rm"] {
+        println!("questions: gpo {new_gpo:.4} {baseline} {:.4}", questions(baseline));
+        assert!(new_gpo > questions(baseline) + 0.01, "new questions: GPO {new_gpo} vs {baseline}");
+    }
+    // The new-questions runs hold out 20% of the 80 questions and score only them.
+    let run = results.runs.iter().find(|r| r.protocol == Protocol::Questions).unwrap();
+    assert_eq!(run.new_questions.len(), 16);
+    assert!(results.runs.iter().filter(|r| r.protocol == Protocol::Groups).all(|r| r.new_questions.is_empty()));
+    assert!(run.scores.iter().all(|s| s.method != "train_mean"));
+
+    for file in [
+        "results.json",
+        "report.md",
+        "model.gpo",
+        "training_loss.svg",
+        "alignment_vs_context_60.svg",
+        "alignment_vs_context_questions_60.svg",
+        "validation_vs_cpu_seconds.svg",
+        "checkpoints/split60-seed0-gpo.ckpt",
+        "checkpoints/questions-split60-seed0-gpo.ckpt",
+    ] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let summary = json["summary"].as_array().unwrap();
-    assert_eq!(summary.len(), 5, "one entry per method at k = 20");
+    let rows = |p: &str| summary.iter().filter(|e| e["protocol"] == p).count();
+    assert_eq!((rows("groups"), rows("questions")), (5, 6), "one entry per method at k = 20 and protocol");
     assert!(summary.iter().all(|e| e["k"] == 20 && e["seeds"] == 1 && e["train_fraction"] == 0.6));
+    // Every point of the training curve carries the CPU seconds spent so far, increasing.
+    let curve = &results.runs[0].models[0].curve;
+    assert!(curve.windows(2).all(|w| w[1].cpu_seconds >= w[0].cpu_seconds) && curve.last().unwrap().cpu_seconds > 0.0);
 }
 
 fn small_run(session: Session, steps: usize) -> Vec<gpo_core::weights::NamedTensor> {
@@ -162,6 +197,7 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
     assert_eq!(one.sweep, two.sweep);
     let methods: Vec<&str> =
         one.summary.iter().filter(|e| e.train_fraction == 0.6).map(|e| e.method.as_str()).collect();
+    assert!(one.summary.iter().all(|e| e.protocol == Protocol::Groups), "the default protocol is `groups`");
     assert_eq!(methods, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm"]);
     assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method == "gpo_mean"));
     let report = std::fs::read_to_string(dir.path().join("one/report.md")).unwrap();

@@ -54,3 +54,26 @@ pub fn draw_episodes(
         })
         .collect()
 }
+
+/// Episodes whose context (`k` questions per group) is drawn from `context_pool` as
+/// [`draw_episodes`] draws it, and whose targets are `targets` (the group's answered ones among
+/// them) when given, every other pool question otherwise. Groups left with no target are dropped.
+pub fn draw_episodes_with_targets(
+    task: &EmbeddedSurvey,
+    groups: &[usize],
+    context_pool: &[usize],
+    targets: Option<&[usize]>,
+    k: usize,
+    rng: &mut SplitMix64,
+) -> Vec<EvalEpisode> {
+    let episodes = draw_episodes(task, groups, context_pool, k, rng);
+    let Some(targets) = targets else { return episodes };
+    episodes
+        .into_iter()
+        .map(|mut e| {
+            e.targets = targets.iter().copied().filter(|&q| task.answer(e.group, q).is_some()).collect();
+            e
+        })
+        .filter(|e| !e.targets.is_empty())
+        .collect()
+}

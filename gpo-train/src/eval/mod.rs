@@ -5,8 +5,8 @@ mod baselines;
 mod episodes;
 mod gpo;
 
-pub use baselines::{KnnGroups, RidgeRewardModel, TrainGroupMean, Uniform};
-pub use episodes::{EvalEpisode, draw_episodes};
+pub use baselines::{KnnGroups, NearestQuestion, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform};
+pub use episodes::{EvalEpisode, draw_episodes, draw_episodes_with_targets};
 pub use gpo::GpoPredictor;
 
 use gpo_core::metrics::ScoreTable;
@@ -28,6 +28,9 @@ pub enum EvalError {
     /// A population prior could not be computed.
     #[error("population prior: {0}")]
     Prior(#[from] gpo_core::PriorError),
+    /// A baseline cannot predict these episodes.
+    #[error("{0}")]
+    Baseline(String),
 }
 
 /// Anything that predicts a group's answer distributions from its context answers.

@@ -10,6 +10,7 @@ use crate::data::Metric;
 use crate::fsutil::write_atomic;
 use crate::method::Method;
 use crate::prior::PriorKind;
+use crate::protocol::Protocol;
 use crate::train::CurvePoint;
 
 fn display_name(method: &str) -> String {
@@ -23,12 +24,18 @@ fn is_gpo(method: &str) -> bool {
 
 /// The baselines' line styles: Okabe–Ito colours that no GPO method gets, each its own dash and
 /// marker.
-const BASELINE_STYLES: [(&str, &str, &str, Marker); 4] = [
+const BASELINE_STYLES: [(&str, &str, &str, Marker); 6] = [
     ("uniform", okabe_ito::BLACK, "1.5 3", Marker::Square),
     ("train_mean", okabe_ito::ORANGE, "7 3", Marker::TriangleUp),
+    // The new-questions baselines (never in a chart with `train_mean`).
+    ("nearest_question", okabe_ito::ORANGE, "3 3 9 3", Marker::Circle),
+    ("ridge_population", BROWN, "9 2 2 2 2 2", Marker::Square),
     ("knn_groups", okabe_ito::BLUISH_GREEN, "7 3 1.5 3", Marker::Diamond),
     ("ridge_rm", okabe_ito::REDDISH_PURPLE, "12 3 1.5 3 1.5 3", Marker::TriangleDown),
 ];
+/// A colour outside the Okabe–Ito set, for the sixth baseline (the eight Okabe–Ito colours are
+/// taken by the other baselines, GPO and its variants).
+const BROWN: &str = "#8c510a";
 /// Colours of the GPO variants (the faithful `gpo` is vermillion), in turn.
 const VARIANT_COLOURS: [&str; 3] = [okabe_ito::BLUE, okabe_ito::SKY_BLUE, okabe_ito::YELLOW];
 /// Dash patterns of the first GPO variants (the faithful `gpo` is solid).
@@ -117,8 +124,9 @@ fn methods_in(entries: &[SummaryEntry]) -> Vec<String> {
         let position = match Method::parse(m) {
             Some(Method::Gpo) => n,
             Some(Method::Variant(_)) => n + 1,
-            Some(baseline) => Method::BASELINES.iter().position(|b| *b == baseline).unwrap_or(n + 2),
-            None => n + 2,
+            Some(Method::Selected) => n + 2,
+            Some(baseline) => Method::BASELINES.iter().position(|b| *b == baseline).unwrap_or(n + 3),
+            None => n + 3,
         };
         (position, m.clone())
     };
@@ -139,20 +147,31 @@ fn find<'a>(entries: &'a [SummaryEntry], split: f64, method: &str, k: usize) -> 
 
 /// Alignment vs number of context questions, one line per method, one chart per split, with the
 /// uniform prediction's level at the headline k as a reference line.
-fn sweep_chart(results: &Results, split: f64, styles: &BTreeMap<String, LineStyle>) -> LineChart {
+fn sweep_chart(results: &Results, protocol: Protocol, split: f64, styles: &BTreeMap<String, LineStyle>) -> LineChart {
     let mut ks: Vec<usize> = results.sweep.iter().map(|e| e.k).collect();
     ks.sort_unstable();
     ks.dedup();
     let k = results.config.evaluation.context_questions;
     let uniform = find(&results.summary, split, "uniform", k).or_else(|| find(&results.sweep, split, "uniform", k));
     LineChart {
-        title: format!("{}: alignment vs context questions ({:.0}% meta-train groups)", results.dataset, split * 100.0),
+        title: match protocol {
+            Protocol::Groups => {
+                format!("{}: alignment vs context questions ({:.0}% meta-train groups)", results.dataset, split * 100.0)
+            }
+            Protocol::Questions => format!(
+                "{}: new questions, alignment vs context questions ({:.0}% meta-train groups)",
+                results.dataset,
+                split * 100.0
+            ),
+        },
         x_label: "context questions per held-out group (log scale)".into(),
         y_label: "alignment (held-out groups)".into(),
         x_scale: XScale::Log1p,
         x_ticks: ks.iter().map(|&k| k as f64).collect(),
+        // `selected_gpo` repeats one GPO method's line in each run: left out of the plot.
         series: methods_in(&results.sweep)
             .into_iter()
+            .filter(|m| Method::parse(m) != Some(Method::Selected))
             .map(|m| Series {
                 name: display_name(&m),
                 points: results
@@ -169,29 +188,35 @@ fn sweep_chart(results: &Results, split: f64, styles: &BTreeMap<String, LineStyl
     }
 }
 
-/// One chart per split, one line per GPO method over the updates: the mean over seeds of the
-/// points `pick` takes from each run's curve.
+/// One chart per (protocol, split), one line per GPO method: the mean over seeds of the points
+/// `pick` takes from each run's curve, `(update, x, y)`, averaged per update (x is the update or
+/// the CPU seconds spent up to it).
 fn curve_charts(
     results: &Results,
     title: &str,
-    y_label: &str,
+    (x_label, y_label): (&str, &str),
     styles: &BTreeMap<String, LineStyle>,
-    pick: impl Fn(&[CurvePoint]) -> Vec<(f64, f64)>,
+    pick: impl Fn(&[CurvePoint]) -> Vec<(usize, f64, f64)>,
 ) -> Vec<LineChart> {
-    // split → method → x → the seeds' values; keyed by the bits of non-negative f64s, which
-    // order as the numbers do.
-    let mut lines: BTreeMap<u64, BTreeMap<String, BTreeMap<u64, Vec<f64>>>> = BTreeMap::new();
+    // (protocol, split) → method → update → the seeds' (x, y); splits keyed by the bits of
+    // non-negative f64s, which order as the numbers do.
+    type Lines = BTreeMap<(Protocol, u64), BTreeMap<String, BTreeMap<usize, Vec<(f64, f64)>>>>;
+    let mut lines: Lines = BTreeMap::new();
     for run in &results.runs {
         for model in &run.models {
-            let line = lines.entry(run.train_fraction.to_bits()).or_default().entry(model.method.clone()).or_default();
-            for (x, y) in pick(&model.curve) {
-                line.entry(x.to_bits()).or_default().push(y);
+            let line = lines
+                .entry((run.protocol, run.train_fraction.to_bits()))
+                .or_default()
+                .entry(model.method.clone())
+                .or_default();
+            for (step, x, y) in pick(&model.curve) {
+                line.entry(step).or_default().push((x, y));
             }
         }
     }
     lines
         .into_iter()
-        .map(|(split, by_method)| {
+        .map(|((protocol, split), by_method)| {
             let split = f64::from_bits(split);
             let mut methods: Vec<String> = by_method.keys().cloned().collect();
             methods.sort_by_key(|m| (m != "gpo", m.clone()));
@@ -200,16 +225,24 @@ fn curve_charts(
                 .map(|method| Series {
                     name: display_name(&method),
                     points: by_method[&method]
-                        .iter()
-                        .filter_map(|(x, ys)| Some((f64::from_bits(*x), gpo_core::metrics::mean(ys)?)))
+                        .values()
+                        .filter_map(|xy| {
+                            let xs: Vec<f64> = xy.iter().map(|p| p.0).collect();
+                            let ys: Vec<f64> = xy.iter().map(|p| p.1).collect();
+                            Some((gpo_core::metrics::mean(&xs)?, gpo_core::metrics::mean(&ys)?))
+                        })
                         .collect(),
                     style: styles.get(&method).cloned().unwrap_or_default(),
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect();
+            let protocol_note = match protocol {
+                Protocol::Groups => "",
+                Protocol::Questions => ", new-questions protocol",
+            };
             LineChart {
-                title: format!("{}: {title} ({:.0}% meta-train groups)", results.dataset, split * 100.0),
-                x_label: "update".into(),
+                title: format!("{}: {title} ({:.0}% meta-train groups{protocol_note})", results.dataset, split * 100.0),
+                x_label: x_label.into(),
                 y_label: y_label.into(),
                 x_scale: XScale::Linear,
                 x_ticks: Vec::new(),
@@ -221,39 +254,53 @@ fn curve_charts(
         .collect()
 }
 
-/// Training loss and validation alignment over the updates, mean over seeds, one chart per split.
-fn training_charts(results: &Results, styles: &BTreeMap<String, LineStyle>) -> (Vec<LineChart>, Vec<LineChart>) {
-    let loss = curve_charts(results, "training loss, mean over seeds", "loss", styles, |curve| {
+/// The training plots, one chart per (protocol, split), mean over seeds: training loss over the
+/// updates, validation alignment over the updates, and validation alignment over the CPU seconds
+/// spent in updates.
+fn training_charts(results: &Results, styles: &BTreeMap<String, LineStyle>) -> [Vec<LineChart>; 3] {
+    let loss = curve_charts(results, "training loss, mean over seeds", ("update", "loss"), styles, |curve| {
         // A running mean over ~2% of the run keeps the curve readable.
         let losses: Vec<(usize, f64)> = curve.iter().filter_map(|p| Some((p.step, p.loss?))).collect();
         let window = (losses.len() / 50).max(1);
         losses
             .chunks(window)
-            .map(|c| (c[c.len() - 1].0 as f64, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64))
+            .map(|c| {
+                let step = c[c.len() - 1].0;
+                (step, step as f64, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)
+            })
             .collect()
     });
+    let validation_label = "alignment (validation)";
     let validation =
-        curve_charts(results, "validation alignment, mean over seeds", "alignment (validation)", styles, |curve| {
-            curve.iter().filter_map(|p| Some((p.step as f64, p.validation?))).collect()
+        curve_charts(results, "validation alignment, mean over seeds", ("update", validation_label), styles, |curve| {
+            curve.iter().filter_map(|p| Some((p.step, p.step as f64, p.validation?))).collect()
         });
-    (loss, validation)
+    let seconds = curve_charts(
+        results,
+        "validation alignment vs CPU seconds of training, mean over seeds",
+        ("CPU seconds spent in updates (one core)", validation_label),
+        styles,
+        |curve| curve.iter().filter_map(|p| Some((p.step, p.cpu_seconds, p.validation?))).collect(),
+    );
+    [loss, validation, seconds]
 }
 
 /// The section on what each prior-reading variant adds over its prior alone (empty when no
 /// variant reads a prior).
-fn margins_section(results: &Results) -> String {
+fn margins_section(results: &Results, protocol: Protocol) -> String {
     let k = results.config.evaluation.context_questions;
     let entries = margins(&results.config, &results.runs);
-    let variants = prior_variants(&results.config);
+    let variants = prior_variants(&results.config, protocol);
     let mut md = String::new();
     if variants.is_empty() {
         return md;
     }
-    let _ = writeln!(md, "## What the transformer adds over its prior ({k} context questions)\n");
+    let _ = writeln!(md, "### What the transformer adds over its prior ({k} context questions)\n");
     let _ = writeln!(
         md,
         "A GPO variant that reads a population prior predicts a residual over it, so its prior alone is a \
-         baseline of this report: `train_mean` for the train-group-mean prior, `knn_groups` for the kNN prior \
+         baseline of this report: `train_mean` for the train-group-mean prior (`nearest_question` on new \
+         questions, where that prior comes from the nearest answered questions), `knn_groups` for the kNN prior \
          (the variant's network with its residual head switched off). **Margin**: for each seed, the variant's \
          score minus its prior's in the same run (same split, seed, test groups and contexts), averaged over \
          the seeds; ± is the population standard deviation (ddof 0, as in the tables above) over the seeds of \
@@ -297,38 +344,63 @@ fn margins_section(results: &Results) -> String {
     md
 }
 
-/// Writes `report.md`, `alignment_vs_context_<split>.svg`, `training_loss.svg` and
-/// `validation_curve.svg` into `dir`.
-pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
+/// The protocols `results` holds, in order (`groups` first).
+fn protocols_in(results: &Results) -> Vec<Protocol> {
+    let mut protocols: Vec<Protocol> = results.runs.iter().map(|r| r.protocol).collect();
+    protocols.extend(results.summary.iter().map(|e| e.protocol));
+    protocols.sort_unstable();
+    protocols.dedup();
+    protocols
+}
+
+/// `results` restricted to one protocol's runs and summary rows.
+fn protocol_view(results: &Results, protocol: Protocol) -> Results {
+    Results {
+        runs: results.runs.iter().filter(|r| r.protocol == protocol).cloned().collect(),
+        summary: results.summary.iter().filter(|e| e.protocol == protocol).cloned().collect(),
+        sweep: results.sweep.iter().filter(|e| e.protocol == protocol).cloned().collect(),
+        ..results.clone()
+    }
+}
+
+/// The sections of one protocol (tables, margins, sweep plots, per-group table) over `results`,
+/// which holds that protocol's runs only; `named` puts the protocol in the headings.
+fn protocol_sections(
+    results: &Results,
+    protocol: Protocol,
+    named: bool,
+    styles: &BTreeMap<String, LineStyle>,
+    dir: &Path,
+) -> std::io::Result<String> {
     let splits = splits_in(&results.summary);
     let methods = methods_in(&results.summary);
-    let styles = results_styles(results);
     let k = results.config.evaluation.context_questions;
-    let metric_name = match results.metric {
-        Metric::Wasserstein => "1 − Wasserstein / (max ordinal − min ordinal) (OpinionQA)",
-        Metric::JensenShannon => "1 − Jensen–Shannon distance (GlobalOpinionQA)",
+    let heading = match (protocol, named) {
+        (Protocol::Groups, false) => "Held-out groups".to_string(),
+        (Protocol::Groups, true) => "Protocol `groups` (held-out groups, every question)".to_string(),
+        (Protocol::Questions, _) => "Protocol `questions` (held-out groups on new questions)".to_string(),
     };
+    // What the per-group table measures GPO against: the population's answer as this protocol
+    // has it.
+    let population = Method::prior_baseline(&PriorKind::TrainMean, protocol).name();
     let mut md = String::new();
-    let _ = writeln!(md, "# GPO report: {}\n", results.name);
-    let _ = writeln!(
-        md,
-        "Dataset **{}**: {} groups, {} questions, {}-dimensional embeddings. Metric: {metric_name}, \
-         micro-averaged over (held-out group, question) items, mean ± std over {} seed(s). \
-         {} context questions per held-out group; every other question is a target. \
-         Models are selected on a validation split of the meta-training data ({}), never on the test groups.\n",
-        results.dataset,
-        results.n_groups,
-        results.n_questions,
-        results.embedding_dim,
-        results.config.evaluation.seeds.len(),
-        k,
-        match results.config.training.validation {
-            crate::train::ValidationMode::Questions => "held-out questions of the meta-training groups",
-            crate::train::ValidationMode::Groups => "held-out meta-training groups",
-        },
-    );
-
-    let _ = writeln!(md, "## Alignment on held-out groups ({k} context questions)\n");
+    let _ = writeln!(md, "## {heading}: alignment ({k} context questions)\n");
+    if protocol == Protocol::Questions {
+        let held = results.runs.first().map_or(0, |r| r.new_questions.len());
+        let _ = writeln!(
+            md,
+            "{held} of the {} questions ({:.0}%) are held out of meta-training, validation and every population \
+             statistic; each held-out group shows {k} answers to the other questions and is scored on the held-out \
+             ones. Only baselines that exist for a question nobody answered are run: `nearest_question` (the \
+             train-group mean of the {} nearest answered questions in embedding space with as many options), \
+             `ridge_population` (ridge from option embedding to population probability), `knn_groups` (the kNN \
+             group weights with the same nearest-question rule), `ridge_rm` and uniform. Models are selected on \
+             validation groups scored on their own held-out questions.\n",
+            results.n_questions,
+            results.config.evaluation.new_questions * 100.0,
+            gpo_core::prior::DEFAULT_NEIGHBOURS,
+        );
+    }
     let mut header = String::from("| Method |");
     let mut rule = String::from("|---|");
     for s in &splits {
@@ -364,9 +436,9 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         results.embedding_dim, results.n_groups, results.n_questions,
     );
 
-    md.push_str(&margins_section(results));
+    md.push_str(&margins_section(results, protocol));
 
-    let _ = writeln!(md, "## Alignment vs number of context questions\n");
+    let _ = writeln!(md, "## {heading}: alignment vs number of context questions\n");
     let _ = writeln!(
         md,
         "Every method has its own colour, dash pattern and marker; lines are labelled at their ends and \
@@ -374,8 +446,11 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
          prediction at {k} context questions.\n"
     );
     for &s in &splits {
-        let file = format!("alignment_vs_context_{:.0}.svg", s * 100.0);
-        write_atomic(&dir.join(&file), sweep_chart(results, s, &styles).render().as_bytes())?;
+        let file = match protocol {
+            Protocol::Groups => format!("alignment_vs_context_{:.0}.svg", s * 100.0),
+            Protocol::Questions => format!("alignment_vs_context_questions_{:.0}.svg", s * 100.0),
+        };
+        write_atomic(&dir.join(&file), sweep_chart(results, protocol, s, styles).render().as_bytes())?;
         let _ = writeln!(md, "![alignment vs context questions, {:.0}% split]({file})\n", s * 100.0);
         let mut ks: Vec<usize> = results.sweep.iter().filter(|e| e.train_fraction == s).map(|e| e.k).collect();
         ks.sort_unstable();
@@ -401,7 +476,7 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
 
     let _ = writeln!(
         md,
-        "## Per held-out group ({k} context questions, mean over the runs where the group was held out)\n"
+        "## {heading}: per held-out group ({k} context questions, mean over the runs where the group was held out)\n"
     );
     let mut per_group: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for run in &results.runs {
@@ -416,7 +491,11 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         md,
         "| Group | {} | {} |",
         methods.iter().map(|m| display_name(m)).collect::<Vec<_>>().join(" | "),
-        gpo_methods.iter().map(|m| format!("{} − train mean", display_name(m))).collect::<Vec<_>>().join(" | ")
+        gpo_methods
+            .iter()
+            .map(|m| format!("{} − {}", display_name(m), display_name(&population)))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
     let _ = writeln!(md, "|---|{}", "---|".repeat(methods.len() + gpo_methods.len()));
     // Rows sorted by the gain of the last GPO method (the variants come after the faithful one).
@@ -426,7 +505,7 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         .iter()
         .map(|(group, by_method)| {
             let value = |m: &str| by_method.get(m).and_then(|v| gpo_core::metrics::mean(v));
-            let gains = gpo_methods.iter().map(|m| value(m).zip(value("train_mean")).map(|(g, t)| g - t)).collect();
+            let gains = gpo_methods.iter().map(|m| value(m).zip(value(&population)).map(|(g, t)| g - t)).collect();
             (group.clone(), methods.iter().map(|m| value(m)).collect(), gains)
         })
         .collect();
@@ -443,28 +522,74 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         let _ = writeln!(md, "| {group} | {} | {} |", values.join(" | "), gains.join(" | "));
     }
 
-    let (loss, validation) = training_charts(results, &styles);
-    write_atomic(&dir.join("training_loss.svg"), render_stack(&loss).as_bytes())?;
-    write_atomic(&dir.join("validation_curve.svg"), render_stack(&validation).as_bytes())?;
+    Ok(md)
+}
+
+/// Writes `report.md`, `alignment_vs_context_<split>.svg` (and
+/// `alignment_vs_context_questions_<split>.svg` for the new-questions protocol),
+/// `training_loss.svg`, `validation_curve.svg` and `validation_vs_cpu_seconds.svg` into `dir`.
+pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
+    let styles = results_styles(results);
+    let k = results.config.evaluation.context_questions;
+    let metric_name = match results.metric {
+        Metric::Wasserstein => "1 − Wasserstein / (max ordinal − min ordinal) (OpinionQA)",
+        Metric::JensenShannon => "1 − Jensen–Shannon distance (GlobalOpinionQA)",
+    };
+    let mut md = String::new();
+    let _ = writeln!(md, "# GPO report: {}\n", results.name);
     let _ = writeln!(
         md,
-        "\n## Training\n\n![training loss](training_loss.svg)\n\n![validation alignment](validation_curve.svg)\n"
+        "Dataset **{}**: {} groups, {} questions, {}-dimensional embeddings. Metric: {metric_name}, \
+         micro-averaged over (held-out group, question) items, mean ± std over {} seed(s). \
+         {} context questions per held-out group; every other question is a target. \
+         Models are selected on a validation split of the meta-training data ({}), never on the test groups.\n",
+        results.dataset,
+        results.n_groups,
+        results.n_questions,
+        results.embedding_dim,
+        results.config.evaluation.seeds.len(),
+        k,
+        match results.config.training.validation {
+            crate::train::ValidationMode::Questions => "held-out questions of the meta-training groups",
+            crate::train::ValidationMode::Groups => "held-out meta-training groups",
+        },
+    );
+
+    let protocols = protocols_in(results);
+    for &protocol in &protocols {
+        let view = protocol_view(results, protocol);
+        md.push_str(&protocol_sections(&view, protocol, protocols.len() > 1, &styles, dir)?);
+    }
+
+    let [loss, validation, seconds] = training_charts(results, &styles);
+    write_atomic(&dir.join("training_loss.svg"), render_stack(&loss).as_bytes())?;
+    write_atomic(&dir.join("validation_curve.svg"), render_stack(&validation).as_bytes())?;
+    write_atomic(&dir.join("validation_vs_cpu_seconds.svg"), render_stack(&seconds).as_bytes())?;
+    let _ = writeln!(
+        md,
+        "\n## Training\n\n![training loss](training_loss.svg)\n\n![validation alignment](validation_curve.svg)\n\n\
+         Validation alignment against the CPU seconds each run spent in its updates (the thread's CPU clock; \
+         validation and checkpoints not counted), so that recipes are compared at equal cost:\n\n\
+         ![validation alignment vs CPU seconds](validation_vs_cpu_seconds.svg)\n"
     );
     let _ = writeln!(
         md,
-        "| Split | Seed | Method | Updates | Kept update | Validation | Seconds |\n|---|---|---|---|---|---|---|"
+        "| Protocol | Split | Seed | Method | Updates | Kept update | Validation | CPU seconds | Wall seconds |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     for r in &results.runs {
         for m in &r.models {
             let _ = writeln!(
                 md,
-                "| {:.0}% | {} | {} | {} | {} | {} | {:.1} |",
+                "| {} | {:.0}% | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                r.protocol.name(),
                 r.train_fraction * 100.0,
                 r.seed,
                 display_name(&m.method),
                 m.curve.last().map(|p| p.step).unwrap_or(0),
                 m.best_step,
                 m.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
+                m.curve.last().map_or(0.0, |p| p.cpu_seconds),
                 m.train_seconds
             );
         }
@@ -538,6 +663,7 @@ prior = { kind = "train_mean" }
                 step,
                 loss: (step > 0).then(|| 2.0 / (1.0 + step as f64)),
                 validation: Some(validation(step)),
+                cpu_seconds: step as f64 * 0.5,
             })
             .collect()
     }
@@ -577,9 +703,11 @@ prior = { kind = "train_mean" }
                 };
                 let s = seed as f64 / 1000.0;
                 runs.push(RunResult {
+                    protocol: Protocol::Groups,
                     train_fraction: split,
                     seed: seed_id,
                     train_groups: vec!["g2".into(), "g3".into()],
+                    new_questions: Vec::new(),
                     validation_groups: vec!["g4".into()],
                     test_groups: vec!["g1".into()],
                     models: vec![
@@ -587,6 +715,7 @@ prior = { kind = "train_mean" }
                         model("gpo_knn", curve(&[0, 25, 50, 75, 100], |t| 0.95 + s + t as f64 / 20000.0)),
                         model("gpo_mean", curve(&[0, 25, 50], |_| 0.94 + s)),
                     ],
+                    selected: None,
                     scores,
                 });
             }
@@ -640,7 +769,7 @@ prior = { kind = "train_mean" }
         let results = results();
         let styles = results_styles(&results);
         for split in [0.4, 0.8] {
-            let chart = sweep_chart(&results, split, &styles);
+            let chart = sweep_chart(&results, Protocol::Groups, split, &styles);
             let svg = chart.render();
             check_well_formed(&svg);
             let lines = elements(&svg, "polyline", "line");
@@ -679,8 +808,11 @@ prior = { kind = "train_mean" }
     #[test]
     fn validation_plot_has_a_panel_per_split_with_distinct_lines() {
         let results = results();
-        let (loss, validation) = training_charts(&results, &results_styles(&results));
-        assert_eq!((loss.len(), validation.len()), (2, 2));
+        let [loss, validation, seconds] = training_charts(&results, &results_styles(&results));
+        assert_eq!((loss.len(), validation.len(), seconds.len()), (2, 2, 2));
+        // CPU seconds on the x axis: the last point of GPO (knn) is at 100 updates × 0.5 s.
+        let svg = seconds[0].render();
+        assert!(svg.contains("CPU seconds"), "{svg}");
         let svg = render_stack(&validation);
         check_well_formed(&svg);
         assert_eq!(elements(&svg, "g", "chart").len(), 2);
@@ -702,6 +834,7 @@ prior = { kind = "train_mean" }
         let results = results();
         let margins = margins(&results.config, &results.runs);
         let entry = |split: f64, method: &str, prior: &str, mean: f64, std: f64| MarginEntry {
+            protocol: Protocol::Groups,
             train_fraction: split,
             method: method.into(),
             prior_method: prior.into(),
@@ -724,7 +857,7 @@ prior = { kind = "train_mean" }
         let knn = find(&results.summary, 0.4, "knn_groups", 20).unwrap();
         assert!(knn.std > 0.0078125);
 
-        let md = margins_section(&results);
+        let md = margins_section(&results, Protocol::Groups);
         assert!(md.contains("population standard deviation"));
         assert!(
             md.contains("| GPO (knn) | kNN groups | 0.9453 ± 0.0247 | 0.9297 ± 0.0175 | +0.01562 ± 0.00781 | 4 |"),
@@ -740,9 +873,11 @@ prior = { kind = "train_mean" }
         results.config.variants.get_mut("knn").unwrap().model.prior = Some(PriorKind::KnnGroups { temperature: 0.05 });
         let margins = super::margins(&results.config, &results.runs);
         assert_eq!(margins.iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), ["gpo_knn", "gpo_knn"]);
-        assert!(margins_section(&results).contains("Note: GPO (knn)'s kNN prior has temperature 0.05"));
+        assert!(
+            margins_section(&results, Protocol::Groups).contains("Note: GPO (knn)'s kNN prior has temperature 0.05")
+        );
         results.config.variants.clear();
-        assert_eq!(margins_section(&results), "");
+        assert_eq!(margins_section(&results, Protocol::Groups), "");
     }
 
     #[test]
@@ -772,7 +907,7 @@ prior = { kind = "train_mean" }
         assert_eq!(json["margins"], serde_json::to_value(margins(&results.config, &results.runs)).unwrap());
         assert_eq!(
             json["margins"][0],
-            serde_json::json!({"train_fraction": 0.4, "method": "gpo_knn", "prior_method": "knn_groups",
+            serde_json::json!({"protocol": "groups", "train_fraction": 0.4, "method": "gpo_knn", "prior_method": "knn_groups",
                 "k": 20, "mean": 0.015625, "std": 0.0078125, "seeds": 4})
         );
         let back: Results = serde_json::from_value(json).unwrap();
@@ -808,12 +943,92 @@ prior = { kind = "train_mean" }
         std::fs::create_dir_all(dir).unwrap();
         write_report(&results, dir).unwrap();
         let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-        assert!(md.contains("## What the transformer adds over its prior (20 context questions)"));
-        for file in
-            ["alignment_vs_context_40.svg", "alignment_vs_context_80.svg", "training_loss.svg", "validation_curve.svg"]
-        {
+        assert!(md.contains("### What the transformer adds over its prior (20 context questions)"));
+        assert!(!md.contains("Protocol `"), "one protocol: no protocol headings");
+        for file in [
+            "alignment_vs_context_40.svg",
+            "alignment_vs_context_80.svg",
+            "training_loss.svg",
+            "validation_curve.svg",
+            "validation_vs_cpu_seconds.svg",
+        ] {
             assert!(md.contains(file), "{file} not in report.md");
             check_well_formed(&std::fs::read_to_string(dir.join(file)).unwrap());
         }
+    }
+
+    /// The runs of `results()` again under the new-questions protocol, where `nearest_question`
+    /// and `ridge_population` replace `train_mean` (gpo_mean's prior alone is then
+    /// `nearest_question`), scored 1/32 lower.
+    fn results_with_questions() -> Results {
+        let mut results = results();
+        let rename = |m: &str| match m {
+            "train_mean" => "nearest_question".to_string(),
+            other => other.to_string(),
+        };
+        let mut questions: Vec<RunResult> = results.runs.clone();
+        for run in &mut questions {
+            run.protocol = Protocol::Questions;
+            run.new_questions = vec!["q7".into(), "q9".into()];
+            for score in &mut run.scores {
+                score.method = rename(&score.method);
+                score.micro = score.micro.map(|v| v - 1.0 / 32.0);
+            }
+            let extra: Vec<MethodScore> = run
+                .scores
+                .iter()
+                .filter(|s| s.method == "ridge_rm")
+                .map(|s| MethodScore { method: "ridge_population".into(), ..s.clone() })
+                .collect();
+            run.scores.extend(extra);
+        }
+        results.runs.extend(questions);
+        results.sweep = summarise(&results.runs);
+        results.summary = results.sweep.iter().filter(|e| e.k == 20).cloned().collect();
+        results
+    }
+
+    #[test]
+    fn both_protocols_are_summarised_reported_and_plotted_apart() {
+        let results = results_with_questions();
+        // Summary rows carry their protocol; the same (split, method, k) exists under both.
+        let row = |p: Protocol, m: &str| {
+            results.summary.iter().find(|e| e.protocol == p && e.train_fraction == 0.4 && e.method == m).unwrap()
+        };
+        assert!((row(Protocol::Groups, "gpo").mean - row(Protocol::Questions, "gpo").mean - 1.0 / 32.0).abs() < 1e-12);
+        assert!(results.summary.iter().all(|e| e.seeds == 4));
+        let json = serde_json::to_value(&results).unwrap();
+        assert_eq!(json["summary"].as_array().unwrap().iter().filter(|r| r["protocol"] == "questions").count(), 2 * 8);
+        // Margins per protocol: on new questions gpo_mean's prior alone is nearest_question.
+        let margins = margins(&results.config, &results.runs);
+        assert_eq!(margins.len(), 8);
+        let mean_margin = margins.iter().find(|m| m.protocol == Protocol::Questions && m.method == "gpo_mean").unwrap();
+        assert_eq!(mean_margin.prior_method, "nearest_question");
+        assert_eq!((mean_margin.mean, mean_margin.seeds), (0.0, 4));
+
+        let dir = tempfile::tempdir().unwrap();
+        write_report(&results, dir.path()).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        let groups = md.find("## Protocol `groups`").expect("a groups section");
+        let questions = md.find("## Protocol `questions`").expect("a questions section");
+        assert!(groups < questions);
+        let (groups_part, questions_part) = md[..md.find("## Training").unwrap()].split_at(questions);
+        assert!(groups_part.contains("| Train-group mean |") && !groups_part.contains("Nearest questions' mean"));
+        assert!(
+            questions_part.contains("| Nearest questions' mean |") && !questions_part.contains("| Train-group mean |")
+        );
+        assert!(questions_part.contains("| Ridge population model |"));
+        assert!(questions_part.contains("2 of the 40 questions"), "{questions_part}");
+        for file in ["alignment_vs_context_questions_40.svg", "alignment_vs_context_questions_80.svg"] {
+            assert!(questions_part.contains(file), "{file}");
+            let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            check_well_formed(&svg);
+            assert_eq!(elements(&svg, "polyline", "line").len(), 8);
+            assert!(svg.contains("new questions"));
+        }
+        // Training plots: a panel per (protocol, split).
+        let validation = std::fs::read_to_string(dir.path().join("validation_curve.svg")).unwrap();
+        assert_eq!(elements(&validation, "g", "chart").len(), 4);
+        assert!(md.contains("| questions | 80% | 3 | GPO (knn) | 100 | 100 |"), "{md}");
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::RunConfig;
 use crate::prior::PriorKind;
+use crate::protocol::Protocol;
 use crate::train::CurvePoint;
 
 /// One method's score at one number of context questions, for one (split, seed).
@@ -44,28 +45,40 @@ pub struct TrainedModel {
     pub curve: Vec<CurvePoint>,
 }
 
-/// One (split, seed): the trained GPO methods and the evaluation of every method.
+/// One (protocol, split, seed): the trained GPO methods and the evaluation of every method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// What the test measures (`groups` when absent: files written before protocols).
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Meta-training fraction of the groups.
     pub train_fraction: f64,
     /// Seed of split, initialisation, sampling and contexts.
     pub seed: u64,
     /// Groups that trained the model.
     pub train_groups: Vec<String>,
+    /// Questions held out as new (the test targets of the `questions` protocol; empty otherwise).
+    #[serde(default)]
+    pub new_questions: Vec<String>,
     /// Groups scored for model selection.
     pub validation_groups: Vec<String>,
     /// Held-out groups.
     pub test_groups: Vec<String>,
     /// The GPO methods trained, in config order.
     pub models: Vec<TrainedModel>,
+    /// The GPO method with the best validation score, whose test scores `selected_gpo` repeats.
+    #[serde(default)]
+    pub selected: Option<String>,
     /// Every method at every k.
     pub scores: Vec<MethodScore>,
 }
 
-/// Mean ± std over seeds of one method at one (split, k).
+/// Mean ± std over seeds of one method at one (protocol, split, k).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SummaryEntry {
+    /// What the test measures (`groups` when absent).
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Meta-training fraction.
     pub train_fraction: f64,
     /// Method name.
@@ -108,28 +121,30 @@ pub struct Results {
     pub sweep: Vec<SummaryEntry>,
 }
 
-/// Aggregates the runs' micro-averaged scores over seeds for every (split, method, k).
+/// Aggregates the runs' micro-averaged scores over seeds for every (protocol, split, method, k).
 pub fn summarise(runs: &[RunResult]) -> Vec<SummaryEntry> {
-    let mut groups: BTreeMap<(u64, String, usize), Vec<f64>> = BTreeMap::new();
-    let mut order: Vec<(u64, String, usize)> = Vec::new();
+    type Key = (Protocol, u64, String, usize);
+    let mut groups: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<Key> = Vec::new();
     for run in runs {
         for score in &run.scores {
-            let key = (run.train_fraction.to_bits(), score.method.clone(), score.k);
+            let key = (run.protocol, run.train_fraction.to_bits(), score.method.clone(), score.k);
             if !groups.contains_key(&key) {
                 order.push(key.clone());
             }
             groups.entry(key).or_default().extend(score.micro);
         }
     }
-    order.sort_by(|a, b| f64::from_bits(a.0).total_cmp(&f64::from_bits(b.0)).then(a.2.cmp(&b.2)));
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(f64::from_bits(a.1).total_cmp(&f64::from_bits(b.1))).then(a.3.cmp(&b.3)));
     order
         .into_iter()
         .filter_map(|key| {
             let values = &groups[&key];
             Some(SummaryEntry {
-                train_fraction: f64::from_bits(key.0),
-                method: key.1,
-                k: key.2,
+                protocol: key.0,
+                train_fraction: f64::from_bits(key.1),
+                method: key.2,
+                k: key.3,
                 mean: gpo_core::metrics::mean(values)?,
                 std: gpo_core::metrics::std_dev(values)?,
                 seeds: values.len(),
@@ -143,6 +158,9 @@ pub fn summarise(runs: &[RunResult]) -> Vec<SummaryEntry> {
 /// test groups and contexts) and its population standard deviation over seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarginEntry {
+    /// What the test measures.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Meta-training fraction.
     pub train_fraction: f64,
     /// The variant (`gpo_<variant>`).
@@ -159,37 +177,39 @@ pub struct MarginEntry {
     pub seeds: usize,
 }
 
-/// The baseline that predicts exactly what a prior of `kind` gives (the variant's network with
-/// its residual head off).
-pub fn prior_baseline(kind: &PriorKind) -> String {
-    crate::method::Method::prior_baseline(kind).name()
+/// The baseline that predicts exactly what a prior of `kind` gives under `protocol` (the
+/// variant's network with its residual head off).
+pub fn prior_baseline(kind: &PriorKind, protocol: Protocol) -> String {
+    crate::method::Method::prior_baseline(kind, protocol).name()
 }
 
-/// The GPO variants of `config` that read a prior, with their prior's baseline, in config order.
-pub fn prior_variants(config: &RunConfig) -> Vec<(String, String)> {
+/// The GPO variants of `config` that read a prior, with their prior's baseline under
+/// `protocol`, in config order.
+pub fn prior_variants(config: &RunConfig, protocol: Protocol) -> Vec<(String, String)> {
     config
         .variants
         .iter()
         .filter_map(|(name, v)| {
-            Some((crate::method::Method::Variant(name.clone()).name(), prior_baseline(v.model.prior.as_ref()?)))
+            let prior = prior_baseline(v.model.prior.as_ref()?, protocol);
+            Some((crate::method::Method::Variant(name.clone()).name(), prior))
         })
         .collect()
 }
 
-/// The margin of every prior-reading variant over its prior alone, per split, at the headline
-/// number of context questions; a (split, variant) where no seed scored both is left out.
+/// The margin of every prior-reading variant over its prior alone, per protocol and split, at
+/// the headline number of context questions; a (protocol, split, variant) where no seed scored
+/// both is left out.
 pub fn margins(config: &RunConfig, runs: &[RunResult]) -> Vec<MarginEntry> {
     let k = config.evaluation.context_questions;
-    let mut splits: Vec<f64> = runs.iter().map(|r| r.train_fraction).collect();
-    splits.sort_by(f64::total_cmp);
-    splits.dedup();
-    let variants = prior_variants(config);
+    let mut cells: Vec<(Protocol, f64)> = runs.iter().map(|r| (r.protocol, r.train_fraction)).collect();
+    cells.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    cells.dedup();
     let mut entries = Vec::new();
-    for split in splits {
-        for (method, prior) in &variants {
+    for (protocol, split) in cells {
+        for (method, prior) in &prior_variants(config, protocol) {
             let differences: Vec<f64> = runs
                 .iter()
-                .filter(|r| r.train_fraction == split)
+                .filter(|r| r.protocol == protocol && r.train_fraction == split)
                 .filter_map(|r| {
                     // The first score of a method at k, as the summary's tables read them.
                     let micro = |m: &str| r.scores.iter().find(|s| s.method == m && s.k == k)?.micro;
@@ -202,6 +222,7 @@ pub fn margins(config: &RunConfig, runs: &[RunResult]) -> Vec<MarginEntry> {
                 continue;
             };
             entries.push(MarginEntry {
+                protocol,
                 train_fraction: split,
                 method: method.clone(),
                 prior_method: (*prior).to_string(),

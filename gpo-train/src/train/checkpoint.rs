@@ -1,7 +1,7 @@
 //! Training checkpoints: everything needed to continue a run bit-identically (model and optimizer
 //! state with their parameter ids, RNG state, step, best model so far, curve), written atomically.
 //!
-//! File format, version 2 (integers little-endian), laid out like the `.gpo` file:
+//! File format, version 3 (3: curve points carry CPU seconds; integers little-endian), laid out like the `.gpo` file:
 //!
 //! | bytes | content |
 //! | --- | --- |
@@ -26,7 +26,7 @@ use crate::fsutil::{MAX_CHECKPOINT_BYTES, read_capped, without_path, write_atomi
 pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"GPOCKPT\0";
 /// Bumped whenever the layout changes; older checkpoints are refused, never misread (version 1
 /// had no header and stored Burn's own record encoding).
-pub(crate) const CHECKPOINT_VERSION: u32 = 2;
+pub(crate) const CHECKPOINT_VERSION: u32 = 3;
 const HEADER_LEN: usize = CHECKPOINT_MAGIC.len() + 4 + 8 + 4;
 
 /// A serialised training state.
@@ -175,7 +175,7 @@ mod tests {
             model: vec![1, 2, 3],
             optimizer: vec![4, 5],
             best: Some((2, 0.5, vec![6])),
-            curve: vec![CurvePoint { step: 0, loss: None, validation: Some(0.5) }],
+            curve: vec![CurvePoint { step: 0, loss: None, validation: Some(0.5), cpu_seconds: 0.0 }],
         }
     }
 

@@ -10,8 +10,8 @@ mod trainer;
 
 pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
 pub use sampler::{EpisodeSampler, Sampling};
-pub use split::{Split, SplitError, ValidationMode};
+pub use split::{Protocol, Split, SplitError, ValidationMode};
 pub use trainer::{
-    CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, train,
-    validation_episodes,
+    CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate,
+    thread_cpu_seconds, train, validation_episodes,
 };

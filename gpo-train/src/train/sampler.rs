@@ -38,6 +38,7 @@ impl Default for Sampling {
 pub struct EpisodeSampler<'a> {
     task: &'a EmbeddedSurvey,
     groups: Vec<usize>,
+    groups_per_update: Option<usize>,
     questions: Vec<usize>,
     sampling: Sampling,
     prior: Option<&'a SurveyPrior>,
@@ -52,14 +53,32 @@ impl<'a> EpisodeSampler<'a> {
         sampling: Sampling,
         prior: Option<&'a SurveyPrior>,
     ) -> Self {
-        Self { task, groups: groups.to_vec(), questions: questions.to_vec(), sampling, prior }
+        Self { task, groups: groups.to_vec(), groups_per_update: None, questions: questions.to_vec(), sampling, prior }
     }
 
-    /// One batch: an episode per group. One permutation of the questions is drawn for the whole
-    /// batch (as the original for OpinionQA, where every group shares the question set); each
-    /// group keeps the questions it answered, in that order, and the counts are capped per group
-    /// so that every episode has at least one context and one target question.
+    /// Each batch holds `n` of the groups, drawn anew for every batch, instead of all of them (the
+    /// original); `None` (or `n` not below the number of groups) keeps all.
+    pub fn with_groups_per_update(mut self, n: Option<usize>) -> Self {
+        self.groups_per_update = n;
+        self
+    }
+
+    /// One batch: an episode per group (per drawn group with `groups_per_update`). One
+    /// permutation of the questions is drawn for the whole batch (as the original for OpinionQA,
+    /// where every group shares the question set); each group keeps the questions it answered, in
+    /// that order, and the counts are capped per group so that every episode has at least one
+    /// context and one target question.
     pub fn sample(&self, rng: &mut SplitMix64) -> Result<Vec<Episode>, super::TrainError> {
+        let groups = match self.groups_per_update {
+            Some(n) if n < self.groups.len() => {
+                let mut drawn = self.groups.clone();
+                rng.shuffle(&mut drawn);
+                drawn.truncate(n.max(1));
+                drawn.sort_unstable();
+                drawn
+            }
+            _ => self.groups.clone(),
+        };
         let mut order = self.questions.clone();
         rng.shuffle(&mut order);
         let n_q = order.len();
@@ -75,7 +94,7 @@ impl<'a> EpisodeSampler<'a> {
                 (n_context, n_q)
             }
         };
-        self.groups
+        groups
             .iter()
             .map(|&group| {
                 let answered: Vec<usize> =

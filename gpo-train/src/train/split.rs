@@ -3,6 +3,7 @@
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
 /// What the validation set used for model selection is made of. Never the test groups (the
@@ -37,7 +38,7 @@ pub enum SplitError {
         min_train: usize,
     },
     /// Too few questions to hold some out.
-    #[error("cannot hold out {fraction} of {questions} questions for validation")]
+    #[error("cannot hold out {fraction} of {questions} questions")]
     TooFewQuestions {
         /// Requested fraction.
         fraction: f64,
@@ -53,6 +54,8 @@ pub struct Split {
     pub train_fraction: f64,
     /// Seed of the split.
     pub seed: u64,
+    /// What the test measures.
+    pub protocol: Protocol,
     /// What the validation set is made of.
     pub validation: ValidationMode,
     /// Groups whose episodes train the model.
@@ -63,8 +66,15 @@ pub struct Split {
     pub test_groups: Vec<usize>,
     /// Questions training episodes may use.
     pub train_questions: Vec<usize>,
-    /// Questions validation targets come from (all questions in `Groups` mode).
+    /// Questions validation targets come from (all questions in `Groups` mode of the `Groups`
+    /// protocol).
     pub validation_questions: Vec<usize>,
+    /// Questions whose answers exist outside the test groups: everything the meta-training groups,
+    /// the population priors and the baselines may read at test time (every question in the
+    /// `Groups` protocol), and the pool of the test groups' context questions.
+    pub seen_questions: Vec<usize>,
+    /// The held-out questions of the `Questions` protocol, the test targets (empty in `Groups`).
+    pub new_questions: Vec<usize>,
 }
 
 impl Split {
@@ -77,10 +87,57 @@ impl Split {
         groups
     }
 
-    /// Splits the task's groups: `n_train = floor(n_groups × fraction)` meta-training groups
-    /// (as the original), the rest test; then carves the validation set out of meta-training.
+    /// The questions a test group's context is drawn from, and the test targets: `None` for every
+    /// other question of the group (the `Groups` protocol), the new questions otherwise.
+    pub fn test_pools(&self) -> (&[usize], Option<&[usize]>) {
+        match self.protocol {
+            Protocol::Groups => (&self.seen_questions, None),
+            Protocol::Questions => (&self.seen_questions, Some(&self.new_questions)),
+        }
+    }
+
+    /// The questions a validation group's context is drawn from, and its targets (`None`: every
+    /// other question of the pool).
+    pub fn validation_pools(&self) -> (&[usize], Option<&[usize]>) {
+        match (self.protocol, self.validation) {
+            (Protocol::Groups, ValidationMode::Groups) => (&self.validation_questions, None),
+            _ => (&self.train_questions, Some(&self.validation_questions)),
+        }
+    }
+
+    /// The questions whose answers the population prior of training may hold: every question in
+    /// the `Groups` protocol (as the test-time prior), the training questions in `Questions`
+    /// (validation questions are new to the prior, as the test questions are at test time).
+    pub fn training_prior_questions(&self) -> &[usize] {
+        match self.protocol {
+            Protocol::Groups => &self.seen_questions,
+            Protocol::Questions => &self.train_questions,
+        }
+    }
+
+    /// The `Groups` protocol's split ([`Split::with_protocol`]).
     pub fn new(
         task: &EmbeddedSurvey,
+        train_fraction: f64,
+        seed: u64,
+        mode: ValidationMode,
+        validation_fraction: f64,
+    ) -> Result<Self, SplitError> {
+        Self::with_protocol(task, Protocol::Groups, 0.0, train_fraction, seed, mode, validation_fraction)
+    }
+
+    /// Splits the task's groups: `n_train = floor(n_groups × fraction)` meta-training groups
+    /// (as the original), the rest test; then carves the validation set out of meta-training.
+    ///
+    /// With the `Questions` protocol, `round(n_questions × new_fraction)` questions are first held
+    /// out as new (the test targets); meta-training and validation see only the others, and
+    /// validation holds out the same fraction of those as its own new questions (targets, never
+    /// trained on), so that selection measures what the test measures. The groups are the same
+    /// as the `Groups` protocol's for the same seed.
+    pub fn with_protocol(
+        task: &EmbeddedSurvey,
+        protocol: Protocol,
+        new_fraction: f64,
         train_fraction: f64,
         seed: u64,
         mode: ValidationMode,
@@ -106,27 +163,41 @@ impl Split {
         test_groups.sort_unstable();
         let all_questions: Vec<usize> = (0..task.survey.questions.len()).collect();
 
+        // Holds out `round(n × fraction)` of `questions` (at least 1, leaving at least 2), drawn
+        // with `rng`: (kept, held out), both sorted.
+        let hold_out = |mut questions: Vec<usize>, fraction: f64, rng: &mut SplitMix64| {
+            let n = questions.len();
+            if n < 3 {
+                return Err(SplitError::TooFewQuestions { fraction, questions: n });
+            }
+            rng.shuffle(&mut questions);
+            let mut held = questions.split_off(n - ((n as f64 * fraction).round() as usize).clamp(1, n - 2));
+            questions.sort_unstable();
+            held.sort_unstable();
+            Ok((questions, held))
+        };
+        let (seen_questions, new_questions) = match protocol {
+            Protocol::Groups => (all_questions, Vec::new()),
+            // Its own stream: the groups stay those of the `Groups` protocol.
+            Protocol::Questions => {
+                hold_out(all_questions, new_fraction, &mut SplitMix64::new(seed ^ 0x006E_6577_7175))?
+            }
+        };
         let held_out = |n: usize| ((n as f64 * validation_fraction).round() as usize).clamp(1, n - 1);
-        let (train_groups, validation_groups, train_questions, validation_questions) = match mode {
-            ValidationMode::Groups => {
+        let (train_groups, validation_groups, train_questions, validation_questions) = match (protocol, mode) {
+            (_, ValidationMode::Groups) => {
                 let n_val = held_out(meta_train.len());
                 let mut validation = meta_train.split_off(meta_train.len() - n_val);
                 meta_train.sort_unstable();
                 validation.sort_unstable();
-                (meta_train, validation, all_questions.clone(), all_questions)
+                let (train, validation_questions) = match protocol {
+                    Protocol::Groups => (seen_questions.clone(), seen_questions.clone()),
+                    Protocol::Questions => hold_out(seen_questions.clone(), new_fraction, &mut rng)?,
+                };
+                (meta_train, validation, train, validation_questions)
             }
-            ValidationMode::Questions => {
-                if all_questions.len() < 3 {
-                    return Err(SplitError::TooFewQuestions {
-                        fraction: validation_fraction,
-                        questions: all_questions.len(),
-                    });
-                }
-                let mut questions = all_questions;
-                rng.shuffle(&mut questions);
-                let mut validation = questions.split_off(questions.len() - held_out(questions.len()));
-                questions.sort_unstable();
-                validation.sort_unstable();
+            (_, ValidationMode::Questions) => {
+                let (questions, validation) = hold_out(seen_questions.clone(), validation_fraction, &mut rng)?;
                 meta_train.sort_unstable();
                 (meta_train.clone(), meta_train, questions, validation)
             }
@@ -134,12 +205,76 @@ impl Split {
         Ok(Self {
             train_fraction,
             seed,
+            protocol,
             validation: mode,
             train_groups,
             validation_groups,
             test_groups,
             train_questions,
             validation_questions,
+            seen_questions,
+            new_questions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{SyntheticSpec, synthetic_survey};
+
+    fn task() -> EmbeddedSurvey {
+        synthetic_survey(SyntheticSpec { groups: 12, questions: 50, dim: 4, clusters: 2, sharpness: 3.0, seed: 9 })
+    }
+
+    fn union(a: &[usize], b: &[usize]) -> Vec<usize> {
+        let mut all: Vec<usize> = a.iter().chain(b).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    #[test]
+    fn the_groups_protocol_trains_and_tests_on_every_question() {
+        let task = task();
+        let split = Split::new(&task, 0.5, 4, ValidationMode::Groups, 0.2).unwrap();
+        let all: Vec<usize> = (0..50).collect();
+        assert_eq!(split.protocol, Protocol::Groups);
+        assert_eq!((split.train_questions.as_slice(), split.seen_questions.as_slice()), (&all[..], &all[..]));
+        assert!(split.new_questions.is_empty());
+        assert_eq!(split.test_pools(), (&all[..], None));
+        assert_eq!(split.validation_pools(), (&all[..], None));
+        assert_eq!(split.training_prior_questions(), &all[..]);
+    }
+
+    #[test]
+    fn the_questions_protocol_holds_new_questions_out_of_everything_but_the_test() {
+        let task = task();
+        for mode in [ValidationMode::Groups, ValidationMode::Questions] {
+            let groups = Split::new(&task, 0.5, 4, mode, 0.2).unwrap();
+            let split = Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap();
+            // Same groups as the groups protocol of the same seed.
+            assert_eq!(
+                (&split.train_groups, &split.validation_groups, &split.test_groups),
+                (&groups.train_groups, &groups.validation_groups, &groups.test_groups)
+            );
+            // 10 of 50 new questions; seen ∪ new is everything, disjoint.
+            assert_eq!(split.new_questions.len(), 10);
+            assert_eq!(union(&split.seen_questions, &split.new_questions), (0..50).collect::<Vec<_>>());
+            // Training and validation see only seen questions, and validation targets are never
+            // trained on: 8 of the 40 seen questions.
+            assert_eq!(split.validation_questions.len(), 8);
+            assert_eq!(union(&split.train_questions, &split.validation_questions), split.seen_questions);
+            assert_eq!(split.test_pools(), (&split.seen_questions[..], Some(&split.new_questions[..])));
+            assert_eq!(split.validation_pools(), (&split.train_questions[..], Some(&split.validation_questions[..])));
+            assert_eq!(split.training_prior_questions(), &split.train_questions[..]);
+            // Deterministic in the seed; another seed holds out other questions.
+            assert_eq!(Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap(), split);
+            let other = Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 5, mode, 0.2).unwrap();
+            assert_ne!(other.new_questions, split.new_questions);
+        }
+        let tiny =
+            synthetic_survey(SyntheticSpec { groups: 6, questions: 2, dim: 4, clusters: 2, sharpness: 3.0, seed: 9 });
+        let error = Split::with_protocol(&tiny, Protocol::Questions, 0.2, 0.5, 0, ValidationMode::Groups, 0.2);
+        assert_eq!(error, Err(SplitError::TooFewQuestions { fraction: 0.2, questions: 2 }));
     }
 }

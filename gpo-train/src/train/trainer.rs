@@ -16,7 +16,7 @@ use super::checkpoint::{Checkpoint, CheckpointError};
 use super::record;
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
-use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes, score};
+use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
 use crate::prior::{PriorKind, SurveyPrior};
 use crate::task::EmbeddedSurvey;
 
@@ -30,6 +30,9 @@ pub struct TrainOptions {
     pub learning_rate: f64,
     /// How context and target questions are drawn.
     pub sampling: Sampling,
+    /// Meta-training groups per update, drawn anew each update (absent: all of them, as the
+    /// original).
+    pub groups_per_update: Option<usize>,
     /// What the updates minimise.
     pub objective: Objective,
     /// Score the validation set every this many updates (and after the last).
@@ -50,6 +53,7 @@ impl Default for TrainOptions {
             steps: 1000,
             learning_rate: 3e-4,
             sampling: Sampling::default(),
+            groups_per_update: None,
             objective: Objective::GaussianNll,
             eval_every: 100,
             checkpoint_every: 0,
@@ -98,13 +102,14 @@ pub struct GpoMethod {
 }
 
 impl GpoMethod {
-    /// The method's prior over `groups`, if it reads one.
+    /// The method's prior over `groups`' answers to `questions`, if it reads one.
     pub fn population_prior(
         &self,
         task: &EmbeddedSurvey,
         groups: &[usize],
+        questions: &[usize],
     ) -> Result<Option<SurveyPrior>, gpo_core::PriorError> {
-        self.prior.map(|kind| SurveyPrior::new(task, kind, groups)).transpose()
+        self.prior.map(|kind| SurveyPrior::over(task, kind, groups, questions)).transpose()
     }
 }
 
@@ -117,6 +122,26 @@ pub struct CurvePoint {
     pub loss: Option<f64>,
     /// Validation alignment, where measured.
     pub validation: Option<f64>,
+    /// CPU seconds this run's updates took up to this point (the thread's CPU clock, summed over
+    /// resumed sessions; validation and checkpoint writes not counted).
+    #[serde(default)]
+    pub cpu_seconds: f64,
+}
+
+/// CPU seconds the calling thread has used (its wall clock where the platform has no thread CPU
+/// clock). Only differences of two readings on one thread mean anything.
+pub fn thread_cpu_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `t` is a valid, writable timespec; clock_gettime writes only into it.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0 {
+            return t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9;
+        }
+    }
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// A finished training run.
@@ -179,27 +204,8 @@ pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
 /// Validation episodes, drawn once per run so that every evaluation sees the same contexts.
 pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed: u64) -> Vec<EvalEpisode> {
     let mut rng = SplitMix64::new(seed ^ 0x0076_616C_6964);
-    match split.validation {
-        ValidationMode::Groups => {
-            draw_episodes(task, &split.validation_groups, &split.validation_questions, k, &mut rng)
-        }
-        ValidationMode::Questions => {
-            let contexts = draw_episodes(task, &split.validation_groups, &split.train_questions, k, &mut rng);
-            contexts
-                .into_iter()
-                .map(|mut e| {
-                    e.targets = split
-                        .validation_questions
-                        .iter()
-                        .copied()
-                        .filter(|&q| task.answer(e.group, q).is_some())
-                        .collect();
-                    e
-                })
-                .filter(|e| !e.targets.is_empty())
-                .collect()
-        }
-    }
+    let (context, targets) = split.validation_pools();
+    draw_episodes_with_targets(task, &split.validation_groups, context, targets, k, &mut rng)
 }
 
 /// Identifies a training run in its checkpoint: the sha256 (hex) of the JSON of everything that
@@ -335,9 +341,10 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let prior = method.population_prior(task, &split.train_groups)?;
+    let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions())?;
     let sampler =
-        EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref());
+        EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref())
+            .with_groups_per_update(options.groups_per_update);
     let validation = validation_episodes(task, split, options.validation_context, seed);
     progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
@@ -353,12 +360,14 @@ pub fn train<B: AutodiffBackend>(
         if let Some(score) = score {
             best = Some((0, score, model_file_bytes(&valid, config, prior.as_ref())?));
         }
-        curve.push(CurvePoint { step: 0, loss: None, validation: score });
+        curve.push(CurvePoint { step: 0, loss: None, validation: score, cpu_seconds: 0.0 });
     }
     let started = Instant::now();
     let mut done = start;
+    let mut cpu_seconds = curve.last().map_or(0.0, |p: &CurvePoint| p.cpu_seconds);
 
     for step in start..options.steps {
+        let update_started = thread_cpu_seconds();
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
         let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
         let loss = options.objective.loss(&model, &batch)?;
@@ -368,10 +377,11 @@ pub fn train<B: AutodiffBackend>(
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(learning_rate, model, grads);
+        cpu_seconds += (thread_cpu_seconds() - update_started).max(0.0);
 
         done = step + 1;
         let stopping = stop_after == Some(done);
-        let mut point = CurvePoint { step: done, loss: Some(loss_value), validation: None };
+        let mut point = CurvePoint { step: done, loss: Some(loss_value), validation: None, cpu_seconds };
         if done % options.eval_every.max(1) == 0 || done == options.steps {
             let valid = model.valid();
             let score = validate(&valid)?;
