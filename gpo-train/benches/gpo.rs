@@ -84,7 +84,8 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
         &split.train_questions,
         method.training.sampling,
         prior.as_ref(),
-    );
+    )
+    .with_groups_per_update(method.training.groups_per_update);
     let mut rng = SplitMix64::new(SEED ^ 0x0062_656E_6368);
     let start = Instant::now();
     let batches: Vec<Vec<Episode>> =
@@ -96,7 +97,7 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
         "{}: {} groups per batch, on average {:.0} context + {:.0} target tokens per batch; \
          drawing a batch (untimed below) takes {:.1} ms",
         method.name,
-        split.train_groups.len(),
+        batches.first().map_or(0, Vec::len),
         tokens(Episode::n_context_tokens),
         tokens(Episode::n_target_tokens),
         drawing * 1e3

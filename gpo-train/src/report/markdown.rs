@@ -417,7 +417,7 @@ fn protocol_sections(
                 }
                 None => md.push_str(" – |"),
             }
-            match paper_value(results.metric, m, s) {
+            match paper_value(results.metric, m, s).filter(|_| protocol == Protocol::Groups) {
                 Some(v) => {
                     let _ = write!(md, " {v:.3} |");
                 }

@@ -140,3 +140,37 @@ pub fn episode(
     }
     Ok(episode)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{SyntheticSpec, synthetic_survey};
+
+    #[test]
+    fn groups_per_update_draws_that_many_groups_per_batch() {
+        let task =
+            synthetic_survey(SyntheticSpec { groups: 8, questions: 40, dim: 4, clusters: 2, sharpness: 3.0, seed: 1 });
+        let groups: Vec<usize> = (0..8).collect();
+        let questions: Vec<usize> = (0..40).collect();
+        let sampling = Sampling::Code { min_context: 3, max_context: 6, min_target: 5, max_target: 10 };
+        let all = EpisodeSampler::new(&task, &groups, &questions, sampling, None);
+        assert_eq!(all.sample(&mut SplitMix64::new(0)).unwrap().len(), 8, "all groups by default");
+        for n in [1, 3] {
+            let sampler = EpisodeSampler::new(&task, &groups, &questions, sampling, None).with_groups_per_update(Some(n));
+            let shapes = |seed: u64| -> Vec<Vec<(usize, usize)>> {
+                let mut rng = SplitMix64::new(seed);
+                (0..5)
+                    .map(|_| {
+                        let batch = sampler.sample(&mut rng).unwrap();
+                        assert_eq!(batch.len(), n);
+                        batch.iter().map(|e| (e.n_context_tokens(), e.n_target_tokens())).collect()
+                    })
+                    .collect()
+            };
+            assert_eq!(shapes(7), shapes(7), "deterministic in the seed");
+        }
+        // As many groups as there are (or more) is every group.
+        let sampler = EpisodeSampler::new(&task, &groups, &questions, sampling, None).with_groups_per_update(Some(9));
+        assert_eq!(sampler.sample(&mut SplitMix64::new(0)).unwrap().len(), 8);
+    }
+}

@@ -164,17 +164,37 @@ impl Split {
         let all_questions: Vec<usize> = (0..task.survey.questions.len()).collect();
 
         // Holds out `round(n × fraction)` of `questions` (at least 1, leaving at least 2), drawn
-        // with `rng`: (kept, held out), both sorted.
+        // with `rng`: (kept, held out), both sorted. A question whose option count no kept question
+        // would have is never held out: a held-out question must have answered questions of its
+        // own shape (the nearest-question rule of the priors and baselines needs one), so such
+        // questions are skipped in the draw and stay kept.
+        let options = |q: usize| task.survey.questions[q].options.len();
         let hold_out = |mut questions: Vec<usize>, fraction: f64, rng: &mut SplitMix64| {
             let n = questions.len();
             if n < 3 {
                 return Err(SplitError::TooFewQuestions { fraction, questions: n });
             }
             rng.shuffle(&mut questions);
-            let mut held = questions.split_off(n - ((n as f64 * fraction).round() as usize).clamp(1, n - 2));
-            questions.sort_unstable();
+            let wanted = ((n as f64 * fraction).round() as usize).clamp(1, n - 2);
+            let mut kept_by_options: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
+            questions.iter().for_each(|&q| *kept_by_options.entry(options(q)).or_default() += 1);
+            let (mut kept, mut held) = (Vec::with_capacity(n), Vec::with_capacity(wanted));
+            // From the end of the shuffled order, as a plain split would take them.
+            for &q in questions.iter().rev() {
+                let left = kept_by_options.get_mut(&options(q)).expect("counted above");
+                if held.len() < wanted && *left > 1 {
+                    *left -= 1;
+                    held.push(q);
+                } else {
+                    kept.push(q);
+                }
+            }
+            if held.is_empty() {
+                return Err(SplitError::TooFewQuestions { fraction, questions: n });
+            }
+            kept.sort_unstable();
             held.sort_unstable();
-            Ok((questions, held))
+            Ok((kept, held))
         };
         let (seen_questions, new_questions) = match protocol {
             Protocol::Groups => (all_questions, Vec::new()),
@@ -267,6 +287,12 @@ mod tests {
             assert_eq!(split.test_pools(), (&split.seen_questions[..], Some(&split.new_questions[..])));
             assert_eq!(split.validation_pools(), (&split.train_questions[..], Some(&split.validation_questions[..])));
             assert_eq!(split.training_prior_questions(), &split.train_questions[..]);
+            // Every new (and validation) question has a kept question with as many options.
+            let options = |q: &usize| task.survey.questions[*q].options.len();
+            assert!(split.new_questions.iter().all(|q| split.seen_questions.iter().any(|s| options(s) == options(q))));
+            assert!(
+                split.validation_questions.iter().all(|q| split.train_questions.iter().any(|s| options(s) == options(q)))
+            );
             // Deterministic in the seed; another seed holds out other questions.
             assert_eq!(Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap(), split);
             let other = Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 5, mode, 0.2).unwrap();
