@@ -109,7 +109,8 @@ fn gpo_learns_planted_group_structure() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let summary = json["summary"].as_array().unwrap();
     let rows = |p: &str| summary.iter().filter(|e| e["protocol"] == p).count();
-    assert_eq!((rows("groups"), rows("questions")), (5, 6), "one entry per method at k = 20 and protocol");
+    // GPO, its selection on validation and the baselines (4 on held-out groups, 5 on new questions).
+    assert_eq!((rows("groups"), rows("questions")), (6, 7), "one entry per method at k = 20 and protocol");
     assert!(summary.iter().all(|e| e["k"] == 20 && e["seeds"] == 1 && e["train_fraction"] == 0.6));
     // Every point of the training curve carries the CPU seconds spent so far, increasing.
     let curve = &results.runs[0].models[0].curve;
@@ -198,7 +199,7 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
     let methods: Vec<&str> =
         one.summary.iter().filter(|e| e.train_fraction == 0.6).map(|e| e.method.as_str()).collect();
     assert!(one.summary.iter().all(|e| e.protocol == Protocol::Groups), "the default protocol is `groups`");
-    assert_eq!(methods, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm"]);
+    assert_eq!(methods, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm", "selected_gpo"]);
     assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method == "gpo_mean"));
     let report = std::fs::read_to_string(dir.path().join("one/report.md")).unwrap();
     assert!(report.contains("GPO (mean)"), "{report}");

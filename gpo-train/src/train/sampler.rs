@@ -156,7 +156,8 @@ mod tests {
         let all = EpisodeSampler::new(&task, &groups, &questions, sampling, None);
         assert_eq!(all.sample(&mut SplitMix64::new(0)).unwrap().len(), 8, "all groups by default");
         for n in [1, 3] {
-            let sampler = EpisodeSampler::new(&task, &groups, &questions, sampling, None).with_groups_per_update(Some(n));
+            let sampler =
+                EpisodeSampler::new(&task, &groups, &questions, sampling, None).with_groups_per_update(Some(n));
             let shapes = |seed: u64| -> Vec<Vec<(usize, usize)>> {
                 let mut rng = SplitMix64::new(seed);
                 (0..5)

@@ -291,7 +291,10 @@ mod tests {
             let options = |q: &usize| task.survey.questions[*q].options.len();
             assert!(split.new_questions.iter().all(|q| split.seen_questions.iter().any(|s| options(s) == options(q))));
             assert!(
-                split.validation_questions.iter().all(|q| split.train_questions.iter().any(|s| options(s) == options(q)))
+                split
+                    .validation_questions
+                    .iter()
+                    .all(|q| split.train_questions.iter().any(|s| options(s) == options(q)))
             );
             // Deterministic in the seed; another seed holds out other questions.
             assert_eq!(Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap(), split);
