@@ -63,6 +63,12 @@ impl SurveyPrior {
         &self.prior
     }
 
+    /// Whether any prior group's answer to survey question `question` is in the prior (false for
+    /// the questions [`Self::over`] left out, and for indices beyond the survey).
+    pub fn is_answered(&self, question: usize) -> bool {
+        self.prior.groups().iter().any(|g| g.answers.get(question).is_some_and(Option::is_some))
+    }
+
     /// The survey indices of the prior groups.
     pub fn groups(&self) -> &[usize] {
         &self.groups

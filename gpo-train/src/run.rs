@@ -227,16 +227,18 @@ impl RunJob<'_> {
                 });
             }
         }
-        // `selected_gpo`: the method validation prefers, by the same rule as the exported model.
-        let selected = trained
+        // Selection on validation only: the GPO method with the best validation score is both
+        // `selected_gpo` in the scores and the run's best model.
+        let best_index = trained
             .iter()
-            .filter(|(_, _, summary)| summary.validation_score.is_some())
+            .enumerate()
             .max_by(|a, b| {
-                a.2.validation_score
-                    .unwrap_or(f64::NEG_INFINITY)
-                    .total_cmp(&b.2.validation_score.unwrap_or(f64::NEG_INFINITY))
+                let score = |t: &TrainedModel| t.validation_score.unwrap_or(f64::NEG_INFINITY);
+                score(&a.1.2).total_cmp(&score(&b.1.2))
             })
-            .map(|(method, _, _)| method.name.clone());
+            .map(|(i, _)| i);
+        let selected =
+            best_index.filter(|&i| trained[i].2.validation_score.is_some()).map(|i| trained[i].0.name.clone());
         if let Some(name) = &selected {
             let copies: Vec<MethodScore> = scores
                 .iter()
@@ -261,19 +263,9 @@ impl RunJob<'_> {
         let names =
             |groups: &[usize]| -> Vec<String> { groups.iter().map(|&g| task.survey.groups[g].name.clone()).collect() };
         let models = trained.iter().map(|(_, _, summary)| summary.clone()).collect();
-        // Selection on validation only: the best validation score among the GPO methods.
-        let best = trained
-            .into_iter()
-            .zip(priors)
-            .max_by(|a, b| {
-                let score = |t: &TrainedModel| t.validation_score.unwrap_or(f64::NEG_INFINITY);
-                score(&a.0.2).total_cmp(&score(&b.0.2))
-            })
-            .map(|((method, model, summary), prior)| BestModel {
-                model,
-                config: method.config.clone(),
-                summary,
-                prior,
+        let best =
+            best_index.and_then(|i| trained.into_iter().zip(priors).nth(i)).map(|((method, model, summary), prior)| {
+                BestModel { model, config: method.config.clone(), summary, prior }
             });
         Ok(RunOutcome {
             result: RunResult {

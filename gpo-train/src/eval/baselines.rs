@@ -113,17 +113,14 @@ impl Predictor for KnnGroups {
 /// [`gpo_core::prior::DEFAULT_NEIGHBOURS`] answered questions most similar to it (cosine of the
 /// mean option embeddings) with as many options, options aligned by position.
 pub struct NearestQuestion {
-    prior: SurveyPrior,
-    known: Vec<bool>,
+    /// The train-group mean over the answered questions; on a new question it is the rule.
+    mean: TrainGroupMean,
 }
 
 impl NearestQuestion {
     /// The answers of `train_groups` to `questions`, the only questions it treats as answered.
     pub fn new(task: &EmbeddedSurvey, train_groups: &[usize], questions: &[usize]) -> Result<Self, EvalError> {
-        let n_questions = task.survey.questions.len();
-        let mut known = vec![false; n_questions];
-        questions.iter().filter(|&&q| q < n_questions).for_each(|&q| known[q] = true);
-        Ok(Self { prior: SurveyPrior::over(task, PriorKind::TrainMean, train_groups, questions)?, known })
+        Ok(Self { mean: TrainGroupMean::new(task, train_groups, questions)? })
     }
 }
 
@@ -135,13 +132,13 @@ impl Predictor for NearestQuestion {
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
         // A target among the answered questions would get its own average: this baseline is for
         // new questions only.
-        if let Some(&q) = episodes.iter().flat_map(|e| &e.targets).find(|&&q| self.known.get(q) != Some(&false)) {
+        if let Some(&q) = episodes.iter().flat_map(|e| &e.targets).find(|&&q| self.mean.prior.is_answered(q)) {
             return Err(EvalError::Baseline(format!(
                 "nearest_question predicts new questions only; question `{}` is an answered one",
                 task.survey.questions.get(q).map_or("?", |q| q.key.as_str())
             )));
         }
-        prior_predictions(&self.prior, task, episodes)
+        prior_predictions(&self.mean.prior, task, episodes)
     }
 }
 
