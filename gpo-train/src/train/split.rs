@@ -181,7 +181,7 @@ impl Split {
             let (mut kept, mut held) = (Vec::with_capacity(n), Vec::with_capacity(wanted));
             // From the end of the shuffled order, as a plain split would take them.
             for &q in questions.iter().rev() {
-                let left = kept_by_options.get_mut(&options(q)).expect("counted above");
+                let left = kept_by_options.entry(options(q)).or_default();
                 if held.len() < wanted && *left > 1 {
                     *left -= 1;
                     held.push(q);
@@ -204,8 +204,8 @@ impl Split {
             }
         };
         let held_out = |n: usize| ((n as f64 * validation_fraction).round() as usize).clamp(1, n - 1);
-        let (train_groups, validation_groups, train_questions, validation_questions) = match (protocol, mode) {
-            (_, ValidationMode::Groups) => {
+        let (train_groups, validation_groups, train_questions, validation_questions) = match mode {
+            ValidationMode::Groups => {
                 let n_val = held_out(meta_train.len());
                 let mut validation = meta_train.split_off(meta_train.len() - n_val);
                 meta_train.sort_unstable();
@@ -216,7 +216,7 @@ impl Split {
                 };
                 (meta_train, validation, train, validation_questions)
             }
-            (_, ValidationMode::Questions) => {
+            ValidationMode::Questions => {
                 let (questions, validation) = hold_out(seen_questions.clone(), validation_fraction, &mut rng)?;
                 meta_train.sort_unstable();
                 (meta_train.clone(), meta_train, questions, validation)
