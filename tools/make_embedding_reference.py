@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes fixtures/embed/minilm_reference.json: sentence-transformers' all-MiniLM-L6-v2 vectors for
-a few fixture texts, the reference that gpo-train/tests/embed_reference.rs compares the Rust
+a few fixture texts, the reference that gpo-train/tests/it/embed_reference.rs compares the Rust
 encoder against. Needs torch and sentence-transformers (pip install sentence-transformers); reads
 the model from the wheel in ../shared/models (or a folder given as the first argument).
 
@@ -39,7 +39,7 @@ def gpo_prompt(question: str, options: list[str], i: int) -> str:
     return prompt + f"{letters[i]}. {options[i]}"
 
 
-# The question used for the template test in gpo-train/tests/embed_cache.rs as well.
+# The question used for the template test in gpo-train/tests/it/embed_cache.rs as well.
 QUESTION = "How safe, if at all, would you say your local community is from crime? Would you say it is"
 OPTIONS = ["Very safe", "Somewhat safe", "Not too safe", "Not at all safe"]
 

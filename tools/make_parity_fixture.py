@@ -27,7 +27,7 @@ from torch import nn
 from safetensors.numpy import save_file
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "core" / "parity.safetensors"
-# `prior=False`: the original model (the prior variant is ours, tested in gpo-core/tests/prior.rs).
+# `prior=False`: the original model (the prior variant is ours, tested in gpo-core/tests/it/prior.rs).
 CONFIG = dict(dim_x=8, d_model=32, emb_depth=4, d_ff=48, n_heads=4, n_layers=3, dropout=0.0, layer_norm_eps=1e-5,
               prior=False)
 

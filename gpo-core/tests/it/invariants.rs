@@ -2,7 +2,7 @@
 //! targets attend only to the context, per-question softmax, padding that changes nothing.
 //! Tolerance: 1e-5 absolute on probabilities (f32 sums in a different order).
 
-mod common;
+use crate::common;
 
 use burn::tensor::backend::Backend;
 use burn_autodiff::Autodiff;

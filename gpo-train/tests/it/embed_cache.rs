@@ -55,7 +55,7 @@ A. Very safe\nB. Somewhat safe\nC. Not too safe\nD. Not at all safe\n\n### Respo
     assert_eq!(texts[1], expected);
     // The same prompt, built independently in Python, is in the reference fixture.
     let reference: serde_json::Value =
-        serde_json::from_str(include_str!("../../fixtures/embed/minilm_reference.json")).unwrap();
+        serde_json::from_str(include_str!("../../../fixtures/embed/minilm_reference.json")).unwrap();
     assert!(reference["cases"].as_array().unwrap().iter().any(|c| c["text"] == expected));
 
     assert_eq!(

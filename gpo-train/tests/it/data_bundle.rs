@@ -1,7 +1,7 @@
 //! The bundled default dataset `fixtures/opinionqa/` (tidy format): GPO's OpinionQA groups
 //! found in the OpinionQA release, on the questions all of them answered.
 //!
-//! Regenerate with `cargo test -p gpo-train --test data_bundle -- --ignored`.
+//! Regenerate with `cargo test -p gpo-train --test it data_bundle:: -- --ignored`.
 
 use std::path::PathBuf;
 

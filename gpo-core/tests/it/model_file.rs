@@ -1,7 +1,7 @@
 //! The `.gpo` model file: round trips, precision of f16/bf16 storage, and typed errors (never a
 //! panic) on truncated, corrupted, foreign, wrong-version, wrong-shape and wrong-dtype files.
 
-mod common;
+use crate::common;
 
 use common::{B, DIM_X, Rng, episode, model, questions};
 use gpo_core::metrics::Metric;

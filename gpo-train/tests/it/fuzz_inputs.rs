@@ -2,7 +2,7 @@
 //! text, arbitrary bytes and mutations of valid inputs, return a value or an error. A missing
 //! file is an error naming it.
 //!
-//! `GPO_FUZZ_CASES=20000 cargo test -p gpo-train --test fuzz_inputs` fuzzes longer.
+//! `GPO_FUZZ_CASES=20000 cargo test -p gpo-train --test it fuzz_inputs::` fuzzes longer.
 
 use std::path::Path;
 

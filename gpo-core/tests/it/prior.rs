@@ -3,7 +3,7 @@
 //! it, and bad priors are errors. Tolerance: 1e-6 absolute on probabilities (f32 softmax of
 //! logarithms).
 
-mod common;
+use crate::common;
 
 use common::{B, DIM_X, Question, Rng, questions};
 use gpo_core::metrics::Metric;

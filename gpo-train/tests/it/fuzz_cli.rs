@@ -4,8 +4,8 @@
 //! so that the decoder behind it is reached. Every run must exit 0 or 1 with one `error:` line:
 //! a panic (exit 101), an abort or a signal is a failure.
 //!
-//! `cargo test -p gpo-train --test fuzz_cli` runs a short pass (CI); the long run is
-//! `GPO_FUZZ_SECONDS=1200 cargo test --release -p gpo-train --test fuzz_cli -- --nocapture`
+//! `cargo test -p gpo-train --test it fuzz_cli::` runs a short pass (CI); the long run is
+//! `GPO_FUZZ_SECONDS=1200 cargo test --release -p gpo-train --test it fuzz_cli:: -- --nocapture`
 //! (`GPO_BIN=<path>` fuzzes another build of `gpo`).
 
 use std::path::Path;

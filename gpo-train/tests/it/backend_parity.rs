@@ -11,9 +11,10 @@
 //!
 //! Runs only with `--features wgpu`. Without a wgpu adapter (no GPU and no lavapipe: `apt-get
 //! install mesa-vulkan-drivers libvulkan1`) the tests print why and pass without checking.
-//! `cargo test -p gpo-train --features wgpu --test backend_parity -- --nocapture`
+//! `cargo test -p gpo-train --features wgpu --test it backend_parity:: -- --nocapture`
 #![cfg(feature = "wgpu")]
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -33,19 +34,19 @@ const SEED: u64 = 7;
 /// The trainer's learning rate, for the Adam update.
 const LEARNING_RATE: f64 = 3e-4;
 
-/// Whether a wgpu adapter exists (asked once); prints what runs or why the test is skipped.
+/// Whether a wgpu adapter exists (asked once); says what runs or why the test is skipped.
+///
+/// Written to the process's stderr directly, not through `eprintln!`: the test harness captures
+/// only the print macros, and CI reads this line from a plain `cargo test` run.
 fn gpu_available(test: &str) -> bool {
     static ADAPTER: OnceLock<Result<String, String>> = OnceLock::new();
-    match ADAPTER.get_or_init(wgpu_adapter) {
-        Ok(adapter) => {
-            eprintln!("{test}: running on wgpu adapter {adapter}");
-            true
-        }
-        Err(reason) => {
-            eprintln!("{test}: skipped: no wgpu adapter: {reason}");
-            false
-        }
-    }
+    let (available, line) = match ADAPTER.get_or_init(wgpu_adapter) {
+        Ok(adapter) => (true, format!("{test}: running on wgpu adapter {adapter}")),
+        Err(reason) => (false, format!("{test}: skipped: no wgpu adapter: {reason}")),
+    };
+    // A failed write to stderr changes nothing about the test's outcome.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    available
 }
 
 fn config() -> GpoConfig {

