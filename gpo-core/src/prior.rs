@@ -393,6 +393,22 @@ impl PopulationPrior {
         targets.iter().map(|q| self.prior_of(q, &weights)).collect()
     }
 
+    /// Whether [`Self::distributions`] gives `question` a prior when prior group `exclude` is
+    /// left out: some other prior group answered it, or (its answers unknown) some other question
+    /// with as many options, whose prior the rule for unknown questions then uses. `false` is the
+    /// case that gives [`PriorError::NoNeighbour`].
+    pub fn has_prior(&self, question: &QuestionRef, exclude: Option<usize>) -> bool {
+        let answered = |q: usize| {
+            self.groups.iter().enumerate().any(|(g, group)| Some(g) != exclude && group.answers[q].is_some())
+        };
+        let (options, own) = match question {
+            QuestionRef::Known(q) if answered(*q) => return true,
+            QuestionRef::Known(q) => (self.questions[*q].n_options(), Some(*q)),
+            QuestionRef::Unknown { options, .. } => (*options, None),
+        };
+        self.questions.iter().enumerate().any(|(i, q)| Some(i) != own && q.n_options() == options && answered(i))
+    }
+
     /// The priors of a group's `context` questions (shown with their answers) and of the
     /// `targets`, each resolved by its key and option embeddings ([`Self::resolve`]): what a
     /// prior model reads, and the prior baselines of the same data.
@@ -532,6 +548,34 @@ mod tests {
         PopulationPrior::new(kind, Metric::Wasserstein, 2, 2, questions, groups).unwrap()
     }
 
+    fn unknown_of(p: &PopulationPrior, options: usize) -> QuestionRef {
+        p.resolve(None, &vec![0.5; options * 2], options).unwrap()
+    }
+
+    #[test]
+    fn has_prior_says_exactly_when_distributions_succeed() {
+        // One group answers q0 only: q1 (2 options) then takes q0's answer, q2 (3 options) has no
+        // neighbour; leaving that group out leaves nothing.
+        let questions =
+            vec![question("q0", 2, &[1.0, 0.0]), question("q1", 2, &[0.0, 1.0]), question("q2", 3, &[1.0, 1.0])];
+        let groups = vec![
+            PriorGroup { name: "a".into(), answers: vec![Some(vec![1.0, 0.0]), None, None] },
+            PriorGroup { name: "b".into(), answers: vec![None, None, None] },
+        ];
+        let p = PopulationPrior::new(PriorKind::TrainMean, Metric::JensenShannon, 2, 2, questions, groups).unwrap();
+        let cases =
+            [QuestionRef::Known(0), QuestionRef::Known(1), QuestionRef::Known(2), unknown_of(&p, 2), unknown_of(&p, 3)];
+        for q in &cases {
+            for exclude in [None, Some(0), Some(1)] {
+                let works = p.distributions(&[], core::slice::from_ref(q), exclude).is_ok();
+                assert_eq!(p.has_prior(q, exclude), works, "{q:?}, exclude {exclude:?}");
+            }
+        }
+        assert!(p.has_prior(&QuestionRef::Known(1), None) && !p.has_prior(&QuestionRef::Known(0), Some(0)));
+        // A question's own answers do not make it its own neighbour.
+        assert!(!p.has_prior(&QuestionRef::Known(2), None));
+    }
+
     fn close(a: &[f64], b: &[f64]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
     }
@@ -570,7 +614,10 @@ mod tests {
         assert!(close(&v[0].distribution, &[(0.4 + 0.5) / 2.0, (0.6 + 0.5) / 2.0]));
         // A known key that nobody answered (q2) and no other 3-option question: a typed error.
         let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
-        assert_eq!(p.distributions(&[], &[q2], None), Err(PriorError::NoNeighbour { options: 3 }));
+        assert_eq!(p.distributions(&[], &[q2.clone()], None), Err(PriorError::NoNeighbour { options: 3 }));
+        assert!(!p.has_prior(&q2, None));
+        assert!(p.has_prior(&unknown_of(&p, 2), None) && !p.has_prior(&unknown_of(&p, 4), None));
+        assert!(p.has_prior(&QuestionRef::Known(0), Some(0)) && p.has_prior(&QuestionRef::Known(1), None));
         assert!(matches!(p.resolve(Some("q0"), &[0.0; 6], 3), Err(PriorError::OptionCount { .. })));
     }
 

@@ -50,21 +50,30 @@ fn file_name(path: &Path) -> &str {
     path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
 }
 
-/// Whether `candidate` is a temporary file name that [`write_atomic`] makes for target `name`
-/// (`.{name}.{pid}-{n}.tmp`), and if so the pid that made it.
-fn temporary_pid(candidate: &str, name: &str) -> Option<u32> {
-    let rest = candidate.strip_prefix('.')?.strip_prefix(name)?.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let (pid, n) = rest.split_once('-')?;
+/// If `candidate` is a temporary file name that [`write_atomic`] makes (`.{name}.{pid}-{n}.tmp`),
+/// its target name and the pid that made it.
+fn temporary_of(candidate: &str) -> Option<(&str, u32)> {
+    let rest = candidate.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (name, tag) = rest.rsplit_once('.')?;
+    let (pid, n) = tag.split_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(pid) && digits(n)).then(|| pid.parse().ok()).flatten()
+    (!name.is_empty() && digits(pid) && digits(n)).then(|| Some((name, pid.parse().ok()?))).flatten()
 }
 
 /// Removes the temporary files that a [`write_atomic`] of `path` killed mid-write left behind
 /// (those of other processes: this process's own writes clean up after themselves). Returns the
 /// paths removed. A missing folder has nothing to remove.
 pub fn remove_stale_temporaries(path: &Path) -> io::Result<Vec<PathBuf>> {
-    let dir = parent_dir(path);
     let name = file_name(path);
+    remove_stale(parent_dir(path), |target| target == name)
+}
+
+/// [`remove_stale_temporaries`] for every target in `dir` (not its subfolders).
+pub fn remove_stale_temporaries_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    remove_stale(dir, |_| true)
+}
+
+fn remove_stale(dir: &Path, wanted: impl Fn(&str) -> bool) -> io::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -74,8 +83,8 @@ pub fn remove_stale_temporaries(path: &Path) -> io::Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry?;
         let file = entry.file_name();
-        let Some(pid) = file.to_str().and_then(|f| temporary_pid(f, name)) else { continue };
-        if pid == std::process::id() || !entry.file_type()?.is_file() {
+        let Some((target, pid)) = file.to_str().and_then(temporary_of) else { continue };
+        if !wanted(target) || pid == std::process::id() || !entry.file_type()?.is_file() {
             continue;
         }
         std::fs::remove_file(entry.path())?;
@@ -201,10 +210,12 @@ mod tests {
 
     #[test]
     fn stale_temporaries_are_recognised_and_removed() {
-        assert_eq!(temporary_pid(".run.ckpt.123-4.tmp", "run.ckpt"), Some(123));
-        assert_eq!(temporary_pid(".run.ckpt.x-4.tmp", "run.ckpt"), None);
-        assert_eq!(temporary_pid(".other.ckpt.123-4.tmp", "run.ckpt"), None);
-        assert_eq!(temporary_pid(".run.ckpt.123-.tmp", "run.ckpt"), None);
+        assert_eq!(temporary_of(".run.ckpt.123-4.tmp"), Some(("run.ckpt", 123)));
+        assert_eq!(temporary_of(".model.gpo.7-0.tmp"), Some(("model.gpo", 7)));
+        assert_eq!(temporary_of(".run.ckpt.x-4.tmp"), None);
+        assert_eq!(temporary_of(".run.ckpt.123-.tmp"), None);
+        assert_eq!(temporary_of("..123-4.tmp"), None);
+        assert_eq!(temporary_of("run.ckpt"), None);
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("run.ckpt");
         let stale = dir.path().join(format!(".run.ckpt.{}-0.tmp", std::process::id().wrapping_add(1)));
@@ -218,5 +229,16 @@ mod tests {
         assert!(remove_stale_temporaries(&dir.path().join("no/such/dir/x")).unwrap().is_empty());
         write_atomic(&target, b"data").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"data");
+        // Folder-wide: every target's stale files, not this process's own, nothing else.
+        let stale = dir.path().join(format!(".model.gpo.{}-3.tmp", std::process::id().wrapping_add(1)));
+        let plain = dir.path().join("notes.tmp");
+        std::fs::write(&stale, b"partial").unwrap();
+        std::fs::write(&plain, b"mine").unwrap();
+        let mut removed = remove_stale_temporaries_in(dir.path()).unwrap();
+        removed.sort();
+        let mut want = vec![other.clone(), stale.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(own.exists() && plain.exists() && target.exists());
     }
 }

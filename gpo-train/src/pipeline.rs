@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::config::DataConfig;
-use crate::data::select::{Coverage, SelectReport, select, select_gpo};
-use crate::data::{DataError, Loaded, Metric, Survey, globalopinionqa, notebook, opinionqa, tidy};
+use crate::data::select::{SelectReport, select_loaded};
+use crate::data::{DataError, Loaded, Survey, globalopinionqa, notebook, opinionqa, tidy};
 use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, SurveyTemplate, Template, TextEmbedder};
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
@@ -33,19 +33,11 @@ pub fn load_survey(loader: Loader, source: &Path, questions: Option<&Path>) -> R
     }
 }
 
-/// Keeps the named groups, or GPO's default groups for the survey's metric.
-pub fn select_groups(survey: &Survey, groups: Option<&[String]>) -> (Survey, SelectReport) {
-    match groups {
-        None => select_gpo(survey),
-        Some(names) => {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let coverage = match survey.metric {
-                Metric::Wasserstein => Coverage::AllGroups,
-                Metric::JensenShannon => Coverage::PerGroup,
-            };
-            select(survey, &names, coverage)
-        }
-    }
+/// Keeps the named groups, or GPO's default groups for the survey's metric
+/// ([`select_loaded`]).
+pub fn select_groups(loaded: &Loaded, groups: Option<&[String]>) -> (Survey, SelectReport) {
+    let names: Option<Vec<&str>> = groups.map(|names| names.iter().map(String::as_str).collect());
+    select_loaded(loaded, names.as_deref())
 }
 
 /// Identification of the embeddings, recorded in exported models.
@@ -116,7 +108,7 @@ pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, Embedd
     for (reason, n) in loaded.skipped_counts() {
         tracing::info!(count = n, %reason, "skipped while loading");
     }
-    let (survey, report) = select_groups(&loaded.survey, groups.as_deref());
+    let (survey, report) = select_groups(&loaded, groups.as_deref());
     tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
     let template: Template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
     let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref()).map_err(|e| e.to_string())?;

@@ -69,6 +69,20 @@ impl SurveyPrior {
         self.prior.groups().iter().any(|g| g.answers.get(question).is_some_and(Option::is_some))
     }
 
+    /// Whether survey question `question` gets a prior for survey group `group`, which is left
+    /// out when it is one of the prior groups (gpo-core's [`PopulationPrior::has_prior`]). On
+    /// GlobalOpinionQA a question only a held-out country answered, with an option count no
+    /// answered question has, has none.
+    pub fn is_defined(&self, question: usize, group: Option<usize>) -> bool {
+        let exclude = group.and_then(|g| self.groups.iter().position(|&p| p == g));
+        question < self.prior.questions().len() && self.prior.has_prior(&QuestionRef::Known(question), exclude)
+    }
+
+    /// The questions of `pool` that get a prior for every group outside the prior ([`Self::is_defined`]).
+    pub fn defined_in(&self, pool: &[usize]) -> Vec<usize> {
+        pool.iter().copied().filter(|&q| self.is_defined(q, None)).collect()
+    }
+
     /// The survey indices of the prior groups.
     pub fn groups(&self) -> &[usize] {
         &self.groups

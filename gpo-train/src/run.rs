@@ -18,6 +18,7 @@ use crate::eval::{
 use crate::fsutil::write_atomic;
 use crate::method::Method;
 use crate::pipeline::EmbeddingInfo;
+use crate::prior::{PriorKind, SurveyPrior};
 use crate::protocol::Protocol;
 use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
@@ -204,7 +205,29 @@ impl RunJob<'_> {
         }
         let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
         methods.extend(baselines.iter().map(|b| b.as_ref()));
+        // Every method is scored on the same items: the held-out groups' questions with a population
+        // prior (all of them on OpinionQA; on GlobalOpinionQA not those that only held-out
+        // countries answered and whose option count no answered question has).
+        let defined = SurveyPrior::over(task, PriorKind::TrainMean, &meta_train, seen).map_err(EvalError::from)?;
         let (context_pool, targets) = split.test_pools();
+        let no_prior: Vec<usize> = targets
+            .unwrap_or(context_pool)
+            .iter()
+            .copied()
+            .filter(|&q| !defined.is_defined(q, None) && split.test_groups.iter().any(|&g| task.answer(g, q).is_some()))
+            .collect();
+        if !no_prior.is_empty() {
+            tracing::info!(
+                protocol = protocol_name,
+                fraction,
+                seed,
+                questions = no_prior.len(),
+                "held-out groups' questions without a population prior: not scored"
+            );
+        }
+        let context_pool = defined.defined_in(context_pool);
+        let targets = targets.map(|t| defined.defined_in(t));
+        let (context_pool, targets) = (context_pool.as_slice(), targets.as_deref());
         let mut scores = Vec::new();
         for k in config.context_sizes() {
             // Every method sees exactly the same contexts (and both protocols the same draw of
@@ -274,6 +297,7 @@ impl RunJob<'_> {
                 seed,
                 train_groups: names(&split.train_groups),
                 new_questions: split.new_questions.iter().map(|&q| task.survey.questions[q].key.clone()).collect(),
+                no_prior_questions: no_prior.iter().map(|&q| task.survey.questions[q].key.clone()).collect(),
                 validation_groups: names(&split.validation_groups),
                 test_groups: names(&split.test_groups),
                 models,
@@ -300,6 +324,11 @@ pub fn run_experiment<B: AutodiffBackend>(
     let (task, info) = load_task(&config.data)?;
     check_sizes(&task, config)?;
     std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(io(out_dir))?;
+    // What a run killed while writing model.gpo, results.json or the report left behind
+    // (checkpoints clean their own folder when they resume).
+    for file in crate::fsutil::remove_stale_temporaries_in(out_dir).map_err(io(out_dir))? {
+        tracing::info!(path = %file.display(), "removed a stale temporary file");
+    }
     let methods = config.methods(task.dim);
     let evaluation = &config.evaluation;
     let runs_to_do: Vec<RunKey> = evaluation

@@ -2,12 +2,14 @@
 //!
 //! OpinionQA keeps only the questions answered by every selected group, so all groups share
 //! one question set ([`Coverage::AllGroups`]). GlobalOpinionQA keeps each country's own
-//! questions and drops only those no selected country answers ([`Coverage::PerGroup`]).
+//! questions and drops only those no selected country answers ([`Coverage::PerGroup`]), and,
+//! as GPO's `get_embeds.py` does, every question that one of the selected countries answered
+//! with an empty or all-zero row ([`select_loaded`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Group, Metric, Survey};
+use super::{Group, Loaded, Metric, SkipReason, Survey};
 
 /// GPO's 22 OpinionQA groups (`data/constants.py` GROUP_NAMES).
 pub const GPO_OPINIONQA_GROUPS: [&str; 22] = [
@@ -70,6 +72,9 @@ pub enum DropReason {
     NotAnsweredByAll,
     /// No selected group answered it.
     AnsweredByNone,
+    /// A selected group's answer to it was empty or all zeros, so the loader skipped that answer;
+    /// GPO drops the whole question (GPO-SPEC §2.2, GlobalOpinionQA).
+    ZeroAnswer,
 }
 
 impl fmt::Display for DropReason {
@@ -77,6 +82,7 @@ impl fmt::Display for DropReason {
         f.write_str(match self {
             Self::NotAnsweredByAll => "not answered by every selected group",
             Self::AnsweredByNone => "answered by no selected group",
+            Self::ZeroAnswer => "a selected group's answer is empty or all zeros",
         })
     }
 }
@@ -114,6 +120,44 @@ impl fmt::Display for SelectReport {
 /// Keeps the groups named in `names` (every group with that name, whatever its attribute; in
 /// the order of `names`) and the questions `coverage` allows, renumbering question indices.
 pub fn select(survey: &Survey, names: &[&str], coverage: Coverage) -> (Survey, SelectReport) {
+    select_dropping(survey, names, coverage, &BTreeSet::new())
+}
+
+/// [`select`] on a loaded survey, with GPO's default groups for its metric when `names` is
+/// `None`. With [`Coverage::PerGroup`] (GlobalOpinionQA) a question is also dropped when the loader
+/// skipped a selected group's answer to it as empty or all zeros ([`DropReason::ZeroAnswer`]),
+/// as GPO's `get_embeds.py` drops it.
+pub fn select_loaded(loaded: &Loaded, names: Option<&[&str]>) -> (Survey, SelectReport) {
+    let survey = &loaded.survey;
+    let (names, coverage) = match (names, survey.metric) {
+        (Some(names), Metric::Wasserstein) => (names, Coverage::AllGroups),
+        (Some(names), Metric::JensenShannon) => (names, Coverage::PerGroup),
+        (None, Metric::Wasserstein) => (&GPO_OPINIONQA_GROUPS[..], Coverage::AllGroups),
+        (None, Metric::JensenShannon) => (&GPO_COUNTRIES[..], Coverage::PerGroup),
+    };
+    let mut zero = BTreeSet::new();
+    if coverage == Coverage::PerGroup {
+        let index: BTreeMap<&str, usize> =
+            survey.questions.iter().enumerate().map(|(i, q)| (q.key.as_str(), i)).collect();
+        for s in &loaded.skipped {
+            if s.reason == SkipReason::ZeroSum
+                && s.group.as_deref().is_some_and(|g| names.contains(&g))
+                && let Some(&qi) = index.get(s.key.as_str())
+            {
+                zero.insert(qi);
+            }
+        }
+    }
+    select_dropping(survey, names, coverage, &zero)
+}
+
+/// [`select`], also dropping the questions in `zero` ([`DropReason::ZeroAnswer`]).
+fn select_dropping(
+    survey: &Survey,
+    names: &[&str],
+    coverage: Coverage,
+    zero: &BTreeSet<usize>,
+) -> (Survey, SelectReport) {
     let mut kept_groups = Vec::new();
     let mut missing_groups = Vec::new();
     let mut groups: Vec<&Group> = Vec::new();
@@ -139,6 +183,7 @@ pub fn select(survey: &Survey, names: &[&str], coverage: Coverage) -> (Survey, S
     let mut questions = Vec::new();
     for (qi, &n) in answered_by.iter().enumerate() {
         let reason = match (n, coverage) {
+            _ if zero.contains(&qi) => Some(DropReason::ZeroAnswer),
             (0, _) => Some(DropReason::AnsweredByNone),
             (n, Coverage::AllGroups) if n < groups.len() => Some(DropReason::NotAnsweredByAll),
             _ => None,

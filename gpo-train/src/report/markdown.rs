@@ -708,6 +708,7 @@ prior = { kind = "train_mean" }
                     seed: seed_id,
                     train_groups: vec!["g2".into(), "g3".into()],
                     new_questions: Vec::new(),
+                    no_prior_questions: Vec::new(),
                     validation_groups: vec!["g4".into()],
                     test_groups: vec!["g1".into()],
                     models: vec![

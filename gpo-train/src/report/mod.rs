@@ -60,6 +60,11 @@ pub struct RunResult {
     /// Questions held out as new (the test targets of the `questions` protocol; empty otherwise).
     #[serde(default)]
     pub new_questions: Vec<String>,
+    /// Questions of the held-out groups that no method was scored on, because the population
+    /// prior does not exist for them (no meta-training group answered them and no answered
+    /// question has their option count; GlobalOpinionQA). Empty on OpinionQA.
+    #[serde(default)]
+    pub no_prior_questions: Vec<String>,
     /// Groups scored for model selection.
     pub validation_groups: Vec<String>,
     /// Held-out groups.

@@ -230,7 +230,7 @@ mod tests {
         use gpo_core::GpoConfig;
         use gpo_core::weights::{NamedTensor, named_tensors};
 
-        use super::super::Checkpoint;
+        use super::super::{Checkpoint, HEADER_LEN};
         use crate::prior::PriorKind;
         use crate::synthetic::{SyntheticSpec, synthetic_survey};
         use crate::train::{GpoMethod, Session, Split, TrainError, TrainOptions, ValidationMode, train};
@@ -350,6 +350,76 @@ mod tests {
                 c.curve.pop();
             });
             assert!(resume_error(&path).contains("curve"));
+        }
+
+        /// Byte edits: (operation, position, byte); 0 inserts, 1 removes, 2 overwrites.
+        fn apply(bytes: &mut Vec<u8>, edits: &[(u8, usize, u8)]) {
+            for &(op, pos, byte) in edits {
+                match op {
+                    0 => bytes.insert(pos % (bytes.len() + 1), byte),
+                    1 if !bytes.is_empty() => {
+                        bytes.remove(pos % bytes.len());
+                    }
+                    _ if !bytes.is_empty() => {
+                        let at = pos % bytes.len();
+                        bytes[at] = byte;
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// The bytes of a checkpoint after 3 updates, made once.
+        fn stopped_bytes() -> &'static [u8] {
+            static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            BYTES.get_or_init(|| {
+                let (_dir, path) = stopped();
+                std::fs::read(path).unwrap()
+            })
+        }
+
+        proptest::proptest! {
+            // `GPO_FUZZ_CASES` fuzzes longer, as the integration tests' fuzz_inputs.
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+                std::env::var("GPO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+            ))]
+
+            /// Mutations behind a valid checksum (of the model record, the optimizer record, the
+            /// best model, or anywhere in the payload) reach the decoders and the checks against
+            /// the resumed run: resuming gives a result or an error naming the file, never a panic.
+            #[test]
+            fn mutated_checkpoints_with_valid_checksums_never_panic(
+                part in 0u8..4,
+                edits in proptest::collection::vec((0u8..3, proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("run.ckpt");
+                let good = stopped_bytes();
+                if part == 3 {
+                    let mut payload = good[HEADER_LEN..].to_vec();
+                    apply(&mut payload, &edits);
+                    let mut bytes = good[..12].to_vec();
+                    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+                    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+                    bytes.extend_from_slice(&payload);
+                    std::fs::write(&path, bytes).unwrap();
+                } else {
+                    std::fs::write(&path, good).unwrap();
+                    rewrite(&path, |c| match part {
+                        0 => apply(&mut c.model, &edits),
+                        1 => apply(&mut c.optimizer, &edits),
+                        _ => {
+                            if let Some(best) = c.best.as_mut() {
+                                apply(&mut best.2, &edits);
+                            }
+                        }
+                    });
+                }
+                if let Err(e) = run(&path, true, None) {
+                    let e = e.to_string();
+                    proptest::prop_assert!(e.contains(&path.display().to_string()), "the error must name the file: {}", e);
+                }
+            }
         }
 
         #[test]

@@ -97,8 +97,14 @@ impl<'a> EpisodeSampler<'a> {
         groups
             .iter()
             .map(|&group| {
-                let answered: Vec<usize> =
-                    order.iter().copied().filter(|&q| self.task.answer(group, q).is_some()).collect();
+                // A prior variant only sees questions that have a prior for this group (its own
+                // answers left out): all of them on OpinionQA, not on GlobalOpinionQA.
+                let answered: Vec<usize> = order
+                    .iter()
+                    .copied()
+                    .filter(|&q| self.task.answer(group, q).is_some())
+                    .filter(|&q| self.prior.is_none_or(|p| p.is_defined(q, Some(group))))
+                    .collect();
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
                 let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);

@@ -201,11 +201,22 @@ pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
     base * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos())
 }
 
-/// Validation episodes, drawn once per run so that every evaluation sees the same contexts.
-pub fn validation_episodes(task: &EmbeddedSurvey, split: &Split, k: usize, seed: u64) -> Vec<EvalEpisode> {
+/// Validation episodes, drawn once per run so that every evaluation sees the same contexts. Like
+/// the test's, they hold only questions with a population prior (training groups' answers to
+/// the training prior's questions), so that every method, prior variants included, is scored on
+/// the same items.
+pub fn validation_episodes(
+    task: &EmbeddedSurvey,
+    split: &Split,
+    k: usize,
+    seed: u64,
+) -> Result<Vec<EvalEpisode>, TrainError> {
     let mut rng = SplitMix64::new(seed ^ 0x0076_616C_6964);
     let (context, targets) = split.validation_pools();
-    draw_episodes_with_targets(task, &split.validation_groups, context, targets, k, &mut rng)
+    let prior = SurveyPrior::over(task, PriorKind::TrainMean, &split.train_groups, split.training_prior_questions())?;
+    let context = prior.defined_in(context);
+    let targets = targets.map(|t| prior.defined_in(t));
+    Ok(draw_episodes_with_targets(task, &split.validation_groups, &context, targets.as_deref(), k, &mut rng))
 }
 
 /// Identifies a training run in its checkpoint: the sha256 (hex) of the JSON of everything that
@@ -345,7 +356,7 @@ pub fn train<B: AutodiffBackend>(
     let sampler =
         EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref())
             .with_groups_per_update(options.groups_per_update);
-    let validation = validation_episodes(task, split, options.validation_context, seed);
+    let validation = validation_episodes(task, split, options.validation_context, seed)?;
     progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
         let predictor = GpoPredictor::new(model.clone(), &method.name, prior.as_ref().map(|p| p.prior().clone()))?;

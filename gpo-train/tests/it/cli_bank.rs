@@ -48,6 +48,7 @@ fn write_results(path: &Path, config: &RunConfig, runs: usize, dim: usize) {
         seed: 0,
         train_groups: names(0..4),
         new_questions: Vec::new(),
+        no_prior_questions: Vec::new(),
         validation_groups: names(4..5),
         test_groups: names(5..8),
         models: Vec::new(),

@@ -96,3 +96,27 @@ fn errors_name_the_missing_file() {
     assert!(!ok);
     assert_eq!(stderr.trim(), "error: fixtures/no-such-folder: No such file or directory");
 }
+
+#[test]
+fn data_tidy_writes_the_selection_in_the_tidy_format() {
+    use gpo_train::data::{globalopinionqa, select, tidy};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("global");
+    let (ok, stdout, stderr) =
+        gpo(&["data", "tidy", "fixtures/data/global_opinions_sample.csv", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("(tidy)"), "{stdout}");
+    assert_plain("stderr", &stderr);
+    let loaded =
+        globalopinionqa::load_csv_with_report(&repo().join("fixtures/data/global_opinions_sample.csv")).unwrap();
+    let (want, _) = select::select_loaded(&loaded, None);
+    let got = tidy::load(&out).unwrap();
+    assert_eq!((&got.name, got.metric, &got.questions), (&want.name, want.metric, &want.questions));
+    assert_eq!(got.groups.len(), want.groups.len());
+    for (a, b) in got.groups.iter().zip(&want.groups) {
+        assert_eq!((&a.name, a.answers.len()), (&b.name, b.answers.len()));
+    }
+    let (ok, _, stderr) = gpo(&["data", "tidy", "fixtures/no-such.csv", "--out", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "error: fixtures/no-such.csv: No such file or directory");
+}

@@ -160,3 +160,22 @@ fn config_files_are_read_with_a_cap() {
     let e = RunConfig::load(&missing).unwrap_err().to_string();
     assert_eq!(e, format!("{}: No such file or directory", missing.display()));
 }
+
+#[test]
+fn every_shipped_config_loads_and_names_existing_files() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for path in names {
+        let config = RunConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let gpo_train::config::DataConfig::Survey { source, cache, .. } = &config.data {
+            assert!(source.exists(), "{}: {}", path.display(), source.display());
+            assert!(cache.exists(), "{}: {}", path.display(), cache.display());
+        }
+    }
+}

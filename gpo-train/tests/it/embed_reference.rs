@@ -37,3 +37,53 @@ fn minilm_matches_sentence_transformers() {
         assert!(max_abs <= 1e-4, "max abs diff {max_abs} for {text:?}");
     }
 }
+
+const GLOBAL_REFERENCE: &str = include_str!("../../../fixtures/embed/minilm_globalopinionqa_reference.json");
+const GLOBAL_CACHE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/globalopinionqa/minilm-gpo.gpoemb");
+
+fn cosine_and_max_diff(want: &[f32], got: &[f32]) -> (f32, f32) {
+    let dot: f32 = want.iter().zip(got).map(|(a, b)| a * b).sum();
+    let norms = want.iter().map(|a| a * a).sum::<f32>().sqrt() * got.iter().map(|b| b * b).sum::<f32>().sqrt();
+    let max_abs = want.iter().zip(got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    (dot / norms, max_abs)
+}
+
+/// Real GlobalOpinionQA prompts (the bundle's first question, the one with the most options, the
+/// longest prompt, the first with non-ASCII text): gpo's template writes the prompt the Python
+/// script built independently, the Rust encoder gives sentence-transformers' vector, and the bundled
+/// cache (f16) holds that vector.
+#[test]
+fn globalopinionqa_prompts_match_sentence_transformers_and_the_bundled_cache() {
+    use gpo_core::template::Template;
+    use gpo_train::embed::EmbeddingCache;
+
+    let reference: serde_json::Value = serde_json::from_str(GLOBAL_REFERENCE).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let cache = EmbeddingCache::load(std::path::Path::new(GLOBAL_CACHE)).unwrap();
+    assert_eq!((cache.model_id(), cache.template_id()), ("sentence-transformers/all-MiniLM-L6-v2", "gpo"));
+    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let options: Vec<&str> = case["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+        let option = case["option"].as_u64().unwrap() as usize;
+        let prompts = Template::Gpo.texts(case["question"].as_str().unwrap(), &options).unwrap();
+        assert_eq!(prompts[option], text, "the template differs from the Python prompt");
+        let want: Vec<f32> = case["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+
+        let got = embed_texts(&mut encoder, &[text], 1, |_| {}).unwrap();
+        let (cosine, max_abs) = cosine_and_max_diff(&want, &got);
+        println!("encoder: cosine {cosine:.7} max|diff| {max_abs:.2e}  {}", case["key"]);
+        assert!(cosine >= 0.9999 && max_abs <= 1e-4, "encoder: cosine {cosine}, max |diff| {max_abs} for {text:?}");
+
+        // The cache stores f16: each component may differ by the encoder's 1e-4 plus half the f16
+        // spacing at its magnitude (2^(e−11) for |x| in [2^e, 2^(e+1))).
+        let stored = cache.get(text).unwrap_or_else(|| panic!("the bundled cache lacks {text:?}"));
+        let (cosine, _) = cosine_and_max_diff(&want, stored);
+        assert!(cosine >= 0.9999, "cache: cosine {cosine} for {text:?}");
+        for (i, (w, s)) in want.iter().zip(stored).enumerate() {
+            let half_spacing = 2f32.powi(w.abs().max(f32::MIN_POSITIVE).log2().floor() as i32 - 11);
+            assert!((w - s).abs() <= 1e-4 + half_spacing, "cache component {i}: {s} vs {w} for {text:?}");
+        }
+    }
+}

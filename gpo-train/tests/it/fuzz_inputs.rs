@@ -1,6 +1,8 @@
-//! Hostile input never panics: the Python-literal parser and every survey loader, fed arbitrary
-//! text, arbitrary bytes and mutations of valid inputs, return a value or an error. A missing
-//! file is an error naming it.
+//! Hostile input never panics: the Python-literal parser, every survey loader and the embedding
+//! cache decoder, fed arbitrary text, arbitrary bytes and mutations of valid inputs (for the cache,
+//! also with the checksum repaired, so that the mutations reach the decoder behind it), return a
+//! value or an error. A missing file is an error naming it. (Checkpoints are fuzzed the same way
+//! inside the crate, `train::checkpoint` tests, since their decoder is internal.)
 //!
 //! `GPO_FUZZ_CASES=20000 cargo test -p gpo-train --test it fuzz_inputs::` fuzzes longer.
 
@@ -8,7 +10,9 @@ use std::path::Path;
 
 use gpo_train::data::pyliteral::{self, MAX_DEPTH};
 use gpo_train::data::{Question, globalopinionqa, notebook, opinionqa, tidy};
+use gpo_train::embed::{EmbeddingCache, Precision};
 use proptest::prelude::*;
+use sha2::{Digest, Sha256};
 
 /// `default` proptest cases, or `GPO_FUZZ_CASES` when set.
 fn cases(default: u32) -> ProptestConfig {
@@ -233,6 +237,78 @@ proptest! {
             mutate(GLOBAL_CSV.as_bytes(), &e2),
             mutate(GLOBAL_JSONL.as_bytes(), &e3),
         ]);
+    }
+}
+
+/// A small valid cache file of `precision`: 3 texts of dimension 5.
+fn cache_bytes(precision: Precision) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cache = EmbeddingCache::new("org/model", "gpo", 5, precision);
+    for (i, text) in ["a", "β", "third text"].iter().enumerate() {
+        cache.insert(text, &[0.1 * i as f32, -0.2, 0.3, 1.0, -1.0]).unwrap();
+    }
+    let path = dir.path().join("c.gpoemb");
+    cache.save(&path).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// Replaces the trailing sha256 with the digest of the (mutated) body.
+fn repair_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() >= 32 {
+        let body = bytes.len() - 32;
+        let digest = Sha256::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&digest);
+    }
+    bytes
+}
+
+/// Loads `bytes` as a cache: it must decode or give an error naming the file.
+fn load_cache(bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fuzzed.gpoemb");
+    std::fs::write(&path, bytes).unwrap();
+    if let Err(e) = EmbeddingCache::load(&path) {
+        assert!(e.to_string().contains("fuzzed.gpoemb"), "{e}");
+    }
+}
+
+#[test]
+fn valid_caches_load_and_a_repaired_checksum_is_accepted() {
+    for precision in [Precision::F16, Precision::F32] {
+        let bytes = cache_bytes(precision);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.gpoemb");
+        std::fs::write(&path, repair_checksum(bytes.clone())).unwrap();
+        assert_eq!(EmbeddingCache::load(&path).unwrap().len(), 3);
+        // One flipped bit without the repair is a checksum error.
+        let mut bad = bytes;
+        bad[40] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(EmbeddingCache::load(&path).unwrap_err().to_string().contains("checksum"));
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(200))]
+
+    #[test]
+    fn cache_decoder_survives_mutations(edits in edits(), f32 in any::<bool>(), repair in any::<bool>()) {
+        let seed = cache_bytes(if f32 { Precision::F32 } else { Precision::F16 });
+        let bytes = mutate(&seed, &edits);
+        load_cache(&if repair { repair_checksum(bytes) } else { bytes });
+    }
+
+    #[test]
+    fn cache_decoder_survives_arbitrary_headers(
+        header in proptest::collection::vec(any::<u8>(), 0..64), tail in 0usize..200,
+    ) {
+        // The magic and version, then arbitrary sizes and strings, then some of a valid body.
+        let seed = cache_bytes(Precision::F16);
+        let mut bytes = seed[..12].to_vec();
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&seed[12..(12 + tail).min(seed.len())]);
+        bytes.extend_from_slice(&[0; 32]);
+        load_cache(&repair_checksum(bytes));
     }
 }
 
