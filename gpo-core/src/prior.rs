@@ -614,7 +614,7 @@ mod tests {
         assert!(close(&v[0].distribution, &[(0.4 + 0.5) / 2.0, (0.6 + 0.5) / 2.0]));
         // A known key that nobody answered (q2) and no other 3-option question: a typed error.
         let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
-        assert_eq!(p.distributions(&[], &[q2.clone()], None), Err(PriorError::NoNeighbour { options: 3 }));
+        assert_eq!(p.distributions(&[], core::slice::from_ref(&q2), None), Err(PriorError::NoNeighbour { options: 3 }));
         assert!(!p.has_prior(&q2, None));
         assert!(p.has_prior(&unknown_of(&p, 2), None) && !p.has_prior(&unknown_of(&p, 4), None));
         assert!(p.has_prior(&QuestionRef::Known(0), Some(0)) && p.has_prior(&QuestionRef::Known(1), None));
