@@ -112,34 +112,39 @@ pub enum BackendChoice {
     Wgpu,
 }
 
-/// The survey `gpo data` reads and the groups it selects.
-#[derive(Debug, clap::Args)]
-struct SurveyArgs {
-    /// Survey file or folder.
-    source: PathBuf,
-    /// File format (guessed from the path when omitted).
-    #[arg(long, value_enum)]
-    loader: Option<gpo_train::pipeline::Loader>,
-    /// OpinionQA release folder with question texts (for the notebook format).
-    #[arg(long)]
-    questions: Option<PathBuf>,
-    /// Groups to select, comma-separated (default: GPO's groups).
-    #[arg(long, value_delimiter = ',')]
-    groups: Option<Vec<String>>,
-}
-
 #[derive(Debug, Subcommand)]
 enum DataCommand {
     /// Load a survey, validate it and print what it holds and what GPO's group selection keeps.
-    Summary(SurveyArgs),
+    Summary {
+        /// Survey file or folder.
+        source: PathBuf,
+        /// File format (guessed from the path when omitted).
+        #[arg(long, value_enum)]
+        loader: Option<gpo_train::pipeline::Loader>,
+        /// OpinionQA release folder with question texts (for the notebook format).
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Groups to select, comma-separated (default: GPO's groups).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+    },
     /// Load a survey, select its groups (as `summary` does) and write the selection in gpo's tidy
     /// format (`questions.csv`, `answers.csv`, `survey.json`), e.g. to bundle it or edit it.
     Tidy {
-        #[command(flatten)]
-        survey: SurveyArgs,
+        /// Survey file or folder.
+        source: PathBuf,
         /// Folder to write (created if missing; its tidy files are replaced).
         #[arg(long)]
         out: PathBuf,
+        /// File format (guessed from the path when omitted).
+        #[arg(long, value_enum)]
+        loader: Option<gpo_train::pipeline::Loader>,
+        /// OpinionQA release folder with question texts (for the notebook format).
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Groups to select, comma-separated (default: GPO's groups).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
     },
 }
 
@@ -275,10 +280,10 @@ enum Command {
 /// Runs the parsed command.
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Data(DataCommand::Summary(SurveyArgs { source, loader, questions, groups })) => {
+        Command::Data(DataCommand::Summary { source, loader, questions, groups }) => {
             data::summary(&source, loader, questions.as_deref(), groups.as_deref())
         }
-        Command::Data(DataCommand::Tidy { survey: SurveyArgs { source, loader, questions, groups }, out }) => {
+        Command::Data(DataCommand::Tidy { source, out, loader, questions, groups }) => {
             data::tidy(&source, &out, loader, questions.as_deref(), groups.as_deref())
         }
         Command::Run { config, resume, out, backend, jobs } => run::run(&config, resume, &out, backend, jobs),
