@@ -220,7 +220,8 @@ mod tests {
         let target = dir.path().join("run.ckpt");
         let stale = dir.path().join(format!(".run.ckpt.{}-0.tmp", std::process::id().wrapping_add(1)));
         let other = dir.path().join(".other.ckpt.1-0.tmp");
-        let own = dir.path().join(format!(".run.ckpt.{}-0.tmp", std::process::id()));
+        // This process's own temporary file (a number its writes in this test never reach).
+        let own = dir.path().join(format!(".run.ckpt.{}-987654321.tmp", std::process::id()));
         for p in [&stale, &other, &own] {
             std::fs::write(p, b"partial").unwrap();
         }
