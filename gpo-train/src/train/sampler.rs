@@ -42,6 +42,9 @@ pub struct EpisodeSampler<'a> {
     questions: Vec<usize>,
     sampling: Sampling,
     prior: Option<&'a SurveyPrior>,
+    /// With a prior: per survey group, whether each question has a prior for it (its own answers
+    /// left out), computed once here rather than at every update.
+    usable: Option<Vec<Vec<bool>>>,
 }
 
 impl<'a> EpisodeSampler<'a> {
@@ -53,7 +56,28 @@ impl<'a> EpisodeSampler<'a> {
         sampling: Sampling,
         prior: Option<&'a SurveyPrior>,
     ) -> Self {
-        Self { task, groups: groups.to_vec(), groups_per_update: None, questions: questions.to_vec(), sampling, prior }
+        let usable = prior.map(|p| {
+            (0..task.n_groups())
+                .map(|g| {
+                    let mut row = vec![false; task.survey.questions.len()];
+                    if groups.contains(&g) {
+                        for &q in questions.iter().filter(|&&q| task.answer(g, q).is_some()) {
+                            row[q] = p.is_defined(q, Some(g));
+                        }
+                    }
+                    row
+                })
+                .collect()
+        });
+        Self {
+            task,
+            groups: groups.to_vec(),
+            groups_per_update: None,
+            questions: questions.to_vec(),
+            sampling,
+            prior,
+            usable,
+        }
     }
 
     /// Each batch holds `n` of the groups, drawn anew for every batch, instead of all of them (the
@@ -103,7 +127,7 @@ impl<'a> EpisodeSampler<'a> {
                     .iter()
                     .copied()
                     .filter(|&q| self.task.answer(group, q).is_some())
-                    .filter(|&q| self.prior.is_none_or(|p| p.is_defined(q, Some(group))))
+                    .filter(|&q| self.usable.as_ref().is_none_or(|u| u[group][q]))
                     .collect();
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
