@@ -195,6 +195,11 @@ pub struct PriorGroup {
 pub enum QuestionRef {
     /// Index of a question of the prior.
     Known(usize),
+    /// A question of the prior whose own answers are set aside: its prior comes from the rule for
+    /// unknown questions over the *other* known questions, as a new question's would. Training a
+    /// prior model for new questions gives its targets these priors (leave one question out), the
+    /// priors it will read at test time.
+    Hidden(usize),
     /// A question the prior does not hold.
     Unknown {
         /// Unit-length mean option embedding.
@@ -224,7 +229,7 @@ pub struct PriorValue {
 }
 
 /// The prior groups' answers and the rule that turns them into a prior (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PopulationPrior {
     kind: PriorKind,
     metric: Metric,
@@ -233,6 +238,18 @@ pub struct PopulationPrior {
     questions: Vec<PriorQuestion>,
     groups: Vec<PriorGroup>,
     index: BTreeMap<String, usize>,
+    /// Per known question, the other known questions with as many options, most similar first
+    /// ([`Self::with_ranked_neighbours`]); empty until then.
+    ranked: Vec<Vec<u32>>,
+}
+
+/// Equal priors give equal values: the neighbour ranking is a cache and does not count.
+impl PartialEq for PopulationPrior {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, self.metric, self.neighbours, self.dim) == (other.kind, other.metric, other.neighbours, other.dim)
+            && self.questions == other.questions
+            && self.groups == other.groups
+    }
 }
 
 /// Checks that `p` is a distribution over `options` options.
@@ -299,7 +316,37 @@ impl PopulationPrior {
                 }
             }
         }
-        Ok(Self { kind, metric, neighbours, dim, questions, groups, index })
+        Ok(Self { kind, metric, neighbours, dim, questions, groups, index, ranked: Vec::new() })
+    }
+
+    /// The same prior with each known question's neighbours ranked once (the other known
+    /// questions with as many options, by similarity): priors of unanswered and
+    /// [`QuestionRef::Hidden`] questions then skip the search over every question. Values are
+    /// identical to the unranked prior's; costs `questions² × dim` once, so it is meant for a
+    /// prior that computes many such priors (training for new questions).
+    pub fn with_ranked_neighbours(mut self) -> Self {
+        let n = self.questions.len();
+        let mut similarity = alloc::vec![0.0f64; n * n];
+        for i in 0..n {
+            for j in i + 1..n {
+                let s = dot(&self.questions[i].vector, &self.questions[j].vector);
+                similarity[i * n + j] = s;
+                similarity[j * n + i] = s;
+            }
+        }
+        self.ranked = (0..n)
+            .map(|i| {
+                let options = self.questions[i].n_options();
+                let mut order: Vec<u32> = (0..n)
+                    .filter(|&j| j != i && self.questions[j].n_options() == options)
+                    .map(|j| j as u32)
+                    .collect();
+                let row = &similarity[i * n..(i + 1) * n];
+                order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+                order
+            })
+            .collect();
+        self
     }
 
     /// The prior's kind.
@@ -384,7 +431,7 @@ impl PopulationPrior {
         }
         for (index, (question, answer)) in context.iter().enumerate() {
             let options = match question {
-                QuestionRef::Known(i) => self.questions[*i].n_options(),
+                QuestionRef::Known(i) | QuestionRef::Hidden(i) => self.questions[*i].n_options(),
                 QuestionRef::Unknown { options, .. } => *options,
             };
             check_distribution(answer, options).map_err(|why| PriorError::BadContext { index, why })?;
@@ -403,7 +450,7 @@ impl PopulationPrior {
         };
         let (options, own) = match question {
             QuestionRef::Known(q) if answered(*q) => return true,
-            QuestionRef::Known(q) => (self.questions[*q].n_options(), Some(*q)),
+            QuestionRef::Known(q) | QuestionRef::Hidden(q) => (self.questions[*q].n_options(), Some(*q)),
             QuestionRef::Unknown { options, .. } => (*options, None),
         };
         self.questions.iter().enumerate().any(|(i, q)| Some(i) != own && q.n_options() == options && answered(i))
@@ -499,31 +546,43 @@ impl PopulationPrior {
                 }
                 (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q))
             }
+            QuestionRef::Hidden(q) => (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q)),
             QuestionRef::Unknown { vector, options } => (vector.as_slice(), *options, None),
         };
-        // The nearest known questions with as many options, each with a prior of its own.
-        let mut candidates: Vec<(f64, usize, Vec<f64>)> = self
-            .questions
-            .iter()
-            .enumerate()
-            .filter(|(i, q)| Some(*i) != own && q.n_options() == options)
-            .filter_map(|(i, q)| {
-                let similarity: f64 = q.vector.iter().zip(vector).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-                Some((similarity, i, self.weighted_mean(i, weights)?))
-            })
-            .collect();
-        if candidates.is_empty() {
+        // The nearest known questions with as many options, each with a prior of its own: most
+        // similar first, ties by index, so the choice is deterministic.
+        let nearest: Vec<(usize, Vec<f64>)> = match own.and_then(|q| self.ranked.get(q)) {
+            Some(order) => order
+                .iter()
+                .filter_map(|&i| Some((i as usize, self.weighted_mean(i as usize, weights)?)))
+                .take(self.neighbours)
+                .collect(),
+            None => {
+                let mut candidates: Vec<(f64, usize, Vec<f64>)> = self
+                    .questions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, q)| Some(*i) != own && q.n_options() == options)
+                    .filter_map(|(i, q)| Some((dot(&q.vector, vector), i, self.weighted_mean(i, weights)?)))
+                    .collect();
+                candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                candidates.into_iter().take(self.neighbours).map(|(_, i, p)| (i, p)).collect()
+            }
+        };
+        if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { options });
         }
-        // Most similar first; ties by index, so the choice is deterministic.
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        candidates.truncate(self.neighbours);
         let mut distribution = alloc::vec![0.0; options];
-        for (_, _, p) in &candidates {
-            distribution.iter_mut().zip(p).for_each(|(d, v)| *d += v / candidates.len() as f64);
+        for (_, p) in &nearest {
+            distribution.iter_mut().zip(p).for_each(|(d, v)| *d += v / nearest.len() as f64);
         }
-        Ok(PriorValue { distribution, source: PriorSource::Nearest(candidates.iter().map(|c| c.1).collect()) })
+        Ok(PriorValue { distribution, source: PriorSource::Nearest(nearest.iter().map(|c| c.0).collect()) })
     }
+}
+
+/// `Σ a·b` in f64 (the similarity of two unit question vectors).
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
 }
 
 #[cfg(test)]
@@ -619,6 +678,52 @@ mod tests {
         assert!(p.has_prior(&unknown_of(&p, 2), None) && !p.has_prior(&unknown_of(&p, 4), None));
         assert!(p.has_prior(&QuestionRef::Known(0), Some(0)) && p.has_prior(&QuestionRef::Known(1), None));
         assert!(matches!(p.resolve(Some("q0"), &[0.0; 6], 3), Err(PriorError::OptionCount { .. })));
+    }
+
+    #[test]
+    fn hidden_questions_take_their_other_nearest_questions_and_ranking_changes_nothing() {
+        // Four 2-option questions along directions at 0°, 20°, 50° and 90°, one 3-option question.
+        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
+        let questions = vec![
+            question("q0", 2, &deg(0.0)),
+            question("q1", 2, &deg(20.0)),
+            question("q2", 2, &deg(50.0)),
+            question("q3", 2, &deg(90.0)),
+            question("q4", 3, &deg(45.0)),
+        ];
+        let answers = |a: [f64; 4]| {
+            let mut v: Vec<Option<Vec<f64>>> = a.iter().map(|&x| Some(vec![x, 1.0 - x])).collect();
+            v.push(Some(vec![0.2, 0.3, 0.5]));
+            v
+        };
+        let groups = vec![
+            PriorGroup { name: "a".into(), answers: answers([0.1, 0.2, 0.3, 0.4]) },
+            PriorGroup { name: "b".into(), answers: answers([0.5, 0.6, 0.7, 0.8]) },
+        ];
+        let plain = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 2, 2, questions, groups).unwrap();
+        let ranked = plain.clone().with_ranked_neighbours();
+        assert_eq!(plain, ranked, "the ranking is a cache");
+        for p in [&plain, &ranked] {
+            // Group a left out, so the prior is group b's answers. q1 hidden: its two nearest
+            // others are q0 (20° away) and q2 (30°), b's answers 0.5 and 0.7, averaged: 0.6. q0
+            // hidden: q1 (20°) and q2 (50°), 0.6 and 0.7: 0.65.
+            let v = p.distributions(&[], &[QuestionRef::Hidden(1), QuestionRef::Hidden(0)], Some(0)).unwrap();
+            assert_eq!(v[0].source, PriorSource::Nearest(vec![0, 2]));
+            assert!(close(&v[0].distribution, &[0.6, 0.4]), "{:?}", v[0].distribution);
+            assert_eq!(v[1].source, PriorSource::Nearest(vec![1, 2]));
+            assert!(close(&v[1].distribution, &[0.65, 0.35]), "{:?}", v[1].distribution);
+            // Known questions keep their own answers; the only 3-option question has no other.
+            let v = p.distributions(&[], &[QuestionRef::Known(1)], None).unwrap();
+            assert_eq!(v[0].source, PriorSource::Answered);
+            assert!(!p.has_prior(&QuestionRef::Hidden(4), None) && p.has_prior(&QuestionRef::Known(4), None));
+            assert_eq!(
+                p.distributions(&[], &[QuestionRef::Hidden(4)], None),
+                Err(PriorError::NoNeighbour { options: 3 })
+            );
+        }
+        // Every hidden and unknown prior is the same with and without the ranking.
+        let all: Vec<QuestionRef> = (0..5).map(QuestionRef::Hidden).filter(|q| plain.has_prior(q, None)).collect();
+        assert_eq!(plain.distributions(&[], &all, Some(1)), ranked.distributions(&[], &all, Some(1)));
     }
 
     #[test]

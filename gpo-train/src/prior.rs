@@ -58,6 +58,13 @@ impl SurveyPrior {
         Ok(Self { prior, groups: groups.to_vec() })
     }
 
+    /// The same prior with every question's neighbours ranked once
+    /// ([`PopulationPrior::with_ranked_neighbours`]): for a prior that computes many priors of
+    /// questions as new ones ([`Self::distributions_as_new`]).
+    pub fn with_ranked_neighbours(self) -> Self {
+        Self { prior: self.prior.with_ranked_neighbours(), groups: self.groups }
+    }
+
     /// The core prior (what a model file stores).
     pub fn prior(&self) -> &PopulationPrior {
         &self.prior
@@ -76,6 +83,14 @@ impl SurveyPrior {
     pub fn is_defined(&self, question: usize, group: Option<usize>) -> bool {
         let exclude = group.and_then(|g| self.groups.iter().position(|&p| p == g));
         question < self.prior.questions().len() && self.prior.has_prior(&QuestionRef::Known(question), exclude)
+    }
+
+    /// Whether survey question `question` gets a prior *as a new question* for survey group
+    /// `group` (left out when it is a prior group): some other question with as many options has
+    /// one ([`QuestionRef::Hidden`]).
+    pub fn is_defined_as_new(&self, question: usize, group: Option<usize>) -> bool {
+        let exclude = group.and_then(|g| self.groups.iter().position(|&p| p == g));
+        question < self.prior.questions().len() && self.prior.has_prior(&QuestionRef::Hidden(question), exclude)
     }
 
     /// The questions of `pool` that get a prior for every group outside the prior ([`Self::is_defined`]).
@@ -97,9 +112,31 @@ impl SurveyPrior {
         context: &[usize],
         questions: &[usize],
     ) -> Result<Vec<Vec<f64>>, PriorError> {
+        self.distributions_of(task, group, context, questions.iter().map(|&q| QuestionRef::Known(q)).collect())
+    }
+
+    /// As [`Self::distributions`], but each of `questions` as a new question: its prior from its
+    /// nearest other questions, its own answers set aside ([`QuestionRef::Hidden`]), as the
+    /// `questions` protocol's held-out questions get theirs.
+    pub fn distributions_as_new(
+        &self,
+        task: &EmbeddedSurvey,
+        group: usize,
+        context: &[usize],
+        questions: &[usize],
+    ) -> Result<Vec<Vec<f64>>, PriorError> {
+        self.distributions_of(task, group, context, questions.iter().map(|&q| QuestionRef::Hidden(q)).collect())
+    }
+
+    fn distributions_of(
+        &self,
+        task: &EmbeddedSurvey,
+        group: usize,
+        context: &[usize],
+        targets: Vec<QuestionRef>,
+    ) -> Result<Vec<Vec<f64>>, PriorError> {
         let shown: Vec<(QuestionRef, &[f64])> =
             context.iter().filter_map(|&q| Some((QuestionRef::Known(q), task.answer(group, q)?))).collect();
-        let targets: Vec<QuestionRef> = questions.iter().map(|&q| QuestionRef::Known(q)).collect();
         let exclude = self.groups.iter().position(|&g| g == group);
         Ok(self.prior.distributions(&shown, &targets, exclude)?.into_iter().map(|v| v.distribution).collect())
     }

@@ -9,7 +9,7 @@ pub mod split;
 mod trainer;
 
 pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
-pub use sampler::{EpisodeSampler, Sampling};
+pub use sampler::{EpisodeSampler, Sampling, TargetPriors};
 pub use split::{Protocol, Split, SplitError, ValidationMode};
 pub use trainer::{
     CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate,

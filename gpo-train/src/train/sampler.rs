@@ -42,9 +42,26 @@ pub struct EpisodeSampler<'a> {
     questions: Vec<usize>,
     sampling: Sampling,
     prior: Option<&'a SurveyPrior>,
+    /// Whether targets carry their priors as new questions ([`TargetPriors::AsNew`]).
+    targets_as_new: bool,
     /// With a prior: per survey group, whether each question has a prior for it (its own answers
     /// left out), computed once here rather than at every update.
     usable: Option<Vec<Vec<bool>>>,
+}
+
+/// Which prior a prior variant's training targets carry (`[training] target_priors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetPriors {
+    /// As the protocol tests them: `answered` under `groups` (test targets are questions the
+    /// meta-training groups answered), `as_new` under `questions` (test targets are new questions).
+    #[default]
+    Protocol,
+    /// The population's answers to the question itself (the episode's group left out).
+    Answered,
+    /// The prior of a new question: the mean prior of its nearest other questions with as many
+    /// options, its own answers set aside (gpo-core's rule for unknown questions).
+    AsNew,
 }
 
 impl<'a> EpisodeSampler<'a> {
@@ -56,19 +73,6 @@ impl<'a> EpisodeSampler<'a> {
         sampling: Sampling,
         prior: Option<&'a SurveyPrior>,
     ) -> Self {
-        let usable = prior.map(|p| {
-            (0..task.n_groups())
-                .map(|g| {
-                    let mut row = vec![false; task.survey.questions.len()];
-                    if groups.contains(&g) {
-                        for &q in questions.iter().filter(|&&q| task.answer(g, q).is_some()) {
-                            row[q] = p.is_defined(q, Some(g));
-                        }
-                    }
-                    row
-                })
-                .collect()
-        });
         Self {
             task,
             groups: groups.to_vec(),
@@ -76,8 +80,37 @@ impl<'a> EpisodeSampler<'a> {
             questions: questions.to_vec(),
             sampling,
             prior,
-            usable,
+            targets_as_new: false,
+            usable: None,
         }
+        .with_usable()
+    }
+
+    /// Works out once which questions each group's episodes can use: those with a prior for it,
+    /// as a known question and, for targets as new questions, as a new one.
+    fn with_usable(mut self) -> Self {
+        let (task, as_new) = (self.task, self.targets_as_new);
+        self.usable = self.prior.map(|p| {
+            (0..task.n_groups())
+                .map(|g| {
+                    let mut row = vec![false; task.survey.questions.len()];
+                    if self.groups.contains(&g) {
+                        for &q in self.questions.iter().filter(|&&q| task.answer(g, q).is_some()) {
+                            row[q] = p.is_defined(q, Some(g)) && (!as_new || p.is_defined_as_new(q, Some(g)));
+                        }
+                    }
+                    row
+                })
+                .collect()
+        });
+        self
+    }
+
+    /// Targets carry their priors as new questions' ([`TargetPriors::AsNew`]; no effect without
+    /// a prior). Questions without such a prior for a group are left out of its episodes.
+    pub fn with_targets_as_new(mut self, as_new: bool) -> Self {
+        self.targets_as_new = as_new;
+        self.with_usable()
     }
 
     /// Each batch holds `n` of the groups, drawn anew for every batch, instead of all of them (the
@@ -132,7 +165,7 @@ impl<'a> EpisodeSampler<'a> {
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
                 let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);
-                episode(self.task, group, context, targets, self.prior)
+                episode(self.task, group, context, targets, self.prior.map(|p| (p, self.targets_as_new)))
             })
             .collect()
     }
@@ -140,20 +173,27 @@ impl<'a> EpisodeSampler<'a> {
 
 /// Builds a model episode for `group` from question indices, with the group's answers as the
 /// training truth of the targets; every question carries its `prior` distribution (the group
-/// itself left out of it) where one is given.
+/// itself left out of it) where one is given, the targets' as new questions' when its flag is set.
 pub fn episode(
     task: &EmbeddedSurvey,
     group: usize,
     context: &[usize],
     targets: &[usize],
-    prior: Option<&SurveyPrior>,
+    prior: Option<(&SurveyPrior, bool)>,
 ) -> Result<Episode, super::TrainError> {
     let mut episode = Episode::new(task.dim)?;
     let to_f32 = |p: &[f64]| -> Vec<f32> { p.iter().map(|&v| v as f32).collect() };
     let answer = |q: usize| to_f32(task.answer(group, q).unwrap_or_default());
     let questions: Vec<usize> = context.iter().chain(targets).copied().collect();
     let priors: Vec<Option<Vec<f32>>> = match prior {
-        Some(prior) => prior.distributions(task, group, context, &questions)?.iter().map(|p| Some(to_f32(p))).collect(),
+        Some((prior, false)) => {
+            prior.distributions(task, group, context, &questions)?.iter().map(|p| Some(to_f32(p))).collect()
+        }
+        Some((prior, true)) => {
+            let mut priors = prior.distributions(task, group, context, context)?;
+            priors.extend(prior.distributions_as_new(task, group, context, targets)?);
+            priors.iter().map(|p| Some(to_f32(p))).collect()
+        }
         None => vec![None; questions.len()],
     };
     for (i, &q) in questions.iter().enumerate() {

@@ -14,10 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::record;
-use super::sampler::{EpisodeSampler, Sampling};
+use super::sampler::{EpisodeSampler, Sampling, TargetPriors};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
 use crate::prior::{PriorKind, SurveyPrior};
+use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -35,6 +36,8 @@ pub struct TrainOptions {
     pub groups_per_update: Option<usize>,
     /// What the updates minimise.
     pub objective: Objective,
+    /// Which priors a prior variant's training targets carry.
+    pub target_priors: TargetPriors,
     /// Score the validation set every this many updates (and after the last).
     pub eval_every: usize,
     /// Write a checkpoint every this many updates (0: never; always after the last).
@@ -55,6 +58,7 @@ impl Default for TrainOptions {
             sampling: Sampling::default(),
             groups_per_update: None,
             objective: Objective::GaussianNll,
+            target_priors: TargetPriors::Protocol,
             eval_every: 100,
             checkpoint_every: 0,
             validation: ValidationMode::Questions,
@@ -352,10 +356,18 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
+    let targets_as_new = match options.target_priors {
+        TargetPriors::Protocol => split.protocol == Protocol::Questions,
+        TargetPriors::Answered => false,
+        TargetPriors::AsNew => true,
+    };
     let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions())?;
+    // Priors of questions as new ones search every question's neighbours: ranked once here.
+    let prior = prior.map(|p| if targets_as_new { p.with_ranked_neighbours() } else { p });
     let sampler =
         EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref())
-            .with_groups_per_update(options.groups_per_update);
+            .with_groups_per_update(options.groups_per_update)
+            .with_targets_as_new(targets_as_new);
     let validation = validation_episodes(task, split, options.validation_context, seed)?;
     progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
