@@ -3,7 +3,11 @@
 #   www/pkg/         CPU only (burn-ndarray), the page's default: small
 #   www/pkg-webgpu/  WebGPU (burn-wgpu) with the CPU fallback: ~8x larger, loaded with ?backend=webgpu
 #
-# usage: gpo-wasm/build.sh [--cpu-only] [--wasm-opt]
+# usage: gpo-wasm/build.sh [--cpu-only] [--wasm-opt] [--lint] [--quick]
+#
+# --lint: clippy (`-D warnings`) on gpo-wasm while it compiles (.ci/clippy-env.sh), as CI runs it.
+# --quick: the same code at opt-level 3 without fat LTO and with 16 codegen units per crate (CI: it
+#          tests what the bundles compute, not their size; the shipped bundles are built without it).
 #
 # Needs: rustup target wasm32-unknown-unknown; wasm-bindgen-cli at the exact version of the
 # wasm-bindgen crate in Cargo.lock (installed here if missing, with `cargo install` *without*
@@ -16,11 +20,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 webgpu=1
 opt=0
+quick=0
 for arg in "$@"; do
   case "$arg" in
     --cpu-only) webgpu=0 ;;
     --wasm-opt) opt=1 ;;
-    *) echo "usage: $0 [--cpu-only] [--wasm-opt]" >&2; exit 2 ;;
+    --lint) source .ci/clippy-env.sh ;;
+    --quick) quick=1 ;;
+    *) echo "usage: $0 [--cpu-only] [--wasm-opt] [--lint] [--quick]" >&2; exit 2 ;;
   esac
 done
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -39,6 +46,11 @@ rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 # Safari ≥ 16.4).
 export CARGO_PROFILE_RELEASE_LTO=fat
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
+if [ "$quick" = 1 ]; then
+  echo "== --quick: no fat LTO, 16 codegen units (sizes below are not the shipped bundles')"
+  export CARGO_PROFILE_RELEASE_LTO=false
+  export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+fi
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=3
 export CARGO_PROFILE_RELEASE_DEBUG=false
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128"

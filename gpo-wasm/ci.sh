@@ -60,19 +60,21 @@ step "demo bank: gpo export-bank (the config's survey and MiniLM cache, the run'
 "$gpo" export-bank --config gpo-wasm/tests/demo.toml --results "$run_dir/results.json" \
   --model gpo-wasm/www/data/model.gpo --out gpo-wasm/www/data
 
-step "bundles (build.sh)"
-gpo-wasm/build.sh  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
+# Clippy runs inside the builds (.ci/clippy-env.sh: clippy-driver is the workspace's compiler and
+# lints while it compiles), so no wasm32 dependency stack is built twice for a check pass: the
+# bundles' release builds lint the library with and without `webgpu` (every cfg'd line of it), the
+# test build below lints the test targets.
+# --quick: CI checks what the bundles compute (fat LTO and one codegen unit only shrink them, and
+# took most of this step's build time).
+step "bundles (build.sh --lint --quick: clippy on the library, CPU and webgpu features)"
+gpo-wasm/build.sh --lint --quick  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
 
-step "clippy (wasm32, webgpu feature)"
-cargo clippy -p gpo-wasm --target wasm32-unknown-unknown --all-targets --features webgpu -- -D warnings
-
-# The CPU variant's clippy runs in the test build itself: clippy-driver is the workspace's compiler
-# there (what `cargo clippy` runs; it lints while it compiles), so the wasm32 build of the
-# dependencies is not done twice (a check pass and a test build).
-step "clippy (wasm32) and binding tests (wasm-bindgen-test, Node)"
-RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
+step "clippy (wasm32, test targets) and binding tests (wasm-bindgen-test, Node)"
+(
+  source .ci/clippy-env.sh
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test -p gpo-wasm --target wasm32-unknown-unknown --all-targets
+    cargo test -p gpo-wasm --target wasm32-unknown-unknown --all-targets
+)
 
 step "browser tests (headless Chromium)"
 node_flags=()
@@ -84,7 +86,7 @@ else
 fi
 node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts" --paths "${GPO_WASM_PATHS:-cpu,webgpu}"
 
-step "sizes"
+step "sizes (build.sh --quick: larger than the shipped bundles)"
 total_raw=0 total_gz=0
 for f in gpo-wasm/www/{index.html,app.js,style.css} gpo-wasm/www/pkg/gpo_wasm.js \
     gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do

@@ -53,14 +53,14 @@ pub struct EpisodeSampler<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetPriors {
-    /// As the protocol tests them: `answered` under `groups` (test targets are questions the
-    /// meta-training groups answered), `as_new` under `questions` (test targets are new questions).
+    /// The population's answers to the question itself (the episode's group left out): what a
+    /// test target gets under the `groups` protocol.
     #[default]
-    Protocol,
-    /// The population's answers to the question itself (the episode's group left out).
     Answered,
     /// The prior of a new question: the mean prior of its nearest other questions with as many
-    /// options, its own answers set aside (gpo-core's rule for unknown questions).
+    /// options, its own answers set aside (gpo-core's rule for unknown questions): what a test
+    /// target gets under the `questions` protocol. Measured there on OpinionQA (README, "GPO
+    /// variants"): validation rises, the test falls; so it is not the default.
     AsNew,
 }
 

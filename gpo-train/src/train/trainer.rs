@@ -18,7 +18,6 @@ use super::sampler::{EpisodeSampler, Sampling, TargetPriors};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
 use crate::prior::{PriorKind, SurveyPrior};
-use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -58,7 +57,7 @@ impl Default for TrainOptions {
             sampling: Sampling::default(),
             groups_per_update: None,
             objective: Objective::GaussianNll,
-            target_priors: TargetPriors::Protocol,
+            target_priors: TargetPriors::Answered,
             eval_every: 100,
             checkpoint_every: 0,
             validation: ValidationMode::Questions,
@@ -356,11 +355,7 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let targets_as_new = match options.target_priors {
-        TargetPriors::Protocol => split.protocol == Protocol::Questions,
-        TargetPriors::Answered => false,
-        TargetPriors::AsNew => true,
-    };
+    let targets_as_new = options.target_priors == TargetPriors::AsNew;
     let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions())?;
     // Priors of questions as new ones search every question's neighbours: ranked once here.
     let prior = prior.map(|p| if targets_as_new { p.with_ranked_neighbours() } else { p });
