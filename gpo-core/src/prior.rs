@@ -337,10 +337,8 @@ impl PopulationPrior {
         self.ranked = (0..n)
             .map(|i| {
                 let options = self.questions[i].n_options();
-                let mut order: Vec<u32> = (0..n)
-                    .filter(|&j| j != i && self.questions[j].n_options() == options)
-                    .map(|j| j as u32)
-                    .collect();
+                let mut order: Vec<u32> =
+                    (0..n).filter(|&j| j != i && self.questions[j].n_options() == options).map(|j| j as u32).collect();
                 let row = &similarity[i * n..(i + 1) * n];
                 order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
                 order
