@@ -7,8 +7,25 @@
 use gpo_core::prior::{DEFAULT_NEIGHBOURS, PopulationPrior, PriorError, PriorGroup, PriorQuestion, QuestionRef};
 
 pub use gpo_core::prior::PriorKind;
+use serde::{Deserialize, Serialize};
 
 use crate::task::EmbeddedSurvey;
+
+/// Which prior a question gets: from the population's answers to it, or as a new question's (a
+/// prior variant's training targets: `[training] target_priors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetPriors {
+    /// The population's answers to the question itself (the episode's group left out): what a
+    /// test target gets under the `groups` protocol.
+    #[default]
+    Answered,
+    /// The prior of a new question: the mean prior of its nearest other questions with as many
+    /// options, its own answers set aside (gpo-core's rule for unknown questions): what a test
+    /// target gets under the `questions` protocol. Measured there on OpinionQA (README, "GPO
+    /// variants"): validation rises, the test falls; so it is not the default.
+    AsNew,
+}
 
 /// A prior over some of a survey's groups, addressed by the survey's group and question indices.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,28 +121,25 @@ impl SurveyPrior {
     }
 
     /// The prior distribution of each of `questions` for `group`, whose answers to `context` are
-    /// shown; `group` itself is left out when it is one of the prior groups.
+    /// shown; `group` itself is left out when it is one of the prior groups. `how` says whether
+    /// each question's own answers count ([`TargetPriors::Answered`]) or are set aside as a new
+    /// question's would be ([`TargetPriors::AsNew`]).
     pub fn distributions(
         &self,
         task: &EmbeddedSurvey,
         group: usize,
         context: &[usize],
         questions: &[usize],
+        how: TargetPriors,
     ) -> Result<Vec<Vec<f64>>, PriorError> {
-        self.distributions_of(task, group, context, questions.iter().map(|&q| QuestionRef::Known(q)).collect())
-    }
-
-    /// As [`Self::distributions`], but each of `questions` as a new question: its prior from its
-    /// nearest other questions, its own answers set aside ([`QuestionRef::Hidden`]), as the
-    /// `questions` protocol's held-out questions get theirs.
-    pub fn distributions_as_new(
-        &self,
-        task: &EmbeddedSurvey,
-        group: usize,
-        context: &[usize],
-        questions: &[usize],
-    ) -> Result<Vec<Vec<f64>>, PriorError> {
-        self.distributions_of(task, group, context, questions.iter().map(|&q| QuestionRef::Hidden(q)).collect())
+        let targets = questions
+            .iter()
+            .map(|&q| match how {
+                TargetPriors::Answered => QuestionRef::Known(q),
+                TargetPriors::AsNew => QuestionRef::Hidden(q),
+            })
+            .collect();
+        self.distributions_of(task, group, context, targets)
     }
 
     fn distributions_of(

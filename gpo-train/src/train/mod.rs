@@ -8,8 +8,9 @@ pub mod sampler;
 pub mod split;
 mod trainer;
 
+pub use crate::prior::TargetPriors;
 pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
-pub use sampler::{EpisodeSampler, Sampling, TargetPriors};
+pub use sampler::{EpisodeSampler, Sampling};
 pub use split::{Protocol, Split, SplitError, ValidationMode};
 pub use trainer::{
     CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate,

@@ -5,7 +5,7 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{Episode, Question};
 use serde::{Deserialize, Serialize};
 
-use crate::prior::SurveyPrior;
+use crate::prior::{SurveyPrior, TargetPriors};
 use crate::task::EmbeddedSurvey;
 
 /// How the numbers of context and target questions are drawn at each update.
@@ -42,26 +42,11 @@ pub struct EpisodeSampler<'a> {
     questions: Vec<usize>,
     sampling: Sampling,
     prior: Option<&'a SurveyPrior>,
-    /// Whether targets carry their priors as new questions ([`TargetPriors::AsNew`]).
-    targets_as_new: bool,
+    /// Which priors the targets carry.
+    target_priors: TargetPriors,
     /// With a prior: per survey group, whether each question has a prior for it (its own answers
     /// left out), computed once here rather than at every update.
     usable: Option<Vec<Vec<bool>>>,
-}
-
-/// Which prior a prior variant's training targets carry (`[training] target_priors`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetPriors {
-    /// The population's answers to the question itself (the episode's group left out): what a
-    /// test target gets under the `groups` protocol.
-    #[default]
-    Answered,
-    /// The prior of a new question: the mean prior of its nearest other questions with as many
-    /// options, its own answers set aside (gpo-core's rule for unknown questions): what a test
-    /// target gets under the `questions` protocol. Measured there on OpinionQA (README, "GPO
-    /// variants"): validation rises, the test falls; so it is not the default.
-    AsNew,
 }
 
 impl<'a> EpisodeSampler<'a> {
@@ -80,7 +65,7 @@ impl<'a> EpisodeSampler<'a> {
             questions: questions.to_vec(),
             sampling,
             prior,
-            targets_as_new: false,
+            target_priors: TargetPriors::Answered,
             usable: None,
         }
         .with_usable()
@@ -89,7 +74,7 @@ impl<'a> EpisodeSampler<'a> {
     /// Works out once which questions each group's episodes can use: those with a prior for it,
     /// as a known question and, for targets as new questions, as a new one.
     fn with_usable(mut self) -> Self {
-        let (task, as_new) = (self.task, self.targets_as_new);
+        let (task, as_new) = (self.task, self.target_priors == TargetPriors::AsNew);
         self.usable = self.prior.map(|p| {
             (0..task.n_groups())
                 .map(|g| {
@@ -106,10 +91,11 @@ impl<'a> EpisodeSampler<'a> {
         self
     }
 
-    /// Targets carry their priors as new questions' ([`TargetPriors::AsNew`]; no effect without
-    /// a prior). Questions without such a prior for a group are left out of its episodes.
-    pub fn with_targets_as_new(mut self, as_new: bool) -> Self {
-        self.targets_as_new = as_new;
+    /// Which priors the targets carry (no effect without a prior); with
+    /// [`TargetPriors::AsNew`], questions without such a prior for a group are left out of its
+    /// episodes.
+    pub fn with_target_priors(mut self, target_priors: TargetPriors) -> Self {
+        self.target_priors = target_priors;
         self.with_usable()
     }
 
@@ -165,7 +151,7 @@ impl<'a> EpisodeSampler<'a> {
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
                 let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);
-                episode(self.task, group, context, targets, self.prior.map(|p| (p, self.targets_as_new)))
+                episode(self.task, group, context, targets, self.prior.map(|p| (p, self.target_priors)))
             })
             .collect()
     }
@@ -173,25 +159,22 @@ impl<'a> EpisodeSampler<'a> {
 
 /// Builds a model episode for `group` from question indices, with the group's answers as the
 /// training truth of the targets; every question carries its `prior` distribution (the group
-/// itself left out of it) where one is given, the targets' as new questions' when its flag is set.
+/// itself left out of it) where one is given, the targets' as its [`TargetPriors`] say.
 pub fn episode(
     task: &EmbeddedSurvey,
     group: usize,
     context: &[usize],
     targets: &[usize],
-    prior: Option<(&SurveyPrior, bool)>,
+    prior: Option<(&SurveyPrior, TargetPriors)>,
 ) -> Result<Episode, super::TrainError> {
     let mut episode = Episode::new(task.dim)?;
     let to_f32 = |p: &[f64]| -> Vec<f32> { p.iter().map(|&v| v as f32).collect() };
     let answer = |q: usize| to_f32(task.answer(group, q).unwrap_or_default());
     let questions: Vec<usize> = context.iter().chain(targets).copied().collect();
     let priors: Vec<Option<Vec<f32>>> = match prior {
-        Some((prior, false)) => {
-            prior.distributions(task, group, context, &questions)?.iter().map(|p| Some(to_f32(p))).collect()
-        }
-        Some((prior, true)) => {
-            let mut priors = prior.distributions(task, group, context, context)?;
-            priors.extend(prior.distributions_as_new(task, group, context, targets)?);
+        Some((prior, how)) => {
+            let mut priors = prior.distributions(task, group, context, context, TargetPriors::Answered)?;
+            priors.extend(prior.distributions(task, group, context, targets, how)?);
             priors.iter().map(|p| Some(to_f32(p))).collect()
         }
         None => vec![None; questions.len()],

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::record;
-use super::sampler::{EpisodeSampler, Sampling, TargetPriors};
+use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
-use crate::prior::{PriorKind, SurveyPrior};
+use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -355,14 +355,14 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let targets_as_new = options.target_priors == TargetPriors::AsNew;
     let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions())?;
     // Priors of questions as new ones search every question's neighbours: ranked once here.
-    let prior = prior.map(|p| if targets_as_new { p.with_ranked_neighbours() } else { p });
+    let prior =
+        prior.map(|p| if options.target_priors == TargetPriors::AsNew { p.with_ranked_neighbours() } else { p });
     let sampler =
         EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref())
             .with_groups_per_update(options.groups_per_update)
-            .with_targets_as_new(targets_as_new);
+            .with_target_priors(options.target_priors);
     let validation = validation_episodes(task, split, options.validation_context, seed)?;
     progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
