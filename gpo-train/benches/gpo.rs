@@ -83,7 +83,7 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
         &split.train_groups,
         &split.train_questions,
         method.training.sampling,
-        prior.as_ref(),
+        prior.as_ref().map(|p| (p, method.training.target_priors)),
     )
     .with_groups_per_update(method.training.groups_per_update);
     let mut rng = SplitMix64::new(SEED ^ 0x0062_656E_6368);

@@ -27,6 +27,16 @@ pub enum TargetPriors {
     AsNew,
 }
 
+impl TargetPriors {
+    /// How the prior sees survey question `q` (its index in the prior).
+    fn question_ref(self, q: usize) -> QuestionRef {
+        match self {
+            Self::Answered => QuestionRef::Known(q),
+            Self::AsNew => QuestionRef::Hidden(q),
+        }
+    }
+}
+
 /// A prior over some of a survey's groups, addressed by the survey's group and question indices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SurveyPrior {
@@ -77,7 +87,7 @@ impl SurveyPrior {
 
     /// The same prior with every question's neighbours ranked once
     /// ([`PopulationPrior::with_ranked_neighbours`]): for a prior that computes many priors of
-    /// questions as new ones ([`Self::distributions_as_new`]).
+    /// questions as new ones ([`Self::episode_priors`] with [`TargetPriors::AsNew`]).
     pub fn with_ranked_neighbours(self) -> Self {
         Self { prior: self.prior.with_ranked_neighbours(), groups: self.groups }
     }
@@ -94,25 +104,18 @@ impl SurveyPrior {
     }
 
     /// Whether survey question `question` gets a prior for survey group `group`, which is left
-    /// out when it is one of the prior groups (gpo-core's [`PopulationPrior::has_prior`]). On
-    /// GlobalOpinionQA a question only a held-out country answered, with an option count no
-    /// answered question has, has none.
-    pub fn is_defined(&self, question: usize, group: Option<usize>) -> bool {
+    /// out when it is one of the prior groups (gpo-core's [`PopulationPrior::has_prior`]), as a
+    /// known question or, with [`TargetPriors::AsNew`], as a new one. On GlobalOpinionQA a
+    /// question only a held-out country answered, with an option count no answered question has,
+    /// has none.
+    pub fn is_defined(&self, question: usize, group: Option<usize>, how: TargetPriors) -> bool {
         let exclude = group.and_then(|g| self.groups.iter().position(|&p| p == g));
-        question < self.prior.questions().len() && self.prior.has_prior(&QuestionRef::Known(question), exclude)
-    }
-
-    /// Whether survey question `question` gets a prior *as a new question* for survey group
-    /// `group` (left out when it is a prior group): some other question with as many options has
-    /// one ([`QuestionRef::Hidden`]).
-    pub fn is_defined_as_new(&self, question: usize, group: Option<usize>) -> bool {
-        let exclude = group.and_then(|g| self.groups.iter().position(|&p| p == g));
-        question < self.prior.questions().len() && self.prior.has_prior(&QuestionRef::Hidden(question), exclude)
+        question < self.prior.questions().len() && self.prior.has_prior(&how.question_ref(question), exclude)
     }
 
     /// The questions of `pool` that get a prior for every group outside the prior ([`Self::is_defined`]).
     pub fn defined_in(&self, pool: &[usize]) -> Vec<usize> {
-        pool.iter().copied().filter(|&q| self.is_defined(q, None)).collect()
+        pool.iter().copied().filter(|&q| self.is_defined(q, None, TargetPriors::Answered)).collect()
     }
 
     /// The survey indices of the prior groups.
@@ -121,25 +124,31 @@ impl SurveyPrior {
     }
 
     /// The prior distribution of each of `questions` for `group`, whose answers to `context` are
-    /// shown; `group` itself is left out when it is one of the prior groups. `how` says whether
-    /// each question's own answers count ([`TargetPriors::Answered`]) or are set aside as a new
-    /// question's would be ([`TargetPriors::AsNew`]).
+    /// shown; `group` itself is left out when it is one of the prior groups.
     pub fn distributions(
         &self,
         task: &EmbeddedSurvey,
         group: usize,
         context: &[usize],
         questions: &[usize],
+    ) -> Result<Vec<Vec<f64>>, PriorError> {
+        self.distributions_of(task, group, context, questions.iter().map(|&q| QuestionRef::Known(q)).collect())
+    }
+
+    /// The priors of a training episode, `context` then `targets`: as [`Self::distributions`],
+    /// the targets' as `how` says (with [`TargetPriors::AsNew`], each from its nearest other
+    /// questions, its own answers set aside), in one pass (the group weights computed once).
+    pub fn episode_priors(
+        &self,
+        task: &EmbeddedSurvey,
+        group: usize,
+        context: &[usize],
+        targets: &[usize],
         how: TargetPriors,
     ) -> Result<Vec<Vec<f64>>, PriorError> {
-        let targets = questions
-            .iter()
-            .map(|&q| match how {
-                TargetPriors::Answered => QuestionRef::Known(q),
-                TargetPriors::AsNew => QuestionRef::Hidden(q),
-            })
-            .collect();
-        self.distributions_of(task, group, context, targets)
+        let questions =
+            context.iter().map(|&q| QuestionRef::Known(q)).chain(targets.iter().map(|&q| how.question_ref(q)));
+        self.distributions_of(task, group, context, questions.collect())
     }
 
     fn distributions_of(

@@ -18,7 +18,7 @@ use crate::eval::{
 use crate::fsutil::write_atomic;
 use crate::method::Method;
 use crate::pipeline::EmbeddingInfo;
-use crate::prior::{PriorKind, SurveyPrior};
+use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
 use crate::protocol::Protocol;
 use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
@@ -214,7 +214,10 @@ impl RunJob<'_> {
             .unwrap_or(context_pool)
             .iter()
             .copied()
-            .filter(|&q| !defined.is_defined(q, None) && split.test_groups.iter().any(|&g| task.answer(g, q).is_some()))
+            .filter(|&q| {
+                !defined.is_defined(q, None, TargetPriors::Answered)
+                    && split.test_groups.iter().any(|&g| task.answer(g, q).is_some())
+            })
             .collect();
         if !no_prior.is_empty() {
             tracing::info!(

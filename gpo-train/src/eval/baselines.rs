@@ -21,7 +21,7 @@
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor, normalise};
 use crate::method::Method;
-use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
+use crate::prior::{PriorKind, SurveyPrior};
 use crate::task::EmbeddedSurvey;
 
 fn uniform(options: usize) -> Vec<f64> {
@@ -51,10 +51,7 @@ fn prior_predictions(
     task: &EmbeddedSurvey,
     episodes: &[EvalEpisode],
 ) -> Result<Predictions, EvalError> {
-    episodes
-        .iter()
-        .map(|e| Ok(prior.distributions(task, e.group, &e.context, &e.targets, TargetPriors::Answered)?))
-        .collect()
+    episodes.iter().map(|e| Ok(prior.distributions(task, e.group, &e.context, &e.targets)?)).collect()
 }
 
 /// The meta-training groups' average answer distribution per question (gpo-core's

@@ -41,23 +41,39 @@ pub struct EpisodeSampler<'a> {
     groups_per_update: Option<usize>,
     questions: Vec<usize>,
     sampling: Sampling,
-    prior: Option<&'a SurveyPrior>,
-    /// Which priors the targets carry.
-    target_priors: TargetPriors,
+    /// The prior the episodes carry and which priors its targets get.
+    prior: Option<(&'a SurveyPrior, TargetPriors)>,
     /// With a prior: per survey group, whether each question has a prior for it (its own answers
-    /// left out), computed once here rather than at every update.
+    /// left out; for targets as new questions, as a new one too), computed once here rather than
+    /// at every update.
     usable: Option<Vec<Vec<bool>>>,
 }
 
 impl<'a> EpisodeSampler<'a> {
-    /// A sampler over `groups`, using only `questions`; episodes carry `prior` where given.
+    /// A sampler over `groups`, using only `questions`; episodes carry `prior` where given, the
+    /// targets' as its [`TargetPriors`] say (with [`TargetPriors::AsNew`], questions without such
+    /// a prior for a group are left out of its episodes).
     pub fn new(
         task: &'a EmbeddedSurvey,
         groups: &[usize],
         questions: &[usize],
         sampling: Sampling,
-        prior: Option<&'a SurveyPrior>,
+        prior: Option<(&'a SurveyPrior, TargetPriors)>,
     ) -> Self {
+        let usable = prior.map(|(p, how)| {
+            (0..task.n_groups())
+                .map(|g| {
+                    let mut row = vec![false; task.survey.questions.len()];
+                    if groups.contains(&g) {
+                        for &q in questions.iter().filter(|&&q| task.answer(g, q).is_some()) {
+                            row[q] = p.is_defined(q, Some(g), TargetPriors::Answered)
+                                && (how == TargetPriors::Answered || p.is_defined(q, Some(g), how));
+                        }
+                    }
+                    row
+                })
+                .collect()
+        });
         Self {
             task,
             groups: groups.to_vec(),
@@ -65,38 +81,8 @@ impl<'a> EpisodeSampler<'a> {
             questions: questions.to_vec(),
             sampling,
             prior,
-            target_priors: TargetPriors::Answered,
-            usable: None,
+            usable,
         }
-        .with_usable()
-    }
-
-    /// Works out once which questions each group's episodes can use: those with a prior for it,
-    /// as a known question and, for targets as new questions, as a new one.
-    fn with_usable(mut self) -> Self {
-        let (task, as_new) = (self.task, self.target_priors == TargetPriors::AsNew);
-        self.usable = self.prior.map(|p| {
-            (0..task.n_groups())
-                .map(|g| {
-                    let mut row = vec![false; task.survey.questions.len()];
-                    if self.groups.contains(&g) {
-                        for &q in self.questions.iter().filter(|&&q| task.answer(g, q).is_some()) {
-                            row[q] = p.is_defined(q, Some(g)) && (!as_new || p.is_defined_as_new(q, Some(g)));
-                        }
-                    }
-                    row
-                })
-                .collect()
-        });
-        self
-    }
-
-    /// Which priors the targets carry (no effect without a prior); with
-    /// [`TargetPriors::AsNew`], questions without such a prior for a group are left out of its
-    /// episodes.
-    pub fn with_target_priors(mut self, target_priors: TargetPriors) -> Self {
-        self.target_priors = target_priors;
-        self.with_usable()
     }
 
     /// Each batch holds `n` of the groups, drawn anew for every batch, instead of all of them (the
@@ -151,7 +137,7 @@ impl<'a> EpisodeSampler<'a> {
                 let n_context = n_context.min(answered.len().saturating_sub(1));
                 let n_target = n_target.min(answered.len() - n_context);
                 let (context, targets) = (&answered[..n_context], &answered[n_context..n_context + n_target]);
-                episode(self.task, group, context, targets, self.prior.map(|p| (p, self.target_priors)))
+                episode(self.task, group, context, targets, self.prior)
             })
             .collect()
     }
@@ -173,9 +159,7 @@ pub fn episode(
     let questions: Vec<usize> = context.iter().chain(targets).copied().collect();
     let priors: Vec<Option<Vec<f32>>> = match prior {
         Some((prior, how)) => {
-            let mut priors = prior.distributions(task, group, context, context, TargetPriors::Answered)?;
-            priors.extend(prior.distributions(task, group, context, targets, how)?);
-            priors.iter().map(|p| Some(to_f32(p))).collect()
+            prior.episode_priors(task, group, context, targets, how)?.iter().map(|p| Some(to_f32(p))).collect()
         }
         None => vec![None; questions.len()],
     };

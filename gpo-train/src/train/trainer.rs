@@ -359,10 +359,14 @@ pub fn train<B: AutodiffBackend>(
     // Priors of questions as new ones search every question's neighbours: ranked once here.
     let prior =
         prior.map(|p| if options.target_priors == TargetPriors::AsNew { p.with_ranked_neighbours() } else { p });
-    let sampler =
-        EpisodeSampler::new(task, &split.train_groups, &split.train_questions, options.sampling, prior.as_ref())
-            .with_groups_per_update(options.groups_per_update)
-            .with_target_priors(options.target_priors);
+    let sampler = EpisodeSampler::new(
+        task,
+        &split.train_groups,
+        &split.train_questions,
+        options.sampling,
+        prior.as_ref().map(|p| (p, options.target_priors)),
+    )
+    .with_groups_per_update(options.groups_per_update);
     let validation = validation_episodes(task, split, options.validation_context, seed)?;
     progress.start(&method.name, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
