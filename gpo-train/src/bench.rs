@@ -175,3 +175,61 @@ fn tempfile_dir() -> Option<std::path::PathBuf> {
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
 }
+
+/// The CPU time other processes took while a measurement ran, as a fraction of the machine's
+/// cores (Linux: `/proc/stat` less this process's own and its waited-for children's time; `None`
+/// elsewhere). Benchmarks print it beside their timings: these machines are shared.
+#[derive(Debug, Clone, Copy)]
+pub struct OtherLoad {
+    busy_ticks: u64,
+    own_ticks: u64,
+    started: Instant,
+}
+
+impl OtherLoad {
+    /// Starts measuring.
+    pub fn start() -> Option<Self> {
+        Some(Self { busy_ticks: machine_busy_ticks()?, own_ticks: own_ticks()?, started: Instant::now() })
+    }
+
+    /// Other processes' share of all cores since [`OtherLoad::start`] (0 = idle, 1 = every core busy).
+    pub fn fraction(&self) -> Option<f64> {
+        let busy = machine_busy_ticks()?.saturating_sub(self.busy_ticks);
+        let own = own_ticks()?.saturating_sub(self.own_ticks);
+        let hz = ticks_per_second()?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let wall = self.started.elapsed().as_secs_f64();
+        (hz > 0 && wall > 0.0).then(|| (busy.saturating_sub(own) as f64 / hz as f64 / wall / cores).clamp(0.0, 1.0))
+    }
+}
+
+fn ticks_per_second() -> Option<i64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads a configuration value.
+        Some(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Busy ticks of all cores: user, nice, system, irq, softirq and steal in `/proc/stat`.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
+/// This process's user and system ticks plus those of its waited-for children (`/proc/self/stat`
+/// fields 14–17, counted after the parenthesised command name).
+fn own_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 3, so utime (field 14) is index 11.
+    (11..15).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+}

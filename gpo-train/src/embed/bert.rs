@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::{EmbedError, ModelFiles, TextEmbedder};
 
@@ -56,43 +55,123 @@ pub struct BertEmbeddings<B: Backend> {
     layer_norm: LayerNorm<B>,
 }
 
-/// BERT without its pooler: embeddings, then a post-norm transformer encoder with GELU.
+/// Multi-head self-attention of one layer (its output projection included).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    query: Linear<B>,
+    key: Linear<B>,
+    value: Linear<B>,
+    output: Linear<B>,
+    n_heads: usize,
+}
+
+/// The feed-forward block of one layer (GELU between its two projections).
+#[derive(Module, Debug)]
+pub struct BertFeedForward<B: Backend> {
+    linear_inner: Linear<B>,
+    linear_outer: Linear<B>,
+}
+
+/// One post-norm BERT layer: `x = norm_1(x + mha(x))`, then `x = norm_2(x + pwff(x))`.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    mha: BertSelfAttention<B>,
+    norm_1: LayerNorm<B>,
+    pwff: BertFeedForward<B>,
+    norm_2: LayerNorm<B>,
+}
+
+/// The encoder's layers.
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    layers: Vec<BertLayer<B>>,
+}
+
+/// BERT without its pooler: embeddings, then post-norm transformer layers with GELU.
+///
+/// Written out rather than built on `burn::nn::transformer`: every projection runs as one
+/// `[batch · seq, d] × [d, d']` product over the flattened tokens (the generic module multiplies
+/// each sequence of the batch separately, packing the weights once per sequence).
 #[derive(Module, Debug)]
 pub struct BertModel<B: Backend> {
     embeddings: BertEmbeddings<B>,
-    encoder: TransformerEncoder<B>,
+    encoder: BertEncoder<B>,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    /// # Shapes
+    /// - `x`: `[batch · seq, d]` (the batch's tokens, row-major by sequence)
+    /// - `pad`: `[batch, 1, 1, seq]`, true at padding positions (`None`: no padding)
+    /// - output: `[batch · seq, d]`
+    fn forward(&self, x: Tensor<B, 2>, pad: Option<Tensor<B, 4, Bool>>, batch: usize, seq: usize) -> Tensor<B, 2> {
+        let [n, d] = x.dims();
+        let (h, dh) = (self.n_heads, d / self.n_heads);
+        let heads = |t: Tensor<B, 2>| t.reshape([batch, seq, h, dh]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
+        // Every sequence has at least one real token, so no row is masked whole.
+        let scores = match pad {
+            Some(pad) => scores.mask_fill(pad.expand([batch, h, seq, seq]), f32::NEG_INFINITY),
+            None => scores,
+        };
+        let context = burn::tensor::activation::softmax(scores, 3).matmul(v);
+        self.output.forward(context.swap_dims(1, 2).reshape([n, d]))
+    }
+}
+
+impl<B: Backend> BertLayer<B> {
+    fn forward(&self, x: Tensor<B, 2>, pad: Option<Tensor<B, 4, Bool>>, batch: usize, seq: usize) -> Tensor<B, 2> {
+        let x = self.norm_1.forward(x.clone() + self.mha.forward(x, pad, batch, seq));
+        let inner = burn::tensor::activation::gelu(self.pwff.linear_inner.forward(x.clone()));
+        self.norm_2.forward(x + self.pwff.linear_outer.forward(inner))
+    }
 }
 
 impl<B: Backend> BertModel<B> {
     /// A model of the configured shape with untrained weights (load real ones with [`SentenceEncoder`]).
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
+        let norm = || LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device);
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         let embeddings = BertEmbeddings {
             word_embeddings: EmbeddingConfig::new(config.vocab_size, d).init(device),
             position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
             token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, d).init(device),
-            layer_norm: LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device),
+            layer_norm: norm(),
         };
-        // Burn's default activation is the exact erf GELU, which is BERT's "gelu".
-        let encoder = TransformerEncoderConfig::new(
-            d,
-            config.intermediate_size,
-            config.num_attention_heads,
-            config.num_hidden_layers,
-        )
-        .with_dropout(0.0)
-        .with_norm_first(false)
-        .with_layer_norm_eps(config.layer_norm_eps)
-        .init(device);
-        Self { embeddings, encoder }
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| BertLayer {
+                mha: BertSelfAttention {
+                    query: linear(d, d),
+                    key: linear(d, d),
+                    value: linear(d, d),
+                    output: linear(d, d),
+                    n_heads: config.num_attention_heads,
+                },
+                norm_1: norm(),
+                pwff: BertFeedForward {
+                    linear_inner: linear(d, config.intermediate_size),
+                    linear_outer: linear(config.intermediate_size, d),
+                },
+                norm_2: norm(),
+            })
+            .collect();
+        Self { embeddings, encoder: BertEncoder { layers } }
     }
 
-    /// Token-level hidden states `[batch, seq, hidden]`. `pad` is true at padding positions.
+    /// Token-level hidden states.
+    ///
+    /// # Shapes
+    /// - `ids`, `token_types`: `[batch, seq]`
+    /// - `pad`: `[batch, seq]`, true at padding positions (`None`: every sequence fills `seq`)
+    /// - output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
         ids: Tensor<B, 2, Int>,
         token_types: Tensor<B, 2, Int>,
-        pad: Tensor<B, 2, Bool>,
+        pad: Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
         let [batch, seq] = ids.dims();
         let positions =
@@ -102,7 +181,14 @@ impl<B: Backend> BertModel<B> {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(token_types);
         let x = e.layer_norm.forward(x);
-        self.encoder.forward(TransformerEncoderInput::new(x).mask_pad(pad))
+        let d = x.dims()[2];
+        let pad = pad.map(|pad| pad.reshape([batch, 1, 1, seq]));
+        let x = self
+            .encoder
+            .layers
+            .iter()
+            .fold(x.reshape([batch * seq, d]), |x, layer| layer.forward(x, pad.clone(), batch, seq));
+        x.reshape([batch, seq, d])
     }
 }
 
@@ -131,6 +217,8 @@ pub struct SentenceEncoder<B: Backend> {
     dim: usize,
     max_seq_length: usize,
     normalize: bool,
+    threads: usize,
+    config: BertConfig,
     device: B::Device,
 }
 
@@ -166,15 +254,10 @@ impl<B: Backend> SentenceEncoder<B> {
         let mut tokenizer = Tokenizer::from_bytes(&tokenizer_json)
             .map_err(|e| EmbedError::model(&origin, format!("tokenizer.json: {e}")))?;
         // tokenizer.json carries fixed padding to 128 and its own truncation: replace both with
-        // sentence-transformers' behaviour (truncate at max_seq_length, pad to the batch's longest).
-        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
-        let pad_token = tokenizer.get_padding().map_or_else(|| "[PAD]".to_owned(), |p| p.pad_token.clone());
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id,
-            pad_token,
-            ..PaddingParams::default()
-        }));
+        // sentence-transformers' behaviour (truncate at max_seq_length; no padding here: each part
+        // of a batch is padded to its own longest text when the tensors are built, with masked
+        // positions whose ids are never read).
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_seq_length, ..TruncationParams::default() }))
             .map_err(|e| EmbedError::model(&origin, format!("tokenizer.json: truncation: {e}")))?;
@@ -210,8 +293,73 @@ impl<B: Backend> SentenceEncoder<B> {
             dim: config.hidden_size,
             max_seq_length,
             normalize,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            config,
             device: device.clone(),
         })
+    }
+
+    /// Encodes with `threads` threads: a batch is split into that many contiguous parts, each run
+    /// through the model on its own thread. A text's vector does not depend on the split (each
+    /// sequence is computed on its own, padding masked), so results are identical for any count.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Floating-point operations of embedding `texts` one at a time (no padding): per text of `n`
+    /// tokens and per layer, the projections `2n(4d² + 2d·ff)` and attention's two products
+    /// `4n²d` (multiply–adds count 2; embeddings, norms, softmax and GELU left out).
+    pub fn flops(&self, texts: &[&str]) -> Result<f64, EmbedError> {
+        let encodings =
+            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let c = &self.config;
+        let (d, ff, layers) = (c.hidden_size as f64, c.intermediate_size as f64, c.num_hidden_layers as f64);
+        Ok(encodings
+            .iter()
+            .map(|enc| {
+                let n = enc.len() as f64;
+                layers * (2.0 * n * (4.0 * d * d + 2.0 * d * ff) + 4.0 * n * n * d)
+            })
+            .sum())
+    }
+
+    /// Threads a batch is split over.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Pooled (and normalised) vectors of tokenised texts, `encodings.len() × dim` row-major.
+    fn embed_encodings(&self, encodings: &[Encoding]) -> Result<Vec<f32>, EmbedError> {
+        let batch = encodings.len();
+        let seq = encodings.iter().map(Encoding::len).max().unwrap_or(0);
+        let mut ids = vec![0i64; batch * seq];
+        let mut types = vec![0i64; batch * seq];
+        let mut mask = vec![0f32; batch * seq];
+        for (row, enc) in encodings.iter().enumerate() {
+            let at = row * seq;
+            for (j, ((&id, &ty), &m)) in
+                enc.get_ids().iter().zip(enc.get_type_ids()).zip(enc.get_attention_mask()).enumerate()
+            {
+                ids[at + j] = i64::from(id);
+                types[at + j] = i64::from(ty);
+                mask[at + j] = m as f32;
+            }
+        }
+        let device = &self.device;
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, seq]), device);
+        let types = Tensor::<B, 2, Int>::from_data(TensorData::new(types, [batch, seq]), device);
+        let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, seq]), device);
+        let padded = encodings.iter().any(|enc| enc.len() < seq);
+        let hidden = self.model.forward(ids, types, padded.then(|| mask.clone().equal_elem(0.0)));
+        let mut pooled = mean_pool(hidden, mask);
+        if self.normalize {
+            pooled = l2_normalize(pooled);
+        }
+        pooled
+            .into_data()
+            .into_vec::<f32>()
+            .map_err(|e| EmbedError::model(&self.origin, format!("reading output: {e:?}")))
     }
 
     /// Inputs longer than this many tokens (special tokens included) are truncated.
@@ -229,36 +377,34 @@ impl<B: Backend> TextEmbedder for SentenceEncoder<B> {
         self.dim
     }
 
+    fn parallelism(&self) -> usize {
+        self.threads
+    }
+
     fn embed_batch(&mut self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let (batch, seq) = (encodings.len(), encodings[0].len());
-        let mut ids = Vec::with_capacity(batch * seq);
-        let mut types = Vec::with_capacity(batch * seq);
-        let mut mask = Vec::with_capacity(batch * seq);
-        for enc in &encodings {
-            ids.extend(enc.get_ids().iter().map(|&v| i64::from(v)));
-            types.extend(enc.get_type_ids().iter().map(|&v| i64::from(v)));
-            mask.extend(enc.get_attention_mask().iter().map(|&v| v as f32));
+        // Contiguous parts of the batch, one per thread; each is padded to its own longest text.
+        let part = encodings.len().div_ceil(self.threads);
+        if part == encodings.len() {
+            return self.embed_encodings(&encodings);
         }
-        if ids.len() != batch * seq {
-            return Err(EmbedError::Tokenizer("encodings of one batch differ in length".into()));
+        let this = &*self;
+        let parts: Vec<Result<Vec<f32>, EmbedError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                encodings.chunks(part).map(|chunk| scope.spawn(move || this.embed_encodings(chunk))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Tokenizer("an embedding thread panicked".into()))))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        for part in parts {
+            out.extend(part?);
         }
-        let device = &self.device;
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, seq]), device);
-        let types = Tensor::<B, 2, Int>::from_data(TensorData::new(types, [batch, seq]), device);
-        let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [batch, seq]), device);
-        let hidden = self.model.forward(ids, types, mask.clone().equal_elem(0.0));
-        let mut pooled = mean_pool(hidden, mask);
-        if self.normalize {
-            pooled = l2_normalize(pooled);
-        }
-        pooled
-            .into_data()
-            .into_vec::<f32>()
-            .map_err(|e| EmbedError::model(&self.origin, format!("reading output: {e:?}")))
+        Ok(out)
     }
 }

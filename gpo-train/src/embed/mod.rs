@@ -12,7 +12,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use bench::{BenchRow, BenchTable, bench_embed};
+pub use bench::{BenchRow, BenchTable, ReferenceRun, bench_embed, bench_sentence_transformers};
 pub use bert::{BertConfig, BertModel, SentenceEncoder};
 pub use cache::{EmbeddingCache, Precision};
 pub use model_source::ModelFiles;
@@ -102,11 +102,18 @@ pub trait TextEmbedder {
     fn dim(&self) -> usize;
     /// Embeds one batch; returns `texts.len() × dim` values, row-major.
     fn embed_batch(&mut self, texts: &[&str]) -> Result<Vec<f32>, EmbedError>;
+    /// How many forward passes one [`TextEmbedder::embed_batch`] call runs side by side (it splits
+    /// its texts into that many parts); [`embed_texts`] hands it that many batches at a time.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
-/// Embeds `texts` in batches of `batch_size` and returns `texts.len() × dim` values in the input
-/// order. Texts are grouped by length first so that a batch pads little (the same trick
-/// sentence-transformers uses); `on_batch` is told how many texts each finished batch held.
+/// Embeds `texts` in batches of `batch_size` (texts per forward pass) and returns
+/// `texts.len() × dim` values in the input order. Texts are grouped by length first so that a
+/// batch pads little (the same trick sentence-transformers uses); an embedder that runs several
+/// forward passes at once gets that many batches per call. `on_batch` is told how many texts each
+/// finished call held.
 pub fn embed_texts<E: TextEmbedder + ?Sized>(
     embedder: &mut E,
     texts: &[&str],
@@ -118,7 +125,7 @@ pub fn embed_texts<E: TextEmbedder + ?Sized>(
     // Byte length is a cheap, good proxy for token count; stable sort keeps ties in input order.
     order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
     let mut out = vec![0.0f32; texts.len() * dim];
-    for chunk in order.chunks(batch_size.max(1)) {
+    for chunk in order.chunks(batch_size.max(1) * embedder.parallelism().max(1)) {
         let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
         let started = Instant::now();
         let vectors = embedder.embed_batch(&batch)?;

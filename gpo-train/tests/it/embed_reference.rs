@@ -38,6 +38,28 @@ fn minilm_matches_sentence_transformers() {
     }
 }
 
+/// A text's vector does not depend on how many threads share a batch, nor on the batch it is in
+/// (each part of a batch is padded to its own longest text, padding is masked): the same bits for
+/// 1, 2 and 3 threads and batches of 1, 4 and all texts.
+#[test]
+fn vectors_are_identical_for_any_thread_count_and_batch() {
+    let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
+    let texts: Vec<&str> = reference["cases"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap()).collect();
+    assert!(texts.len() >= 6, "the reference must mix enough texts of different lengths");
+    let mut single = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(1);
+    let want = embed_texts(&mut single, &texts, texts.len(), |_| {}).unwrap();
+    for threads in [1, 2, 3] {
+        let mut encoder =
+            SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(threads);
+        assert_eq!(encoder.parallelism(), threads);
+        for batch in [1, 4, texts.len()] {
+            let got = embed_texts(&mut encoder, &texts, batch, |_| {}).unwrap();
+            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same && got.len() == want.len(), "{threads} threads, batch {batch}: vectors differ");
+        }
+    }
+}
+
 const GLOBAL_REFERENCE: &str = include_str!("../../../fixtures/embed/minilm_globalopinionqa_reference.json");
 const GLOBAL_CACHE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/globalopinionqa/minilm-gpo.gpoemb");
 
