@@ -11,6 +11,7 @@ pub mod eval;
 pub mod fsutil;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
+pub mod llm;
 pub mod method;
 pub mod pipeline;
 pub mod prior;

@@ -299,9 +299,10 @@ impl<B: Backend> SentenceEncoder<B> {
         })
     }
 
-    /// Encodes with `threads` threads: a batch is split into that many contiguous parts, each run
-    /// through the model on its own thread. A text's vector does not depend on the split (each
-    /// sequence is computed on its own, padding masked), so results are identical for any count.
+    /// Encodes with `threads` threads (default: the available cores): a batch is split into that
+    /// many contiguous parts, each run through the model on its own thread and padded to its own
+    /// longest text. The same count and batch size give the same bits on every run; another count
+    /// pads some texts to other lengths, which changes the order of the backend's sums (1e-7).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self

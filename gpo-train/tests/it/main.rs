@@ -20,4 +20,5 @@ mod embed_reference;
 mod fuzz_cli;
 mod fuzz_inputs;
 mod inference_path;
+mod llm_gguf;
 mod train_synthetic;
