@@ -51,6 +51,21 @@ pub struct EmbeddingInfo {
 
 /// Texts embedded per batch when the cache has to be filled.
 const EMBED_BATCH: usize = 32;
+/// Texts per forward pass of a causal LM (the options of a few questions: one prefix each).
+const LLM_EMBED_BATCH: usize = 16;
+
+/// The embedding model at `path`: a causal LM when it is a GGUF file (or a wheel holding one,
+/// embedded as the paper did: the mean final hidden state), else a sentence-transformers BERT
+/// model (folder or wheel). Returns the model and its batch size.
+pub fn open_embedder(path: &Path) -> Result<(Box<dyn TextEmbedder>, usize), EmbedError> {
+    let device = Default::default();
+    if crate::llm::is_gguf(path) {
+        let model = crate::llm::LlmEmbedder::<NdArray<f32>>::open(path, &device)
+            .map_err(|e| EmbedError::Model { path: path.to_path_buf(), message: e.to_string() })?;
+        return Ok((Box::new(model), LLM_EMBED_BATCH));
+    }
+    Ok((Box::new(SentenceEncoder::<NdArray<f32>>::open(path, &device)?), EMBED_BATCH))
+}
 
 /// Opens the cache at `cache_path` and fills in the survey's texts it lacks with the model at
 /// `model` (folder or wheel); without a model, missing texts are an error.
@@ -74,8 +89,7 @@ pub fn ensure_cache(
         cache.survey_embeddings(survey, template)?;
         return Ok(cache);
     };
-    let device = Default::default();
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &device)?;
+    let (mut encoder, batch_size) = open_embedder(model)?;
     let mut cache = match existing {
         Some(cache) => cache,
         None => EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F16),
@@ -92,7 +106,7 @@ pub fn ensure_cache(
             ),
         });
     }
-    if cache.embed_missing(&mut encoder, &texts, EMBED_BATCH)? > 0 {
+    if cache.embed_missing(encoder.as_mut(), &texts, batch_size)? > 0 {
         cache.save(cache_path)?;
     }
     Ok(cache)

@@ -47,12 +47,12 @@ pub enum RunError {
     #[error("export: {0}")]
     Export(String),
     /// Writing results failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {error}")]
     Io {
         /// File.
         path: String,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, not a `source`: a chain would print it twice).
+        error: std::io::Error,
     },
 }
 
@@ -89,7 +89,7 @@ fn check_sizes(task: &EmbeddedSurvey, config: &RunConfig) -> Result<(), RunError
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.display().to_string(), source }
+    move |error| RunError::Io { path: path.display().to_string(), error }
 }
 
 /// One (protocol, split, seed) of the experiment: train every GPO method, then score them and the

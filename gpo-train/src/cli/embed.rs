@@ -3,11 +3,10 @@
 use anyhow::Context;
 use std::path::Path;
 
-use burn_ndarray::NdArray;
 use gpo_train::embed::import::{encode_npy, read_texts_jsonl};
-use gpo_train::embed::{EmbeddingCache, Precision, SentenceEncoder, Template, TextEmbedder, embed_texts};
+use gpo_train::embed::{EmbeddingCache, Precision, Template, embed_texts};
 use gpo_train::fsutil::write_atomic;
-use gpo_train::pipeline::{Loader, ensure_cache, load_survey, select_groups};
+use gpo_train::pipeline::{Loader, ensure_cache, load_survey, open_embedder, select_groups};
 
 pub struct EmbedArgs<'a> {
     pub data: Option<&'a Path>,
@@ -39,7 +38,7 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
     let template = args.template;
     if args.f32 && !args.out.exists() {
         // Start an f32 cache; `ensure_cache` keeps the precision of an existing one.
-        let encoder = SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default())?;
+        let (encoder, _) = open_embedder(args.model)?;
         EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F32).save(args.out)?;
     }
     let cache = ensure_cache(&survey, template, args.out, Some(args.model))?;
@@ -56,9 +55,9 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
 
 fn embed_text_list(texts_path: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
     let texts = read_texts_jsonl(texts_path)?;
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(args.model, &Default::default())?;
+    let (mut encoder, _) = open_embedder(args.model)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embed_texts(&mut encoder, &refs, args.batch_size, |_| {})?;
+    let vectors = embed_texts(encoder.as_mut(), &refs, args.batch_size, |_| {})?;
     write_atomic(args.out, &encode_npy(texts.len(), encoder.dim(), &vectors))
         .with_context(|| args.out.display().to_string())?;
     println!("{}: {} × {} f32", args.out.display(), texts.len(), encoder.dim());

