@@ -1,6 +1,6 @@
 //! Texts per second of the Rust MiniLM encoder at batch 1 and 32 on 200 real GPO prompts (the
-//! first (question, option) pairs of the OpinionQA disagreement-500 questions); compare with
-//! `python3 tools/bench_sentence_transformers.py`, which embeds the same prompts.
+//! first (question, option) pairs of the OpinionQA disagreement-500 questions). `gpo bench embed
+//! --model <wheel>` measures sentence-transformers on the same texts in the same run.
 //!
 //!     cargo bench -p gpo-train --bench embed
 

@@ -21,7 +21,12 @@ pub fn bench(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bench_pytorch.py");
     let peak = matmul_peak();
     println!("matmul peak (burn-ndarray, 512³ f32): {peak:.1} GFLOP/s");
-    println!("{:<52} {:>10} {:>9} {:>7} {:>12} {:>8}", "benchmark", "ms", "GFLOP/s", "% peak", "PyTorch ms", "speedup");
+    let header = || {
+        println!(
+            "{:<52} {:>10} {:>9} {:>7} {:>12} {:>8}",
+            "benchmark", "ms", "GFLOP/s", "% peak", "PyTorch ms", "speedup"
+        )
+    };
     let row = |t: &gpo_train::bench::Timing, torch_ms: Option<f64>| {
         let torch = torch_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "–".into());
         let speedup = torch_ms.map(|m| format!("{:.2}×", m / t.ms)).unwrap_or_else(|| "–".into());
@@ -37,6 +42,7 @@ pub fn bench(
     };
     match what {
         super::BenchTarget::Train => {
+            header();
             let (timing, batches) =
                 bench_train(&task, &gpo_config, config.training.sampling, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: batches, predict: (0, 0) };
@@ -44,6 +50,7 @@ pub fn bench(
             row(&timing, torch);
         }
         super::BenchTarget::Predict => {
+            header();
             let k = config.evaluation.context_questions;
             let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations).map_err(anyhow::Error::msg)?;
             let shapes = Shapes { config: gpo_config, train_batches: Vec::new(), predict: shape };
