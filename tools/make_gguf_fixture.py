@@ -27,14 +27,14 @@ OUT = ROOT / "fixtures/llm/smollm2_gguf_reference.json"
 TENSORS = ["token_embd.weight", "blk.0.attn_q.weight", "blk.29.ffn_down.weight", "blk.0.attn_norm.weight", "output_norm.weight"]
 STRIDE = 9973  # values at every STRIDE-th index, beside the first 64 and the sums
 
-ALPACA = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\nAnswer the following question by picking ONE of the given options\n\n"
-    "### Input:\nHow much, if at all, do you worry about the following happening to you? Being the victim "
-    "of a terrorist attack\n\nOptions:\nA. Worry a lot\nB. Worry a little\nC. Do not worry at all\n\n"
-    "### Response:\nA. Worry a lot"
-)
+# The bundled survey's first question (fixtures/opinionqa/questions.csv), option A, written by the
+# Python template of tools/make_embedding_reference.py (independent of gpo's Rust template).
+QUESTION = "How safe, if at all, would you say your local community is from crime? Would you say it is"
+OPTIONS = ["Very safe", "Somewhat safe", "Not too safe", "Not at all safe"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_embedding_reference import gpo_prompt  # noqa: E402
+
+ALPACA = gpo_prompt(QUESTION, OPTIONS, 0)
 TEXTS = [
     ALPACA,
     "Hello world 12345, in 2024: 3.14159 and 1,000,000!",
@@ -67,6 +67,8 @@ def run_forward(path: Path, tok) -> list:
         top = torch.topk(logits, 10)
         cases.append(
             {
+                "question": QUESTION if text == ALPACA else None,
+                "options": OPTIONS if text == ALPACA else None,
                 "text": text,
                 "ids": ids,
                 "hidden_first8": hidden[:, :8].tolist(),
