@@ -63,6 +63,10 @@ pub fn bench(
             let texts: Vec<&str> = texts.iter().take(200).map(String::as_str).collect();
             bench_embed_side_by_side(model, &texts, peak)?;
         }
+        super::BenchTarget::Lm => {
+            let model = model.context("gpo bench lm needs --model <.gguf or wheel>")?;
+            bench_lm(model, &task.survey, iterations, peak)?;
+        }
     }
     Ok(())
 }
@@ -132,6 +136,75 @@ fn bench_embed_side_by_side(model: &Path, texts: &[&str], burn_peak: f64) -> any
             }
         }
         Err(why) => println!("sentence-transformers: not measured ({why})"),
+    }
+    Ok(())
+}
+
+/// `gpo bench lm`: a GGUF model on the first questions of the survey, one thread: the prompt of
+/// each question (prefill, batch 1), then all its options after the cached prompt (scoring, one
+/// batch, the next-token logits of every position), as `LlmEmbedder` and the LLM baselines run them.
+fn bench_lm(model: &Path, survey: &gpo_train::data::Survey, questions: usize, peak: f64) -> anyhow::Result<()> {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use gpo_train::llm::{Gguf, Llama, gguf_tokenizer, read_gguf_bytes};
+    use std::time::Instant;
+
+    let (name, bytes) = read_gguf_bytes(model)?;
+    let gguf = Gguf::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let device = Default::default();
+    let llama = Llama::<NdArray<f32>>::from_gguf(&gguf, &device).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let tokenizer = gguf_tokenizer(&gguf).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let config = llama.config().clone();
+    let ids = |rows: &[Vec<u32>]| {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let data: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, width - r.len())))
+            .collect();
+        Tensor::<NdArray<f32>, 2, Int>::from_data(TensorData::new(data, [rows.len(), width]), &device)
+    };
+    let (mut prefill_s, mut prefill_tokens, mut prefill_flops) = (0.0, 0usize, 0.0);
+    let (mut score_s, mut score_tokens, mut score_flops) = (0.0, 0usize, 0.0);
+    let head_flops = 2.0 * (config.d_model * config.vocab) as f64;
+    for question in survey.questions.iter().take(questions.max(1)) {
+        let texts = Template::Gpo.question_texts(question)?;
+        let tokens: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| tokenizer.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        let shared =
+            tokens.iter().map(|t| t.iter().zip(&tokens[0]).take_while(|(a, b)| a == b).count()).min().unwrap_or(0);
+        let shared = shared.min(tokens.iter().map(Vec::len).min().unwrap_or(1).saturating_sub(1)).max(1);
+        let mut cache = llama.cache();
+        let started = Instant::now();
+        let _ = llama.forward(ids(&[tokens[0][..shared].to_vec()]), &mut cache).into_data();
+        prefill_s += started.elapsed().as_secs_f64();
+        prefill_tokens += shared;
+        prefill_flops += config.forward_flops(shared, 0);
+        let suffixes: Vec<Vec<u32>> = tokens.iter().map(|t| t[shared..].to_vec()).collect();
+        let width = suffixes.iter().map(Vec::len).max().unwrap_or(0);
+        let started = Instant::now();
+        let hidden = llama.forward(ids(&suffixes), &mut cache.repeat(suffixes.len()));
+        let _ = llama.logits(hidden).into_data();
+        score_s += started.elapsed().as_secs_f64();
+        score_tokens += suffixes.iter().map(Vec::len).sum::<usize>();
+        score_flops += suffixes.len() as f64 * (config.forward_flops(width, shared) + width as f64 * head_flops);
+    }
+    println!(
+        "{name}: {} layers, d {}, {} questions, 1 thread; peak {peak:.1} GFLOP/s (burn-ndarray 512³ matmul)",
+        config.n_layers, config.d_model, questions
+    );
+    println!("{:<42} {:>8} {:>10} {:>10} {:>9} {:>7}", "phase", "tokens", "seconds", "tokens/s", "GFLOP/s", "% peak");
+    for (what, tokens, seconds, flops) in [
+        ("prefill (each question's prompt, batch 1)", prefill_tokens, prefill_s, prefill_flops),
+        ("scoring (its options after the cache)", score_tokens, score_s, score_flops),
+    ] {
+        let gflops = flops / seconds.max(f64::MIN_POSITIVE) / 1e9;
+        println!(
+            "{what:<42} {tokens:>8} {seconds:>10.3} {:>10.1} {gflops:>9.1} {:>6.1}%",
+            tokens as f64 / seconds.max(f64::MIN_POSITIVE),
+            100.0 * gflops / peak
+        );
     }
     Ok(())
 }

@@ -78,8 +78,10 @@ pub enum BenchTarget {
     Train,
     /// One held-out group's prediction.
     Predict,
-    /// Sentence embedding at batch 1 and 32.
+    /// Sentence embedding at batch 1 and 32, beside sentence-transformers.
     Embed,
+    /// A GGUF causal LM (`--model`): prompt prefill and option scoring through the KV cache.
+    Lm,
 }
 
 /// Weight storage type.
@@ -211,10 +213,10 @@ enum Command {
         /// Run configuration giving the data and model.
         #[arg(long, default_value = "configs/opinionqa.toml")]
         config: PathBuf,
-        /// Timed repetitions (after 2 warm-ups).
+        /// Timed repetitions (after 2 warm-ups); for `lm`, the survey's questions timed.
         #[arg(long, default_value_t = 10)]
         iterations: usize,
-        /// Sentence-embedding model (for `embed`).
+        /// Embedding model (for `embed`: a sentence-transformers folder or wheel) or GGUF model (for `lm`).
         #[arg(long)]
         model: Option<PathBuf>,
     },

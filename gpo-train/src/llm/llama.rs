@@ -124,6 +124,17 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads
     }
+
+    /// Floating-point operations of a forward pass over `seq` tokens after `past` cached ones, per
+    /// sequence (multiply–adds count 2; the blocks' projections, attention's two products, no
+    /// output head; norms, RoPE, softmax and activations left out).
+    pub fn forward_flops(&self, seq: usize, past: usize) -> f64 {
+        let (d, kv, ff) = (self.d_model as f64, (self.n_kv_heads * self.head_dim()) as f64, self.d_ff as f64);
+        let (n, total) = (seq as f64, (past + seq) as f64);
+        let projections = 2.0 * n * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * ff);
+        let attention = 4.0 * n * total * d;
+        self.n_layers as f64 * (projections + attention)
+    }
 }
 
 /// `x / √(mean(x²) + ε) · w` over the last dimension.
