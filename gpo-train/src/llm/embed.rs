@@ -44,6 +44,16 @@ impl<B: Backend> LlmEmbedder<B> {
             true => Some(gguf.uint("tokenizer.ggml.bos_token_id").map_err(LlmError::gguf(path))? as u32),
             false => None,
         };
+        let vocab = model.config().vocab;
+        if tokenizer.get_vocab_size(true) > vocab {
+            return Err(LlmError::Gguf {
+                path: path.to_path_buf(),
+                source: super::GgufError::Metadata {
+                    key: "tokenizer.ggml.tokens".into(),
+                    message: format!("{} tokens, the model embeds {vocab}", tokenizer.get_vocab_size(true)),
+                },
+            });
+        }
         let stem = name.rsplit('/').next().unwrap_or(&name).trim_end_matches(".gguf");
         tracing::info!(
             model = stem,

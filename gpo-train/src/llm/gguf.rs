@@ -490,6 +490,7 @@ pub fn dequantize(ty: TensorType, bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Int, Tensor, TensorData};
 
     /// A GGUF file built by hand: `metadata` entries (already encoded after their key) and
     /// tensors `(name, dims, ggml type, data)`.
@@ -578,6 +579,106 @@ mod tests {
         assert_eq!(gguf.dequantize("n").unwrap(), vec![9.0]);
         assert!(matches!(gguf.uint("general.architecture"), Err(GgufError::Metadata { .. })));
         assert!(matches!(gguf.dequantize("missing"), Err(GgufError::Tensor { .. })));
+    }
+
+    /// A complete one-block Llama with its tokenizer, in F32 (d 8, 2 heads, 1 key/value head).
+    fn tiny_llama() -> Vec<u8> {
+        let string = |s: &str| [(s.len() as u64).to_le_bytes().to_vec(), s.as_bytes().to_vec()].concat();
+        let strings = |items: &[&str]| {
+            let mut v = 8u32.to_le_bytes().to_vec();
+            v.extend((items.len() as u64).to_le_bytes());
+            items.iter().for_each(|s| v.extend(string(s)));
+            v
+        };
+        let mut types = 5u32.to_le_bytes().to_vec();
+        types.extend(4u64.to_le_bytes());
+        [1i32, 1, 1, 3].iter().for_each(|t| types.extend(t.to_le_bytes()));
+        let u32v = |x: u32| x.to_le_bytes().to_vec();
+        let (d, kv, ff, vocab) = (8u64, 4u64, 16u64, 4u64);
+        let f32s = |n: u64| (0..n).flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes()).collect::<Vec<u8>>();
+        let tensors: Vec<(String, Vec<u64>)> = vec![
+            ("token_embd.weight".into(), vec![d, vocab]),
+            ("output_norm.weight".into(), vec![d]),
+            ("blk.0.attn_norm.weight".into(), vec![d]),
+            ("blk.0.attn_q.weight".into(), vec![d, d]),
+            ("blk.0.attn_k.weight".into(), vec![d, kv]),
+            ("blk.0.attn_v.weight".into(), vec![d, kv]),
+            ("blk.0.attn_output.weight".into(), vec![d, d]),
+            ("blk.0.ffn_norm.weight".into(), vec![d]),
+            ("blk.0.ffn_gate.weight".into(), vec![d, ff]),
+            ("blk.0.ffn_up.weight".into(), vec![d, ff]),
+            ("blk.0.ffn_down.weight".into(), vec![ff, d]),
+        ];
+        let tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> =
+            tensors.iter().map(|(n, dims)| (n.as_str(), dims.clone(), 0, f32s(dims.iter().product()))).collect();
+        build(
+            &[
+                ("general.architecture", 8, string("llama")),
+                ("llama.block_count", 4, u32v(1)),
+                ("llama.embedding_length", 4, u32v(8)),
+                ("llama.feed_forward_length", 4, u32v(16)),
+                ("llama.attention.head_count", 4, u32v(2)),
+                ("llama.attention.head_count_kv", 4, u32v(1)),
+                ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5f32.to_le_bytes().to_vec()),
+                ("tokenizer.ggml.model", 8, string("gpt2")),
+                ("tokenizer.ggml.pre", 8, string("smollm")),
+                ("tokenizer.ggml.tokens", 9, strings(&["a", "b", "ab", "<|s|>"])),
+                ("tokenizer.ggml.token_type", 9, types),
+                ("tokenizer.ggml.merges", 9, strings(&["a b"])),
+            ],
+            &tensors,
+        )
+    }
+
+    /// Mutated tiny models (bytes flipped, set to extremes, cut short, inserted) through the whole
+    /// path — parse, dequantise, configure, tokenizer, build, one forward step: a value or an error,
+    /// never a panic. `GPO_FUZZ_CASES` sets the number of mutants (default 300).
+    #[test]
+    fn mutated_models_are_values_or_errors() {
+        use burn_ndarray::NdArray;
+
+        use crate::llm::{Llama, LlamaConfig, gguf_tokenizer};
+        let valid = tiny_llama();
+        let device = Default::default();
+        let model = Llama::<NdArray<f32>>::from_gguf(&Gguf::parse(&valid).unwrap(), &device).unwrap();
+        let ids =
+            |t: u32| Tensor::<NdArray<f32>, 2, Int>::from_data(TensorData::new(vec![i64::from(t)], [1, 1]), &device);
+        assert_eq!(model.forward(ids(2), &mut model.cache()).dims(), [1, 1, 8]);
+        let tokenizer = gguf_tokenizer(&Gguf::parse(&valid).unwrap()).unwrap();
+        assert_eq!(tokenizer.encode("ab<|s|>", false).unwrap().get_ids(), &[2, 3]);
+
+        let cases = std::env::var("GPO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300u64);
+        let mut rng = gpo_core::rng::SplitMix64::new(7);
+        let (mut parsed, mut built) = (0, 0);
+        for _ in 0..cases {
+            let mut bytes = valid.clone();
+            let at = |rng: &mut gpo_core::rng::SplitMix64, len: usize| (rng.next_u64() % len.max(1) as u64) as usize;
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let i = at(&mut rng, bytes.len());
+                match rng.next_u64() % 4 {
+                    0 => bytes[i] ^= 1 << (rng.next_u64() % 8),
+                    1 => bytes[i] = [0x00, 0xff, 0x7f, 0x80][(rng.next_u64() % 4) as usize],
+                    2 => bytes.truncate(i),
+                    _ => bytes.insert(i, rng.next_u64() as u8),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let Ok(gguf) = Gguf::parse(&bytes) else { continue };
+            parsed += 1;
+            for name in gguf.tensors.keys() {
+                let _ = gguf.dequantize(name);
+            }
+            let _ = gguf_tokenizer(&gguf).map(|t| t.encode("ab a b<|s|>", false).map(|e| e.get_ids().to_vec()));
+            if LlamaConfig::from_gguf(&gguf).is_ok()
+                && let Ok(model) = Llama::<NdArray<f32>>::from_gguf(&gguf, &device)
+            {
+                built += 1;
+                let _ = model.forward(ids(0), &mut model.cache()).into_data();
+            }
+        }
+        println!("{cases} mutants: {parsed} parsed, {built} built and run");
     }
 
     #[test]

@@ -68,7 +68,11 @@ impl LlamaConfig {
             rms_eps: gguf.float("llama.attention.layer_norm_rms_epsilon")?,
         };
         let bad = |message: String| GgufError::Metadata { key: "llama.*".into(), message };
-        if !config.d_model.is_multiple_of(config.n_heads)
+        if config.vocab == 0 || config.vocab > 1 << 24 {
+            return Err(bad(format!("a vocabulary of {} tokens (token_embd.weight)", config.vocab)));
+        }
+        if config.n_heads > config.d_model / 2
+            || !config.d_model.is_multiple_of(config.n_heads)
             || !config.n_heads.is_multiple_of(config.n_kv_heads)
             || !config.head_dim().is_multiple_of(2)
         {
@@ -278,7 +282,8 @@ impl<B: Backend> Llama<B> {
         KvCache { layers: Vec::new(), len: 0 }
     }
 
-    /// Final normalised hidden states of `ids`, which follow the positions in `cache` (appended
+    /// Final normalised hidden states of `ids` (each below the vocabulary size: the caller
+    /// checks, as [`super::LlmEmbedder`] does), which follow the positions in `cache` (appended
     /// to it). Sequences of a batch may be padded on the right: causal attention never lets a real
     /// token see a later padding position.
     ///
