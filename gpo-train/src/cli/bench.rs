@@ -144,7 +144,8 @@ fn bench_embed_side_by_side(model: &Path, texts: &[&str], burn_peak: f64) -> any
 /// each question (prefill, batch 1), then all its options after the cached prompt (scoring, one
 /// batch, the next-token logits of every position), as `LlmEmbedder` and the LLM baselines run them.
 fn bench_lm(model: &Path, survey: &gpo_train::data::Survey, questions: usize, peak: f64) -> anyhow::Result<()> {
-    use burn::tensor::{Int, Tensor, TensorData};
+    use gpo_train::llm::embed::prefix_groups;
+    use gpo_train::llm::llama::token_ids;
     use gpo_train::llm::{Gguf, Llama, gguf_tokenizer, read_gguf_bytes};
     use std::time::Instant;
 
@@ -154,41 +155,36 @@ fn bench_lm(model: &Path, survey: &gpo_train::data::Survey, questions: usize, pe
     let llama = Llama::<NdArray<f32>>::from_gguf(&gguf, &device).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let tokenizer = gguf_tokenizer(&gguf).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let config = llama.config().clone();
-    let ids = |rows: &[Vec<u32>]| {
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let data: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| r.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, width - r.len())))
-            .collect();
-        Tensor::<NdArray<f32>, 2, Int>::from_data(TensorData::new(data, [rows.len(), width]), &device)
-    };
     let (mut prefill_s, mut prefill_tokens, mut prefill_flops) = (0.0, 0usize, 0.0);
     let (mut score_s, mut score_tokens, mut score_flops) = (0.0, 0usize, 0.0);
     let head_flops = 2.0 * (config.d_model * config.vocab) as f64;
     for question in survey.questions.iter().take(questions.max(1)) {
-        let texts = Template::Gpo.question_texts(question)?;
-        let tokens: Vec<Vec<u32>> = texts
+        let tokens: Vec<Vec<u32>> = Template::Gpo
+            .question_texts(question)?
             .iter()
             .map(|t| tokenizer.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()))
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        let shared =
-            tokens.iter().map(|t| t.iter().zip(&tokens[0]).take_while(|(a, b)| a == b).count()).min().unwrap_or(0);
-        let shared = shared.min(tokens.iter().map(Vec::len).min().unwrap_or(1).saturating_sub(1)).max(1);
-        let mut cache = llama.cache();
-        let started = Instant::now();
-        let _ = llama.forward(ids(&[tokens[0][..shared].to_vec()]), &mut cache).into_data();
-        prefill_s += started.elapsed().as_secs_f64();
-        prefill_tokens += shared;
-        prefill_flops += config.forward_flops(shared, 0);
-        let suffixes: Vec<Vec<u32>> = tokens.iter().map(|t| t[shared..].to_vec()).collect();
-        let width = suffixes.iter().map(Vec::len).max().unwrap_or(0);
-        let started = Instant::now();
-        let hidden = llama.forward(ids(&suffixes), &mut cache.repeat(suffixes.len()));
-        let _ = llama.logits(hidden).into_data();
-        score_s += started.elapsed().as_secs_f64();
-        score_tokens += suffixes.iter().map(Vec::len).sum::<usize>();
-        score_flops += suffixes.len() as f64 * (config.forward_flops(width, shared) + width as f64 * head_flops);
+        // The grouping `LlmEmbedder` uses: the options' shared prompt, then each option's tokens.
+        for (range, shared) in prefix_groups(&tokens) {
+            let mut cache = llama.cache();
+            if shared > 0 {
+                let started = Instant::now();
+                let _ = llama.forward(token_ids(&[&tokens[range.start][..shared]], &device), &mut cache).into_data();
+                prefill_s += started.elapsed().as_secs_f64();
+                prefill_tokens += shared;
+                prefill_flops += config.forward_flops(shared, 0);
+            }
+            let suffixes: Vec<&[u32]> = tokens[range.clone()].iter().map(|t| &t[shared..]).collect();
+            let width = suffixes.iter().map(|s| s.len()).max().unwrap_or(0);
+            let mut cache = if shared > 0 { cache.repeat(suffixes.len()) } else { cache };
+            let started = Instant::now();
+            let hidden = llama.forward(token_ids(&suffixes, &device), &mut cache);
+            let _ = llama.logits(hidden).into_data();
+            score_s += started.elapsed().as_secs_f64();
+            score_tokens += suffixes.iter().map(|s| s.len()).sum::<usize>();
+            score_flops += suffixes.len() as f64 * (config.forward_flops(width, shared) + width as f64 * head_flops);
+        }
     }
     println!(
         "{name}: {} layers, d {}, {} questions, 1 thread; peak {peak:.1} GFLOP/s (burn-ndarray 512³ matmul)",

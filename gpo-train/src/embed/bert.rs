@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
-use super::{EmbedError, ModelFiles, TextEmbedder};
+use super::{EmbedError, ModelFiles, TextEmbedder, embed_in_parts};
 
 /// The fields of a Hugging Face BERT `config.json` that the encoder needs.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -389,23 +389,6 @@ impl<B: Backend> TextEmbedder for SentenceEncoder<B> {
         let encodings =
             self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         // Contiguous parts of the batch, one per thread; each is padded to its own longest text.
-        let part = encodings.len().div_ceil(self.threads);
-        if part == encodings.len() {
-            return self.embed_encodings(&encodings);
-        }
-        let this = &*self;
-        let parts: Vec<Result<Vec<f32>, EmbedError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                encodings.chunks(part).map(|chunk| scope.spawn(move || this.embed_encodings(chunk))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Tokenizer("an embedding thread panicked".into()))))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(texts.len() * self.dim);
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        embed_in_parts(&encodings, self.threads, |part| self.embed_encodings(part))
     }
 }

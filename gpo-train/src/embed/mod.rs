@@ -114,6 +114,33 @@ pub trait TextEmbedder {
     }
 }
 
+/// Runs `embed` on up to `threads` contiguous parts of `items`, each on its own scoped thread,
+/// and concatenates the vectors in order (the whole of `items` on the calling thread when one part
+/// holds them all). The encoders split their batches with it.
+pub(crate) fn embed_in_parts<T: Sync>(
+    items: &[T],
+    threads: usize,
+    embed: impl Fn(&[T]) -> Result<Vec<f32>, EmbedError> + Sync,
+) -> Result<Vec<f32>, EmbedError> {
+    let part = items.len().div_ceil(threads.max(1)).max(1);
+    if part >= items.len() {
+        return embed(items);
+    }
+    let embed = &embed;
+    let parts: Vec<Result<Vec<f32>, EmbedError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(part).map(|chunk| scope.spawn(move || embed(chunk))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Tokenizer("an embedding thread panicked".into()))))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
 /// Embeds `texts` in batches of `batch_size` (texts per forward pass) and returns
 /// `texts.len() × dim` values in the input order. Texts are grouped by length first so that a
 /// batch pads little (the same trick sentence-transformers uses); an embedder that runs several

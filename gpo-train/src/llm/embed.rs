@@ -13,10 +13,10 @@ use burn::prelude::*;
 use tokenizers::Tokenizer;
 
 use super::gguf::Gguf;
-use super::llama::{KvCache, Llama};
+use super::llama::{KvCache, Llama, token_ids};
 use super::tokenizer::gguf_tokenizer;
 use super::{LlmError, read_gguf_bytes};
-use crate::embed::{EmbedError, TextEmbedder};
+use crate::embed::{EmbedError, TextEmbedder, embed_in_parts};
 
 /// Texts share a prefix worth caching when at least this many tokens agree.
 const MIN_SHARED_PREFIX: usize = 8;
@@ -84,16 +84,6 @@ impl<B: Backend> LlmEmbedder<B> {
         Ok(self.bos.into_iter().chain(encoding.get_ids().iter().copied()).collect())
     }
 
-    fn ids(&self, rows: &[&[u32]]) -> Tensor<B, 2, Int> {
-        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        // Right padding: causal attention never lets a real token see a later position.
-        let data: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| r.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, width - r.len())))
-            .collect();
-        Tensor::from_data(TensorData::new(data, [rows.len(), width]), &self.device)
-    }
-
     /// Mean states of texts that share `prefix` tokens (then each its own suffix), `n × dim`.
     fn embed_group(&self, prefix: &[u32], suffixes: &[&[u32]]) -> Result<Vec<f32>, EmbedError> {
         let dim = self.model.config().d_model;
@@ -103,7 +93,9 @@ impl<B: Backend> LlmEmbedder<B> {
         let mut cache: KvCache<B> = self.model.cache();
         let prefix_sum = match prefix.is_empty() {
             true => vec![0f32; dim],
-            false => read(self.model.forward(self.ids(&[prefix]), &mut cache).sum_dim(1).reshape([1, dim]))?,
+            false => {
+                read(self.model.forward(token_ids(&[prefix], &self.device), &mut cache).sum_dim(1).reshape([1, dim]))?
+            }
         };
         let mut out = Vec::with_capacity(suffixes.len() * dim);
         let longest = suffixes.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -111,7 +103,7 @@ impl<B: Backend> LlmEmbedder<B> {
             0 => None,
             _ => {
                 let mut cache = if prefix.is_empty() { self.model.cache() } else { cache.repeat(suffixes.len()) };
-                let hidden = self.model.forward(self.ids(suffixes), &mut cache);
+                let hidden = self.model.forward(token_ids(suffixes, &self.device), &mut cache);
                 Some(read(hidden.reshape([suffixes.len() * longest, dim]))?)
             }
         };
@@ -136,7 +128,7 @@ impl<B: Backend> LlmEmbedder<B> {
 /// [`MIN_SHARED_PREFIX`] tokens and at least half of each text (the options of one question share
 /// all but their last few tokens; two questions share only the template's opening); each run is
 /// `(range, shared prefix length)`.
-fn prefix_groups(tokens: &[Vec<u32>]) -> Vec<(std::ops::Range<usize>, usize)> {
+pub fn prefix_groups(tokens: &[Vec<u32>]) -> Vec<(std::ops::Range<usize>, usize)> {
     let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let mut groups = Vec::new();
     let mut start = 0;
@@ -186,44 +178,15 @@ impl<B: Backend> TextEmbedder for LlmEmbedder<B> {
             let suffixes: Vec<&[u32]> = tokens[range.clone()].iter().map(|t| &t[*shared..]).collect();
             self.embed_group(&tokens[range.start][..*shared], &suffixes)
         };
-        let parts: Vec<Result<Vec<f32>, EmbedError>> = if self.threads <= 1 || groups.len() <= 1 {
-            groups.iter().map(run).collect()
-        } else {
-            // Groups dealt out round-robin; each is computed alone, whichever thread runs it.
-            let threads = self.threads.min(groups.len());
-            let mut results: Vec<Option<Result<Vec<f32>, EmbedError>>> = (0..groups.len()).map(|_| None).collect();
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (groups, run) = (&groups, &run);
-                        scope.spawn(move || {
-                            groups
-                                .iter()
-                                .enumerate()
-                                .skip(t)
-                                .step_by(threads)
-                                .map(|(i, g)| (i, run(g)))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                for handle in handles {
-                    match handle.join() {
-                        Ok(done) => done.into_iter().for_each(|(i, r)| results[i] = Some(r)),
-                        Err(_) => results.push(Some(Err(EmbedError::Tokenizer("an embedding thread panicked".into())))),
-                    }
-                }
-            });
-            results
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(EmbedError::Tokenizer("a group was not embedded".into()))))
-                .collect()
-        };
-        let mut out = Vec::with_capacity(texts.len() * self.dim());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        // Contiguous runs of groups per thread; each group is computed alone, whichever thread
+        // runs it, so the results do not depend on the count.
+        embed_in_parts(&groups, self.threads, |part| {
+            let mut out = Vec::with_capacity(part.iter().map(|(r, _)| r.len()).sum::<usize>() * self.dim());
+            for group in part {
+                out.extend(run(group)?);
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -492,10 +492,14 @@ mod tests {
     use super::*;
     use burn::tensor::{Int, Tensor, TensorData};
 
+    /// A GGUF string: its `u64` length, then its bytes.
+    fn string(s: &str) -> Vec<u8> {
+        [(s.len() as u64).to_le_bytes().to_vec(), s.as_bytes().to_vec()].concat()
+    }
+
     /// A GGUF file built by hand: `metadata` entries (already encoded after their key) and
     /// tensors `(name, dims, ggml type, data)`.
     fn build(metadata: &[(&str, u32, Vec<u8>)], tensors: &[(&str, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
-        let string = |s: &str| [(s.len() as u64).to_le_bytes().to_vec(), s.as_bytes().to_vec()].concat();
         let mut out = b"GGUF".to_vec();
         out.extend(3u32.to_le_bytes());
         out.extend((tensors.len() as u64).to_le_bytes());
@@ -554,15 +558,14 @@ mod tests {
 
     #[test]
     fn a_small_file_parses_and_its_tensors_read_back() {
-        let string_value = |s: &str| [(s.len() as u64).to_le_bytes().to_vec(), s.as_bytes().to_vec()].concat();
         let mut strings = 8u32.to_le_bytes().to_vec();
         strings.extend(2u64.to_le_bytes());
-        strings.extend(string_value("a"));
-        strings.extend(string_value("b"));
+        strings.extend(string("a"));
+        strings.extend(string("b"));
         let matrix: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
         let bytes = build(
             &[
-                ("general.architecture", 8, string_value("llama")),
+                ("general.architecture", 8, string("llama")),
                 ("llama.block_count", 4, 2u32.to_le_bytes().to_vec()),
                 ("llama.rope.freq_base", 6, 1e5f32.to_le_bytes().to_vec()),
                 ("tokenizer.ggml.tokens", 9, strings),
@@ -583,7 +586,6 @@ mod tests {
 
     /// A complete one-block Llama with its tokenizer, in F32 (d 8, 2 heads, 1 key/value head).
     fn tiny_llama() -> Vec<u8> {
-        let string = |s: &str| [(s.len() as u64).to_le_bytes().to_vec(), s.as_bytes().to_vec()].concat();
         let strings = |items: &[&str]| {
             let mut v = 8u32.to_le_bytes().to_vec();
             v.extend((items.len() as u64).to_le_bytes());

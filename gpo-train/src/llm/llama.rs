@@ -343,6 +343,17 @@ impl<B: Backend> Llama<B> {
     }
 }
 
+/// Token ids as a `[rows, longest]` tensor, shorter rows padded on the right with id 0 (causal
+/// attention never lets a real token see a later position).
+pub fn token_ids<B: Backend>(rows: &[&[u32]], device: &B::Device) -> Tensor<B, 2, Int> {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let data: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, width - r.len())))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [rows.len(), width]), device)
+}
+
 /// `cos` and `sin` of `position · θᵢ`, `θᵢ = base^(−2i/head_dim)`, for positions `past ..
 /// past + seq`, computed in f32 as Hugging Face's Llama does, `[1, 1, seq, head_dim / 2]`.
 fn rope_tables<B: Backend>(
