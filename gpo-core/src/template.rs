@@ -69,27 +69,45 @@ impl Template {
         }
         match self {
             Template::Gpo => {
-                if options.len() > MAX_LETTERED_OPTIONS {
-                    return Err(TemplateError::TooManyOptions(options.len()));
-                }
-                let letters: Vec<char> = (b'A'..).take(options.len()).map(char::from).collect();
-                let mut input = format!("{text}\n\nOptions:");
-                for (letter, option) in letters.iter().zip(options) {
-                    input.push_str(&format!("\n{letter}. {}", option.as_ref()));
-                }
-                let prompt = alpaca_prompt(GPO_INSTRUCTION, &input);
-                Ok(letters.iter().zip(options).map(|(l, o)| format!("{prompt}{l}. {}", o.as_ref())).collect())
+                let prompt = alpaca_prompt(GPO_INSTRUCTION, &lettered_question(text, options)?);
+                Ok(letters().zip(options).map(|(l, o)| format!("{prompt}{l}. {}", o.as_ref())).collect())
             }
             Template::Plain => Ok(options.iter().map(|o| format!("{text}\n{}", o.as_ref())).collect()),
         }
     }
 }
 
+/// The option letters, `A`, `B`, … (at most [`MAX_LETTERED_OPTIONS`] are used).
+pub fn letters() -> impl Iterator<Item = char> {
+    (b'A'..=b'Z').map(char::from)
+}
+
+/// A question with its lettered options, as GPO's prompts show it (GPO-SPEC §2.1):
+/// `{question}\n\nOptions:\nA. {option}\nB. …`.
+///
+/// ```
+/// use gpo_core::template::lettered_question;
+/// assert_eq!(lettered_question("Q?", &["x", "y"]).unwrap(), "Q?\n\nOptions:\nA. x\nB. y");
+/// ```
+pub fn lettered_question<S: AsRef<str>>(text: &str, options: &[S]) -> Result<String, TemplateError> {
+    if options.is_empty() {
+        return Err(TemplateError::NoOptions);
+    }
+    if options.len() > MAX_LETTERED_OPTIONS {
+        return Err(TemplateError::TooManyOptions(options.len()));
+    }
+    let mut input = format!("{text}\n\nOptions:");
+    for (letter, option) in letters().zip(options) {
+        input.push_str(&format!("\n{letter}. {}", option.as_ref()));
+    }
+    Ok(input)
+}
+
 /// The Alpaca "with input" prompt. The preamble, the `### …:` headers and the blank lines match
 /// `PROMPT_DICT["prompt_input"]` in tatsu-lab/stanford_alpaca `train.py` character for character.
 /// That string ends at `### Response:`; GPO's own copy (data/constants.py, GPO-SPEC §2.1) adds a
 /// newline after it, and we follow GPO since the aim is to reproduce its embeddings.
-fn alpaca_prompt(instruction: &str, input: &str) -> String {
+pub fn alpaca_prompt(instruction: &str, input: &str) -> String {
     format!(
         "Below is an instruction that describes a task, paired with an input that provides further context. \
          Write a response that appropriately completes the request.\n\n\

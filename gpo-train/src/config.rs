@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use gpo_core::{GpoConfig, WeightDType};
 use serde::{Deserialize, Serialize};
 
-use crate::method::Method;
+use crate::llm::prompt::PromptFormat;
+use crate::method::{LmMethod, Method};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::{GpoMethod, Sampling, TrainOptions};
@@ -141,6 +142,11 @@ pub struct EvalOptions {
     pub protocols: Vec<Protocol>,
     /// Fraction of the questions held out as new in the `questions` protocol.
     pub new_questions: f64,
+    /// At most this many target questions per held-out group, for every method alike: the first
+    /// of its targets in a fixed order of the survey's questions (by a hash of their keys, the same
+    /// in every run, so that a question scored in one run is scored in the others). Unset: every
+    /// target. The LLM baselines need it on a CPU ([`LlmOptions`]).
+    pub max_targets: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -154,8 +160,22 @@ impl Default for EvalOptions {
             ridge_lambda: 1.0,
             protocols: vec![Protocol::Groups],
             new_questions: 0.2,
+            max_targets: None,
         }
     }
+}
+
+/// The LLM baselines of a run (`[llm]`): a GGUF causal language model prompted with each held-out
+/// group's target questions at the headline number of context questions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmOptions {
+    /// The `.gguf` file, or a wheel/zip holding one (relative to the config's folder).
+    pub model: PathBuf,
+    /// The template the model was tuned with (`chatml` for SmolLM2-Instruct, `alpaca`).
+    pub prompt: PromptFormat,
+    /// The methods (`base`, `steered`, `fewshot`), each reported as `lm_<name>`.
+    pub methods: Vec<LmMethod>,
 }
 
 /// What `gpo run` exports.
@@ -195,6 +215,9 @@ pub struct RunConfig {
     /// Export.
     #[serde(default)]
     pub export: ExportOptions,
+    /// LLM baselines, when given.
+    #[serde(default)]
+    pub llm: Option<LlmOptions>,
 }
 
 /// A configuration problem, naming the file and what is wrong.
@@ -360,6 +383,9 @@ impl RunConfig {
                 *path = base.join(&*path);
             }
         }
+        if let Some(llm) = &mut config.llm {
+            llm.model = base.join(&llm.model);
+        }
         config.validate().map_err(error)?;
         Ok(config)
     }
@@ -422,6 +448,24 @@ impl RunConfig {
         }
         if e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 || e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
             return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());
+        }
+        if let Some(n) = e.max_targets {
+            if n == 0 {
+                return Err("[evaluation] max_targets must be at least 1 (leave it out for every target)".into());
+            }
+            at_most("evaluation", "max_targets", n, MAX_QUESTIONS)?;
+        }
+        if let Some(llm) = &self.llm {
+            if llm.methods.is_empty() {
+                return Err("[llm] methods must name at least one of base, steered, fewshot".into());
+            }
+            if let Some(m) = llm.methods.iter().enumerate().find_map(|(i, m)| llm.methods[..i].contains(m).then_some(m))
+            {
+                return Err(format!("[llm] method `{}` is listed twice", m.id()));
+            }
+            if !matches!(self.data, DataConfig::Survey { .. }) {
+                return Err("[llm] needs survey data: synthetic questions have no text to prompt with".into());
+            }
         }
         Ok(())
     }

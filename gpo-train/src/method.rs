@@ -1,7 +1,10 @@
-//! The methods a run reports: GPO, its variants and the baselines, with their result names
-//! (`gpo`, `gpo_<variant>`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`) in one place.
+//! The methods a run reports: GPO, its variants, the baselines and the LLM baselines, with their
+//! result names (`gpo`, `gpo_<variant>`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`,
+//! `lm_base`, …) in one place.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
@@ -28,6 +31,36 @@ pub enum Method {
     NearestQuestion,
     /// New questions: ridge regression from option embedding to population probability.
     RidgePopulation,
+    /// A language model prompted with the question ([`LmMethod`]).
+    Lm(LmMethod),
+}
+
+/// The LLM baselines of the paper that prompt a language model (GPO-SPEC §7): its next-token
+/// distribution over the option letters is the prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LmMethod {
+    /// LM-base: the question alone; every group gets the same prediction.
+    Base,
+    /// LM-steered: the instruction asks the model to answer as a member of the group.
+    Steered,
+    /// Few-shot prompt: the group's answer distributions on its context questions, then the
+    /// question.
+    Fewshot,
+}
+
+impl LmMethod {
+    /// All of them, in report order.
+    pub const ALL: [LmMethod; 3] = [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot];
+
+    /// The name in configs (`base`, `steered`, `fewshot`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Steered => "steered",
+            Self::Fewshot => "fewshot",
+        }
+    }
 }
 
 impl Method {
@@ -53,6 +86,7 @@ impl Method {
             Self::RidgeRm => "ridge_rm".into(),
             Self::NearestQuestion => "nearest_question".into(),
             Self::RidgePopulation => "ridge_population".into(),
+            Self::Lm(m) => format!("lm_{}", m.id()),
         }
     }
 
@@ -61,7 +95,11 @@ impl Method {
         if let Some(variant) = name.strip_prefix("gpo_").filter(|v| !v.is_empty()) {
             return Some(Self::Variant(variant.into()));
         }
-        [Self::Gpo, Self::Selected].into_iter().chain(Self::BASELINES).find(|m| m.name() == name)
+        [Self::Gpo, Self::Selected]
+            .into_iter()
+            .chain(Self::BASELINES)
+            .chain(LmMethod::ALL.map(Self::Lm))
+            .find(|m| m.name() == name)
     }
 
     /// Whether it is GPO, one of its variants, or the one of them selected on validation.
@@ -81,6 +119,9 @@ impl Method {
             Self::RidgeRm => "Ridge reward model".into(),
             Self::NearestQuestion => "Nearest questions' mean".into(),
             Self::RidgePopulation => "Ridge population model".into(),
+            Self::Lm(LmMethod::Base) => "LM base".into(),
+            Self::Lm(LmMethod::Steered) => "LM steered".into(),
+            Self::Lm(LmMethod::Fewshot) => "Few-shot prompt".into(),
         }
     }
 
@@ -114,11 +155,15 @@ impl fmt::Display for Method {
 
 #[cfg(test)]
 mod tests {
-    use super::Method;
+    use super::{LmMethod, Method};
 
     #[test]
     fn names_round_trip() {
-        for m in [Method::Gpo, Method::Variant("knn".into()), Method::Selected].into_iter().chain(Method::BASELINES) {
+        let all = [Method::Gpo, Method::Variant("knn".into()), Method::Selected]
+            .into_iter()
+            .chain(Method::BASELINES)
+            .chain(LmMethod::ALL.map(Method::Lm));
+        for m in all {
             assert_eq!(Method::parse(&m.name()), Some(m.clone()));
         }
         assert_eq!(Method::parse("gpo_"), None);

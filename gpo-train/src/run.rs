@@ -10,17 +10,18 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
 
-use crate::config::{DataConfig, RunConfig};
+use crate::config::{DataConfig, LlmOptions, RunConfig};
 use crate::eval::{
-    EvalError, GpoPredictor, KnnGroups, NearestQuestion, Predictor, RidgePopulation, RidgeRewardModel, TrainGroupMean,
-    Uniform, draw_episodes_with_targets, score,
+    EvalEpisode, EvalError, GpoPredictor, KnnGroups, LlmAnswers, LlmPredictor, LlmPrompting, NearestQuestion,
+    Predictor, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform, draw_episodes_with_targets, fnv1a, score,
 };
 use crate::fsutil::write_atomic;
+use crate::llm::ChoiceScorer;
 use crate::method::Method;
 use crate::pipeline::EmbeddingInfo;
 use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
 use crate::protocol::Protocol;
-use crate::report::{MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
+use crate::report::{LlmMethodRun, LlmRun, MethodScore, Results, RunResult, TrainedModel, summarise, write_report};
 use crate::synthetic::{SyntheticSpec, synthetic_survey};
 use crate::task::EmbeddedSurvey;
 use crate::train::{ExperimentProgress, GpoMethod, Session, Split, SplitError, TrainError, TrainProgress, train};
@@ -100,6 +101,25 @@ struct RunJob<'a> {
     methods: &'a [GpoMethod],
     out_dir: &'a Path,
     resume: bool,
+    /// The LLM baselines' options and their answers to every prompt of every run.
+    llm: Option<(&'a LlmOptions, &'a LlmAnswers)>,
+}
+
+/// The held-out groups' episodes of a run for every number of context questions, and the
+/// questions no method is scored on.
+struct TestEpisodes {
+    per_k: Vec<(usize, Vec<EvalEpisode>)>,
+    no_prior: Vec<usize>,
+}
+
+/// Keeps at most `max` targets of each episode: the first in a fixed order of the questions, by
+/// the FNV-1a hash of their keys ([`fnv1a`]).
+fn limit_targets(task: &EmbeddedSurvey, episodes: &mut [EvalEpisode], max: usize) {
+    for e in episodes {
+        e.targets.sort_by_key(|&q| (fnv1a(&task.survey.questions[q].key), q));
+        e.targets.truncate(max);
+        e.targets.sort_unstable();
+    }
 }
 
 /// Which run of the experiment: a protocol, a meta-training fraction and a seed.
@@ -126,6 +146,61 @@ struct RunOutcome<B: Backend> {
 }
 
 impl RunJob<'_> {
+    /// The split of a run.
+    fn split(&self, RunKey { protocol, fraction, seed }: RunKey) -> Result<Split, RunError> {
+        let training = &self.config.training;
+        Ok(Split::with_protocol(
+            self.task,
+            protocol,
+            self.config.evaluation.new_questions,
+            fraction,
+            seed,
+            training.validation,
+            training.validation_fraction,
+        )?)
+    }
+
+    /// The episodes every method of a run is scored on, for every number of context questions.
+    fn test_episodes(&self, split: &Split, seed: u64) -> Result<TestEpisodes, RunError> {
+        let (task, config) = (self.task, self.config);
+        // Validation groups are meta-training data too (see `run`).
+        let meta_train = split.meta_train_groups();
+        let seen = &split.seen_questions;
+        // Every method is scored on the same items: the held-out groups' questions with a population
+        // prior (all of them on OpinionQA; on GlobalOpinionQA not those that only held-out
+        // countries answered and whose option count no answered question has).
+        let defined = SurveyPrior::over(task, PriorKind::TrainMean, &meta_train, seen).map_err(EvalError::from)?;
+        let (context_pool, targets) = split.test_pools();
+        let no_prior: Vec<usize> = targets
+            .unwrap_or(context_pool)
+            .iter()
+            .copied()
+            .filter(|&q| {
+                !defined.is_defined(q, None, TargetPriors::Answered)
+                    && split.test_groups.iter().any(|&g| task.answer(g, q).is_some())
+            })
+            .collect();
+        let context_pool = defined.defined_in(context_pool);
+        let targets = targets.map(|t| defined.defined_in(t));
+        let (context_pool, targets) = (context_pool.as_slice(), targets.as_deref());
+        let per_k = config
+            .context_sizes()
+            .into_iter()
+            .map(|k| {
+                // Every method sees exactly the same contexts (and both protocols the same draw of
+                // the same seed).
+                let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
+                let mut episodes =
+                    draw_episodes_with_targets(task, &split.test_groups, context_pool, targets, k, &mut rng);
+                if let Some(max) = config.evaluation.max_targets {
+                    limit_targets(task, &mut episodes, max);
+                }
+                (k, episodes)
+            })
+            .collect();
+        Ok(TestEpisodes { per_k, no_prior })
+    }
+
     fn run<B: AutodiffBackend>(
         &self,
         RunKey { protocol, fraction, seed }: RunKey,
@@ -133,16 +208,7 @@ impl RunJob<'_> {
         progress: &dyn TrainProgress,
     ) -> Result<RunOutcome<B::InnerBackend>, RunError> {
         let (task, config) = (self.task, self.config);
-        let training = &config.training;
-        let split = Split::with_protocol(
-            task,
-            protocol,
-            config.evaluation.new_questions,
-            fraction,
-            seed,
-            training.validation,
-            training.validation_fraction,
-        )?;
+        let split = self.split(RunKey { protocol, fraction, seed })?;
         let protocol_name = protocol.name();
         tracing::info!(
             protocol = protocol_name,
@@ -200,25 +266,12 @@ impl RunJob<'_> {
                 }
                 Method::KnnGroups => Box::new(KnnGroups::new(task, &meta_train, seen, evaluation.knn_temperature)?),
                 Method::RidgeRm => Box::new(RidgeRewardModel::new(evaluation.ridge_lambda)),
-                Method::Gpo | Method::Variant(_) | Method::Selected => continue,
+                Method::Gpo | Method::Variant(_) | Method::Selected | Method::Lm(_) => continue,
             });
         }
         let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
         methods.extend(baselines.iter().map(|b| b.as_ref()));
-        // Every method is scored on the same items: the held-out groups' questions with a population
-        // prior (all of them on OpinionQA; on GlobalOpinionQA not those that only held-out
-        // countries answered and whose option count no answered question has).
-        let defined = SurveyPrior::over(task, PriorKind::TrainMean, &meta_train, seen).map_err(EvalError::from)?;
-        let (context_pool, targets) = split.test_pools();
-        let no_prior: Vec<usize> = targets
-            .unwrap_or(context_pool)
-            .iter()
-            .copied()
-            .filter(|&q| {
-                !defined.is_defined(q, None, TargetPriors::Answered)
-                    && split.test_groups.iter().any(|&g| task.answer(g, q).is_some())
-            })
-            .collect();
+        let TestEpisodes { per_k, no_prior } = self.test_episodes(&split, seed)?;
         if !no_prior.is_empty() {
             tracing::info!(
                 protocol = protocol_name,
@@ -228,17 +281,20 @@ impl RunJob<'_> {
                 "held-out groups' questions without a population prior: not scored"
             );
         }
-        let context_pool = defined.defined_in(context_pool);
-        let targets = targets.map(|t| defined.defined_in(t));
-        let (context_pool, targets) = (context_pool.as_slice(), targets.as_deref());
+        let llm: Vec<LlmPredictor> = match self.llm {
+            Some((options, answers)) => options
+                .methods
+                .iter()
+                .map(|&method| LlmPredictor::new(LlmPrompting { method, format: options.prompt, seed }, answers))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut scores = Vec::new();
-        for k in config.context_sizes() {
-            // Every method sees exactly the same contexts (and both protocols the same draw of
-            // the same seed).
-            let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
-            let episodes = draw_episodes_with_targets(task, &split.test_groups, context_pool, targets, k, &mut rng);
-            for method in &methods {
-                let table = score(task, &episodes, &method.predict(task, &episodes)?);
+        for (k, episodes) in &per_k {
+            // The LLM baselines answer at the headline k only (their prompts are the costly part).
+            let llm_here = llm.iter().filter(|_| *k == evaluation.context_questions).map(|p| p as &dyn Predictor);
+            for method in methods.iter().copied().chain(llm_here) {
+                let table = score(task, episodes, &method.predict(task, episodes)?);
                 let per_group = episodes
                     .iter()
                     .zip(table.group_means())
@@ -246,7 +302,7 @@ impl RunJob<'_> {
                     .collect();
                 scores.push(MethodScore {
                     method: method.name(),
-                    k,
+                    k: *k,
                     micro: table.micro(),
                     macro_average: table.macro_average(),
                     per_group,
@@ -280,7 +336,9 @@ impl RunJob<'_> {
             let score = headline(&method.name);
             tracing::info!(protocol = protocol_name, fraction, seed, method = %method.name, score = ?score, "evaluated");
         }
-        for baseline in Method::baselines(protocol) {
+        for baseline in
+            Method::baselines(protocol).into_iter().chain(llm.iter().filter_map(|p| Method::parse(&p.name())))
+        {
             let score = headline(&baseline.name());
             tracing::info!(protocol = protocol_name, fraction, seed, method = %baseline, score = ?score, "evaluated");
         }
@@ -349,8 +407,18 @@ pub fn run_experiment<B: AutodiffBackend>(
     let export_run =
         runs_to_do.iter().position(|r| r.protocol == evaluation.protocols[0] && r.fraction == largest_split);
 
+    // The LLM baselines first: every distinct prompt of every run, asked once.
+    let llm_answers = match &config.llm {
+        Some(options) => {
+            let job = RunJob { task: &task, config, methods: &methods, out_dir, resume, llm: None };
+            Some(ask_llm::<B::InnerBackend>(&job, options, &runs_to_do, jobs, device, progress)?)
+        }
+        None => None,
+    };
+    let llm = config.llm.as_ref().zip(llm_answers.as_ref().map(|(answers, _)| answers));
+
     progress.runs(runs_to_do.len());
-    let job = RunJob { task: &task, config, methods: &methods, out_dir, resume };
+    let job = RunJob { task: &task, config, methods: &methods, out_dir, resume, llm };
     let next = AtomicUsize::new(0);
     type Slot<B> = Option<Result<RunOutcome<B>, RunError>>;
     let outcomes: Mutex<Vec<Slot<B::InnerBackend>>> = Mutex::new((0..runs_to_do.len()).map(|_| None).collect());
@@ -412,6 +480,7 @@ pub fn run_experiment<B: AutodiffBackend>(
         runs,
         summary,
         sweep,
+        llm: llm_answers.map(|(_, run)| run),
     };
     // The model first and results.json last: a run that has results.json is complete.
     if let Some(model) = export_model {
@@ -424,6 +493,82 @@ pub fn run_experiment<B: AutodiffBackend>(
     let results_path = out_dir.join("results.json");
     write_atomic(&results_path, &json).map_err(io(&results_path))?;
     Ok(results)
+}
+
+/// Asks the language model of `options` every prompt that the LLM baselines of `runs` will
+/// score (each distinct prompt once, method after method), on `threads` threads of backend `B`.
+fn ask_llm<B: Backend>(
+    job: &RunJob,
+    options: &LlmOptions,
+    runs: &[RunKey],
+    threads: usize,
+    device: &B::Device,
+    progress: &dyn ExperimentProgress,
+) -> Result<(LlmAnswers, LlmRun), RunError> {
+    let task = job.task;
+    let k = job.config.evaluation.context_questions;
+    let scorer = ChoiceScorer::<B>::open(&options.model, device).map_err(EvalError::from)?.with_threads(threads);
+    let mut episodes = Vec::new();
+    for &key in runs {
+        let split = job.split(key)?;
+        let per_k = job.test_episodes(&split, key.seed)?.per_k;
+        episodes.extend(per_k.into_iter().filter(|(kk, _)| *kk == k).flat_map(|(_, e)| e).map(|e| (key.seed, e)));
+    }
+    // Answers are kept in the run's folder after each method, so a resumed run asks only what
+    // is missing.
+    let path = job.out_dir.join("llm-answers.bin");
+    let (model, format) = (scorer.name().to_owned(), options.prompt);
+    let mut answers = match job.resume && path.exists() {
+        true => {
+            let bytes = crate::fsutil::read_capped(&path, crate::fsutil::MAX_CHECKPOINT_BYTES).map_err(io(&path))?;
+            LlmAnswers::from_bytes(&bytes, &model, format)
+                .map_err(|e| RunError::Data(format!("{}: {e}", path.display())))?
+        }
+        false => LlmAnswers::new(),
+    };
+    for &method in &options.methods {
+        let mut prompts = Vec::new();
+        for (seed, episode) in &episodes {
+            prompts.extend(LlmPrompting { method, format, seed: *seed }.prompts(task, episode)?);
+        }
+        let asked = prompts.len();
+        let prompts = answers.missing(prompts);
+        let name = Method::Lm(method).name();
+        if prompts.is_empty() && answers.costs.iter().any(|c| c.method == name) {
+            tracing::info!(method = %name, path = %path.display(), "language model: every answer kept from before");
+            continue;
+        }
+        let tokens = scorer.run_tokens(&prompts).map_err(EvalError::from)?;
+        tracing::info!(method = %name, prompts = prompts.len(), asked, tokens, "language model: prompting");
+        progress.lm_start(&name, tokens);
+        let start = std::time::Instant::now();
+        let distinct = prompts.len();
+        answers.ask(&scorer, prompts, &|n| progress.lm_tokens(n))?;
+        let seconds = start.elapsed().as_secs_f64();
+        progress.lm_done();
+        tracing::info!(method = %name, seconds, tokens_per_second = tokens as f64 / seconds.max(1e-9), "language model: done");
+        // A resumed method's cost adds to what it had cost before.
+        let before = answers.costs.iter().position(|c| c.method == name).map(|i| answers.costs.remove(i));
+        let (run_before, tokens_before, seconds_before) =
+            before.map_or((0, 0, 0.0), |c| (c.prompts_run, c.tokens, c.seconds));
+        answers.costs.push(LlmMethodRun {
+            method: name,
+            prompts_scored: asked,
+            prompts_run: run_before + distinct,
+            tokens: tokens_before + tokens,
+            seconds: seconds_before + seconds,
+            threads,
+        });
+        let bytes = answers.to_bytes(&model, format).map_err(RunError::Data)?;
+        write_atomic(&path, &bytes).map_err(io(&path))?;
+    }
+    let methods = options
+        .methods
+        .iter()
+        .filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m).name()).cloned())
+        .collect();
+    let run = LlmRun { model, prompt: format, methods };
+    Ok((answers, run))
 }
 
 /// `runs/<name>` under `root`.

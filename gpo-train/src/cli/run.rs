@@ -15,10 +15,12 @@ fn bar_style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// Progress bars: one for the experiment's runs, one per worker thread for its updates.
+/// Progress bars: one for the experiment's runs, one per worker thread for its updates, and one
+/// for the language model's tokens while the LLM baselines are prompted.
 struct Bars {
     multi: MultiProgress,
     runs: ProgressBar,
+    lm: std::sync::Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
@@ -27,7 +29,7 @@ impl Bars {
         let runs = multi.add(ProgressBar::new(0));
         runs.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
         runs.set_prefix("experiment");
-        Self { multi, runs }
+        Self { multi, runs, lm: std::sync::Mutex::new(None) }
     }
 }
 
@@ -69,6 +71,31 @@ impl ExperimentProgress for Bars {
 
     fn run_done(&self) {
         self.runs.inc(1);
+    }
+
+    fn lm_start(&self, method: &str, tokens: usize) {
+        let bar = self.multi.add(ProgressBar::new(tokens as u64));
+        bar.set_style(bar_style("{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}"));
+        bar.set_prefix(method.to_string());
+        if let Ok(mut lm) = self.lm.lock() {
+            *lm = Some(bar);
+        }
+    }
+
+    fn lm_tokens(&self, tokens: usize) {
+        if let Ok(lm) = self.lm.lock()
+            && let Some(bar) = lm.as_ref()
+        {
+            bar.inc(tokens as u64);
+        }
+    }
+
+    fn lm_done(&self) {
+        if let Ok(mut lm) = self.lm.lock()
+            && let Some(bar) = lm.take()
+        {
+            bar.finish_and_clear();
+        }
     }
 }
 

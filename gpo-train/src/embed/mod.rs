@@ -114,31 +114,39 @@ pub trait TextEmbedder {
     }
 }
 
-/// Runs `embed` on up to `threads` contiguous parts of `items`, each on its own scoped thread,
-/// and concatenates the vectors in order (the whole of `items` on the calling thread when one part
-/// holds them all). The encoders split their batches with it.
-pub(crate) fn embed_in_parts<T: Sync>(
+/// Runs `work` on up to `threads` contiguous parts of `items`, each on its own scoped thread,
+/// and concatenates the results in order (the whole of `items` on the calling thread when one part
+/// holds them all); a thread that panics gives `panicked()`. The encoders split their batches
+/// with it, the LLM choice scorer its prompts.
+pub(crate) fn in_parts<T: Sync, R: Send, E: Send>(
     items: &[T],
     threads: usize,
-    embed: impl Fn(&[T]) -> Result<Vec<f32>, EmbedError> + Sync,
-) -> Result<Vec<f32>, EmbedError> {
+    work: impl Fn(&[T]) -> Result<Vec<R>, E> + Sync,
+    panicked: impl Fn() -> E,
+) -> Result<Vec<R>, E> {
     let part = items.len().div_ceil(threads.max(1)).max(1);
     if part >= items.len() {
-        return embed(items);
+        return work(items);
     }
-    let embed = &embed;
-    let parts: Vec<Result<Vec<f32>, EmbedError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(part).map(|chunk| scope.spawn(move || embed(chunk))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Tokenizer("an embedding thread panicked".into()))))
-            .collect()
+    let work = &work;
+    let parts: Vec<Result<Vec<R>, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(part).map(|chunk| scope.spawn(move || work(chunk))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
     });
     let mut out = Vec::new();
     for part in parts {
         out.extend(part?);
     }
     Ok(out)
+}
+
+/// [`in_parts`] for embedding vectors.
+pub(crate) fn embed_in_parts<T: Sync>(
+    items: &[T],
+    threads: usize,
+    embed: impl Fn(&[T]) -> Result<Vec<f32>, EmbedError> + Sync,
+) -> Result<Vec<f32>, EmbedError> {
+    in_parts(items, threads, embed, || EmbedError::Tokenizer("an embedding thread panicked".into()))
 }
 
 /// Embeds `texts` in batches of `batch_size` (texts per forward pass) and returns

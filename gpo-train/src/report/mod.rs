@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::RunConfig;
+pub use crate::eval::{LlmMethodRun, LlmRun};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
@@ -124,6 +125,9 @@ pub struct Results {
     pub summary: Vec<SummaryEntry>,
     /// Every (split, method, k) of the sweep.
     pub sweep: Vec<SummaryEntry>,
+    /// The LLM baselines' model and cost, when the run had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmRun>,
 }
 
 /// Aggregates the runs' micro-averaged scores over seeds for every (protocol, split, method, k).
@@ -257,9 +261,11 @@ impl Serialize for Results {
             summary: &'a [SummaryEntry],
             sweep: &'a [SummaryEntry],
             margins: Vec<MarginEntry>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            llm: &'a Option<LlmRun>,
         }
         // Exhaustive: a new field of `Results` does not compile until it is written here.
-        let Results { name, dataset, metric, n_groups, n_questions, embedding_dim, config, runs, summary, sweep } =
+        let Results { name, dataset, metric, n_groups, n_questions, embedding_dim, config, runs, summary, sweep, llm } =
             self;
         Json {
             name,
@@ -273,6 +279,7 @@ impl Serialize for Results {
             summary,
             sweep,
             margins: margins(config, runs),
+            llm,
         }
         .serialize(serializer)
     }

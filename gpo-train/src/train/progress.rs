@@ -18,6 +18,12 @@ pub trait ExperimentProgress: Sync {
     fn worker(&self) -> Box<dyn TrainProgress + '_>;
     /// One run is finished.
     fn run_done(&self) {}
+    /// A language model starts answering the prompts of `method`, `tokens` tokens in all.
+    fn lm_start(&self, _method: &str, _tokens: usize) {}
+    /// It ran `tokens` more tokens.
+    fn lm_tokens(&self, _tokens: usize) {}
+    /// It answered them all.
+    fn lm_done(&self) {}
 }
 
 /// Reports nothing.

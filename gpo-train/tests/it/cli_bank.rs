@@ -66,6 +66,7 @@ fn write_results(path: &Path, config: &RunConfig, runs: usize, dim: usize) {
         runs: vec![run; runs],
         summary: Vec::new(),
         sweep: Vec::new(),
+        llm: None,
     };
     std::fs::write(path, serde_json::to_vec(&results).unwrap()).unwrap();
 }

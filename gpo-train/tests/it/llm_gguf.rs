@@ -229,3 +229,84 @@ fn llm_embeddings_share_the_prompt_prefix_and_match_transformers_and_the_bundled
         }
     }
 }
+
+/// The LLM baselines' prompts and answers (`lm_base`, `lm_steered`, `lm_fewshot`) against
+/// `fixtures/llm/smollm2_choice_reference.json` (`tools/make_choice_fixture.py`): the prompts of
+/// bundled survey questions, rendered by the script's own Python from README's formats, must be
+/// the same strings; the answers, transformers' full-vocabulary softmax in f64 at the prompt's
+/// last position (each letter's most likely token, normalised over the options), must agree
+/// within 1e-4 (logits agree within ~2e-5 (test above); a letter's share moves by at most about
+/// p(1 − p) × 2 × 2e-5 ≤ 2e-5, so 1e-4 leaves room for longer prompts' accumulated rounding).
+#[test]
+fn llm_baselines_prompt_and_answer_as_the_python_reference() {
+    use burn_ndarray::{NdArray, NdArrayDevice};
+    use gpo_train::data::tidy;
+    use gpo_train::llm::prompt::{AnsweredQuestion, PromptFormat, QuestionText, few_shot, persona, zero_shot};
+    use gpo_train::llm::{ChoicePrompt, ChoiceScorer};
+
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("../../../fixtures/llm/smollm2_choice_reference.json")).unwrap();
+    let survey =
+        tidy::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/opinionqa"))).unwrap();
+    let question = |key: &str| survey.questions.iter().position(|q| q.key == key).unwrap();
+    let text = |q: usize| QuestionText { text: &survey.questions[q].text, options: &survey.questions[q].options };
+    let group = |name: &str| survey.groups.iter().find(|g| g.name == name).unwrap();
+    let mut prompts = Vec::new();
+    for case in reference["cases"].as_array().unwrap() {
+        let format = match case["format"].as_str().unwrap() {
+            "chatml" => PromptFormat::Chatml,
+            _ => PromptFormat::Alpaca,
+        };
+        let q = question(case["question"].as_str().unwrap());
+        let rendered = match case["method"].as_str().unwrap() {
+            "base" => zero_shot(format, text(q), None).unwrap(),
+            "steered" => {
+                let g = group(case["group"].as_str().unwrap());
+                zero_shot(format, text(q), Some(&persona(&g.attribute, &g.name))).unwrap()
+            }
+            _ => {
+                let g = group(case["group"].as_str().unwrap());
+                let context: Vec<AnsweredQuestion> = case["context"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| {
+                        let cq = question(c["question"].as_str().unwrap());
+                        let order = c["order"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap() as usize);
+                        AnsweredQuestion { question: text(cq), distribution: &g.answers[&cq], order: order.collect() }
+                    })
+                    .collect();
+                few_shot(format, &context, text(q)).unwrap()
+            }
+        };
+        assert_eq!(rendered, case["text"].as_str().unwrap(), "{} prompt", case["method"]);
+        prompts.push(ChoicePrompt { text: rendered, options: survey.questions[q].options.len() });
+    }
+    let scorer = ChoiceScorer::<NdArray<f32>>::open(std::path::Path::new(WHEEL), &NdArrayDevice::Cpu).unwrap();
+    for (letter, ids) in reference["letter_tokens"].as_object().unwrap() {
+        let want: Vec<u32> = ids.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+        assert_eq!(scorer.letter_tokens(letter.chars().next().unwrap()), want, "tokens of {letter}");
+    }
+    let tokens = std::sync::atomic::AtomicUsize::new(0);
+    let got = scorer.choose(&prompts, &|n| _ = tokens.fetch_add(n, std::sync::atomic::Ordering::Relaxed)).unwrap();
+    assert_eq!(tokens.into_inner(), scorer.run_tokens(&prompts).unwrap());
+    for (case, got) in reference["cases"].as_array().unwrap().iter().zip(&got) {
+        let want = floats(&case["distribution"]);
+        let diff = want.iter().zip(got).map(|(w, g)| (w - g).abs()).fold(0.0, f64::max);
+        println!("{} {}: max|diff| {diff:.2e}", case["method"], case["format"]);
+        assert!(diff <= 1e-4, "{}: {got:?} vs {want:?}", case["method"]);
+    }
+    // Prompts sharing a long prefix (a group's few-shot context) run it once and answer as alone.
+    let shared: Vec<ChoicePrompt> = [&prompts[3], &prompts[3]].into_iter().cloned().collect();
+    let alone = scorer.choose(&shared[..1], &|_| {}).unwrap();
+    let together = scorer.choose(&shared, &|_| {}).unwrap();
+    assert!(scorer.run_tokens(&shared).unwrap() < 2 * scorer.run_tokens(&shared[..1]).unwrap());
+    for d in &together {
+        assert!(d.iter().zip(&alone[0]).all(|(a, b)| (a - b).abs() <= 1e-6), "{d:?} vs {:?}", alone[0]);
+    }
+    // Too many options for the letters, or a prompt beyond the model's context, is an error.
+    let bad = ChoicePrompt { text: "x".into(), options: 27 };
+    assert!(scorer.choose(&[bad], &|_| {}).unwrap_err().to_string().contains("27 options"));
+    let long = ChoicePrompt { text: "word ".repeat(9000), options: 2 };
+    assert!(scorer.choose(&[long], &|_| {}).unwrap_err().to_string().contains("context holds"));
+}

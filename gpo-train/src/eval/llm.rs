@@ -1,0 +1,315 @@
+//! The LLM baselines (GPO-SPEC §7) as predictors: `lm_base`, `lm_steered` and `lm_fewshot`
+//! prompt a language model with each target question ([`crate::llm::prompt`]) and read its
+//! next-token distribution over the option letters ([`crate::llm::ChoiceScorer`]).
+//!
+//! A run does not call the model itself: `gpo run` first collects every prompt that any of its
+//! (split, seed) runs will ask, asks each distinct prompt once ([`LlmAnswers`]: a zero-shot
+//! prompt is the same in every run that scores its question), then each run's
+//! [`LlmPredictor`] renders its prompts again and looks their answers up.
+
+use std::collections::HashMap;
+
+use burn::tensor::backend::Backend;
+use gpo_core::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
+
+use super::{EvalEpisode, EvalError, Predictions, Predictor};
+use crate::llm::prompt::{AnsweredQuestion, PromptFormat, QuestionText, few_shot, persona, zero_shot};
+use crate::llm::{ChoicePrompt, ChoiceScorer};
+use crate::method::{LmMethod, Method};
+use crate::task::EmbeddedSurvey;
+
+/// How one LLM baseline prompts: the method, the model's prompt format, and the run's seed (it
+/// orders the letters of the few-shot context's answer distributions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmPrompting {
+    /// Which baseline.
+    pub method: LmMethod,
+    /// The model's template.
+    pub format: PromptFormat,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl LlmPrompting {
+    /// The prompts for an episode's targets, in target order.
+    pub fn prompts(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> Result<Vec<ChoicePrompt>, EvalError> {
+        let text = |q: usize| {
+            let question = &task.survey.questions[q];
+            QuestionText { text: &question.text, options: &question.options }
+        };
+        let group = &task.survey.groups[episode.group];
+        let steer = persona(&group.attribute, &group.name);
+        let context: Vec<AnsweredQuestion> = match self.method {
+            LmMethod::Fewshot => episode
+                .context
+                .iter()
+                .filter_map(|&q| {
+                    let distribution = task.answer(episode.group, q)?;
+                    let mut order: Vec<usize> = (0..distribution.len()).collect();
+                    // One generator per (seed, group, question): a context question lists its
+                    // letters the same way in every prompt of the group.
+                    let mixed =
+                        self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((episode.group as u64) << 32 | q as u64);
+                    SplitMix64::new(mixed).shuffle(&mut order);
+                    Some(AnsweredQuestion { question: text(q), distribution, order })
+                })
+                .collect(),
+            LmMethod::Base | LmMethod::Steered => Vec::new(),
+        };
+        episode
+            .targets
+            .iter()
+            .map(|&q| {
+                let rendered = match self.method {
+                    LmMethod::Base => zero_shot(self.format, text(q), None),
+                    LmMethod::Steered => zero_shot(self.format, text(q), Some(&steer)),
+                    LmMethod::Fewshot => few_shot(self.format, &context, text(q)),
+                };
+                let rendered = rendered.map_err(|e| {
+                    EvalError::Baseline(format!(
+                        "{}: question {}: {e}",
+                        Method::Lm(self.method),
+                        task.survey.questions[q].key
+                    ))
+                })?;
+                Ok(ChoicePrompt { text: rendered, options: task.survey.questions[q].options.len() })
+            })
+            .collect()
+    }
+}
+
+/// FNV-1a (64 bits) of a text: the key a prompt's answer is kept under (prompts are long; a
+/// collision among the few thousand of a run has odds near 10⁻¹²).
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The language model behind a run's LLM baselines, and what each of them cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRun {
+    /// The model file's name.
+    pub model: String,
+    /// Its prompt format.
+    pub prompt: PromptFormat,
+    /// One entry per LLM baseline, in the order they ran.
+    pub methods: Vec<LlmMethodRun>,
+}
+
+/// What one LLM baseline cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmMethodRun {
+    /// Result name (`lm_base`, …).
+    pub method: String,
+    /// Prompts scored over all runs (one per held-out group and target question).
+    pub prompts_scored: usize,
+    /// Distinct prompts the model ran (a zero-shot prompt recurs across groups and runs).
+    pub prompts_run: usize,
+    /// Tokens the model ran (shared prefixes once).
+    pub tokens: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Threads.
+    pub threads: usize,
+}
+
+/// A language model's answer (letter distribution) to each distinct prompt asked, and what
+/// asking cost, per method.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LlmAnswers {
+    answers: HashMap<u64, Vec<f64>>,
+    /// What each method's prompts cost when they were asked.
+    pub costs: Vec<LlmMethodRun>,
+}
+
+/// `llm-answers` files start with this.
+const ANSWERS_MAGIC: [u8; 8] = *b"GPOLLMA\0";
+/// Their layout version.
+const ANSWERS_VERSION: u32 = 1;
+
+/// What an answers file holds: the model and prompt format that answered, and the answers.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredAnswers {
+    model: String,
+    prompt: PromptFormat,
+    answers: Vec<(u64, Vec<f64>)>,
+    costs: Vec<LlmMethodRun>,
+}
+
+impl LlmAnswers {
+    /// No answers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The prompts among `prompts` not answered yet, each once, in their first order.
+    pub fn missing(&self, prompts: impl IntoIterator<Item = ChoicePrompt>) -> Vec<ChoicePrompt> {
+        let mut seen = std::collections::HashSet::new();
+        prompts
+            .into_iter()
+            .filter(|p| {
+                let key = fnv1a(&p.text);
+                !self.answers.contains_key(&key) && seen.insert(key)
+            })
+            .collect()
+    }
+
+    /// Asks `scorer` every prompt of `prompts` (distinct, not answered yet) and keeps the
+    /// answers; `on_tokens` is told the tokens of each finished group of prompts.
+    pub fn ask<B: Backend>(
+        &mut self,
+        scorer: &ChoiceScorer<B>,
+        prompts: Vec<ChoicePrompt>,
+        on_tokens: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), EvalError> {
+        let answers = scorer.choose(&prompts, on_tokens)?;
+        self.answers.extend(prompts.iter().map(|p| fnv1a(&p.text)).zip(answers));
+        Ok(())
+    }
+
+    /// The answer to a prompt, if asked.
+    pub fn get(&self, prompt: &str) -> Option<&[f64]> {
+        self.answers.get(&fnv1a(prompt)).map(Vec::as_slice)
+    }
+
+    /// Distinct prompts answered.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The file bytes: magic, version, CRC-32 of the payload, then the payload (postcard) naming
+    /// the `model` and `prompt` format that answered.
+    pub fn to_bytes(&self, model: &str, prompt: PromptFormat) -> Result<Vec<u8>, String> {
+        let mut answers: Vec<(u64, Vec<f64>)> = self.answers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        answers.sort_by_key(|(k, _)| *k);
+        let costs = self.costs.clone();
+        let payload = postcard::to_allocvec(&StoredAnswers { model: model.into(), prompt, answers, costs })
+            .map_err(|e| format!("encoding answers: {e}"))?;
+        let mut out = ANSWERS_MAGIC.to_vec();
+        out.extend_from_slice(&ANSWERS_VERSION.to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Reads [`LlmAnswers::to_bytes`]' output, refusing a corrupt file or one answered by another
+    /// model or prompt format.
+    pub fn from_bytes(bytes: &[u8], model: &str, prompt: PromptFormat) -> Result<Self, String> {
+        let header = ANSWERS_MAGIC.len() + 8;
+        if bytes.len() < header || bytes[..8] != ANSWERS_MAGIC {
+            return Err("not a gpo LLM answers file".into());
+        }
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if word(8) != ANSWERS_VERSION {
+            return Err(format!("format version {} (this build reads {ANSWERS_VERSION})", word(8)));
+        }
+        let payload = &bytes[header..];
+        let (stored, computed) = (word(12), crc32fast::hash(payload));
+        if stored != computed {
+            return Err(format!(
+                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted"
+            ));
+        }
+        let s: StoredAnswers = postcard::from_bytes(payload).map_err(|e| format!("payload does not decode: {e}"))?;
+        if s.model != model || s.prompt != prompt {
+            return Err(format!(
+                "answered by {} with {:?} prompts, this run asks {model} with {prompt:?}",
+                s.model, s.prompt
+            ));
+        }
+        Ok(Self { answers: s.answers.into_iter().collect(), costs: s.costs })
+    }
+}
+
+/// An LLM baseline in a run: its prompts' answers, looked up.
+pub struct LlmPredictor<'a> {
+    prompting: LlmPrompting,
+    answers: &'a LlmAnswers,
+}
+
+impl<'a> LlmPredictor<'a> {
+    /// A predictor reading `answers`, which must hold every prompt it will render.
+    pub fn new(prompting: LlmPrompting, answers: &'a LlmAnswers) -> Self {
+        Self { prompting, answers }
+    }
+}
+
+impl Predictor for LlmPredictor<'_> {
+    fn name(&self) -> String {
+        Method::Lm(self.prompting.method).name()
+    }
+
+    fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
+        episodes
+            .iter()
+            .map(|e| {
+                let prompts = self.prompting.prompts(task, e)?;
+                prompts
+                    .iter()
+                    .zip(&e.targets)
+                    .map(|(p, &q)| {
+                        self.answers.get(&p.text).map(<[f64]>::to_vec).ok_or_else(|| {
+                            EvalError::Baseline(format!(
+                                "{}: no answer was computed for group {}'s question {}",
+                                self.name(),
+                                task.survey.groups[e.group].name,
+                                task.survey.questions[q].key
+                            ))
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(text: &str) -> ChoicePrompt {
+        ChoicePrompt { text: text.into(), options: 2 }
+    }
+
+    #[test]
+    fn answers_round_trip_and_refuse_corruption_and_other_models() {
+        let mut answers = LlmAnswers::new();
+        answers.answers.insert(fnv1a("a"), vec![0.25, 0.75]);
+        answers.answers.insert(fnv1a("b"), vec![1.0, 0.0]);
+        answers.costs.push(LlmMethodRun {
+            method: "lm_base".into(),
+            prompts_scored: 4,
+            prompts_run: 2,
+            tokens: 10,
+            seconds: 0.5,
+            threads: 2,
+        });
+        assert_eq!(answers.missing([prompt("a"), prompt("c"), prompt("c"), prompt("d")]), [prompt("c"), prompt("d")]);
+        let bytes = answers.to_bytes("m", PromptFormat::Chatml).unwrap();
+        assert_eq!(LlmAnswers::from_bytes(&bytes, "m", PromptFormat::Chatml).unwrap(), answers);
+        assert_eq!(
+            LlmAnswers::from_bytes(&bytes, "m", PromptFormat::Chatml).unwrap().get("a"),
+            Some(&[0.25, 0.75][..])
+        );
+        let err = |b: &[u8]| LlmAnswers::from_bytes(b, "m", PromptFormat::Chatml).unwrap_err();
+        assert!(err(&bytes[..bytes.len() - 1]).contains("checksum"));
+        assert!(err(&bytes[..10]).contains("not a gpo LLM answers file"));
+        let mut flipped = bytes.clone();
+        flipped[30] ^= 4;
+        assert!(err(&flipped).contains("checksum"));
+        let mut version = bytes.clone();
+        version[8] = 9;
+        assert!(err(&version).contains("format version 9"));
+        assert!(LlmAnswers::from_bytes(&bytes, "other", PromptFormat::Chatml).unwrap_err().contains("answered by m"));
+        assert!(LlmAnswers::from_bytes(&bytes, "m", PromptFormat::Alpaca).is_err());
+        // Every truncation is an error, never a panic.
+        for n in 0..bytes.len() {
+            assert!(LlmAnswers::from_bytes(&bytes[..n], "m", PromptFormat::Chatml).is_err(), "{n}");
+        }
+    }
+}
