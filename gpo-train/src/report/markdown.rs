@@ -24,7 +24,7 @@ fn is_gpo(method: &str) -> bool {
 
 /// The baselines' line styles: Okabe–Ito colours that no GPO method gets, each its own dash and
 /// marker.
-const BASELINE_STYLES: [(&str, &str, &str, Marker); 6] = [
+const BASELINE_STYLES: [(&str, &str, &str, Marker); 9] = [
     ("uniform", okabe_ito::BLACK, "1.5 3", Marker::Square),
     ("train_mean", okabe_ito::ORANGE, "7 3", Marker::TriangleUp),
     // The new-questions baselines (never in a chart with `train_mean`).
@@ -32,6 +32,10 @@ const BASELINE_STYLES: [(&str, &str, &str, Marker); 6] = [
     ("ridge_population", BROWN, "9 2 2 2 2 2", Marker::Square),
     ("knn_groups", okabe_ito::BLUISH_GREEN, "7 3 1.5 3", Marker::Diamond),
     ("ridge_rm", okabe_ito::REDDISH_PURPLE, "12 3 1.5 3 1.5 3", Marker::TriangleDown),
+    // The LLM baselines: dark colours outside the Okabe–Ito set, short dashes.
+    ("lm_base", "#01665e", "2 2", Marker::Circle),
+    ("lm_steered", "#762a83", "6 2", Marker::Diamond),
+    ("lm_fewshot", "#b2182b", "10 2 2 2 2 2", Marker::Square),
 ];
 /// A colour outside the Okabe–Ito set, for the sixth baseline (the eight Okabe–Ito colours are
 /// taken by the other baselines, GPO and its variants).
@@ -813,6 +817,7 @@ prior = { kind = "train_mean" }
         let mut names: Vec<String> = METHODS.iter().map(|m| m.to_string()).collect();
         names.extend((0..12).map(|i| format!("gpo_v{i:02}")));
         names.extend(["new_baseline".to_string(), "another_baseline".to_string()]);
+        names.extend(["lm_base", "lm_steered", "lm_fewshot"].map(String::from));
         let styles = method_styles(names.iter().map(String::as_str));
         assert_eq!(styles.len(), names.len());
         let pairs: BTreeSet<(&str, &str)> = styles.values().map(|s| (s.colour.as_str(), s.dash.as_str())).collect();
