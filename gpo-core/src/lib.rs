@@ -5,6 +5,7 @@
 //! `no_std` + `alloc`, no I/O: it runs in a server, a browser or on a microcontroller.
 //!
 //! * [`batch`]: episodes built from plain slices, padded into tensors.
+//! * [`container`]: the sealed container (magic, version, length, CRC) of every file gpo stores.
 //! * [`model`]: [`GpoConfig`] → `init(device)` → [`Gpo`], with `forward`, `loss` and `cross_entropy`.
 //! * [`metrics`]: the OpinionQA (Wasserstein) and GlobalOpinionQA (Jensen–Shannon) alignment scores.
 //! * [`weights`]: named access to a model's parameters, and seeded initialisation.
@@ -15,6 +16,14 @@
 //! * [`predictor`]: [`Predictor`], the one inference path: a model file and a group's answers in,
 //!   distributions out.
 //! * [`template`]: the text embedded for each (question, option).
+//! * `text` (feature `text`): the BERT sentence encoder that turns those texts into vectors.
+//! * `parallel` (feature `std`): work split over scoped threads.
+//!
+//! # Features
+//!
+//! * default: `no_std` + `alloc`, no I/O.
+//! * `std`: the standard library (threads).
+//! * `text`: `std` and the pure-Rust `tokenizers`: `text::SentenceEncoder`, texts in, vectors out.
 //!
 //! # Using a model
 //!
@@ -60,15 +69,22 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod batch;
+pub mod container;
 pub mod metrics;
 pub mod model;
 pub mod model_file;
+#[cfg(feature = "std")]
+pub mod parallel;
 pub mod predictor;
 pub mod prior;
 pub mod rng;
 pub mod template;
+#[cfg(feature = "text")]
+pub mod text;
 pub mod weights;
 
 pub use batch::{BatchError, Episode, GpoBatch, Question, Side};

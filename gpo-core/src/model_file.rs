@@ -1,15 +1,9 @@
 //! The `.gpo` model file: a GPO model's configuration, provenance and weights in one small,
 //! checked, portable file.
 //!
-//! Layout (all integers little-endian):
-//!
-//! | bytes | content |
-//! |---|---|
-//! | 8 | magic `GPOMODEL` |
-//! | 4 | format version (u32) |
-//! | 8 | payload length (u64) |
-//! | 4 | CRC-32 (IEEE) of the payload |
-//! | n | payload: postcard-encoded [`GpoConfig`], [`ModelMetadata`], [`WeightDType`], the named weight tensors and, for prior models, the population prior |
+//! Layout: a [`crate::container`] of magic `GPOMODEL` whose payload is postcard-encoded
+//! [`GpoConfig`], [`ModelMetadata`], [`WeightDType`], the named weight tensors and, for prior
+//! models, the population prior.
 //!
 //! Weights are stored as f32, f16 or bf16, little-endian. A prior model ([`GpoConfig::prior`])
 //! carries everything its prior needs ([`PopulationPrior`]): the prior kind and its parameters,
@@ -27,6 +21,7 @@ use burn::tensor::backend::Backend;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+use crate::container::{self, ContainerError, HEADER_LEN};
 use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
 use crate::prior::{PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion};
@@ -39,7 +34,6 @@ pub const MAGIC: [u8; 8] = *b"GPOMODEL";
 /// metadata's template and prior are typed). Older files are refused with
 /// [`ModelFileError::UnsupportedVersion`].
 pub const FORMAT_VERSION: u32 = 3;
-const HEADER_LEN: usize = MAGIC.len() + 4 + 8 + 4;
 
 /// Storage type of the weights (`f32`, `f16` or `bf16` in configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,13 +487,7 @@ impl ModelFile {
         let payload =
             Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors, prior };
         let payload = postcard::to_allocvec(&payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        Ok(container::seal(&MAGIC, FORMAT_VERSION, &payload))
     }
 
     /// The checks shared by encoding and decoding: a valid configuration whose parameter count
@@ -531,25 +519,13 @@ impl ModelFile {
 
     /// Decodes and checks a file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
-        let header = bytes.get(..HEADER_LEN).ok_or(ModelFileError::TooShort(bytes.len()))?;
-        if header[..8] != MAGIC {
-            return Err(ModelFileError::BadMagic);
-        }
-        let field = |range: core::ops::Range<usize>| &header[range];
-        let version = u32::from_le_bytes(field(8..12).try_into().unwrap_or_default());
-        if version != FORMAT_VERSION {
-            return Err(ModelFileError::UnsupportedVersion { found: version });
-        }
-        let declared = u64::from_le_bytes(field(12..20).try_into().unwrap_or_default());
-        let stored = u32::from_le_bytes(field(20..24).try_into().unwrap_or_default());
-        let payload = &bytes[HEADER_LEN..];
-        if declared != payload.len() as u64 {
-            return Err(ModelFileError::Length { declared, actual: payload.len() });
-        }
-        let computed = crc32fast::hash(payload);
-        if computed != stored {
-            return Err(ModelFileError::Checksum { stored, computed });
-        }
+        let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(|e| match e {
+            ContainerError::TooShort(n) => ModelFileError::TooShort(n),
+            ContainerError::BadMagic { .. } => ModelFileError::BadMagic,
+            ContainerError::UnsupportedVersion { found } => ModelFileError::UnsupportedVersion { found },
+            ContainerError::Length { declared, actual } => ModelFileError::Length { declared, actual },
+            ContainerError::Checksum { stored, computed } => ModelFileError::Checksum { stored, computed },
+        })?;
         let (decoded, rest): (Payload, _) =
             postcard::take_from_bytes(payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
         if !rest.is_empty() {

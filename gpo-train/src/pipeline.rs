@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::config::DataConfig;
 use crate::data::select::{SelectReport, select_loaded};
 use crate::data::{DataError, Loaded, Survey, globalopinionqa, notebook, opinionqa, tidy};
-use crate::embed::{EmbedError, EmbeddingCache, Precision, SentenceEncoder, SurveyTemplate, Template, TextEmbedder};
+use crate::embed::{EmbedError, EmbeddingCache, Precision, SurveyTemplate, Template, TextEmbedder, open_encoder};
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
 
@@ -64,7 +64,7 @@ pub fn open_embedder(path: &Path) -> Result<(Box<dyn TextEmbedder>, usize), Embe
             .map_err(|e| EmbedError::Model { path: path.to_path_buf(), message: e.to_string() })?;
         return Ok((Box::new(model), LLM_EMBED_BATCH));
     }
-    Ok((Box::new(SentenceEncoder::<NdArray<f32>>::open(path, &device)?), EMBED_BATCH))
+    Ok((Box::new(open_encoder::<NdArray<f32>>(path, &device)?), EMBED_BATCH))
 }
 
 /// Opens the cache at `cache_path` and fills in the survey's texts it lacks with the model at

@@ -125,16 +125,7 @@ pub fn export_bank(
         ));
     }
     let meta = &model.metadata;
-    if meta.embedding_model != info.model || meta.text_template != info.template {
-        let template = |t: Option<gpo_core::template::Template>| t.map_or("none", |t| t.id());
-        return Err(anyhow::anyhow!(
-            "{model_name} was trained on embeddings of `{}` (template `{}`), but {config_name} gives `{}` (template `{}`)",
-            meta.embedding_model,
-            template(meta.text_template),
-            info.model,
-            template(info.template),
-        ));
-    }
+    super::model::check_same_embeddings(&model.metadata, &model_name, &config_name, &info.model, info.template)?;
 
     // Held-out groups: in the survey, never meta-training groups, never prior groups.
     let survey = &task.survey;

@@ -6,7 +6,7 @@ use std::path::Path;
 use burn_ndarray::NdArray;
 use gpo_train::bench::{OtherLoad, Shapes, bench_predict, bench_pytorch, bench_train, matmul_peak};
 use gpo_train::config::RunConfig;
-use gpo_train::embed::{SentenceEncoder, SurveyTemplate, Template, bench_embed, bench_sentence_transformers};
+use gpo_train::embed::{SurveyTemplate, Template, bench_embed, bench_sentence_transformers, open_encoder};
 use gpo_train::run::load_task;
 
 pub fn bench(
@@ -75,7 +75,7 @@ pub fn bench(
 /// thread count, one after the other in this run, with achieved GFLOP/s and the other load.
 fn bench_embed_side_by_side(model: &Path, texts: &[&str], burn_peak: f64) -> anyhow::Result<()> {
     const BATCHES: [usize; 2] = [1, 32];
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(model, &Default::default())?;
+    let mut encoder = open_encoder::<NdArray<f32>>(model, &Default::default())?;
     let threads = encoder.threads();
     let flops = encoder.flops(texts)?;
     println!(

@@ -3,8 +3,9 @@
 use anyhow::Context;
 use std::path::Path;
 
+use gpo_core::text::EncoderDType;
 use gpo_train::embed::import::{encode_npy, read_texts_jsonl};
-use gpo_train::embed::{EmbeddingCache, Precision, Template, embed_texts};
+use gpo_train::embed::{EmbeddingCache, Precision, Template, embed_texts, encoder_file};
 use gpo_train::fsutil::write_atomic;
 use gpo_train::pipeline::{Loader, ensure_cache, load_survey, open_embedder, select_groups};
 
@@ -84,6 +85,24 @@ pub fn import(
         cache.len(),
         cache.dim(),
         template.id()
+    );
+    Ok(())
+}
+
+/// `gpo export-encoder`: the encoder at `model` as one encoder file of `dtype`.
+pub fn export_encoder(model: &Path, dtype: EncoderDType, out: &Path) -> anyhow::Result<()> {
+    let file = encoder_file(model, dtype)?;
+    let bytes = file.to_bytes().with_context(|| model.display().to_string())?;
+    write_atomic(out, &bytes).with_context(|| out.display().to_string())?;
+    let spec = file.spec();
+    println!(
+        "{}: {} bytes, {dtype}, model {}, {}-d, {} layers, max {} tokens",
+        out.display(),
+        bytes.len(),
+        spec.id,
+        spec.config.hidden_size,
+        spec.config.num_hidden_layers,
+        spec.max_seq_length.map_or_else(|| spec.config.max_position_embeddings.to_string(), |n| n.to_string())
     );
     Ok(())
 }

@@ -105,6 +105,27 @@ impl From<DType> for gpo_core::WeightDType {
     }
 }
 
+/// Weight storage of an encoder file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncoderDTypeArg {
+    /// 32-bit float (the checkpoint's values).
+    F32,
+    /// 16-bit float.
+    F16,
+    /// 8-bit integers with one f32 scale per row of every matrix.
+    Int8,
+}
+
+impl From<EncoderDTypeArg> for gpo_core::text::EncoderDType {
+    fn from(d: EncoderDTypeArg) -> Self {
+        match d {
+            EncoderDTypeArg::F32 => Self::F32,
+            EncoderDTypeArg::F16 => Self::F16,
+            EncoderDTypeArg::Int8 => Self::Int8,
+        }
+    }
+}
+
 /// Compute backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -220,6 +241,19 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Write a sentence encoder (tokenizer, configuration, weights, model id) as one checked file,
+    /// in f32, f16 or int8 (per-row scaled), for apps and `gpo embed`/`predict --encoder`.
+    ExportEncoder {
+        /// A sentence-transformers BERT model (folder, wheel or zip) or an encoder file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Weight storage.
+        #[arg(long, value_enum, default_value_t = EncoderDTypeArg::F32)]
+        dtype: EncoderDTypeArg,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show a model file's configuration, metadata and size.
     Inspect {
         /// A `.gpo` file.
@@ -243,7 +277,8 @@ enum Command {
     ///
     /// Request: `{"context": [Q, …], "targets": [Q, …]}`; each question Q is given by
     /// `"embeddings"` (one row per option), by `"text"` with `"options"`, or by a survey `"key"`
-    /// (the last two need --config); context questions carry the group's `"distribution"`.
+    /// (text needs --encoder or --config, a key --config); context questions carry the group's
+    /// `"distribution"`.
     /// Prior models (`gpo inspect` shows a prior, e.g. method gpo_knn) compute every question's
     /// population prior from the data the model file carries: by `"key"` for the questions the
     /// prior knows, from the nearest known questions for others (its `"source"` says which).
@@ -255,9 +290,14 @@ enum Command {
         /// Request JSON (see README); `-` reads standard input.
         #[arg(long, default_value = "-")]
         input: PathBuf,
-        /// Run config whose survey, cache and embedding model resolve questions given by key or text.
+        /// Run config whose survey, cache and embedding model resolve questions given by key or text;
+        /// its embedding model and template must be the model's.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Sentence encoder (an encoder file from `gpo export-encoder`, or a sentence-transformers
+        /// model) that embeds questions given by text; its model id must be the model's.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
     },
     /// Write gpo-wasm's demo question bank (`bank.json`, `embeddings.f16`) for a trained model.
     ///
@@ -310,9 +350,12 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Bench { what, config, iterations, model } => bench::bench(what, &config, iterations, model.as_deref()),
+        Command::ExportEncoder { model, dtype, out } => embed::export_encoder(&model, dtype.into(), &out),
         Command::Inspect { model, json } => model::inspect(&model, json),
         Command::Export { model, dtype, out } => model::export(&model, dtype.into(), &out),
-        Command::Predict { model, input, config } => model::predict(&model, &input, config.as_deref()),
+        Command::Predict { model, input, config, encoder } => {
+            model::predict(&model, &input, config.as_deref(), encoder.as_deref())
+        }
         Command::ExportBank { config, results, model, out } => {
             bank::export_bank(&config, &results, model.as_deref(), &out)
         }

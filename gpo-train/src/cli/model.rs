@@ -5,10 +5,11 @@ use std::io::Read;
 use std::path::Path;
 
 use burn_ndarray::NdArray;
+use gpo_core::container::{HEADER_LEN, Header};
 use gpo_core::prior::PriorSource;
 use gpo_core::{ModelFile, Prediction, Predictor, Question, WeightDType};
 use gpo_train::config::{DataConfig, RunConfig};
-use gpo_train::embed::{EmbeddingCache, SentenceEncoder, SurveyTemplate, Template, TextEmbedder};
+use gpo_train::embed::{EmbeddingCache, SentenceEncoder, Template, open_encoder};
 use gpo_train::fsutil::write_atomic;
 use gpo_train::run::load_task;
 use serde::Deserialize;
@@ -37,19 +38,21 @@ fn open(path: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 /// Reads a model file: its header first, so that a foreign or huge file (`/dev/zero`) is refused
-/// after 24 bytes, then exactly the payload it declares (at most [`MAX_MODEL_BYTES`]).
+/// after its header's 24 bytes, then exactly the payload it declares (at most [`MAX_MODEL_BYTES`]).
 pub(crate) fn load(path: &Path) -> anyhow::Result<ModelFile> {
     let what = path.display().to_string();
     let mut file = open(path)?;
-    let mut bytes = read_capped(file.by_ref().take(24), 24, &what)?;
-    if bytes.len() == 24 && bytes[..8] == gpo_core::model_file::MAGIC {
-        let declared = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| anyhow::anyhow!("{what}: bad header"))?);
-        if declared > MAX_MODEL_BYTES {
+    let mut bytes = read_capped(file.by_ref().take(HEADER_LEN as u64), HEADER_LEN as u64, &what)?;
+    if let Ok(header) = Header::read(&bytes)
+        && header.magic == gpo_core::model_file::MAGIC
+    {
+        if header.length > MAX_MODEL_BYTES {
             return Err(anyhow::anyhow!(
-                "{what}: declares a {declared}-byte payload, larger than the limit of {MAX_MODEL_BYTES}"
+                "{what}: declares a {}-byte payload, larger than the limit of {MAX_MODEL_BYTES}",
+                header.length
             ));
         }
-        bytes.extend(read_capped(file, declared, &what)?);
+        bytes.extend(read_capped(file, header.length, &what)?);
     }
     ModelFile::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
@@ -161,54 +164,108 @@ struct RequestQuestion {
     distribution: Option<Vec<f32>>,
 }
 
-/// Embeddings for questions given by key or text, from a run config's data.
+/// Fails unless the inputs `source` gives (embeddings of `model_id` through `template`) are those
+/// the model in `model_name` was trained on.
+pub(crate) fn check_same_embeddings(
+    meta: &gpo_core::ModelMetadata,
+    model_name: &str,
+    source: &str,
+    model_id: &str,
+    template: Option<Template>,
+) -> anyhow::Result<()> {
+    if meta.embedding_model != model_id || meta.text_template != template {
+        let name = |t: Option<Template>| t.map_or("none", |t| t.id());
+        return Err(anyhow::anyhow!(
+            "{model_name} was trained on embeddings of `{}` (template `{}`), but {source} gives `{model_id}` (template `{}`)",
+            meta.embedding_model,
+            name(meta.text_template),
+            name(template),
+        ));
+    }
+    Ok(())
+}
+
+/// Embeddings for questions given by key or text: from a run config's survey and cache, and from
+/// a sentence encoder (the config's embedding model, or an encoder file given with `--encoder`).
 struct Embedder {
-    task: gpo_train::task::EmbeddedSurvey,
-    cache: EmbeddingCache,
+    /// The config's survey (questions by key) and cache (texts already embedded).
+    survey: Option<(gpo_train::task::EmbeddedSurvey, EmbeddingCache)>,
+    /// The model's template.
     template: Template,
+    /// The embedding model to open when a text is in no cache.
     model: Option<std::path::PathBuf>,
     encoder: Option<SentenceEncoder<Cpu>>,
 }
 
 impl Embedder {
-    fn open(config_path: &Path) -> anyhow::Result<Self> {
-        let config = RunConfig::load(config_path)?;
-        let DataConfig::Survey { cache, embedding_model, template, .. } = &config.data else {
-            return Err(anyhow::anyhow!("{}: predicting by key or text needs survey data", config_path.display()));
-        };
-        let (task, _) = load_task(&config.data)?;
-        let cache = EmbeddingCache::load(cache)?;
-        let template = template.parse()?;
-        Ok(Self { task, cache, template, model: embedding_model.clone(), encoder: None })
+    /// Checks that the config and the encoder give the embeddings `file` was trained on.
+    fn open(
+        config_path: Option<&Path>,
+        encoder_path: Option<&Path>,
+        file: &ModelFile,
+        model_path: &Path,
+    ) -> anyhow::Result<Self> {
+        let model_name = model_path.display().to_string();
+        let template = file.metadata.text_template.ok_or_else(|| {
+            anyhow::anyhow!("{model_name} was trained on inputs not made from text: give questions by `embeddings`")
+        })?;
+        let mut embedder = Self { survey: None, template, model: None, encoder: None };
+        if let Some(config_path) = config_path {
+            let config_name = config_path.display().to_string();
+            let config = RunConfig::load(config_path)?;
+            let DataConfig::Survey { cache, embedding_model, .. } = &config.data else {
+                return Err(anyhow::anyhow!("{config_name}: predicting by key or text needs survey data"));
+            };
+            let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
+            check_same_embeddings(&file.metadata, &model_name, &config_name, &info.model, info.template)?;
+            if task.dim != file.config.dim_x {
+                return Err(anyhow::anyhow!(
+                    "{config_name}: the config's embeddings are {}-d, {model_name} expects {}",
+                    task.dim,
+                    file.config.dim_x
+                ));
+            }
+            embedder.survey = Some((task, EmbeddingCache::load(cache)?));
+            embedder.model = embedding_model.clone();
+        }
+        if let Some(encoder_path) = encoder_path {
+            let encoder = open_encoder::<Cpu>(encoder_path, &Default::default())?;
+            let encoder_name = format!("the encoder {}", encoder_path.display());
+            check_same_embeddings(&file.metadata, &model_name, &encoder_name, encoder.id(), Some(template))?;
+            if encoder.dim() != file.config.dim_x {
+                return Err(anyhow::anyhow!(
+                    "{encoder_name} gives {}-d vectors, {model_name} expects {}",
+                    encoder.dim(),
+                    file.config.dim_x
+                ));
+            }
+            embedder.encoder = Some(encoder);
+        }
+        Ok(embedder)
     }
 
     fn by_key(&self, key: &str) -> Option<Vec<f32>> {
-        let index = self.task.survey.questions.iter().position(|q| q.key == key)?;
-        Some(self.task.embeddings[index].clone())
+        let (task, _) = self.survey.as_ref()?;
+        let index = task.survey.questions.iter().position(|q| q.key == key)?;
+        Some(task.embeddings[index].clone())
     }
 
     fn by_text(&mut self, text: &str, options: &[String]) -> anyhow::Result<Vec<f32>> {
-        let question = gpo_train::data::Question {
-            key: String::new(),
-            text: text.to_string(),
-            options: options.to_vec(),
-            ordinal: (1..=options.len()).map(|i| i as f64).collect(),
-        };
+        let texts = self.template.texts(text, options)?;
         let mut flat = Vec::new();
-        for option_text in self.template.question_texts(&question)? {
-            if let Some(v) = self.cache.get(&option_text) {
+        for option_text in texts {
+            if let Some(v) = self.survey.as_ref().and_then(|(_, cache)| cache.get(&option_text)) {
                 flat.extend_from_slice(v);
                 continue;
             }
             if self.encoder.is_none() {
-                let model = self
-                    .model
-                    .as_ref()
-                    .context("a text is not in the cache and the config names no embedding_model")?;
-                self.encoder = Some(SentenceEncoder::open(model, &Default::default())?);
+                let model = self.model.as_ref().context(
+                    "a text is not in the config's cache and there is no encoder: pass --encoder (or a config naming an embedding_model)",
+                )?;
+                self.encoder = Some(open_encoder(model, &Default::default())?);
             }
-            let encoder = self.encoder.as_mut().context("no encoder")?;
-            flat.extend(encoder.embed_batch(&[option_text.as_str()])?);
+            let encoder = self.encoder.as_ref().context("no encoder")?;
+            flat.extend(encoder.embed(&[option_text.as_str()])?);
         }
         Ok(flat)
     }
@@ -244,7 +301,7 @@ fn prediction_json(key: &Option<String>, p: &Prediction, file: &ModelFile) -> se
     out
 }
 
-pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>, encoder: Option<&Path>) -> anyhow::Result<()> {
     let file = load(model_path)?;
     let bytes = if input == Path::new("-") {
         read_capped(std::io::stdin(), MAX_REQUEST_BYTES, "standard input")?
@@ -253,7 +310,9 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> anyhow
     };
     let request: Request = serde_json::from_slice(&bytes).with_context(|| input.display().to_string())?;
     let dim = file.config.dim_x;
-    let mut embedder = config.map(Embedder::open).transpose()?;
+    let mut embedder = (config.is_some() || encoder.is_some())
+        .then(|| Embedder::open(config, encoder, &file, model_path))
+        .transpose()?;
     let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> anyhow::Result<Vec<f32>> {
         let at = || format!("{}: {side}[{i}]", input.display());
         if let Some(rows) = &q.embeddings {
@@ -266,21 +325,18 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>) -> anyhow
             }
             return Ok(rows.iter().flatten().copied().collect());
         }
-        let embedder = embedder
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("{}: no `embeddings`; pass --config to embed by key or text", at()))?;
-        if embedder.cache.dim() != dim {
-            return Err(anyhow::anyhow!(
-                "{}: the config's embeddings are {}-d, the model expects {dim}",
-                at(),
-                embedder.cache.dim()
-            ));
-        }
+        let embedder = embedder.as_mut().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no `embeddings`; pass --encoder to embed text, or --config to embed by key or text",
+                at()
+            )
+        })?;
         match (&q.text, &q.options, &q.key) {
             (Some(text), Some(options), _) => embedder.by_text(text, options),
-            (_, _, Some(key)) => {
-                embedder.by_key(key).ok_or_else(|| anyhow::anyhow!("{}: unknown question key `{key}`", at()))
-            }
+            (_, _, Some(key)) => embedder.by_key(key).ok_or_else(|| match embedder.survey {
+                Some(_) => anyhow::anyhow!("{}: unknown question key `{key}`", at()),
+                None => anyhow::anyhow!("{}: a question by `key` alone needs --config (its survey)", at()),
+            }),
             _ => Err(anyhow::anyhow!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
         }
     };

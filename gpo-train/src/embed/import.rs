@@ -94,7 +94,7 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Matrix, EmbedError> {
 
 /// Reads a 2-D F32/F16/BF16/F64 tensor from safetensors bytes.
 pub fn parse_safetensors(path: &Path, bytes: &[u8], tensor: Option<&str>) -> Result<Matrix, EmbedError> {
-    use safetensors::{Dtype, SafeTensors};
+    use safetensors::SafeTensors;
     let st = SafeTensors::deserialize(bytes).map_err(|e| import_err(path, format!("safetensors: {e}")))?;
     let mut names = st.names();
     names.sort();
@@ -109,17 +109,25 @@ pub fn parse_safetensors(path: &Path, bytes: &[u8], tensor: Option<&str>) -> Res
     let [rows, cols] = view.shape()[..] else {
         return Err(import_err(path, format!("tensor {name:?} has shape {:?}, need 2-D", view.shape())));
     };
+    let data = float_values(&view)
+        .ok_or_else(|| import_err(path, format!("tensor {name:?} has dtype {:?}, need a float type", view.dtype())))?;
+    Ok(Matrix { rows, cols, data })
+}
+
+/// The values of a float tensor (f32, f16, bf16 or f64, little-endian) as f32; `None` for other
+/// dtypes.
+pub(crate) fn float_values(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    use safetensors::Dtype;
     let raw = view.data();
-    let data: Vec<f32> = match view.dtype() {
+    Some(match view.dtype() {
         Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::F64 => {
             raw.chunks_exact(8).filter_map(|c| c.try_into().ok()).map(|c| f64::from_le_bytes(c) as f32).collect()
         }
-        other => return Err(import_err(path, format!("tensor {name:?} has dtype {other:?}, need a float type"))),
-    };
-    Ok(Matrix { rows, cols, data })
+        _ => return None,
+    })
 }
 
 /// Reads a JSONL file of strings, one text per line (blank lines are not allowed: the n-th line

@@ -13,10 +13,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use bench::{BenchRow, BenchTable, ReferenceRun, bench_embed, bench_sentence_transformers};
-pub use bert::{BertConfig, BertModel, SentenceEncoder};
+pub use bert::{EncoderError, SentenceEncoder, encoder_file, is_encoder_file, open_encoder, read_encoder_file};
 pub use cache::{EmbeddingCache, Precision};
+pub use gpo_core::text::{BertConfig, EncoderDType, EncoderFile, EncoderSpec};
 pub use model_source::ModelFiles;
 pub use template::{SurveyTemplate, Template};
+
+pub(crate) use gpo_core::parallel::in_parts;
 
 /// Everything that can go wrong while embedding, caching or importing; each variant names the
 /// file (or text) concerned.
@@ -74,6 +77,9 @@ pub enum EmbedError {
     /// A template id is not known, or a template cannot render a question.
     #[error("template: {0}")]
     Template(String),
+    /// The sentence encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
     /// A vector does not have the dimension the cache or model expects.
     #[error("dimension mismatch: expected {expected}, got {got}")]
     Dimension {
@@ -94,7 +100,8 @@ impl EmbedError {
     }
 }
 
-/// Anything that turns texts into fixed-size vectors (the BERT encoder, or a stub in tests).
+/// Anything that turns texts into fixed-size vectors (gpo-core's BERT encoder, the LLM embedder, or a
+/// stub in tests).
 pub trait TextEmbedder {
     /// Identifier recorded in caches, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
     fn model_id(&self) -> &str;
@@ -112,32 +119,6 @@ pub trait TextEmbedder {
     fn embeds_in_order(&self) -> bool {
         false
     }
-}
-
-/// Runs `work` on up to `threads` contiguous parts of `items`, each on its own scoped thread,
-/// and concatenates the results in order (the whole of `items` on the calling thread when one part
-/// holds them all); a thread that panics gives `panicked()`. The encoders split their batches
-/// with it, the LLM choice scorer its prompts.
-pub(crate) fn in_parts<T: Sync, R: Send, E: Send>(
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&[T]) -> Result<Vec<R>, E> + Sync,
-    panicked: impl Fn() -> E,
-) -> Result<Vec<R>, E> {
-    let part = items.len().div_ceil(threads.max(1)).max(1);
-    if part >= items.len() {
-        return work(items);
-    }
-    let work = &work;
-    let parts: Vec<Result<Vec<R>, E>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(part).map(|chunk| scope.spawn(move || work(chunk))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
-    });
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
 }
 
 /// [`in_parts`] for embedding vectors.

