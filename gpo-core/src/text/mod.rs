@@ -23,7 +23,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 pub use bert::{BertConfig, BertModel};
-pub use file::{EncoderDType, EncoderFile, EncoderFileError, MAGIC as ENCODER_FILE_MAGIC};
+pub use file::{EncoderDType, EncoderFile, EncoderFileError, INT8_BLOCK, MAGIC as ENCODER_FILE_MAGIC};
 
 use crate::weights::NamedTensor;
 
@@ -271,7 +271,8 @@ mod tests {
             hidden_size: 8,
             num_hidden_layers: 2,
             num_attention_heads: 2,
-            intermediate_size: 16,
+            // Wider than one int8 block (128): rows of `intermediate.dense`'s transpose split in two.
+            intermediate_size: 136,
             max_position_embeddings: 16,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
@@ -307,12 +308,12 @@ mod tests {
         let model = BertModel::<B>::from_checkpoint(&config(), tensors.clone(), &Default::default()).expect("loads");
         let loaded = named_tensors(&model);
         let get = |name: &str| loaded.iter().find(|t| t.name == name).expect("a parameter").clone();
-        // `intermediate.dense.weight` is [ff, d] = [16, 8] in the checkpoint, [8, 16] in Burn.
+        // `intermediate.dense.weight` is [ff, d] = [136, 8] in the checkpoint, [8, 136] in Burn.
         let hf = find("encoder.layer.1.intermediate.dense.weight");
         let burn = get("encoder.layers.1.pwff.linear_inner.weight");
-        assert_eq!((hf.shape.clone(), burn.shape.clone()), (vec![16, 8], vec![8, 16]));
-        for (o, i) in [(0, 0), (3, 5), (15, 7)] {
-            assert_eq!(hf.values[o * 8 + i], burn.values[i * 16 + o]);
+        assert_eq!((hf.shape.clone(), burn.shape.clone()), (vec![136, 8], vec![8, 136]));
+        for (o, i) in [(0, 0), (3, 5), (135, 7)] {
+            assert_eq!(hf.values[o * 8 + i], burn.values[i * 136 + o]);
         }
         assert_eq!(find("embeddings.LayerNorm.weight").values, get("embeddings.layer_norm.gamma").values);
         assert_eq!(find("encoder.layer.0.output.LayerNorm.bias").values, get("encoder.layers.0.norm_2.beta").values);
@@ -446,7 +447,7 @@ mod tests {
             let got =
                 read.encoder::<B>(&Default::default()).expect("builds").with_threads(1).embed(&texts).expect("embeds");
             let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            // f32: the same weights, the same bits. f16 (11-bit mantissa) and int8 (per-row
+            // f32: the same weights, the same bits. f16 (11-bit mantissa) and int8 (per-block
             // scales) perturb the ±0.5 random weights of this tiny model by up to 2.4e-4 and
             // 2e-3; its unit vectors move by less than the bounds.
             assert!(diff <= bound, "{dtype}: max |diff| {diff}");
@@ -455,20 +456,24 @@ mod tests {
     }
 
     #[test]
-    fn int8_values_are_within_half_a_step_of_the_weights() {
+    fn int8_values_are_within_half_a_step_of_their_block() {
         let tensors = checkpoint(&config(), 3);
         let spec = EncoderSpec { id: "q".into(), config: config(), max_seq_length: None, normalize: true };
         let bytes = EncoderFile::new(spec, TOKENIZER.as_bytes().to_vec(), tensors.clone(), EncoderDType::Int8)
             .and_then(|f| f.to_bytes())
             .expect("encodes");
         let read = EncoderFile::from_bytes(&bytes).expect("decodes");
+        assert!(tensors.iter().any(|t| t.shape.len() == 2 && t.shape[1] > INT8_BLOCK), "a row of two blocks");
         for (want, got) in tensors.iter().zip(read.tensors()) {
             assert_eq!(want.name, got.name);
             if want.shape.len() == 1 {
                 assert_eq!(want.values, got.values, "1-D tensors stay f32");
                 continue;
             }
-            for (w, g) in want.values.chunks_exact(want.shape[1]).zip(got.values.chunks_exact(want.shape[1])) {
+            fn blocks(t: &NamedTensor) -> Vec<&[f32]> {
+                t.values.chunks_exact(t.shape[1]).flat_map(|r| r.chunks(INT8_BLOCK)).collect()
+            }
+            for (w, g) in blocks(want).into_iter().zip(blocks(got)) {
                 let step = w.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs()))) / 127.0;
                 for (a, b) in w.iter().zip(g) {
                     // Half a quantisation step, plus f32 rounding of the product q · scale.

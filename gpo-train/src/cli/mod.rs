@@ -112,7 +112,7 @@ pub enum EncoderDTypeArg {
     F32,
     /// 16-bit float.
     F16,
-    /// 8-bit integers with one f32 scale per row of every matrix.
+    /// 8-bit integers with one f32 scale per 128 values of a row of every matrix.
     Int8,
 }
 
@@ -242,7 +242,7 @@ enum Command {
         model: Option<PathBuf>,
     },
     /// Write a sentence encoder (tokenizer, configuration, weights, model id) as one checked file,
-    /// in f32, f16 or int8 (per-row scaled), for apps and `gpo embed`/`predict --encoder`.
+    /// in f32, f16 or int8 (block-scaled), for apps and `gpo embed`/`predict --encoder`.
     ExportEncoder {
         /// A sentence-transformers BERT model (folder, wheel or zip) or an encoder file.
         #[arg(long)]

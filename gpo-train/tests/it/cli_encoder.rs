@@ -45,9 +45,8 @@ fn worst_cosine(want: &[f32], got: &[f32], dim: usize) -> f64 {
         .fold(1.0, f64::min)
 }
 
-/// f32 files give the wheel's vectors bit for bit; f16 stays within the goal (cos ≥
-/// 0.9999) on the reference texts (short and long, one beyond 256 tokens). Int8 with one scale per
-/// row measured 0.99633 worst there: bound 0.995 until a finer scheme reaches the goal of 0.999.
+/// f32 files give the wheel's vectors bit for bit; f16 and int8 stay within the goals
+/// (cos ≥ 0.9999 and ≥ 0.999) on the reference texts (short and long, one beyond 256 tokens).
 #[test]
 fn encoder_files_keep_the_wheels_vectors() {
     let texts = reference_texts();
@@ -57,7 +56,7 @@ fn encoder_files_keep_the_wheels_vectors() {
     let want = wheel.embed(&refs).expect("embeds");
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut sizes = Vec::new();
-    for (dtype, goal) in [(EncoderDType::F32, 1.0 - 1e-12), (EncoderDType::F16, 0.9999), (EncoderDType::Int8, 0.995)] {
+    for (dtype, goal) in [(EncoderDType::F32, 1.0 - 1e-12), (EncoderDType::F16, 0.9999), (EncoderDType::Int8, 0.999)] {
         let path = dir.path().join(format!("minilm-{dtype}.gpoenc"));
         let (ok, out, err) =
             gpo(&["export-encoder", "--model", WHEEL, "--dtype", dtype.name(), "--out", path.to_str().expect("utf-8")]);
