@@ -9,6 +9,7 @@
 //! * [`model`]: [`GpoConfig`] → `init(device)` → [`Gpo`], with `forward`, `loss` and `cross_entropy`.
 //! * [`metrics`]: the OpinionQA (Wasserstein) and GlobalOpinionQA (Jensen–Shannon) alignment scores.
 //! * [`weights`]: named access to a model's parameters, and seeded initialisation.
+//! * [`request`]: the serde request and response of a prediction (questions by embeddings, text or key).
 //! * [`rng`]: the portable seeded generator used wherever gpo draws random numbers.
 //! * [`model_file`]: the versioned, checksummed postcard model file, in f32, f16 or bf16, with
 //!   everything a model needs to be used (its prior's data included).
@@ -25,43 +26,50 @@
 //! * `std`: the standard library (threads).
 //! * `text`: `std` and the pure-Rust `tokenizers`: `text::SentenceEncoder`, texts in, vectors out.
 //!
+//! # From text
+//!
+//! With the `text` feature, an app gives questions as text: `examples/predict_text.rs` (see
+//! `README.md`; CI runs it on the demo model) loads a model and an encoder file written by
+//! `gpo export-encoder`, and predicts a new question from a group's answers to three others:
+//!
+//! ```ignore
+//! let encoder = EncoderFile::from_bytes(&std::fs::read(encoder)?)?.encoder::<NdArray>(&Default::default())?;
+//! let predictor = Predictor::<NdArray>::from_bytes(&std::fs::read(model)?, &Default::default())?.with_encoder(encoder)?;
+//! let trust = ["A lot", "Some", "Not too much", "Not at all"];
+//! let request = Request::new()
+//!     .context(Q::text("How much do you trust the news media?", &trust).answered(&[0.1, 0.3, 0.3, 0.3]))
+//!     .target(Q::text("How much do you trust your local police?", &trust));
+//! println!("{:?}", predictor.answer(&request)?.predictions[0].distribution);
+//! ```
+//!
 //! # Using a model
 //!
-//! Load a `.gpo` file and predict a group's answers from a few of its answers (the demo model and
-//! request bundled in `fixtures/demo/`: all-MiniLM-L6-v2 embeddings of OpinionQA questions):
+//! Load a `.gpo` file and predict a group's answers from a few of its answers, the questions
+//! given by their options' embeddings (the demo model and request bundled in `fixtures/demo/`:
+//! all-MiniLM-L6-v2 embeddings of OpinionQA questions, with keys that find each question's prior
+//! in the model file):
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let fixture = |name: &str| format!("{}/../fixtures/demo/{name}", env!("CARGO_MANIFEST_DIR"));
 //! use burn_ndarray::NdArray;
-//! use gpo_core::{ModelFile, Predictor, Question};
+//! use gpo_core::{Predictor, Request};
 //!
-//! let bytes = std::fs::read(fixture("model.gpo"))?;
-//! let predictor = Predictor::<NdArray>::new(&ModelFile::from_bytes(&bytes)?, &Default::default())?;
-//! // One embedding per option, the group's answers on the context questions, and keys that find
-//! // each question's prior in the model file.
-//! let request: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("request.json"))?)?;
-//! let floats = |v: &serde_json::Value| -> Vec<f32> {
-//!     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-//! };
-//! let rows = |q: &serde_json::Value| -> Vec<f32> { q["embeddings"].as_array().unwrap().iter().flat_map(floats).collect() };
-//! let (context, targets) = (request["context"].as_array().unwrap(), request["targets"].as_array().unwrap());
-//! let context_data: Vec<(Vec<f32>, Vec<f32>)> = context.iter().map(|q| (rows(q), floats(&q["distribution"]))).collect();
-//! let target_rows: Vec<Vec<f32>> = targets.iter().map(rows).collect();
-//! let context_questions: Vec<Question> = context
-//!     .iter()
-//!     .zip(&context_data)
-//!     .map(|(q, (x, p))| Question::new(x).key(q["key"].as_str().unwrap()).answer(p))
-//!     .collect();
-//! let target_questions: Vec<Question> =
-//!     targets.iter().zip(&target_rows).map(|(q, x)| Question::new(x).key(q["key"].as_str().unwrap())).collect();
-//! let predictions = predictor.predict(&context_questions, &target_questions)?;
-//! for (prediction, expected) in predictions.iter().zip(request["expected"].as_array().unwrap()) {
-//!     println!("{:?} (prior from {:?})", prediction.distribution, prediction.prior.as_ref().map(|p| &p.source));
-//! #   for (p, e) in prediction.distribution.iter().zip(floats(expected)) {
-//! #       assert!((p - e).abs() <= 1e-6, "{p} vs {e}");
-//! #   }
+//! let predictor = Predictor::<NdArray>::from_bytes(&std::fs::read(fixture("model.gpo"))?, &Default::default())?;
+//! let file: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("request.json"))?)?;
+//! let request: Request =
+//!     serde_json::from_value(serde_json::json!({ "context": file["context"], "targets": file["targets"] }))?;
+//! let response = predictor.answer(&request)?;
+//! for prediction in &response.predictions {
+//!     println!("{:?}: {:?}", prediction.key, prediction.distribution);
 //! }
+//! # let expected: Vec<Vec<f32>> = serde_json::from_value(file["expected"].clone())?;
+//! # for (prediction, expected) in response.predictions.iter().zip(&expected) {
+//! #     for (p, e) in prediction.distribution.iter().zip(expected) {
+//! #         assert!((p - e).abs() <= 1e-6, "{p} vs {e}");
+//! #     }
+//! # }
+//! # assert_eq!(response.predictions.len(), expected.len());
 //! # Ok(())
 //! # }
 //! ```
@@ -81,6 +89,7 @@ pub mod model_file;
 pub mod parallel;
 pub mod predictor;
 pub mod prior;
+pub mod request;
 pub mod rng;
 pub mod template;
 #[cfg(feature = "text")]
@@ -92,3 +101,4 @@ pub use model::{Gpo, GpoConfig, GpoOutput};
 pub use model_file::{ModelFile, ModelFileError, ModelMetadata, WeightDType};
 pub use predictor::{PredictError, Prediction, Predictor};
 pub use prior::{PopulationPrior, PriorError, PriorKind, PriorSource, PriorValue};
+pub use request::{Request, RequestError, RequestQuestion, Response};

@@ -21,8 +21,9 @@ use burn::tensor::backend::Backend;
 
 use crate::batch::{BatchError, Episode, GpoBatch, Question, Side};
 use crate::model::Gpo;
-use crate::model_file::{ModelFile, ModelFileError};
+use crate::model_file::{ModelFile, ModelFileError, ModelMetadata};
 use crate::prior::{PopulationPrior, PriorError, PriorValue, SUM_TOLERANCE};
+use crate::request::{Request, RequestError, RequestQuestion, Response, ResponsePrediction, ResponsePrior};
 
 /// Most context questions of a request.
 pub const MAX_CONTEXT_QUESTIONS: usize = 1_024;
@@ -119,6 +120,11 @@ pub struct Prediction {
 pub struct Predictor<B: Backend> {
     model: Gpo<B>,
     prior: Option<PopulationPrior>,
+    /// The model file's metadata (what its inputs must be), when built from a file.
+    metadata: Option<ModelMetadata>,
+    /// The sentence encoder that embeds questions given by text.
+    #[cfg(feature = "text")]
+    encoder: Option<crate::text::SentenceEncoder<B>>,
     device: B::Device,
 }
 
@@ -133,7 +139,155 @@ struct Prepared {
 impl<B: Backend> Predictor<B> {
     /// Builds the model of `file` on `device`, with the prior the file carries.
     pub fn new(file: &ModelFile, device: &B::Device) -> Result<Self, PredictError> {
-        Self::from_model(file.to_model::<B>(device)?, file.prior.clone())
+        let mut predictor = Self::from_model(file.to_model::<B>(device)?, file.prior.clone())?;
+        predictor.metadata = Some(file.metadata.clone());
+        Ok(predictor)
+    }
+
+    /// Builds the model of the `.gpo` file `bytes` on `device` (see [`ModelFile::from_bytes`]).
+    pub fn from_bytes(bytes: &[u8], device: &B::Device) -> Result<Self, PredictError> {
+        Self::new(&ModelFile::from_bytes(bytes)?, device)
+    }
+
+    /// The model file's metadata (`None` for a predictor built with [`Self::from_model`]).
+    pub fn metadata(&self) -> Option<&ModelMetadata> {
+        self.metadata.as_ref()
+    }
+
+    /// The predictor with `encoder` embedding the questions [`Self::answer`] gets as text, through
+    /// the model's template. Fails, naming both, unless the encoder is the embedding model the
+    /// model file records and the model's inputs were made from text.
+    #[cfg(feature = "text")]
+    pub fn with_encoder(mut self, encoder: crate::text::SentenceEncoder<B>) -> Result<Self, RequestError> {
+        let mismatch = |model: &str, template: Option<crate::template::Template>| RequestError::EncoderMismatch {
+            model: model.into(),
+            template: template.map_or("none", |t| t.id()).into(),
+            encoder: encoder.id().into(),
+        };
+        match &self.metadata {
+            None => return Err(mismatch("(unknown: a model built without its file)", None)),
+            Some(m) if m.embedding_model != encoder.id() || m.text_template.is_none() => {
+                return Err(mismatch(&m.embedding_model, m.text_template));
+            }
+            Some(_) if encoder.dim() != self.dim_x() => {
+                return Err(RequestError::Question {
+                    side: Side::Context,
+                    index: 0,
+                    why: alloc::format!(
+                        "the encoder gives {}-d vectors, the model reads {}",
+                        encoder.dim(),
+                        self.dim_x()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        self.encoder = Some(encoder);
+        Ok(self)
+    }
+
+    /// Answers `request`: embeds the questions given by text (with the encoder of
+    /// [`Self::with_encoder`]), then predicts every target from the answered context.
+    pub fn answer(&self, request: &Request) -> Result<Response, RequestError> {
+        let sides = [(Side::Context, &request.context), (Side::Target, &request.targets)];
+        let too_large = |what, found, max| {
+            if found > max { Err(RequestError::Predict(PredictError::TooLarge { what, found, max })) } else { Ok(()) }
+        };
+        too_large("context questions", request.context.len(), MAX_CONTEXT_QUESTIONS)?;
+        too_large("target questions", request.targets.len(), MAX_TARGET_QUESTIONS)?;
+        let dim = self.dim_x();
+        let mut embeddings: [Vec<Vec<f32>>; 2] = [Vec::new(), Vec::new()];
+        for (s, (side, questions)) in sides.iter().enumerate() {
+            for (index, q) in questions.iter().enumerate() {
+                let bad = |why: String| RequestError::Question { side: *side, index, why };
+                match (*side, &q.distribution) {
+                    (Side::Context, None) => {
+                        return Err(bad("a context question needs the group's `distribution`".into()));
+                    }
+                    (Side::Target, Some(_)) => {
+                        return Err(bad("a target has a `distribution`; only context questions take one".into()));
+                    }
+                    _ => {}
+                }
+                let rows = match (&q.embeddings, &q.text, &q.options) {
+                    (Some(rows), None, None) => {
+                        too_large("options of a question", rows.len(), MAX_OPTIONS)?;
+                        if let Some(row) = rows.iter().position(|r| r.len() != dim) {
+                            return Err(bad(alloc::format!(
+                                "embeddings[{row}] has {} values; the model expects {dim}",
+                                rows[row].len()
+                            )));
+                        }
+                        rows.iter().flatten().copied().collect()
+                    }
+                    (None, Some(text), Some(options)) => {
+                        too_large("options of a question", options.len(), MAX_OPTIONS)?;
+                        self.embed_text(text, options).map_err(|e| match e {
+                            RequestError::Question { why, .. } => bad(why),
+                            other => other,
+                        })?
+                    }
+                    (None, None, None) if q.key.is_some() => {
+                        return Err(bad("a question given by `key` alone: give its `embeddings` or `text` with `options` (gpo predict --config resolves keys)".into()));
+                    }
+                    _ => return Err(bad("give either `embeddings`, or `text` with `options`".into())),
+                };
+                embeddings[s].push(rows);
+            }
+        }
+        fn question<'a>(q: &'a RequestQuestion, embeddings: &'a [f32]) -> Question<'a> {
+            let question = Question::new(embeddings);
+            match &q.key {
+                Some(key) => question.key(key),
+                None => question,
+            }
+        }
+        let context: Vec<Question<'_>> = request
+            .context
+            .iter()
+            .zip(&embeddings[0])
+            .map(|(q, e)| question(q, e).answer(q.distribution.as_deref().unwrap_or_default()))
+            .collect();
+        let targets: Vec<Question<'_>> =
+            request.targets.iter().zip(&embeddings[1]).map(|(q, e)| question(q, e)).collect();
+        let predictions = self.predict(&context, &targets)?;
+        let predictions = request
+            .targets
+            .iter()
+            .zip(predictions)
+            .map(|(q, p)| ResponsePrediction {
+                key: q.key.clone(),
+                prior: p.prior.as_ref().zip(self.prior.as_ref()).map(|(value, prior)| ResponsePrior::new(value, prior)),
+                distribution: p.distribution,
+            })
+            .collect();
+        Ok(Response { predictions })
+    }
+
+    /// The option embeddings of a question given by text, `options × dim` row-major.
+    #[cfg(feature = "text")]
+    fn embed_text(&self, text: &str, options: &[alloc::string::String]) -> Result<Vec<f32>, RequestError> {
+        let question = |why: alloc::string::String| RequestError::Question { side: Side::Context, index: 0, why };
+        let encoder = self.encoder.as_ref().ok_or_else(|| {
+            question(
+                "a question given by text needs an encoder (Predictor::with_encoder, gpo predict --encoder)".into(),
+            )
+        })?;
+        // `with_encoder` admits only models whose inputs were made from text.
+        let template = self.metadata.as_ref().and_then(|m| m.text_template).unwrap_or_default();
+        let texts = template.texts(text, options).map_err(|e| question(alloc::format!("{e}")))?;
+        let refs: Vec<&str> = texts.iter().map(alloc::string::String::as_str).collect();
+        Ok(encoder.embed(&refs)?)
+    }
+
+    /// Without the `text` feature, questions given by text cannot be embedded.
+    #[cfg(not(feature = "text"))]
+    fn embed_text(&self, _text: &str, _options: &[alloc::string::String]) -> Result<Vec<f32>, RequestError> {
+        Err(RequestError::Question {
+            side: Side::Context,
+            index: 0,
+            why: "a question given by text needs gpo-core's `text` feature and an encoder".into(),
+        })
     }
 
     /// A predictor over a model already built, with `prior` for a prior model (and none for a
@@ -150,7 +304,14 @@ impl<B: Backend> Predictor<B> {
             _ => {}
         }
         let device = model.device();
-        Ok(Self { model, prior, device })
+        Ok(Self {
+            model,
+            prior,
+            metadata: None,
+            #[cfg(feature = "text")]
+            encoder: None,
+            device,
+        })
     }
 
     /// The network.

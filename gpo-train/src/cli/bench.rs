@@ -6,7 +6,7 @@ use std::path::Path;
 use burn_ndarray::NdArray;
 use gpo_train::bench::{OtherLoad, Shapes, bench_predict, bench_pytorch, bench_train, matmul_peak};
 use gpo_train::config::RunConfig;
-use gpo_train::embed::{SurveyTemplate, Template, bench_embed, bench_sentence_transformers, open_encoder};
+use gpo_train::embed::{SurveyTemplate, Template, bench_embed, bench_sentence_transformers, embed_texts, open_encoder};
 use gpo_train::run::load_task;
 
 pub fn bench(
@@ -14,6 +14,7 @@ pub fn bench(
     config_path: &Path,
     iterations: usize,
     model: Option<&Path>,
+    encoders: &[std::path::PathBuf],
 ) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let (task, _) = load_task(&config.data)?;
@@ -59,9 +60,13 @@ pub fn bench(
         }
         super::BenchTarget::Embed => {
             let model = model.context("gpo bench embed needs --model <folder or wheel>")?;
-            let texts = Template::Gpo.survey_texts(&task.survey)?;
-            let texts: Vec<&str> = texts.iter().take(200).map(String::as_str).collect();
+            let all_texts = Template::Gpo.survey_texts(&task.survey)?;
+            let texts: Vec<&str> = all_texts.iter().take(200).map(String::as_str).collect();
             bench_embed_side_by_side(model, &texts, peak)?;
+            if !encoders.is_empty() {
+                let all: Vec<&str> = all_texts.iter().map(String::as_str).collect();
+                bench_encoder_files(model, encoders, &texts, &all)?;
+            }
         }
         super::BenchTarget::Lm => {
             let model = model.context("gpo bench lm needs --model <.gguf or wheel>")?;
@@ -136,6 +141,67 @@ fn bench_embed_side_by_side(model: &Path, texts: &[&str], burn_peak: f64) -> any
             }
         }
         Err(why) => println!("sentence-transformers: not measured ({why})"),
+    }
+    Ok(())
+}
+
+/// `gpo bench embed --encoder …`: encoder files beside the `--model` encoder in this run: texts/s
+/// on the same texts and batch sizes, and the worst and mean cosine of their vectors against the
+/// model's over all of the survey's texts.
+fn bench_encoder_files(
+    model: &Path,
+    encoders: &[std::path::PathBuf],
+    texts: &[&str],
+    all_texts: &[&str],
+) -> anyhow::Result<()> {
+    const BATCHES: [usize; 2] = [1, 32];
+    let mut reference = open_encoder::<NdArray<f32>>(model, &Default::default())?;
+    let baseline = bench_embed(&mut reference, texts, &BATCHES)?;
+    let want = embed_texts(&mut reference, all_texts, 32, |_| {})?;
+    let dim = reference.dim();
+    println!(
+        "encoder files beside {} (texts/s on the {} texts above; cosine to its vectors over all {} survey texts)",
+        model.display(),
+        texts.len(),
+        all_texts.len()
+    );
+    println!(
+        "{:<40} {:>12} {:>11} {:>11} {:>7} {:>11} {:>7} {:>10} {:>10}",
+        "encoder", "bytes", "load s", "b1 texts/s", "ratio", "b32 texts/s", "ratio", "worst cos", "mean cos"
+    );
+    let row = |name: &str, bytes: u64, load: f64, table: &gpo_train::embed::BenchTable, cosines: Option<(f64, f64)>| {
+        let rate = |i: usize| table.rows[i].texts_per_second();
+        let ratio = |i: usize| rate(i) / baseline.rows[i].texts_per_second();
+        let (worst, mean) =
+            cosines.map_or(("–".into(), "–".into()), |(w, m)| (format!("{w:.7}"), format!("{m:.7}")));
+        println!(
+            "{name:<40} {bytes:>12} {load:>11.2} {:>11.1} {:>6.2}× {:>11.1} {:>6.2}× {worst:>10} {mean:>10}",
+            rate(0),
+            ratio(0),
+            rate(1),
+            ratio(1)
+        );
+    };
+    row(&model.display().to_string(), std::fs::metadata(model).map_or(0, |m| m.len()), 0.0, &baseline, None);
+    for path in encoders {
+        let started = std::time::Instant::now();
+        let mut encoder = open_encoder::<NdArray<f32>>(path, &Default::default())?;
+        let load = started.elapsed().as_secs_f64();
+        let table = bench_embed(&mut encoder, texts, &BATCHES)?;
+        let got = embed_texts(&mut encoder, all_texts, 32, |_| {})?;
+        let cosines: Vec<f64> = want
+            .chunks_exact(dim)
+            .zip(got.chunks_exact(dim))
+            .map(|(a, b)| {
+                let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                dot / (norm(a) * norm(b))
+            })
+            .collect();
+        let worst = cosines.iter().copied().fold(1.0, f64::min);
+        let mean = cosines.iter().sum::<f64>() / cosines.len().max(1) as f64;
+        let bytes = std::fs::metadata(path).with_context(|| path.display().to_string())?.len();
+        row(&path.display().to_string(), bytes, load, &table, Some((worst, mean)));
     }
     Ok(())
 }

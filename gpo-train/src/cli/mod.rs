@@ -240,6 +240,10 @@ enum Command {
         /// Embedding model (for `embed`: a sentence-transformers folder or wheel) or GGUF model (for `lm`).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// For `embed`: encoder files (`gpo export-encoder`) to time beside `--model`, with the
+        /// cosine of their vectors to its over all of the survey's texts.
+        #[arg(long)]
+        encoder: Vec<PathBuf>,
     },
     /// Write a sentence encoder (tokenizer, configuration, weights, model id) as one checked file,
     /// in f32, f16 or int8 (block-scaled), for apps and `gpo embed`/`predict --encoder`.
@@ -349,7 +353,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
                 batch_size,
             })
         }
-        Command::Bench { what, config, iterations, model } => bench::bench(what, &config, iterations, model.as_deref()),
+        Command::Bench { what, config, iterations, model, encoder } => {
+            bench::bench(what, &config, iterations, model.as_deref(), &encoder)
+        }
         Command::ExportEncoder { model, dtype, out } => embed::export_encoder(&model, dtype.into(), &out),
         Command::Inspect { model, json } => model::inspect(&model, json),
         Command::Export { model, dtype, out } => model::export(&model, dtype.into(), &out),

@@ -6,13 +6,12 @@ use std::path::Path;
 
 use burn_ndarray::NdArray;
 use gpo_core::container::{HEADER_LEN, Header};
-use gpo_core::prior::PriorSource;
-use gpo_core::{ModelFile, Prediction, Predictor, Question, WeightDType};
+use gpo_core::request::{Request, RequestError, RequestQuestion, Response};
+use gpo_core::{ModelFile, Predictor, Question, WeightDType};
 use gpo_train::config::{DataConfig, RunConfig};
-use gpo_train::embed::{EmbeddingCache, SentenceEncoder, Template, open_encoder};
+use gpo_train::embed::{EmbeddingCache, Template, open_encoder};
 use gpo_train::fsutil::write_atomic;
 use gpo_train::run::load_task;
-use serde::Deserialize;
 
 type Cpu = NdArray<f32>;
 
@@ -141,29 +140,6 @@ pub fn export(path: &Path, dtype: WeightDType, out: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One question of a predict request, given by its options' embeddings, by its text and options
-/// (embedded with the config's template, from its cache or on the fly), or by the key of a
-/// question of the config's survey; context questions also carry the group's distribution.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestQuestion {
-    /// Question key (echoed in the output; looked up in the survey when nothing else is given).
-    #[serde(default)]
-    key: Option<String>,
-    /// Question text (with `options`).
-    #[serde(default)]
-    text: Option<String>,
-    /// Option texts (with `text`).
-    #[serde(default)]
-    options: Option<Vec<String>>,
-    /// One embedding per option.
-    #[serde(default)]
-    embeddings: Option<Vec<Vec<f32>>>,
-    /// The group's answer distribution (context questions only).
-    #[serde(default)]
-    distribution: Option<Vec<f32>>,
-}
-
 /// Fails unless the inputs `source` gives (embeddings of `model_id` through `template`) are those
 /// the model in `model_name` was trained on.
 pub(crate) fn check_same_embeddings(
@@ -185,191 +161,102 @@ pub(crate) fn check_same_embeddings(
     Ok(())
 }
 
-/// Embeddings for questions given by key or text: from a run config's survey and cache, and from
-/// a sentence encoder (the config's embedding model, or an encoder file given with `--encoder`).
-struct Embedder {
-    /// The config's survey (questions by key) and cache (texts already embedded).
-    survey: Option<(gpo_train::task::EmbeddedSurvey, EmbeddingCache)>,
-    /// The model's template.
+/// Questions given by key, or by text the cache holds, turned into embeddings from a run
+/// config's survey and cache; the config's embedding model for texts the cache lacks.
+struct ConfigEmbeddings {
+    task: gpo_train::task::EmbeddedSurvey,
+    cache: EmbeddingCache,
     template: Template,
-    /// The embedding model to open when a text is in no cache.
-    model: Option<std::path::PathBuf>,
-    encoder: Option<SentenceEncoder<Cpu>>,
+    embedding_model: Option<std::path::PathBuf>,
 }
 
-impl Embedder {
-    /// Checks that the config and the encoder give the embeddings `file` was trained on.
-    fn open(
-        config_path: Option<&Path>,
-        encoder_path: Option<&Path>,
-        file: &ModelFile,
-        model_path: &Path,
-    ) -> anyhow::Result<Self> {
-        let model_name = model_path.display().to_string();
-        let template = file.metadata.text_template.ok_or_else(|| {
-            anyhow::anyhow!("{model_name} was trained on inputs not made from text: give questions by `embeddings`")
-        })?;
-        let mut embedder = Self { survey: None, template, model: None, encoder: None };
-        if let Some(config_path) = config_path {
-            let config_name = config_path.display().to_string();
-            let config = RunConfig::load(config_path)?;
-            let DataConfig::Survey { cache, embedding_model, .. } = &config.data else {
-                return Err(anyhow::anyhow!("{config_name}: predicting by key or text needs survey data"));
-            };
-            let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
-            check_same_embeddings(&file.metadata, &model_name, &config_name, &info.model, info.template)?;
-            if task.dim != file.config.dim_x {
-                return Err(anyhow::anyhow!(
-                    "{config_name}: the config's embeddings are {}-d, {model_name} expects {}",
-                    task.dim,
-                    file.config.dim_x
-                ));
-            }
-            embedder.survey = Some((task, EmbeddingCache::load(cache)?));
-            embedder.model = embedding_model.clone();
-        }
-        if let Some(encoder_path) = encoder_path {
-            let encoder = open_encoder::<Cpu>(encoder_path, &Default::default())?;
-            let encoder_name = format!("the encoder {}", encoder_path.display());
-            check_same_embeddings(&file.metadata, &model_name, &encoder_name, encoder.id(), Some(template))?;
-            if encoder.dim() != file.config.dim_x {
-                return Err(anyhow::anyhow!(
-                    "{encoder_name} gives {}-d vectors, {model_name} expects {}",
-                    encoder.dim(),
-                    file.config.dim_x
-                ));
-            }
-            embedder.encoder = Some(encoder);
-        }
-        Ok(embedder)
-    }
-
-    fn by_key(&self, key: &str) -> Option<Vec<f32>> {
-        let (task, _) = self.survey.as_ref()?;
-        let index = task.survey.questions.iter().position(|q| q.key == key)?;
-        Some(task.embeddings[index].clone())
-    }
-
-    fn by_text(&mut self, text: &str, options: &[String]) -> anyhow::Result<Vec<f32>> {
-        let texts = self.template.texts(text, options)?;
-        let mut flat = Vec::new();
-        for option_text in texts {
-            if let Some(v) = self.survey.as_ref().and_then(|(_, cache)| cache.get(&option_text)) {
-                flat.extend_from_slice(v);
-                continue;
-            }
-            if self.encoder.is_none() {
-                let model = self.model.as_ref().context(
-                    "a text is not in the config's cache and there is no encoder: pass --encoder (or a config naming an embedding_model)",
-                )?;
-                self.encoder = Some(open_encoder(model, &Default::default())?);
-            }
-            let encoder = self.encoder.as_ref().context("no encoder")?;
-            flat.extend(encoder.embed(&[option_text.as_str()])?);
-        }
-        Ok(flat)
-    }
-}
-
-/// `{"context": [...], "targets": [...]}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    context: Vec<RequestQuestion>,
-    targets: Vec<RequestQuestion>,
-}
-
-/// A request question as a predictor question (its key, where given, finds its prior).
-fn question<'a>(q: &'a RequestQuestion, embeddings: &'a [f32]) -> Question<'a> {
-    let question = Question::new(embeddings);
-    match &q.key {
-        Some(key) => question.key(key),
-        None => question,
-    }
-}
-
-/// The JSON of one prediction: the distribution and, for a prior model, the prior used.
-fn prediction_json(key: &Option<String>, p: &Prediction, file: &ModelFile) -> serde_json::Value {
-    let mut out = serde_json::json!({ "key": key, "distribution": p.distribution });
-    if let (Some(prior), Some(table)) = (&p.prior, &file.prior) {
-        let (source, nearest) = match &prior.source {
-            PriorSource::Answered => ("answered", Vec::new()),
-            PriorSource::Nearest(qs) => ("nearest", qs.iter().map(|&q| table.questions()[q].key.clone()).collect()),
+impl ConfigEmbeddings {
+    /// Checks that the config gives the embeddings `file` was trained on.
+    fn open(config_path: &Path, file: &ModelFile, model_name: &str) -> anyhow::Result<Self> {
+        let config_name = config_path.display().to_string();
+        let config = RunConfig::load(config_path)?;
+        let DataConfig::Survey { cache, embedding_model, .. } = &config.data else {
+            return Err(anyhow::anyhow!("{config_name}: predicting by key or text needs survey data"));
         };
-        out["prior"] = serde_json::json!({ "distribution": prior.distribution, "source": source, "nearest": nearest });
+        let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
+        check_same_embeddings(&file.metadata, model_name, &config_name, &info.model, info.template)?;
+        let template = info.template.context("the survey's embeddings are made from text")?;
+        if task.dim != file.config.dim_x {
+            return Err(anyhow::anyhow!(
+                "{config_name}: the config's embeddings are {}-d, {model_name} expects {}",
+                task.dim,
+                file.config.dim_x
+            ));
+        }
+        Ok(Self { task, cache: EmbeddingCache::load(cache)?, template, embedding_model: embedding_model.clone() })
     }
-    out
+
+    /// Gives `q` its embeddings when it is known by key alone, or by text the cache holds;
+    /// leaves other questions as they are.
+    fn resolve(&self, q: &mut RequestQuestion) -> anyhow::Result<()> {
+        match (&q.embeddings, &q.text, &q.options, &q.key) {
+            (None, Some(text), Some(options), _) => {
+                let texts = self.template.texts(text, options)?;
+                let rows: Option<Vec<Vec<f32>>> =
+                    texts.iter().map(|t| self.cache.get(t).map(<[f32]>::to_vec)).collect();
+                if let Some(rows) = rows {
+                    (q.embeddings, q.text, q.options) = (Some(rows), None, None);
+                }
+            }
+            (None, None, None, Some(key)) => {
+                let index = self.task.survey.questions.iter().position(|question| &question.key == key);
+                let index = index.ok_or_else(|| anyhow::anyhow!("unknown question key `{key}`"))?;
+                let dim = self.task.dim;
+                q.embeddings = Some(self.task.embeddings[index].chunks_exact(dim).map(<[f32]>::to_vec).collect());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The JSON of a response (`{"predictions": [...]}`).
+fn response_json(response: &Response) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(response)?)
 }
 
 pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>, encoder: Option<&Path>) -> anyhow::Result<()> {
     let file = load(model_path)?;
+    let model_name = model_path.display().to_string();
+    let input_name = input.display().to_string();
     let bytes = if input == Path::new("-") {
         read_capped(std::io::stdin(), MAX_REQUEST_BYTES, "standard input")?
     } else {
         gpo_train::fsutil::read_capped(input, MAX_REQUEST_BYTES)?
     };
-    let request: Request = serde_json::from_slice(&bytes).with_context(|| input.display().to_string())?;
-    let dim = file.config.dim_x;
-    let mut embedder = (config.is_some() || encoder.is_some())
-        .then(|| Embedder::open(config, encoder, &file, model_path))
-        .transpose()?;
-    let mut embed = |q: &RequestQuestion, side: &str, i: usize| -> anyhow::Result<Vec<f32>> {
-        let at = || format!("{}: {side}[{i}]", input.display());
-        if let Some(rows) = &q.embeddings {
-            if let Some(row) = rows.iter().position(|r| r.len() != dim) {
-                return Err(anyhow::anyhow!(
-                    "{}.embeddings[{row}] has {} values; the model expects {dim}",
-                    at(),
-                    rows[row].len()
-                ));
+    let mut request: Request = serde_json::from_slice(&bytes).with_context(|| input_name.clone())?;
+    let mut encoder = encoder.map(|path| open_encoder::<Cpu>(path, &Default::default())).transpose()?;
+    if let Some(config) = config {
+        let embeddings = ConfigEmbeddings::open(config, &file, &model_name)?;
+        for (side, questions) in [("context", &mut request.context), ("targets", &mut request.targets)] {
+            for (i, q) in questions.iter_mut().enumerate() {
+                embeddings.resolve(q).map_err(|e| anyhow::anyhow!("{input_name}: {side}[{i}]: {e}"))?;
             }
-            return Ok(rows.iter().flatten().copied().collect());
         }
-        let embedder = embedder.as_mut().ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: no `embeddings`; pass --encoder to embed text, or --config to embed by key or text",
-                at()
-            )
-        })?;
-        match (&q.text, &q.options, &q.key) {
-            (Some(text), Some(options), _) => embedder.by_text(text, options),
-            (_, _, Some(key)) => embedder.by_key(key).ok_or_else(|| match embedder.survey {
-                Some(_) => anyhow::anyhow!("{}: unknown question key `{key}`", at()),
-                None => anyhow::anyhow!("{}: a question by `key` alone needs --config (its survey)", at()),
-            }),
-            _ => Err(anyhow::anyhow!("{}: give `embeddings`, `text` with `options`, or a known `key`", at())),
+        let texts_left =
+            request.context.iter().chain(&request.targets).any(|q| q.embeddings.is_none() && q.text.is_some());
+        if encoder.is_none() && texts_left {
+            let model = embeddings.embedding_model.as_ref().context(
+                "a text is not in the config's cache and there is no encoder: pass --encoder (or a config naming an embedding_model)",
+            )?;
+            encoder = Some(open_encoder(model, &Default::default())?);
         }
-    };
-    let mut context_embeddings = Vec::with_capacity(request.context.len());
-    for (i, q) in request.context.iter().enumerate() {
-        if q.distribution.is_none() {
-            return Err(anyhow::anyhow!("{}: context[{i}] has no `distribution`", input.display()));
-        }
-        context_embeddings.push(embed(q, "context", i)?);
     }
-    let mut target_embeddings = Vec::with_capacity(request.targets.len());
-    for (i, q) in request.targets.iter().enumerate() {
-        if q.distribution.is_some() {
-            return Err(anyhow::anyhow!(
-                "{}: targets[{i}] has a `distribution`; only context questions take one",
-                input.display()
-            ));
-        }
-        target_embeddings.push(embed(q, "targets", i)?);
+    let mut predictor = Predictor::<Cpu>::new(&file, &Default::default()).with_context(|| model_name.clone())?;
+    if let Some(encoder) = encoder {
+        predictor = predictor.with_encoder(encoder).with_context(|| model_name.clone())?;
     }
-    let context: Vec<Question<'_>> = request
-        .context
-        .iter()
-        .zip(&context_embeddings)
-        .map(|(q, e)| question(q, e).answer(q.distribution.as_deref().unwrap_or_default()))
-        .collect();
-    let targets: Vec<Question<'_>> =
-        request.targets.iter().zip(&target_embeddings).map(|(q, e)| question(q, e)).collect();
-    let predictor =
-        Predictor::<Cpu>::new(&file, &Default::default()).with_context(|| model_path.display().to_string())?;
-    let predictions = predictor.predict(&context, &targets).with_context(|| input.display().to_string())?;
-    let out: Vec<serde_json::Value> =
-        request.targets.iter().zip(&predictions).map(|(q, p)| prediction_json(&q.key, p, &file)).collect();
-    println!("{}", serde_json::json!({ "predictions": out }));
+    let response = predictor.answer(&request).map_err(|e| match e {
+        RequestError::Question { ref why, .. } if why.contains("needs an encoder") => {
+            anyhow::anyhow!("{input_name}: {e}; pass --encoder to embed text, or --config to embed by key or text")
+        }
+        e => anyhow::anyhow!("{input_name}: {e}"),
+    })?;
+    println!("{}", response_json(&response)?);
     Ok(())
 }

@@ -124,8 +124,9 @@ pub struct LlmAnswers {
 
 /// `llm-answers` files start with this.
 const ANSWERS_MAGIC: [u8; 8] = *b"GPOLLMA\0";
-/// Their layout version.
-const ANSWERS_VERSION: u32 = 1;
+/// Their layout version (2: a [`gpo_core::container`], with the payload's length; version 1 had
+/// none and is refused with a message saying to delete the file, which only caches answers).
+const ANSWERS_VERSION: u32 = 2;
 
 /// What an answers file holds: the model and prompt format that answered, and the answers.
 #[derive(Debug, Serialize, Deserialize)]
@@ -182,39 +183,32 @@ impl LlmAnswers {
         self.answers.is_empty()
     }
 
-    /// The file bytes: magic, version, CRC-32 of the payload, then the payload (postcard) naming
-    /// the `model` and `prompt` format that answered.
+    /// The file bytes: a [`gpo_core::container`] (magic, version, length, CRC-32) around the
+    /// payload (postcard) naming the `model` and `prompt` format that answered.
     pub fn to_bytes(&self, model: &str, prompt: PromptFormat) -> Result<Vec<u8>, String> {
         let mut answers: Vec<(u64, Vec<f64>)> = self.answers.iter().map(|(k, v)| (*k, v.clone())).collect();
         answers.sort_by_key(|(k, _)| *k);
         let costs = self.costs.clone();
         let payload = postcard::to_allocvec(&StoredAnswers { model: model.into(), prompt, answers, costs })
             .map_err(|e| format!("encoding answers: {e}"))?;
-        let mut out = ANSWERS_MAGIC.to_vec();
-        out.extend_from_slice(&ANSWERS_VERSION.to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        Ok(gpo_core::container::seal(&ANSWERS_MAGIC, ANSWERS_VERSION, &payload))
     }
 
     /// Reads [`LlmAnswers::to_bytes`]' output, refusing a corrupt file or one answered by another
     /// model or prompt format.
     pub fn from_bytes(bytes: &[u8], model: &str, prompt: PromptFormat) -> Result<Self, String> {
-        let header = ANSWERS_MAGIC.len() + 8;
-        if bytes.len() < header || bytes[..8] != ANSWERS_MAGIC {
-            return Err("not a gpo LLM answers file".into());
-        }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if word(8) != ANSWERS_VERSION {
-            return Err(format!("format version {} (this build reads {ANSWERS_VERSION})", word(8)));
-        }
-        let payload = &bytes[header..];
-        let (stored, computed) = (word(12), crc32fast::hash(payload));
-        if stored != computed {
-            return Err(format!(
-                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted"
-            ));
-        }
+        use gpo_core::container::{ContainerError, open};
+        let (_, payload) = open(bytes, &ANSWERS_MAGIC, &[ANSWERS_VERSION]).map_err(|e| match e {
+            ContainerError::BadMagic { .. } => "not a gpo LLM answers file".into(),
+            ContainerError::UnsupportedVersion { found } => format!(
+                "format version {found} (this build reads {ANSWERS_VERSION}): the file only caches answers; delete it \
+                 and the run asks the prompts again"
+            ),
+            ContainerError::Checksum { stored, computed } => {
+                format!("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")
+            }
+            other => other.to_string(),
+        })?;
         let s: StoredAnswers = postcard::from_bytes(payload).map_err(|e| format!("payload does not decode: {e}"))?;
         if s.model != model || s.prompt != prompt {
             return Err(format!(
@@ -297,8 +291,12 @@ mod tests {
             Some(&[0.25, 0.75][..])
         );
         let err = |b: &[u8]| LlmAnswers::from_bytes(b, "m", PromptFormat::Chatml).unwrap_err();
-        assert!(err(&bytes[..bytes.len() - 1]).contains("checksum"));
-        assert!(err(&bytes[..10]).contains("not a gpo LLM answers file"));
+        assert!(err(&bytes[..bytes.len() - 1]).contains("size mismatch"));
+        assert!(err(&bytes[..10]).contains("truncated"));
+        assert!(err(&gpo_core::container::seal(b"GPOMODEL", 3, b"x")).contains("not a gpo LLM answers file"));
+        let mut old = bytes.clone();
+        old[8] = 1;
+        assert!(err(&old).contains("delete it"), "version 1 files (no length field) are refused, saying what to do");
         let mut flipped = bytes.clone();
         flipped[30] ^= 4;
         assert!(err(&flipped).contains("checksum"));

@@ -1,15 +1,9 @@
 //! Training checkpoints: everything needed to continue a run bit-identically (model and optimizer
 //! state with their parameter ids, RNG state, step, best model so far, curve), written atomically.
 //!
-//! File format, version 3 (3: curve points carry CPU seconds; integers little-endian), laid out like the `.gpo` file:
-//!
-//! | bytes | content |
-//! | --- | --- |
-//! | 8 | magic `GPOCKPT\0` |
-//! | 4 | format version (2) |
-//! | 8 | payload length n |
-//! | 4 | CRC-32 of the payload |
-//! | n | payload: the postcard encoding of [`Checkpoint`] |
+//! File format, version 3 (3: curve points carry CPU seconds): a [`gpo_core::container`] of magic
+//! `GPOCKPT\0` (magic, version, payload length, CRC-32) whose payload is the postcard encoding of
+//! [`Checkpoint`].
 //!
 //! A file that is truncated, padded, corrupted (the CRC) or of another version is refused before
 //! anything is decoded; the model and optimizer records inside are checked against the resumed
@@ -27,7 +21,8 @@ pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"GPOCKPT\0";
 /// Bumped whenever the layout changes; older checkpoints are refused, never misread (version 1
 /// had no header and stored Burn's own record encoding).
 pub(crate) const CHECKPOINT_VERSION: u32 = 3;
-const HEADER_LEN: usize = CHECKPOINT_MAGIC.len() + 4 + 8 + 4;
+#[cfg(test)]
+use gpo_core::container::HEADER_LEN;
 
 /// A serialised training state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,47 +88,25 @@ impl Checkpoint {
     /// The file's bytes: header, then payload.
     pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
         let payload = postcard::to_allocvec(self)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-        out.extend_from_slice(&CHECKPOINT_MAGIC);
-        out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        Ok(gpo_core::container::seal(&CHECKPOINT_MAGIC, CHECKPOINT_VERSION, &payload))
     }
 
     /// Decodes and checks a file's bytes; the error message says what is wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let header = bytes
-            .get(..HEADER_LEN)
-            .ok_or_else(|| format!("truncated: {} bytes is shorter than the {HEADER_LEN}-byte header", bytes.len()))?;
-        if header[..8] != CHECKPOINT_MAGIC {
-            return Err("not a gpo checkpoint (bad magic bytes)".into());
-        }
-        let word = |range: std::ops::Range<usize>| -> [u8; 8] {
-            let mut out = [0; 8];
-            out[..range.len()].copy_from_slice(&header[range]);
-            out
-        };
-        let version = u64::from_le_bytes(word(8..12));
-        if version != u64::from(CHECKPOINT_VERSION) {
-            return Err(format!("format version {version} (this build reads version {CHECKPOINT_VERSION})"));
-        }
-        let declared = u64::from_le_bytes(word(12..20));
-        let stored = u64::from_le_bytes(word(20..24)) as u32;
-        let payload = &bytes[HEADER_LEN..];
-        if declared != payload.len() as u64 {
-            return Err(format!(
-                "size mismatch: the header declares a {declared}-byte payload, the file holds {} bytes (truncated?)",
-                payload.len()
-            ));
-        }
-        let computed = crc32fast::hash(payload);
-        if computed != stored {
-            return Err(format!(
-                "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted"
-            ));
-        }
+        use gpo_core::container::{ContainerError, HEADER_LEN, open};
+        let (_, payload) = open(bytes, &CHECKPOINT_MAGIC, &[CHECKPOINT_VERSION]).map_err(|e| match e {
+            ContainerError::TooShort(n) => format!("truncated: {n} bytes is shorter than the {HEADER_LEN}-byte header"),
+            ContainerError::BadMagic { .. } => "not a gpo checkpoint (bad magic bytes)".into(),
+            ContainerError::UnsupportedVersion { found } => {
+                format!("format version {found} (this build reads version {CHECKPOINT_VERSION})")
+            }
+            ContainerError::Length { declared, actual } => format!(
+                "size mismatch: the header declares a {declared}-byte payload, the file holds {actual} bytes (truncated?)"
+            ),
+            ContainerError::Checksum { stored, computed } => {
+                format!("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")
+            }
+        })?;
         let (checkpoint, rest): (Checkpoint, _) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
         if !rest.is_empty() {
             return Err(format!("{} bytes after the checkpoint", rest.len()));

@@ -182,3 +182,83 @@ fn predict_reads_text_through_an_encoder_file() {
     ]);
     assert!(!ok && err.contains("template `plain`") && err.contains("template `gpo`"), "{err}");
 }
+
+/// gpo-core's example `predict_text` prints the distribution `gpo predict` gives for the same
+/// questions as vectors from `gpo embed --texts` of the template's texts, within 1e-5. The example
+/// is built here by the cargo running this test, with the workspace's features as this test has
+/// them (so nothing but gpo-core is compiled again); the questions are the example's.
+#[test]
+fn the_text_example_equals_predict_on_embedded_vectors() {
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--workspace", "--example", "predict_text", "--message-format", "short"]);
+    if cfg!(feature = "wgpu") {
+        build.args(["--features", "gpo-train/wgpu"]);
+    }
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let built = build.current_dir(repo()).output().expect("cargo runs");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let deps = std::env::current_exe().expect("the test binary");
+    let example = deps.parent().and_then(Path::parent).expect("target/<profile>").join("examples/predict_text");
+    assert!(example.exists(), "{} is missing", example.display());
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let encoder = dir.path().join("minilm.gpoenc");
+    let (ok, _, err) = gpo(&["export-encoder", "--model", WHEEL, "--out", encoder.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let model = repo().join("fixtures/demo/model.gpo");
+    let out = Command::new(&example).args([&model, &encoder]).output().expect("the example runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Vec<f64> = serde_json::from_slice(&out.stdout).expect("the example prints a list of numbers");
+
+    // The example's questions, as gpo embed and gpo predict take them.
+    let trust = ["A lot", "Some", "Not too much", "Not at all"];
+    let questions = [
+        ("How much do you trust the news media?", Some([0.1, 0.3, 0.3, 0.3])),
+        ("How much do you trust scientists?", Some([0.4, 0.4, 0.1, 0.1])),
+        ("How much do you trust the federal government?", Some([0.05, 0.25, 0.4, 0.3])),
+        ("How much do you trust your local police?", None),
+    ];
+    let options: Vec<String> = trust.iter().map(|o| o.to_string()).collect();
+    let texts: Vec<String> =
+        questions.iter().flat_map(|(q, _)| Template::Gpo.texts(q, &options).expect("renders")).collect();
+    let jsonl = dir.path().join("texts.jsonl");
+    let lines: Vec<String> = texts.iter().map(|t| serde_json::to_string(t).expect("a JSON string")).collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").expect("written");
+    let npy = dir.path().join("vectors.npy");
+    let (ok, _, err) = gpo(&[
+        "embed",
+        "--texts",
+        jsonl.to_str().expect("utf-8"),
+        "--model",
+        encoder.to_str().expect("utf-8"),
+        "--out",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let matrix = gpo_train::embed::import::parse_npy(&npy, &std::fs::read(&npy).expect("written")).expect("an npy");
+    assert_eq!((matrix.rows, matrix.cols), (texts.len(), 384));
+    let rows: Vec<Vec<f32>> = matrix.data.chunks_exact(384).map(<[f32]>::to_vec).collect();
+    let question = |i: usize| {
+        let mut q = serde_json::json!({ "embeddings": rows[4 * i..4 * i + 4] });
+        if let Some(p) = questions[i].1 {
+            q["distribution"] = serde_json::json!(p);
+        }
+        q
+    };
+    let body = serde_json::json!({ "context": [question(0), question(1), question(2)], "targets": [question(3)] });
+    let request = dir.path().join("request.json");
+    std::fs::write(&request, body.to_string()).expect("written");
+    let (ok, out, err) =
+        gpo(&["predict", "--model", model.to_str().expect("utf-8"), "--input", request.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON out");
+    let predicted: Vec<f64> = v["predictions"][0]["distribution"]
+        .as_array()
+        .expect("a distribution")
+        .iter()
+        .filter_map(|x| x.as_f64())
+        .collect();
+    assert_eq!(printed.len(), 4);
+    assert!(printed.iter().zip(&predicted).all(|(a, b)| (a - b).abs() <= 1e-5), "{printed:?} vs {predicted:?}");
+}
