@@ -21,7 +21,7 @@ use burn::tensor::backend::Backend;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
-use crate::container::{self, ContainerError, HEADER_LEN};
+use crate::container::{self, ContainerError};
 use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
 use crate::prior::{PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion};
@@ -32,7 +32,7 @@ use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors
 pub const MAGIC: [u8; 8] = *b"GPOMODEL";
 /// Version of the layout written by this crate (3: prior models carry their prior's data; the
 /// metadata's template and prior are typed). Older files are refused with
-/// [`ModelFileError::UnsupportedVersion`].
+/// [`ModelFileError::Container`] ([`ContainerError::UnsupportedVersion`]).
 pub const FORMAT_VERSION: u32 = 3;
 
 /// Storage type of the weights (`f32`, `f16` or `bf16` in configs).
@@ -164,40 +164,24 @@ impl ModelMetadata {
     }
 }
 
+/// The message of a container error, for a `.gpo` file.
+fn container_message(error: &ContainerError) -> String {
+    match error {
+        ContainerError::BadMagic { .. } => "not a .gpo model file (bad magic bytes)".into(),
+        ContainerError::UnsupportedVersion { found } => alloc::format!(
+            "unsupported .gpo format version {found} (this build reads version {FORMAT_VERSION}; version 2 files lack \
+             the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Why bytes are not a valid `.gpo` model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelFileError {
-    /// Fewer bytes than the header.
-    #[error("file is truncated: {0} bytes is shorter than the {HEADER_LEN}-byte header")]
-    TooShort(usize),
-    /// The magic bytes are wrong.
-    #[error("not a .gpo model file (bad magic bytes)")]
-    BadMagic,
-    /// Written by another format version.
-    #[error(
-        "unsupported .gpo format version {found} (this build reads version {FORMAT_VERSION}; version 2 files lack \
-         the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
-    )]
-    UnsupportedVersion {
-        /// Version in the file.
-        found: u32,
-    },
-    /// The payload length in the header disagrees with the file size.
-    #[error("file size mismatch: header declares a {declared}-byte payload, file holds {actual} bytes")]
-    Length {
-        /// Declared payload length.
-        declared: u64,
-        /// Bytes present after the header.
-        actual: usize,
-    },
-    /// The payload checksum is wrong.
-    #[error("checksum mismatch (file is corrupted): stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum {
-        /// CRC in the header.
-        stored: u32,
-        /// CRC of the payload.
-        computed: u32,
-    },
+    /// The sealed container is truncated, of another kind or version, or corrupted.
+    #[error("{}", container_message(.0))]
+    Container(ContainerError),
     /// The payload does not decode.
     #[error("payload does not decode: {0}")]
     Decode(String),
@@ -519,13 +503,7 @@ impl ModelFile {
 
     /// Decodes and checks a file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
-        let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(|e| match e {
-            ContainerError::TooShort(n) => ModelFileError::TooShort(n),
-            ContainerError::BadMagic { .. } => ModelFileError::BadMagic,
-            ContainerError::UnsupportedVersion { found } => ModelFileError::UnsupportedVersion { found },
-            ContainerError::Length { declared, actual } => ModelFileError::Length { declared, actual },
-            ContainerError::Checksum { stored, computed } => ModelFileError::Checksum { stored, computed },
-        })?;
+        let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(ModelFileError::Container)?;
         let (decoded, rest): (Payload, _) =
             postcard::take_from_bytes(payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
         if !rest.is_empty() {

@@ -4,6 +4,7 @@
 use crate::common;
 
 use common::{B, DIM_X, Rng, episode, model, questions};
+use gpo_core::container::ContainerError;
 use gpo_core::metrics::Metric;
 use gpo_core::model_file::{FORMAT_VERSION, MAGIC};
 use gpo_core::prior::{PopulationPrior, PriorGroup, PriorKind, PriorQuestion};
@@ -81,20 +82,24 @@ fn seeded_models_are_identical() {
 #[test]
 fn header_errors() {
     let good = bytes();
-    assert!(matches!(ModelFile::from_bytes(&[]), Err(ModelFileError::TooShort(0))));
+    let container = |e: ContainerError| Err(ModelFileError::Container(e));
+    assert_eq!(ModelFile::from_bytes(&[]), container(ContainerError::TooShort(0)));
     let mut foreign = good.clone();
     foreign[..8].copy_from_slice(b"PK\x03\x04abcd");
-    assert_eq!(ModelFile::from_bytes(&foreign), Err(ModelFileError::BadMagic));
+    assert!(matches!(ModelFile::from_bytes(&foreign), Err(ModelFileError::Container(ContainerError::BadMagic { .. }))));
     let mut version = good.clone();
     version[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    assert_eq!(ModelFile::from_bytes(&version), Err(ModelFileError::UnsupportedVersion { found: FORMAT_VERSION + 1 }));
+    assert_eq!(
+        ModelFile::from_bytes(&version),
+        container(ContainerError::UnsupportedVersion { found: FORMAT_VERSION + 1 })
+    );
     let mut extra = good.clone();
     extra.push(0);
-    assert!(matches!(ModelFile::from_bytes(&extra), Err(ModelFileError::Length { .. })));
+    assert!(matches!(ModelFile::from_bytes(&extra), Err(ModelFileError::Container(ContainerError::Length { .. }))));
     let mut flipped = good.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x10;
-    assert!(matches!(ModelFile::from_bytes(&flipped), Err(ModelFileError::Checksum { .. })));
+    assert!(matches!(ModelFile::from_bytes(&flipped), Err(ModelFileError::Container(ContainerError::Checksum { .. }))));
 }
 
 #[test]
@@ -253,7 +258,7 @@ fn version_2_files_get_a_clear_error() {
     let mut old = bytes();
     old[8..12].copy_from_slice(&2u32.to_le_bytes());
     let error = ModelFile::from_bytes(&old).unwrap_err();
-    assert_eq!(error, ModelFileError::UnsupportedVersion { found: 2 });
+    assert_eq!(error, ModelFileError::Container(ContainerError::UnsupportedVersion { found: 2 }));
     assert!(error.to_string().contains("version 2 files lack the prior data"), "{error}");
 }
 
