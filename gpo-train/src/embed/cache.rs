@@ -1,12 +1,11 @@
 //! An on-disk embedding cache for one (model id, template id) pair, keyed by the sha256 of each
 //! text: compact (f16 by default), incremental, and written atomically.
 //!
-//! File format, version 1 (all integers little-endian):
+//! File format, version 2: a [`gpo_core::container`] (magic `GPOEMBED`, version, payload length,
+//! CRC-32) whose payload is (integers little-endian):
 //!
 //! | bytes | content |
 //! | --- | --- |
-//! | 8 | magic `GPOEMBED` |
-//! | 4 | format version (1) |
 //! | 1 | precision: 1 = f16, 2 = f32 |
 //! | 3 | zero |
 //! | 4 | dim |
@@ -15,7 +14,9 @@
 //! | 4 + n | template id (length, UTF-8) |
 //! | 32 × count | sha256 of each text |
 //! | count × dim × 2 or 4 | vectors, row-major |
-//! | 32 | sha256 of everything above |
+//!
+//! Version 1 (the bundled caches) is still read: magic, version, the same payload, then the sha256
+//! of everything before it instead of the container's length and CRC.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,10 @@ use super::{EmbedError, SurveyTemplate, Template, TextEmbedder, embed_texts};
 use crate::data::Survey;
 
 const MAGIC: &[u8; 8] = b"GPOEMBED";
-const VERSION: u32 = 1;
+/// The version written.
+const VERSION: u32 = 2;
+/// The version before the container: the payload followed by a sha256 (still read).
+const LEGACY_VERSION: u32 = 1;
 const HASH_LEN: usize = 32;
 
 /// How vectors are stored on disk (and rounded in memory, so both always agree).
@@ -271,27 +275,24 @@ impl EmbeddingCache {
 
     /// Writes the cache to `path` atomically: a temporary file in the same folder, then a rename.
     pub fn save(&self, path: &Path) -> Result<(), EmbedError> {
-        let mut bytes = Vec::with_capacity(64 + self.keys.len() * (HASH_LEN + self.dim * self.precision.bytes()));
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        bytes.extend_from_slice(&[self.precision.code(), 0, 0, 0]);
-        bytes.extend_from_slice(&(self.dim as u32).to_le_bytes());
-        bytes.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
+        let mut body = Vec::with_capacity(64 + self.keys.len() * (HASH_LEN + self.dim * self.precision.bytes()));
+        body.extend_from_slice(&[self.precision.code(), 0, 0, 0]);
+        body.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        body.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
         for s in [&self.model_id, &self.template_id] {
-            bytes.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(s.as_bytes());
+            body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            body.extend_from_slice(s.as_bytes());
         }
         for key in &self.keys {
-            bytes.extend_from_slice(key);
+            body.extend_from_slice(key);
         }
         match self.precision {
             Precision::F16 => {
-                self.vectors.iter().for_each(|&x| bytes.extend_from_slice(&f16::from_f32(x).to_le_bytes()))
+                self.vectors.iter().for_each(|&x| body.extend_from_slice(&f16::from_f32(x).to_le_bytes()))
             }
-            Precision::F32 => self.vectors.iter().for_each(|&x| bytes.extend_from_slice(&x.to_le_bytes())),
+            Precision::F32 => self.vectors.iter().for_each(|&x| body.extend_from_slice(&x.to_le_bytes())),
         }
-        let checksum = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&checksum);
+        let bytes = gpo_core::container::seal(MAGIC, VERSION, &body);
 
         crate::fsutil::write_atomic(path, &bytes).map_err(EmbedError::io(path))?;
         tracing::debug!(path = %path.display(), texts = self.len(), bytes = bytes.len(), "embedding cache saved");
@@ -307,18 +308,38 @@ impl EmbeddingCache {
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupt("not an embedding cache (bad magic bytes)".into()));
         }
-        if bytes.len() < MAGIC.len() + 4 + HASH_LEN {
+        if bytes.len() < MAGIC.len() + 4 {
             return Err(corrupt(format!("truncated: {} bytes", bytes.len())));
         }
-        let (body, checksum) = bytes.split_at(bytes.len() - HASH_LEN);
-        let mut r = Reader { bytes: body, pos: MAGIC.len() };
-        let version = r.u32().ok_or_else(|| corrupt("truncated header".into()))?;
-        if version != VERSION {
-            return Err(corrupt(format!("format version {version}, this build reads version {VERSION}")));
-        }
-        if Sha256::digest(body).as_slice() != checksum {
-            return Err(corrupt("checksum mismatch: the file is truncated or corrupted".into()));
-        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        let body = match version {
+            LEGACY_VERSION => {
+                if bytes.len() < MAGIC.len() + 4 + HASH_LEN {
+                    return Err(corrupt(format!("truncated: {} bytes", bytes.len())));
+                }
+                let (body, checksum) = bytes.split_at(bytes.len() - HASH_LEN);
+                if Sha256::digest(body).as_slice() != checksum {
+                    return Err(corrupt("checksum mismatch: the file is truncated or corrupted".into()));
+                }
+                &body[MAGIC.len() + 4..]
+            }
+            VERSION => {
+                gpo_core::container::open(&bytes, MAGIC, &[VERSION]).map(|(_, payload)| payload).map_err(|e| {
+                    corrupt(match e {
+                        gpo_core::container::ContainerError::Checksum { .. } => {
+                            "checksum mismatch: the file is truncated or corrupted".into()
+                        }
+                        other => other.to_string(),
+                    })
+                })?
+            }
+            other => {
+                return Err(corrupt(format!(
+                    "format version {other}, this build reads versions {LEGACY_VERSION} and {VERSION}"
+                )));
+            }
+        };
+        let mut r = Reader { bytes: body, pos: 0 };
         let truncated = || corrupt("truncated or malformed header".into());
         let precision = match r.take(4).ok_or_else(truncated)?[0] {
             1 => Precision::F16,

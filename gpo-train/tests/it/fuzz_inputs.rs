@@ -252,14 +252,29 @@ fn cache_bytes(precision: Precision) -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
-/// Replaces the trailing sha256 with the digest of the (mutated) body.
+/// Makes the checksum right again for the (mutated) bytes: the container's CRC-32 (version 2), or
+/// the trailing sha256 (version 1).
 fn repair_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
-    if bytes.len() >= 32 {
+    if bytes.len() >= 24 && bytes[8..12] == 2u32.to_le_bytes() {
+        let crc = crc32fast::hash(&bytes[24..]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    } else if bytes.len() >= 32 {
         let body = bytes.len() - 32;
         let digest = Sha256::digest(&bytes[..body]);
         bytes[body..].copy_from_slice(&digest);
     }
     bytes
+}
+
+/// The same cache in format version 1 (before the container: magic, version, the payload, then
+/// the sha256 of all that), as the bundled caches are stored.
+fn as_version_1(bytes: &[u8]) -> Vec<u8> {
+    let mut v1 = bytes[..8].to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&bytes[24..]);
+    let digest = Sha256::digest(&v1);
+    v1.extend_from_slice(&digest);
+    v1
 }
 
 /// Loads `bytes` as a cache: it must decode or give an error naming the file.
@@ -280,6 +295,14 @@ fn valid_caches_load_and_a_repaired_checksum_is_accepted() {
         let path = dir.path().join("c.gpoemb");
         std::fs::write(&path, repair_checksum(bytes.clone())).unwrap();
         assert_eq!(EmbeddingCache::load(&path).unwrap().len(), 3);
+        // Version 1 files read as the same cache.
+        let v2 = EmbeddingCache::load(&path).unwrap();
+        std::fs::write(&path, as_version_1(&bytes)).unwrap();
+        let v1 = EmbeddingCache::load(&path).unwrap();
+        assert_eq!(
+            (v1.len(), v1.dim(), v1.model_id(), v1.template_id()),
+            (v2.len(), v2.dim(), v2.model_id(), v2.template_id())
+        );
         // One flipped bit without the repair is a checksum error.
         let mut bad = bytes;
         bad[40] ^= 1;
@@ -292,8 +315,9 @@ proptest! {
     #![proptest_config(cases(200))]
 
     #[test]
-    fn cache_decoder_survives_mutations(edits in edits(), f32 in any::<bool>(), repair in any::<bool>()) {
+    fn cache_decoder_survives_mutations(edits in edits(), f32 in any::<bool>(), repair in any::<bool>(), v1 in any::<bool>()) {
         let seed = cache_bytes(if f32 { Precision::F32 } else { Precision::F16 });
+        let seed = if v1 { as_version_1(&seed) } else { seed };
         let bytes = mutate(&seed, &edits);
         load_cache(&if repair { repair_checksum(bytes) } else { bytes });
     }
