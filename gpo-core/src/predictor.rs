@@ -170,15 +170,7 @@ impl<B: Backend> Predictor<B> {
                 return Err(mismatch(&m.embedding_model, m.text_template));
             }
             Some(_) if encoder.dim() != self.dim_x() => {
-                return Err(RequestError::Question {
-                    side: Side::Context,
-                    index: 0,
-                    why: alloc::format!(
-                        "the encoder gives {}-d vectors, the model reads {}",
-                        encoder.dim(),
-                        self.dim_x()
-                    ),
-                });
+                return Err(RequestError::EncoderDimension { encoder: encoder.dim(), model: self.dim_x() });
             }
             Some(_) => {}
         }
@@ -270,7 +262,8 @@ impl<B: Backend> Predictor<B> {
         let question = |why: alloc::string::String| RequestError::Question { side: Side::Context, index: 0, why };
         let encoder = self.encoder.as_ref().ok_or_else(|| {
             question(
-                "a question given by text needs an encoder (Predictor::with_encoder, gpo predict --encoder)".into(),
+                "a question given by text needs an encoder (Predictor::with_encoder; gpo predict: pass --encoder)"
+                    .into(),
             )
         })?;
         // `with_encoder` admits only models whose inputs were made from text.

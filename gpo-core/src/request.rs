@@ -184,6 +184,14 @@ pub enum RequestError {
     #[cfg(feature = "text")]
     #[error(transparent)]
     Encoder(#[from] crate::text::EncoderError),
+    /// The encoder's vectors are not as wide as the model's inputs.
+    #[error("the encoder gives {encoder}-d vectors, the model reads {model}-d")]
+    EncoderDimension {
+        /// The encoder's dimension.
+        encoder: usize,
+        /// The model's input dimension.
+        model: usize,
+    },
     /// The encoder gives other inputs than the model was trained on.
     #[error("the model was trained on embeddings of `{model}` (template `{template}`), but the encoder is `{encoder}`")]
     EncoderMismatch {

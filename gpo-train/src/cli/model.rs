@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn_ndarray::NdArray;
 use gpo_core::container::{HEADER_LEN, Header};
-use gpo_core::request::{Request, RequestError, RequestQuestion, Response};
+use gpo_core::request::{Request, RequestQuestion, Response};
 use gpo_core::{ModelFile, Predictor, Question, WeightDType};
 use gpo_train::config::{DataConfig, RunConfig};
 use gpo_train::embed::{EmbeddingCache, Template, open_encoder};
@@ -251,12 +251,7 @@ pub fn predict(model_path: &Path, input: &Path, config: Option<&Path>, encoder: 
     if let Some(encoder) = encoder {
         predictor = predictor.with_encoder(encoder).with_context(|| model_name.clone())?;
     }
-    let response = predictor.answer(&request).map_err(|e| match e {
-        RequestError::Question { ref why, .. } if why.contains("needs an encoder") => {
-            anyhow::anyhow!("{input_name}: {e}; pass --encoder to embed text, or --config to embed by key or text")
-        }
-        e => anyhow::anyhow!("{input_name}: {e}"),
-    })?;
+    let response = predictor.answer(&request).map_err(|e| anyhow::anyhow!("{input_name}: {e}"))?;
     println!("{}", response_json(&response)?);
     Ok(())
 }
