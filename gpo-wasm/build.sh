@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds gpo-wasm's browser bundles into gpo-wasm/www/:
 #   www/pkg/         CPU only (burn-ndarray), the page's default: small
-#   www/pkg-webgpu/  WebGPU (burn-wgpu) with the CPU fallback: ~8x larger, loaded with ?backend=webgpu
+#   www/pkg-text/    CPU with the sentence encoder (feature `text`: tokenizers), loaded by the CPU
+#                    page on the first typed question
+#   www/pkg-webgpu/  WebGPU (burn-wgpu) with the CPU fallback and the encoder: ~8x larger, loaded
+#                    with ?backend=webgpu
 #
 # usage: gpo-wasm/build.sh [--cpu-only] [--wasm-opt] [--lint] [--quick]
 #
+# --cpu-only: pkg and pkg-text only.
 # --lint: clippy (`-D warnings`) on gpo-wasm while it compiles (.ci/clippy-env.sh), as CI runs it.
 # --quick: the same code at opt-level 3 without fat LTO and with 16 codegen units per crate (CI: it
 #          tests what the bundles compute, not their size; the shipped bundles are built without it).
@@ -76,6 +80,7 @@ bundle() { # name, cargo feature args...
 }
 
 bundle pkg
+bundle pkg-text --features text
 if [ "$webgpu" = 1 ]; then
   bundle pkg-webgpu --features webgpu
 fi

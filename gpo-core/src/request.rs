@@ -177,6 +177,9 @@ pub enum RequestError {
         /// What is wrong.
         why: String,
     },
+    /// A question's text cannot be embedded (no encoder, or no options).
+    #[error("{0}")]
+    Text(String),
     /// The prediction failed.
     #[error(transparent)]
     Predict(#[from] PredictError),
@@ -251,6 +254,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<Request>(&json).expect("parses"), request());
         let out = serde_json::to_value(&response).expect("serialises");
         assert!(out["predictions"][0].get("prior").is_none() && out["predictions"][0]["key"] == "T", "{out}");
+    }
+
+    /// Polls `future` to completion on this thread (the NdArray backend's read-back is ready at
+    /// once, so a no-op waker suffices).
+    fn block_on<F: core::future::Future>(future: F) -> F::Output {
+        let mut future = core::pin::pin!(future);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn the_asynchronous_answer_is_the_answer() {
+        let p = predictor();
+        let r = request().target(RequestQuestion::embedded(vec![vec![0.3, 0.7], vec![0.9, 0.1]]));
+        assert_eq!(block_on(p.answer_async(&r)).expect("answers"), p.answer(&r).expect("answers"));
+        let bad = request().target(RequestQuestion::text("Why?", &["Yes", "No"]));
+        assert_eq!(
+            block_on(p.answer_async(&bad)).expect_err("refused").to_string(),
+            p.answer(&bad).expect_err("refused").to_string()
+        );
     }
 
     #[test]

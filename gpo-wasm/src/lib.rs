@@ -14,6 +14,20 @@
 //! );
 //! ```
 //!
+//! Questions can also come as text: an encoder file (`gpo export-encoder`, the model's own
+//! sentence encoder) embeds them on the CPU, whatever backend the model runs on, and
+//! `answer` takes the request `gpo predict` reads:
+//!
+//! ```js
+//! import { GpoEncoder } from "./pkg/gpo_wasm.js";
+//! const encoder = GpoEncoder.load(new Uint8Array(await (await fetch("encoder.gpoenc")).arrayBuffer()));
+//! const texts = await model.withEncoder(encoder);
+//! const { predictions } = await texts.answer({
+//!   context: [{ text: "How much do you trust the news?", options: ["A lot", "Not at all"], distribution: [0.3, 0.7] }],
+//!   targets: [{ text: "Should voting be compulsory?", options: ["Yes", "No"] }],
+//! });
+//! ```
+//!
 //! Everything runs through gpo-core's `Predictor`, the inference path `gpo predict` uses too.
 //! Prior models (`model.usesPrior`, e.g. `gpo_knn`) compute each question's population prior from
 //! the prior data in their `.gpo` file: by `keys` for the questions the prior knows, from the
@@ -26,10 +40,15 @@
 //! target's prediction does not depend on the other targets.
 
 use std::rc::Rc;
+#[cfg(feature = "text")]
+use std::sync::Arc;
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayDevice;
 use gpo_core::prior::{PriorKind, PriorSource};
+use gpo_core::request::{Request, RequestError};
+#[cfg(feature = "text")]
+use gpo_core::text::{EncoderFile, SentenceEncoder};
 use gpo_core::{ModelFile, PredictError, Predictor};
 use js_sys::{Array, Float32Array, Float64Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -77,6 +96,34 @@ export interface GpoPrior {
   nearest: string[];
 }
 
+/** A question of a `GpoRequest` (as `gpo predict` reads it): `embeddings` (one array per option),
+ * or `text` with `options` (embedded by the model's encoder, see `GpoModel.withEncoder`); `key`
+ * finds a prior model's prior; a context question carries the group's `distribution`. */
+export interface GpoRequestQuestion {
+  key?: string;
+  text?: string;
+  options?: string[];
+  embeddings?: number[][];
+  distribution?: number[];
+}
+
+/** A group's answered context questions and the targets to predict. */
+export interface GpoRequest {
+  context: GpoRequestQuestion[];
+  targets: GpoRequestQuestion[];
+}
+
+/** `GpoModel.answer`'s result (as `gpo predict` writes it): one prediction per target, with a
+ * prior model's prior and where it came from (`nearest`: the keys of the known questions it
+ * averages, for a question no prior group answered). */
+export interface GpoResponse {
+  predictions: {
+    key: string | null;
+    distribution: number[];
+    prior?: { distribution: number[]; source: "answered" | "nearest"; nearest: string[] };
+  }[];
+}
+
 /** Which prior `GpoModel.priors` computes: the model's own (default) or one of the baselines. */
 export type GpoPriorKind = "model" | "train_mean" | "knn_groups";
 "#;
@@ -94,10 +141,80 @@ enum Runner {
 pub struct GpoModel {
     runner: Rc<Runner>,
     file: ModelFile,
+    /// The encoder of [`GpoModel::with_encoder`], if any.
+    #[cfg(feature = "text")]
+    encoder: Option<Arc<SentenceEncoder<NdArray>>>,
+}
+
+/// A sentence encoder read from an encoder file (`gpo export-encoder`): texts in, vectors out, on
+/// the CPU (one thread). Cargo feature `text`.
+#[cfg(feature = "text")]
+#[wasm_bindgen]
+pub struct GpoEncoder {
+    encoder: Arc<SentenceEncoder<NdArray>>,
+    dtype: &'static str,
+}
+
+#[cfg(feature = "text")]
+#[wasm_bindgen]
+impl GpoEncoder {
+    /// Validates an encoder file (its checksum, configuration, tokenizer and every tensor) and
+    /// builds the encoder.
+    pub fn load(bytes: &[u8]) -> Result<GpoEncoder, JsError> {
+        let file = EncoderFile::from_bytes(bytes).map_err(|e| JsError::new(&format!("invalid encoder file: {e}")))?;
+        let dtype = file.dtype().name();
+        let encoder = file
+            .encoder::<NdArray>(&NdArrayDevice::Cpu)
+            .map_err(|e| JsError::new(&format!("invalid encoder file: {e}")))?
+            .with_threads(1);
+        Ok(GpoEncoder { encoder: Arc::new(encoder), dtype })
+    }
+
+    /// The encoder's identifier (`sentence-transformers/all-MiniLM-L6-v2`): a model reads only the
+    /// vectors of the encoder it was trained on.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.encoder.id().to_string()
+    }
+
+    /// Length of each vector.
+    #[wasm_bindgen(getter)]
+    pub fn dimension(&self) -> usize {
+        self.encoder.dim()
+    }
+
+    /// How the file stores the weights: `"f32"`, `"f16"` or `"int8"`.
+    #[wasm_bindgen(getter)]
+    pub fn dtype(&self) -> String {
+        self.dtype.to_string()
+    }
+
+    /// The vectors of `texts`, `texts.length × dimension` values, row-major, as `gpo embed`
+    /// computes them.
+    pub fn embed(&self, texts: Vec<String>) -> Result<Float32Array, JsError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.encoder.embed(&refs).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(Float32Array::from(vectors.as_slice()))
+    }
 }
 
 fn predict_error(error: PredictError) -> JsError {
     JsError::new(&error.to_string())
+}
+
+fn request_error(error: RequestError) -> JsError {
+    JsError::new(&format!("request: {error}"))
+}
+
+/// A `GpoRequest` object, through its JSON (the format `gpo predict` reads, unknown fields refused).
+fn read_request(value: &JsValue) -> Result<Request, JsError> {
+    if !value.is_object() {
+        return Err(JsError::new("request: expected an object { context: [...], targets: [...] }"));
+    }
+    let json = js_sys::JSON::stringify(value)
+        .map_err(|_| JsError::new("request: cannot be written as JSON (a cycle, or a BigInt)"))?;
+    let json = String::from(json);
+    serde_json::from_str(&json).map_err(|e| JsError::new(&format!("request: {e}")))
 }
 
 #[wasm_bindgen]
@@ -118,7 +235,82 @@ impl GpoModel {
                 Err(_) => Runner::Cpu(cpu_model(&file)?),
             },
         };
-        Ok(GpoModel { runner: Rc::new(runner), file })
+        Ok(GpoModel {
+            runner: Rc::new(runner),
+            file,
+            #[cfg(feature = "text")]
+            encoder: None,
+        })
+    }
+
+    /// The same model, on the same backend, with `encoder` embedding the questions `answer` gets
+    /// as text (cargo feature `text`). Rejects an encoder other than the model's embedding model (naming both), or a
+    /// model whose inputs were not made from text.
+    #[cfg(feature = "text")]
+    #[wasm_bindgen(js_name = withEncoder)]
+    pub async fn with_encoder(&self, encoder: &GpoEncoder) -> Result<GpoModel, JsError> {
+        fn attach<B: burn::tensor::backend::Backend>(
+            predictor: Predictor<B>,
+            encoder: &Arc<SentenceEncoder<NdArray>>,
+        ) -> Result<Predictor<B>, JsError> {
+            predictor.with_encoder(Arc::clone(encoder)).map_err(request_error)
+        }
+        let shared = Arc::clone(&encoder.encoder);
+        let runner = match self.runner.as_ref() {
+            Runner::Cpu(_) => Runner::Cpu(attach(cpu_model(&self.file)?, &shared)?),
+            #[cfg(feature = "webgpu")]
+            Runner::WebGpu(_) => match webgpu_model(&self.file).await? {
+                Runner::WebGpu(p) => Runner::WebGpu(attach(p, &shared)?),
+                Runner::Cpu(p) => Runner::Cpu(attach(p, &shared)?),
+            },
+        };
+        Ok(GpoModel { runner: Rc::new(runner), file: self.file.clone(), encoder: Some(shared) })
+    }
+
+    /// Whether questions can be given as text (an encoder was attached with `withEncoder`).
+    #[wasm_bindgen(getter, js_name = hasEncoder)]
+    pub fn has_encoder(&self) -> bool {
+        #[cfg(feature = "text")]
+        return self.encoder.is_some();
+        #[cfg(not(feature = "text"))]
+        false
+    }
+
+    /// The option embeddings of a question given by text (`options.length × dimension` values,
+    /// row-major), as `answer` embeds it: the model's template, then its encoder (`withEncoder`).
+    /// Embed a question once, then ask it for many groups by its `embeddings`.
+    #[cfg(feature = "text")]
+    #[wasm_bindgen(js_name = embedQuestion)]
+    pub fn embed_question(&self, text: &str, options: Vec<String>) -> Result<Float32Array, JsError> {
+        let rows = match self.runner.as_ref() {
+            Runner::Cpu(p) => p.embed_question(text, &options),
+            #[cfg(feature = "webgpu")]
+            Runner::WebGpu(p) => p.embed_question(text, &options),
+        }
+        .map_err(request_error)?;
+        Ok(Float32Array::from(rows.as_slice()))
+    }
+
+    /// Answers a request as `gpo predict` does (the same JSON: questions by `embeddings`, or by
+    /// `text` and `options` with an encoder attached): resolves to one prediction per target, with
+    /// a prior model's prior and where it came from.
+    #[wasm_bindgen(unchecked_return_type = "Promise<GpoResponse>")]
+    pub fn answer(&self, #[wasm_bindgen(unchecked_param_type = "GpoRequest")] request: JsValue) -> Promise {
+        let request = match read_request(&request) {
+            Ok(request) => request,
+            Err(error) => return Promise::reject(&error.into()),
+        };
+        let runner = Rc::clone(&self.runner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let response = match runner.as_ref() {
+                Runner::Cpu(p) => p.answer_async(&request).await,
+                #[cfg(feature = "webgpu")]
+                Runner::WebGpu(p) => p.answer_async(&request).await,
+            }
+            .map_err(request_error)?;
+            let json = serde_json::to_string(&response).map_err(|e| JsError::new(&format!("response: {e}")))?;
+            js_sys::JSON::parse(&json)
+        })
     }
 
     /// `"webgpu"` or `"cpu"`: the backend the model runs on.
@@ -288,6 +480,47 @@ pub fn question_texts(template: &str, text: &str, options: Vec<String>) -> Resul
     let template: gpo_core::template::Template =
         template.parse().map_err(|e: gpo_core::template::TemplateError| JsError::new(&e.to_string()))?;
     template.texts(text, &options).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The questions of a bank nearest to a question, most similar first: the similarity rule a prior
+/// model's new questions use (gpo-core's `rank_by_similarity`: the dot product of the questions'
+/// unit mean option embeddings; ties by index). Question `i` of the bank has `options[i]` option
+/// embeddings starting at row `rows[i]` of `embeddings` (`dimension` values a row); `query` holds
+/// the question's option embeddings. Returns the indices of the `count` nearest bank questions.
+#[wasm_bindgen(js_name = nearestQuestions)]
+pub fn nearest_questions(
+    embeddings: &[f32],
+    rows: &[u32],
+    options: &[u32],
+    dimension: usize,
+    query: &[f32],
+    count: usize,
+) -> Result<Vec<u32>, JsError> {
+    let fail = |why: &str| Err(JsError::new(&format!("nearestQuestions: {why}")));
+    if dimension == 0 || !embeddings.len().is_multiple_of(dimension) {
+        return fail("embeddings must be a whole number of rows of `dimension` values");
+    }
+    if query.is_empty() || !query.len().is_multiple_of(dimension) {
+        return fail("query must be one or more rows of `dimension` values");
+    }
+    if rows.len() != options.len() {
+        return fail("rows and options must have one entry per bank question");
+    }
+    let available = embeddings.len() / dimension;
+    let mut vectors = Vec::with_capacity(rows.len());
+    for (i, (&row, &n)) in rows.iter().zip(options).enumerate() {
+        let (row, n) = (row as usize, n as usize);
+        if n == 0 || row.checked_add(n).is_none_or(|end| end > available) {
+            return Err(JsError::new(&format!(
+                "nearestQuestions: question {i}: rows {row}..{} are not within the {available} rows of embeddings",
+                row.saturating_add(n)
+            )));
+        }
+        vectors.push(gpo_core::prior::question_vector(&embeddings[row * dimension..(row + n) * dimension], dimension));
+    }
+    let query = gpo_core::prior::question_vector(query, dimension);
+    let ranked = gpo_core::prior::rank_by_similarity(&query, vectors.iter().map(Vec::as_slice).enumerate());
+    Ok(ranked.into_iter().take(count).map(|i| i as u32).collect())
 }
 
 fn kind_json(kind: PriorKind) -> String {

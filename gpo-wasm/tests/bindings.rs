@@ -287,3 +287,129 @@ fn metrics_check_their_inputs() {
     assert!(gpo_wasm::wasserstein_alignment(&[1.0], &[1.0, 0.0], &[1.0, 0.0]).is_err());
     assert!(gpo_wasm::js_alignment(&[0.5, 0.5], &[0.5]).is_err());
 }
+
+/// Questions given as text (cargo feature `text`): a tiny encoder file built here, with a
+/// whitespace word-level tokenizer, and a model trained on its vectors.
+#[cfg(feature = "text")]
+mod text {
+    use super::*;
+    use gpo_core::rng::SplitMix64;
+    use gpo_core::template::Template;
+    use gpo_core::text::{BertConfig, EncoderDType, EncoderFile, EncoderSpec};
+    use gpo_core::weights::NamedTensor;
+    use gpo_wasm::GpoEncoder;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},
+        "post_processor":{"type":"BertProcessing","sep":["[SEP]",1],"cls":["[CLS]",0]},"decoder":null,
+        "model":{"type":"WordLevel","vocab":{"[CLS]":0,"[SEP]":1,"[UNK]":2,"how":3,"much":4,"do":5,
+        "you":6,"trust":7,"the":8,"news":9,"a":10,"lot":11},"unk_token":"[UNK]"}}"#;
+    const WIDTH: usize = 8;
+
+    fn encoder_bytes(id: &str) -> Vec<u8> {
+        let config = BertConfig {
+            vocab_size: 12,
+            hidden_size: WIDTH,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 64,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: "gelu".into(),
+            position_embedding_type: "absolute".into(),
+        };
+        let mut rng = SplitMix64::new(3);
+        let tensors = config
+            .checkpoint_tensors()
+            .into_iter()
+            .map(|(name, shape)| {
+                let offset = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 };
+                let values = (0..shape.iter().product()).map(|_| (offset + rng.next_f64() - 0.5) as f32).collect();
+                NamedTensor { name, shape, values }
+            })
+            .collect();
+        let spec = EncoderSpec { id: id.into(), config, max_seq_length: None, normalize: true };
+        EncoderFile::new(spec, TOKENIZER.as_bytes().to_vec(), tensors, EncoderDType::F16)
+            .and_then(|f| f.to_bytes())
+            .expect("a consistent tiny encoder file")
+    }
+
+    async fn text_model() -> GpoModel {
+        let config = GpoConfig::new(WIDTH).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
+        let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
+        let metadata = ModelMetadata::new("test/tiny-bert", WIDTH, Some(Template::Gpo));
+        let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None).to_bytes().unwrap();
+        GpoModel::load(bytes, JsValue::UNDEFINED).await.unwrap_or_else(|_| panic!("load failed"))
+    }
+
+    fn message(error: wasm_bindgen::JsError) -> String {
+        String::from(JsValue::from(error).dyn_into::<js_sys::Error>().expect("an Error").message())
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn json(text: &str) -> JsValue {
+        js_sys::JSON::parse(text).expect("valid JSON")
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_question_by_text_is_its_embeddings() {
+        let encoder = GpoEncoder::load(&encoder_bytes("test/tiny-bert")).unwrap_or_else(|e| panic!("{}", message(e)));
+        assert_eq!(
+            (encoder.id(), encoder.dimension(), encoder.dtype()),
+            ("test/tiny-bert".into(), WIDTH, "f16".into())
+        );
+        let model = text_model().await;
+        assert!(!model.has_encoder());
+        let model = model.with_encoder(&encoder).await.unwrap_or_else(|e| panic!("{}", message(e)));
+        assert!(model.has_encoder());
+        let options = ["a lot", "not at all"];
+        let rows = model.embed_question("how much do you trust the news", strings(&options)).unwrap().to_vec();
+        assert_eq!(rows.len(), 2 * WIDTH);
+        // The template's texts, through the encoder: what embedQuestion gave.
+        let texts = gpo_wasm::question_texts("gpo", "how much do you trust the news", strings(&options)).unwrap();
+        assert_eq!(encoder.embed(texts).unwrap().to_vec(), rows);
+        // `answer` with the question as text equals `answer` with its embeddings.
+        let by_text = r#"{"context": [], "targets": [{"key": "T", "text": "how much do you trust the news",
+            "options": ["a lot", "not at all"]}]}"#;
+        let rows_json: Vec<String> = rows.chunks(WIDTH).map(|r| format!("{r:?}")).collect();
+        let by_embeddings =
+            format!(r#"{{"context": [], "targets": [{{"key": "T", "embeddings": [{}]}}]}}"#, rows_json.join(","));
+        let a = JsFuture::from(model.answer(json(by_text))).await.unwrap_or_else(|_| panic!("answers"));
+        let b = JsFuture::from(model.answer(json(&by_embeddings))).await.unwrap_or_else(|_| panic!("answers"));
+        assert_eq!(
+            String::from(js_sys::JSON::stringify(&a).unwrap()),
+            String::from(js_sys::JSON::stringify(&b).unwrap())
+        );
+        assert!(String::from(js_sys::JSON::stringify(&a).unwrap()).starts_with(r#"{"predictions":[{"key":"T","#));
+    }
+
+    #[wasm_bindgen_test]
+    async fn foreign_encoders_and_bad_requests_are_errors() {
+        assert!(message(GpoEncoder::load(&[1, 2, 3]).err().expect("refused")).contains("invalid encoder file"));
+        let mut flipped = encoder_bytes("test/tiny-bert");
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x5a;
+        assert!(message(GpoEncoder::load(&flipped).err().expect("refused")).contains("invalid encoder file"));
+        let other = GpoEncoder::load(&encoder_bytes("other/encoder")).unwrap_or_else(|e| panic!("{}", message(e)));
+        let model = text_model().await;
+        let refused = message(model.with_encoder(&other).await.err().expect("another encoder is refused"));
+        assert!(refused.contains("test/tiny-bert") && refused.contains("other/encoder"), "{refused}");
+        // Without an encoder, a question by text is refused by name.
+        async fn rejection(model: &GpoModel, value: JsValue) -> String {
+            match JsFuture::from(model.answer(value)).await {
+                Ok(_) => panic!("expected an error"),
+                Err(e) => String::from(e.dyn_into::<js_sys::Error>().expect("an Error").message()),
+            }
+        }
+        let by_text = json(r#"{"context": [], "targets": [{"text": "why", "options": ["a", "b"]}]}"#);
+        let text = rejection(&model, by_text).await;
+        assert!(text.contains("targets[0]: a question given by text needs an encoder"), "{text}");
+        let unknown = rejection(&model, json(r#"{"context": [], "targets": [], "extra": 1}"#)).await;
+        assert!(unknown.contains("unknown field `extra`"), "{unknown}");
+        assert!(rejection(&model, JsValue::from(3)).await.contains("expected an object"));
+    }
+}

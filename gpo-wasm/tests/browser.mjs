@@ -3,7 +3,7 @@
 // package `ws`, which ci.sh installs into gpo-wasm/tests/node_modules on older Node).
 //
 // usage: node [--experimental-websocket] gpo-wasm/tests/browser.mjs --gpo PATH_TO_GPO_CLI --out DIR
-//        [--browser chromium-headless-shell] [--paths cpu,webgpu]
+//        --minilm PATH_TO_MINILM_WEIGHTS [--browser chromium-headless-shell] [--paths cpu,webgpu]
 //
 // For each path (cpu: www/pkg; webgpu: www/pkg-webgpu with --enable-unsafe-webgpu, SwiftShader when
 // there is no GPU) it serves gpo-wasm/www on 127.0.0.1 (gzip, as a static host would), loads the
@@ -14,11 +14,21 @@
 // inputs reject with an Error, records the page's transfer size, and screenshots the demo. The
 // kNN-groups and train-mean baselines are computed in Node by the CPU bundle (`model.priors`, from
 // the prior data in the model file), and scored beside GPO and Uniform.
+//
+// Typed questions (the "ask your own question" form): three real OpinionQA questions that are not
+// in the bank are typed into the page. The encoder files' embeddings (f16 and int8, in Node through
+// the CPU bundle, and int8 in the page) must match `gpo embed` with the original all-MiniLM-L6-v2
+// weights (--minilm) on the same texts (cosine ≥ 0.9999 for f16, ≥ 0.999 for int8); every group's
+// prediction must match `gpo predict --encoder` given the page's request with the question as text
+// (≤ 1e-4, the same prior rule and nearest questions). It times the first question (the encoder's
+// download included) and the next ones, checks that a reload takes the encoder from the browser's
+// cache (no download), that a shared link (#q=…&o=…) fills the form and predicts, and that bad
+// questions show their message on the page; screenshots DIR/ask-<path>.png.
 // Writes DIR/results.json and DIR/demo-<path>.png; exits non-zero on any failure.
 
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join, extname, resolve, dirname } from "node:path";
 import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
@@ -33,6 +43,11 @@ const gpo = args.gpo ?? "target/debug/gpo";
 const out = resolve(args.out ?? "target/gpo-wasm");
 const browser = args.browser ?? "chromium-headless-shell";
 const paths = (args.paths ?? "cpu,webgpu").split(",");
+const minilm = args.minilm;
+if (!minilm || !existsSync(minilm)) {
+  console.log(`FAIL --minilm must name the all-MiniLM-L6-v2 weights (the reference for typed questions): ${minilm}`);
+  process.exit(1);
+}
 mkdirSync(out, { recursive: true });
 
 let failures = 0;
@@ -48,8 +63,13 @@ const server = createServer((req, res) => {
   const file = join(www, path.endsWith("/") ? path + "index.html" : path);
   if (!file.startsWith(www) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
   let body = readFileSync(file);
-  const headers = { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" };
-  if ((req.headers["accept-encoding"] ?? "").includes("gzip")) {
+  const headers = { "content-type": types[extname(file)] ?? "application/octet-stream", "cache-control": "no-store",
+    "last-modified": statSync(file).mtime.toUTCString() };
+  // Encoder files barely compress (int8 weights): sent as they are, with their length (the page's
+  // download progress).
+  if (extname(file) === ".gpoenc") {
+    headers["content-length"] = String(body.length);
+  } else if ((req.headers["accept-encoding"] ?? "").includes("gzip")) {
     if (!gzCache.has(file)) gzCache.set(file, gzipSync(body, { level: 9 }));
     body = gzCache.get(file);
     headers["content-encoding"] = "gzip";
@@ -98,11 +118,13 @@ async function launch(extraFlags) {
   const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
   const page = (method, params) => send(method, params, sessionId);
   const logs = [];
+  const requests = [];
   let transfer = 0;
   listeners.push((msg) => {
     if (msg.method === "Runtime.consoleAPICalled") logs.push(`${msg.params.type}: ${msg.params.args.map((a) => a.value ?? a.description).join(" ")}`);
     if (msg.method === "Runtime.exceptionThrown") logs.push(`exception: ${JSON.stringify(msg.params.exceptionDetails.exception?.description ?? msg.params.exceptionDetails.text)}`);
     if (msg.method === "Network.loadingFinished") transfer += msg.params.encodedDataLength;
+    if (msg.method === "Network.requestWillBeSent") requests.push({ url: msg.params.request.url, method: msg.params.request.method });
   });
   await page("Runtime.enable");
   await page("Page.enable");
@@ -114,7 +136,7 @@ async function launch(extraFlags) {
     return r.result.value;
   };
   const close = () => { ws.close(); child.kill(); setTimeout(() => rmSync(profile, { recursive: true, force: true }), 500); };
-  return { page, evaluate, logs, close, transfer: () => transfer, resetTransfer: () => { transfer = 0; } };
+  return { page, evaluate, logs, close, requests, transfer: () => transfer, resetTransfer: () => { transfer = 0; } };
 }
 
 async function waitFor(b, expression, seconds) {
@@ -224,9 +246,102 @@ if (alignments.train_mean !== null) {
   (alignments.gpo >= alignments.train_mean ? ok : fail)(`GPO's alignment ${alignments.gpo.toFixed(4)} ≥ train-group mean ${alignments.train_mean.toFixed(4)}`);
 }
 
+
+// --- typed questions: the references ------------------------------------------------------------
+// Three real OpinionQA questions (American Trends Panel; their answer options without "Refused" or
+// "Not sure") that are not in the bank: the page has never seen them.
+const typed = [
+  { key: "ROBJOB9_W27", text: "How likely, if at all, do you think it is that your own job or profession will be mostly done by robots or computers in your lifetime?",
+    options: ["Very likely", "Somewhat likely", "Not very likely", "Not at all likely"] },
+  { key: "TRACKGOV1a_W49", text: "As far as you know, how much of what you do online or on your cellphone is being tracked by the government?",
+    options: ["All or almost all of it", "Most of it", "Some of it", "Very little of it", "None of it"] },
+  { key: "FACE4a_W49", text: "In your opinion, is it acceptable or unacceptable to use facial recognition technology in the following situations? Law enforcement agencies assessing potential security threats in public spaces",
+    options: ["Acceptable", "Unacceptable"] },
+];
+for (const q of typed) {
+  if (byKey.has(q.key) || bank.questions.some((b) => b.text === q.text)) fail(`typed question ${q.key} is in the bank`);
+}
+const encoderFile = (dtype) => join(www, `data/encoder-${dtype}.gpoenc`);
+const template = nodeModel.textTemplate;
+const typedTexts = typed.map((q) => wasmNode.questionTexts(template, q.text, q.options));
+/** A .npy file's f32 rows (version 1 or 2 header, little-endian f32, C order). */
+function readNpy(file) {
+  const bytes = readFileSync(file);
+  const headerLength = bytes[6] === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
+  const start = (bytes[6] === 1 ? 10 : 12) + headerLength;
+  const header = bytes.subarray(0, start).toString("latin1");
+  if (!header.includes("'<f4'")) throw new Error(`${file}: not little-endian f32: ${header}`);
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset + start, bytes.byteOffset + bytes.length));
+}
+// `gpo embed` over every typed text, with the original f32 weights: the reference vectors.
+const allTexts = typedTexts.flat();
+writeFileSync(join(out, "typed-texts.jsonl"), allTexts.map((t) => JSON.stringify(t)).join("\n") + "\n");
+execFileSync(gpo, ["embed", "--texts", join(out, "typed-texts.jsonl"), "--model", minilm, "--out", join(out, "typed-texts.npy")],
+  { stdio: ["ignore", "ignore", "inherit"] });
+const referenceVectors = readNpy(join(out, "typed-texts.npy"));
+const edim = referenceVectors.length / allTexts.length;
+/** The smallest cosine between `vectors` (rows of `edim`) and the reference rows from `first`. */
+function worstCosine(vectors, first) {
+  let worst = 1;
+  for (let r = 0; r < vectors.length / edim; r++) {
+    let dot = 0, a = 0, b = 0;
+    for (let j = 0; j < edim; j++) {
+      const x = vectors[r * edim + j], y = referenceVectors[(first + r) * edim + j];
+      dot += x * y; a += x * x; b += y * y;
+    }
+    worst = Math.min(worst, dot / Math.sqrt(a * b));
+  }
+  return worst;
+}
+const firstRow = (i) => typedTexts.slice(0, i).reduce((n, t) => n + t.length, 0);
+// The text bundle (the CPU bundle with the encoder, what the CPU page loads for typed questions).
+const wasmText = await import(pathToFileURL(join(www, "pkg-text/gpo_wasm.js")));
+wasmText.initSync({ module: readFileSync(join(www, "pkg-text/gpo_wasm_bg.wasm")) });
+const encoderChecks = {};
+for (const [dtype, bound] of [["f16", 0.9999], ["int8", 0.999]]) {
+  const bytes = readFileSync(encoderFile(dtype));
+  const encoder = wasmText.GpoEncoder.load(new Uint8Array(bytes));
+  const worst = Math.min(...typedTexts.map((texts, i) => worstCosine(encoder.embed(texts), firstRow(i))));
+  (worst >= bound ? ok : fail)(`Node (text bundle) ${dtype} encoder vs gpo embed (f32 weights) on ${allTexts.length} typed texts: `
+    + `worst cosine ${worst.toFixed(7)} ≥ ${bound}`);
+  encoderChecks[dtype] = { bytes: bytes.length, gzip_bytes: gzipSync(bytes, { level: 9 }).length, worst_cosine: worst };
+  encoder.free();
+}
+console.log(`   encoder files: ${Object.entries(encoderChecks).map(([d, c]) => `${d} ${c.bytes} B (gzip -9 ${c.gzip_bytes})`).join(", ")}`);
+
+/** `gpo predict --encoder` on the page's request for one group, the typed question as text. */
+function typedReference(request, q, dtype) {
+  const file = join(out, "typed-request.json");
+  writeFileSync(file, JSON.stringify({ context: request.context, targets: [{ text: q.text, options: q.options }] }));
+  const text = execFileSync(gpo, ["predict", "--model", join(www, "data/model.gpo"), "--encoder", encoderFile(dtype),
+    "--input", file], { maxBuffer: 1 << 28 });
+  return JSON.parse(text).predictions[0];
+}
+
+/** The page's typed-question form: fills it and presses Predict; resolves to the result and the
+ * time from the press to the rendered result (the encoder's download included, the first time). */
+const typeQuestion = (text, options) => `(async () => {
+  const d = window.gpoDemo;
+  document.getElementById("ask-text").value = ${JSON.stringify(text)};
+  document.getElementById("ask-options").value = ${JSON.stringify(options.join("\n"))};
+  const t0 = performance.now();
+  const result = await d.submitAsk();
+  const ms = performance.now() - t0;
+  const error = document.getElementById("ask-error");
+  return { ms, result, error: error.hidden ? null : error.textContent,
+    bars: document.querySelectorAll("#ask-groups .bar.pred").length, rule: document.getElementById("ask-rule").textContent };
+})()`;
+const badQuestions = [
+  ["no option", "Should the voting age be lowered to 16?", [], "options"],
+  ["one option", "Should the voting age be lowered to 16?", ["Yes"], "at least 2"],
+  ["ten options", "Rate the weather", Array.from({ length: 10 }, (_, i) => `${i + 1}`), "at most 9"],
+  ["empty text", "   ", ["Yes", "No"], "type a question"],
+  ["2,000 characters", "Why?".repeat(500), ["Yes", "No"], "at most 1,000"],
+];
+
 // --- each path --------------------------------------------------------------------------------
 const results = { group: group.name, context: contextKeys.length, method: modelInfo.metadata.method,
-  alignments, paths: {} };
+  alignments, encoders: encoderChecks, paths: {} };
 // Each bad input must reject with an Error whose message contains the needle (case-insensitive).
 const badInputs = `(async () => {
   const { model, wasm } = window.gpoDemo;
@@ -318,9 +433,77 @@ for (const path of paths) {
       const good = message.startsWith("Error: ") && message.toLowerCase().includes(needle.toLowerCase());
       (good ? ok : fail)(`${path}: ${name} → ${message}${good ? "" : ` (expected an Error mentioning "${needle}")`}`);
     }
+
+    // Typed questions. The first one downloads the encoder (timed from the press of Predict).
+    const asked = [];
+    for (const [i, q] of typed.entries()) {
+      const r = await b.evaluate(typeQuestion(q.text, q.options));
+      if (!r.result) { fail(`${path}: typed ${q.key}: no result (${r.error}); console:\n  ${b.logs.join("\n  ")}`); continue; }
+      asked.push(r);
+      const res = r.result;
+      const cos = worstCosine(new Float32Array(res.rows), firstRow(i));
+      (cos >= 0.999 ? ok : fail)(`${path}: typed ${q.key}: the page's ${res.encoder.dtype} embeddings vs gpo embed, worst cosine ${cos.toFixed(7)} ≥ 0.999`);
+      const texts = JSON.stringify(res.texts) === JSON.stringify(typedTexts[i]);
+      (texts ? ok : fail)(`${path}: typed ${q.key}: the page embeds the template's texts`);
+      let diff = 0, rules = 0;
+      for (const g of res.groups) {
+        const want = typedReference(g.request, q, res.encoder.dtype);
+        g.prediction.distribution.forEach((p, o) => { diff = Math.max(diff, Math.abs(p - want.distribution[o])); });
+        const a = g.prediction.prior, w = want.prior;
+        if ((a?.source ?? null) !== (w?.source ?? null) || (a?.nearest ?? []).join("\n") !== (w?.nearest ?? []).join("\n")) rules++;
+      }
+      (diff <= 1e-4 && rules === 0 ? ok : fail)(`${path}: typed ${q.key}: ${res.groups.length} groups (context: ${res.k} nearest `
+        + `answered questions each) vs gpo predict --encoder, max |diff| ${diff.toExponential(2)}, ${rules} prior rules differ`);
+      (r.bars === res.groups.length * q.options.length ? ok : fail)(`${path}: typed ${q.key}: ${r.bars} bars drawn `
+        + `(${res.groups.length} groups × ${q.options.length} options)`);
+      if (i === 0) console.log(`   rule shown: ${r.rule}`);
+    }
+    const shotAsk = await b.page("Page.captureScreenshot", { format: "png" });
+    writeFileSync(join(out, `ask-${path}.png`), Buffer.from(shotAsk.data, "base64"));
+    // Later questions: embed + predict every group, the encoder loaded.
+    const askReps = path === "webgpu" ? 3 : 6;
+    const askMs = [];
+    for (let i = 0; i < askReps; i++) {
+      const q = typed[i % typed.length];
+      const r = await b.evaluate(typeQuestion(q.text, q.options));
+      if (r.result) askMs.push({ total: r.ms, embed: r.result.ms.embed, predict: r.result.ms.predict });
+    }
+    const median = (xs) => { const v = [...xs].sort((a, c) => a - c); return v[Math.floor((v.length - 1) / 2)]; };
+    const typedTiming = asked.length ? {
+      first_ms: asked[0].ms, first_encoder: asked[0].result.encoder, runs: askMs.length,
+      median_ms: median(askMs.map((m) => m.total)), median_embed_ms: median(askMs.map((m) => m.embed)),
+      median_predict_ms: median(askMs.map((m) => m.predict)), groups: asked[0].result.groups.length,
+    } : null;
+    if (typedTiming) {
+      console.log(`   typed question: first ${typedTiming.first_ms.toFixed(0)} ms (encoder ${typedTiming.first_encoder.dtype}, `
+        + `${typedTiming.first_encoder.bytes} B, ${typedTiming.first_encoder.cached ? "cached" : "downloaded"}); then median `
+        + `${typedTiming.median_ms.toFixed(0)} ms (embed ${typedTiming.median_embed_ms.toFixed(0)}, predict ${typedTiming.groups} groups `
+        + `${typedTiming.median_predict_ms.toFixed(0)}) over ${typedTiming.runs}`);
+    }
+    // Bad questions: a message on the page, no prediction.
+    const badMessages = {};
+    for (const [name, text, options, needle] of badQuestions) {
+      const r = await b.evaluate(typeQuestion(text, options));
+      const good = r.result === null && r.error && r.error.toLowerCase().includes(needle.toLowerCase());
+      (good ? ok : fail)(`${path}: typed ${name} → "${r.error}"${good ? "" : ` (expected a message mentioning "${needle}")`}`);
+      badMessages[name] = r.error;
+    }
+    // A shared link, after a reload: fills the form and predicts, the encoder from the cache.
+    const link = await b.evaluate(`window.gpoDemo.askFragment(${JSON.stringify(typed[1].text)}, ${JSON.stringify(typed[1].options)})`);
+    b.requests.length = 0;
+    await b.page("Page.navigate", { url: `${base}index.html?backend=${path}&k=8${link}` });
+    await new Promise((r) => setTimeout(r, 300));
+    const linked = (await waitFor(b, "window.gpoDemo !== undefined", 120))
+      && await b.evaluate(`window.gpoDemo.askedFromLink.then((r) => r && { options: r.options, text: r.text,
+        cached: r.encoder.cached, form: document.getElementById("ask-text").value })`);
+    const downloads = b.requests.filter((r) => r.url.includes(".gpoenc") && r.method === "GET").length;
+    (linked && linked.text === typed[1].text && linked.options.join("|") === typed[1].options.join("|")
+      && linked.form === typed[1].text ? ok : fail)(`${path}: the link ${link.slice(0, 40)}… fills the form and predicts`);
+    (linked && linked.cached && downloads === 0 ? ok : fail)(`${path}: after a reload the encoder comes from the browser's `
+      + `cache (${downloads} downloads)`);
     results.paths[path] = { backend, adapter, ready_s: ready, transfer_bytes: transfer, max_abs_diff: maxDiff,
       latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, prior_ms: got.priorMs, max_prior_diff: priorDiff,
-      page_scores: await b.evaluate("window.gpoDemo.state.result.scores"), errors };
+      page_scores: await b.evaluate("window.gpoDemo.rendered.then(() => window.gpoDemo.state.result.scores)"), errors, typed: typedTiming, typed_errors: badMessages };
     const problems = b.logs.filter((l) => l.startsWith("exception") || l.startsWith("error"));
     if (problems.length) console.log(`   console:\n   ${problems.join("\n   ")}`);
   } catch (error) {

@@ -1,8 +1,19 @@
 // The GPO demo page: plain ES module, no framework, no build step.
 //
 // URL parameters: ?backend=cpu|webgpu (default cpu: the small bundle in pkg/; webgpu loads
-// pkg-webgpu/, which falls back to the CPU when navigator.gpu has no adapter), &group=NAME, &k=N.
+// pkg-webgpu/, which falls back to the CPU when navigator.gpu has no adapter), &group=NAME, &k=N,
+// &encoder=int8|f16 (the typed questions' encoder file, default int8). The address's fragment
+// carries a typed question: #q=<text>&o=<option>|<option>|… (each part URL-encoded); opening it
+// fills the form and predicts.
 // The page exposes `window.gpoDemo` for the browser tests (tests/browser.mjs).
+//
+// A typed question: the encoder file (data/encoder-<dtype>.gpoenc, written by `gpo export-encoder`)
+// is downloaded on the first question only, with progress, and kept in the browser's Cache Storage
+// (keyed by its size and date, so a rebuilt file is fetched again). `model.withEncoder` checks that
+// it is the model's own encoder. The question is embedded once (`embedQuestion`: the model's
+// template and encoder, as `gpo predict` embeds a question given by text); each held-out group's
+// context is its answers to the k bundled questions nearest to it (`nearestQuestions`, gpo-core's
+// similarity rule), and `answer` predicts from the request `gpo predict` would read.
 //
 // A prior model (model.usesPrior, e.g. gpo_knn) carries its population prior's data (the prior
 // groups' answers) in its .gpo file and computes every question's prior itself from the questions'
@@ -291,4 +302,226 @@ $("backend").addEventListener("change", (e) => {
   location.search = params.toString();
 });
 
-window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, inputs, state, rendered: schedule(), wasm, model };
+
+// --- ask your own question ----------------------------------------------------------------------
+
+const ASK = { maxText: 1000, maxOption: 200, minOptions: 2, maxOptions: 9, nearestShown: 3 };
+const encoderDtype = params.get("encoder") === "f16" ? "f16" : "int8";
+const encoderUrl = `data/encoder-${encoderDtype}.gpoenc`;
+const askStatus = (text) => { $("ask-status").textContent = text; };
+
+/** Why `text` and `options` cannot be asked, or null. */
+function askProblem(text, options) {
+  if (!text.trim()) return "Type a question.";
+  if (text.length > ASK.maxText) return `The question is ${text.length.toLocaleString()} characters long; at most ${ASK.maxText.toLocaleString()} please.`;
+  if (options.length === 0) return "Give the question's options, one per line.";
+  if (options.length < ASK.minOptions) return `A question needs at least ${ASK.minOptions} options; this one has ${options.length}.`;
+  if (options.length > ASK.maxOptions) return `At most ${ASK.maxOptions} options, please; this question has ${options.length}.`;
+  const long = options.findIndex((o) => o.length > ASK.maxOption);
+  if (long >= 0) return `Option ${long + 1} is ${options[long].length} characters long; at most ${ASK.maxOption} please.`;
+  const seen = new Map();
+  for (const [i, o] of options.entries()) {
+    if (seen.has(o)) return `Option ${i + 1} repeats option ${seen.get(o) + 1} ("${o}").`;
+    seen.set(o, i);
+  }
+  return null;
+}
+
+/** The options typed in the form: one per non-blank line, trimmed. */
+const typedOptions = () => $("ask-options").value.split("\n").map((o) => o.trim()).filter((o) => o);
+
+/** `url`'s bytes, from Cache Storage when the same file (size and date) is there; otherwise
+ * downloaded with `progress(received, total)` and stored. `cached` says which. */
+async function cachedBytes(url, progress) {
+  const head = await fetch(url, { method: "HEAD", cache: "no-store" });
+  if (!head.ok) {
+    throw new Error(`${url}: HTTP ${head.status}` + (head.status === 404
+      ? " (the encoder file is not there: gpo-wasm/demo.sh writes it)" : ""));
+  }
+  const version = `${head.headers.get("last-modified") ?? ""}/${head.headers.get("content-length") ?? ""}`;
+  const key = `${new URL(url, location.href)}?v=${encodeURIComponent(version)}`;
+  const cache = globalThis.caches ? await caches.open("gpo-demo-encoder") : null;
+  const hit = cache && await cache.match(key);
+  if (hit) return { bytes: new Uint8Array(await hit.arrayBuffer()), cached: true };
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  // Progress over the bytes received; the total is known when the body is not re-encoded.
+  const total = response.headers.get("content-encoding") ? 0 : Number(response.headers.get("content-length") ?? 0);
+  const reader = response.body.getReader();
+  const parts = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    received += value.length;
+    progress(received, total);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const part of parts) { bytes.set(part, at); at += part.length; }
+  if (cache) {
+    for (const old of await cache.keys()) if (old.url.startsWith(`${new URL(url, location.href)}?`)) await cache.delete(old);
+    await cache.put(key, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+  }
+  return { bytes, cached: false };
+}
+
+let textModel = null; // the model with its encoder, after the first typed question
+async function loadTextModel() {
+  if (textModel) return textModel;
+  const mb = (n) => (n / 1e6).toFixed(1);
+  askStatus("Loading the sentence encoder…");
+  const { bytes, cached } = await cachedBytes(encoderUrl, (received, total) => askStatus(total
+    ? `Downloading the sentence encoder: ${mb(received)} of ${mb(total)} MB (${Math.floor(100 * received / total)}%)`
+    : `Downloading the sentence encoder: ${mb(received)} MB`));
+  askStatus(`Reading the sentence encoder (${mb(bytes.length)} MB${cached ? ", from the browser's cache" : ""})…`);
+  await new Promise((r) => setTimeout(r, 0)); // let the status paint before the synchronous load
+  // The CPU bundle has no tokenizer (it keeps the page small): the text bundle, a superset, is
+  // loaded now, with the same model file. The WebGPU bundle has it already.
+  let textWasm = wasm, base = model;
+  if (typeof wasm.GpoEncoder !== "function") {
+    textWasm = await import("./pkg-text/gpo_wasm.js");
+    await textWasm.default();
+    base = await textWasm.GpoModel.load(new Uint8Array(modelBytes), { backend: "cpu" });
+  }
+  const encoder = textWasm.GpoEncoder.load(bytes);
+  textModel = await base.withEncoder(encoder);
+  textModel.encoderInfo = { dtype: encoder.dtype, id: encoder.id, bytes: bytes.length, cached,
+    bundle: textWasm === wasm ? "main" : "pkg-text" };
+  return textModel;
+}
+
+/** Bank embeddings, row offsets and option counts, for `nearestQuestions`. */
+const bankRows = new Uint32Array(bank.questions.map((q) => q.row));
+const bankOptions = new Uint32Array(bank.questions.map((q) => q.options.length));
+
+/** Predicts every held-out group's answers to a typed question. Resolves to the requests and
+ * responses per group, the embeddings, the nearest bundled questions and the timings. */
+async function ask(text, options) {
+  const problem = askProblem(text, options);
+  if (problem) throw new Error(problem);
+  const t0 = performance.now();
+  const m = await loadTextModel();
+  const t1 = performance.now();
+  const rows = m.embedQuestion(text, options);
+  const t2 = performance.now();
+  const order = Array.from(wasm.nearestQuestions(embeddings, bankRows, bankOptions, dim, rows, bank.questions.length));
+  const ranked = order.map((i) => bank.questions[i]);
+  const target = { embeddings: Array.from({ length: options.length }, (_, o) => Array.from(rows.subarray(o * dim, (o + 1) * dim))) };
+  const groups = [];
+  for (const group of bank.groups) {
+    const context = ranked.filter((q) => group.answers[q.key]).slice(0, state.k).map((q) => ({
+      key: q.key,
+      embeddings: Array.from({ length: q.options.length }, (_, o) => Array.from(embeddings.subarray((q.row + o) * dim, (q.row + o + 1) * dim))),
+      distribution: group.answers[q.key],
+    }));
+    const request = { context, targets: [target] };
+    const response = await m.answer(request);
+    groups.push({ name: group.name, attribute: group.attribute, request, prediction: response.predictions[0] });
+  }
+  const t3 = performance.now();
+  return { text, options, rows: Array.from(rows), texts: wasm.questionTexts(model.textTemplate, text, options),
+    nearest: ranked.slice(0, ASK.nearestShown).map((q) => q.key), groups, k: state.k, encoder: m.encoderInfo,
+    ms: { load: t1 - t0, embed: t2 - t1, predict: t3 - t2, total: t3 - t0 } };
+}
+
+/** The sentence saying which rule made the prediction. */
+function ruleOf(result) {
+  const prior = result.groups[0]?.prediction.prior;
+  const context = `each group's answers to the ${result.k} bundled questions nearest to it are its context`;
+  if (!model.usesPrior) return `This model reads no population prior: it predicts from the question's embedding; ${context}.`;
+  if (prior?.source === "nearest") {
+    return `No group of the model's prior answered this question, so its prior is the new-question rule's: the mean `
+      + `${JSON.parse(model.prior).kind === "knn_groups" ? "kNN-groups" : "train-mean"} prior of the ${prior.nearest.length} `
+      + `known questions with ${result.options.length} options nearest to it (${prior.nearest.join(", ")}); the network `
+      + `corrects that prior, and ${context}.`;
+  }
+  return `The model's prior groups answered this question: the prior is their answers; ${context}.`;
+}
+
+function renderAsk(result) {
+  $("ask-rule").textContent = ruleOf(result);
+  const groupsBox = $("ask-groups");
+  groupsBox.replaceChildren();
+  for (const g of result.groups) {
+    const c = card({ text: `${g.name} (${g.attribute})` }, `context: ${g.request.context.length} nearest answered questions`);
+    const prior = g.prediction.prior?.distribution;
+    result.options.forEach((name, o) => c.append(optionRow(name,
+      [["pred", g.prediction.distribution[o]], ...(prior ? [["base", prior[o]]] : [])], pct(g.prediction.distribution[o]))));
+    groupsBox.append(c);
+  }
+  const nearBox = $("ask-nearest");
+  nearBox.replaceChildren();
+  for (const key of result.nearest) {
+    const q = questionByKey.get(key);
+    const c = card(q, key);
+    for (const g of bank.groups) {
+      const line = document.createElement("div");
+      line.className = "answers";
+      const answers = g.answers[key];
+      line.innerHTML = `<b></b> `;
+      line.firstChild.textContent = g.name;
+      line.append(answers ? q.options.map((o, i) => `${o} ${pct(answers[i])}`).join(" · ") : "did not answer");
+      c.append(line);
+    }
+    nearBox.append(c);
+  }
+  $("ask-out").hidden = false;
+}
+
+/** `#q=…&o=…|…` for a question. */
+const askFragment = (text, options) => `#q=${encodeURIComponent(text)}&o=${options.map(encodeURIComponent).join("|")}`;
+
+let asking = Promise.resolve();
+function submitAsk() {
+  const text = $("ask-text").value.trim();
+  const options = typedOptions();
+  const problem = askProblem(text, options);
+  $("ask-error").hidden = !problem;
+  $("ask-error").textContent = problem ?? "";
+  if (problem) return Promise.resolve(null);
+  $("ask-go").disabled = true;
+  asking = asking.then(() => ask(text, options)).then((result) => {
+    renderAsk(result);
+    const fragment = askFragment(text, options);
+    history.replaceState(null, "", fragment);
+    $("ask-link").href = fragment;
+    $("ask-link").hidden = false;
+    askStatus(`${model.backend === "webgpu" ? "WebGPU" : "CPU"} · embedded in ${result.ms.embed.toFixed(0)} ms, `
+      + `${result.groups.length} groups predicted in ${result.ms.predict.toFixed(0)} ms`
+      + ` · encoder ${result.encoder.dtype}${result.encoder.cached ? " (cached)" : ""}`);
+    state.asked = result;
+    return result;
+  }).catch((error) => {
+    $("ask-error").hidden = false;
+    $("ask-error").textContent = error.message;
+    askStatus("");
+    console.error(error);
+    return null;
+  }).finally(() => { $("ask-go").disabled = false; });
+  return asking;
+}
+
+/** Fills the form from the address's `#q=…&o=…` and predicts; resolves to the result (or null). */
+function askFromFragment() {
+  const hash = location.hash.slice(1);
+  if (!hash.startsWith("q=")) return Promise.resolve(null);
+  const parts = Object.fromEntries(hash.split("&").map((p) => [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)]));
+  try {
+    $("ask-text").value = decodeURIComponent(parts.q ?? "");
+    $("ask-options").value = (parts.o ? parts.o.split("|").map(decodeURIComponent) : []).join("\n");
+  } catch {
+    $("ask-error").hidden = false;
+    $("ask-error").textContent = "The link's question is not validly encoded.";
+    return Promise.resolve(null);
+  }
+  return submitAsk();
+}
+
+$("ask-form").addEventListener("submit", (e) => { e.preventDefault(); submitAsk(); });
+window.addEventListener("hashchange", askFromFragment);
+const askedFromLink = askFromFragment();
+
+window.gpoDemo = { bank, backend: model.backend, loadMs, predictKeys, inputs, state, rendered: schedule(), wasm, model,
+  ask, submitAsk, askFromFragment, askedFromLink, askFragment };

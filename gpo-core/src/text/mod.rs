@@ -58,6 +58,48 @@ pub struct EncoderSpec {
     pub normalize: bool,
 }
 
+/// Texts in, vectors out: what a [`crate::Predictor`] needs to embed questions given by text.
+/// [`SentenceEncoder`] on any backend implements it, so an encoder can run on another backend
+/// than the model (a browser embeds on the CPU for a WebGPU model).
+pub trait TextEncoder: core::fmt::Debug + Send + Sync {
+    /// The model's identifier (recorded in model files: a model reads only its own encoder's
+    /// vectors).
+    fn id(&self) -> &str;
+    /// Length of each vector.
+    fn dim(&self) -> usize;
+    /// The vectors of `texts`, `texts.len() × dim` values, row-major, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EncoderError>;
+}
+
+/// A shared encoder (one encoder serving several predictors, or a caller that keeps using it).
+impl<T: TextEncoder + ?Sized> TextEncoder for alloc::sync::Arc<T> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EncoderError> {
+        (**self).embed(texts)
+    }
+}
+
+impl<B: Backend> TextEncoder for SentenceEncoder<B> {
+    fn id(&self) -> &str {
+        SentenceEncoder::id(self)
+    }
+
+    fn dim(&self) -> usize {
+        SentenceEncoder::dim(self)
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<f32>, EncoderError> {
+        SentenceEncoder::embed(self, texts)
+    }
+}
+
 /// A tokenizer and a BERT model: texts in, sentence vectors out.
 ///
 /// The same thread count gives the same bits on every run; another count pads some texts to
