@@ -110,6 +110,8 @@ struct RunJob<'a> {
 struct TestEpisodes {
     per_k: Vec<(usize, Vec<EvalEpisode>)>,
     no_prior: Vec<usize>,
+    /// The questions contexts are drawn from.
+    context_pool: Vec<usize>,
 }
 
 /// Keeps at most `max` targets of each episode: the first in a fixed order of the questions, by
@@ -182,7 +184,7 @@ impl RunJob<'_> {
             .collect();
         let context_pool = defined.defined_in(context_pool);
         let targets = targets.map(|t| defined.defined_in(t));
-        let (context_pool, targets) = (context_pool.as_slice(), targets.as_deref());
+        let (pool, targets) = (context_pool.as_slice(), targets.as_deref());
         let per_k = config
             .context_sizes()
             .into_iter()
@@ -190,15 +192,14 @@ impl RunJob<'_> {
                 // Every method sees exactly the same contexts (and both protocols the same draw of
                 // the same seed).
                 let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
-                let mut episodes =
-                    draw_episodes_with_targets(task, &split.test_groups, context_pool, targets, k, &mut rng);
+                let mut episodes = draw_episodes_with_targets(task, &split.test_groups, pool, targets, k, &mut rng);
                 if let Some(max) = config.evaluation.max_targets {
                     limit_targets(task, &mut episodes, max);
                 }
                 (k, episodes)
             })
             .collect();
-        Ok(TestEpisodes { per_k, no_prior })
+        Ok(TestEpisodes { per_k, no_prior, context_pool })
     }
 
     fn run<B: AutodiffBackend>(
@@ -271,7 +272,7 @@ impl RunJob<'_> {
         }
         let mut methods: Vec<&dyn Predictor> = predictors.iter().map(|p| p as &dyn Predictor).collect();
         methods.extend(baselines.iter().map(|b| b.as_ref()));
-        let TestEpisodes { per_k, no_prior } = self.test_episodes(&split, seed)?;
+        let TestEpisodes { per_k, no_prior, context_pool } = self.test_episodes(&split, seed)?;
         if !no_prior.is_empty() {
             tracing::info!(
                 protocol = protocol_name,
@@ -307,6 +308,14 @@ impl RunJob<'_> {
                     macro_average: table.macro_average(),
                     per_group,
                 });
+            }
+        }
+        // Whether each method reads the context (not the LLM baselines: their prompts are the
+        // costly part), at the headline k.
+        let mut context_use = Vec::new();
+        if let Some((k, episodes)) = per_k.iter().find(|(k, _)| *k == evaluation.context_questions) {
+            for method in &methods {
+                context_use.push(crate::eval::context::measure(task, *method, episodes, &context_pool, *k)?);
             }
         }
         // Selection on validation only: the GPO method with the best validation score is both
@@ -364,6 +373,7 @@ impl RunJob<'_> {
                 models,
                 selected,
                 scores,
+                context_use,
             },
             best,
         })

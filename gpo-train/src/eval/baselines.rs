@@ -51,7 +51,7 @@ fn prior_predictions(
     task: &EmbeddedSurvey,
     episodes: &[EvalEpisode],
 ) -> Result<Predictions, EvalError> {
-    episodes.iter().map(|e| Ok(prior.distributions(task, e.group, &e.context, &e.targets)?)).collect()
+    episodes.iter().map(|e| Ok(prior.distributions(task, e.context_group, &e.context, &e.targets)?)).collect()
 }
 
 /// The meta-training groups' average answer distribution per question (gpo-core's
@@ -334,7 +334,7 @@ impl Predictor for RidgeRewardModel {
                 let mut rows: Vec<&[f32]> = Vec::new();
                 let mut y = Vec::new();
                 for &q in &e.context {
-                    if let Some(answer) = task.answer(e.group, q) {
+                    if let Some(answer) = task.answer(e.context_group, q) {
                         rows.extend(task.embeddings[q].chunks_exact(dim));
                         y.extend_from_slice(answer);
                     }
@@ -410,7 +410,7 @@ mod tests {
         let (groups, seen, new): (Vec<usize>, Vec<usize>, Vec<usize>) =
             ((0..4).collect(), (0..50).collect(), (50..60).collect());
         let baseline = NearestQuestion::new(&task, &groups, &seen).unwrap();
-        let episodes = [EvalEpisode { group: 5, context: vec![0, 1, 2], targets: new.clone() }];
+        let episodes = [EvalEpisode::new(5, vec![0, 1, 2], new.clone())];
         let predicted = baseline.predict(&task, &episodes).unwrap().remove(0);
         let unit_mean = |q: usize| -> Vec<f64> {
             let rows: Vec<&[f32]> = task.embeddings[q].chunks_exact(task.dim).collect();
@@ -440,7 +440,7 @@ mod tests {
             }
         }
         // A seen question is not new: asking for it is an error, not its own average.
-        let seen_target = [EvalEpisode { group: 5, context: vec![0], targets: vec![3] }];
+        let seen_target = [EvalEpisode::new(5, vec![0], vec![3])];
         assert!(baseline.predict(&task, &seen_target).is_err());
     }
 
@@ -468,7 +468,7 @@ mod tests {
             }
         }
         let baseline = RidgePopulation::new(&task, &[0, 1, 2], &(0..60).collect::<Vec<_>>(), 1e-9).unwrap();
-        let episodes = [EvalEpisode { group: 0, context: vec![], targets: (60..80).collect() }];
+        let episodes = [EvalEpisode::new(0, vec![], (60..80).collect())];
         let predicted = baseline.predict(&task, &episodes).unwrap().remove(0);
         for (&q, p) in episodes[0].targets.iter().zip(&predicted) {
             let truth = task.answer(0, q).unwrap();

@@ -8,12 +8,22 @@ use crate::task::EmbeddedSurvey;
 /// questions (predicted, then scored). Indices refer to the survey's questions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalEpisode {
-    /// Group index in the survey.
+    /// Group index in the survey: the targets are scored against its answers.
     pub group: usize,
+    /// The group whose answers to the context questions are shown: `group`, except in the
+    /// swap test of whether a method reads the context ([`super::context::swapped`]).
+    pub context_group: usize,
     /// Context question indices.
     pub context: Vec<usize>,
     /// Target question indices.
     pub targets: Vec<usize>,
+}
+
+impl EvalEpisode {
+    /// `group`'s episode, shown its own answers to `context`.
+    pub fn new(group: usize, context: Vec<usize>, targets: Vec<usize>) -> Self {
+        Self { group, context_group: group, context, targets }
+    }
 }
 
 /// Draws `k` context questions per group among `pool` (questions the group answered), all the
@@ -50,7 +60,7 @@ pub fn draw_episodes(
             let mut targets = order[k..].to_vec();
             context.sort_unstable();
             targets.sort_unstable();
-            EvalEpisode { group, context, targets }
+            EvalEpisode::new(group, context, targets)
         })
         .collect()
 }

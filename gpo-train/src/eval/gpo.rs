@@ -46,12 +46,12 @@ pub fn episode_questions<'a>(
     (context, targets)
 }
 
-/// The group's answers to the episode's context questions, as f32.
+/// The context group's answers to the episode's context questions, as f32.
 pub fn context_answers(task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<Vec<f32>> {
     episode
         .context
         .iter()
-        .map(|&q| task.answer(episode.group, q).unwrap_or_default().iter().map(|&v| v as f32).collect())
+        .map(|&q| task.answer(episode.context_group, q).unwrap_or_default().iter().map(|&v| v as f32).collect())
         .collect()
 }
 

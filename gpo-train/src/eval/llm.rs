@@ -45,7 +45,7 @@ impl LlmPrompting {
                 .context
                 .iter()
                 .filter_map(|&q| {
-                    let distribution = task.answer(episode.group, q)?;
+                    let distribution = task.answer(episode.context_group, q)?;
                     let mut order: Vec<usize> = (0..distribution.len()).collect();
                     // One generator per (seed, group, question): a context question lists its
                     // letters the same way in every prompt of the group.

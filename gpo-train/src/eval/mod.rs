@@ -2,6 +2,7 @@
 //! alignment metric, micro- and macro-averaged (GPO-SPEC §5).
 
 mod baselines;
+pub mod context;
 mod episodes;
 mod gpo;
 mod llm;

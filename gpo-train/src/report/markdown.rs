@@ -356,6 +356,68 @@ fn margins_section(results: &Results, protocol: Protocol) -> String {
     md
 }
 
+/// The section on whether each method reads the context (`eval::context`), over `results`, which
+/// holds one protocol's runs; empty for results written before it was measured.
+fn context_section(results: &Results) -> String {
+    let mut md = String::new();
+    let k = results.config.evaluation.context_questions;
+    let entries: Vec<(f64, &crate::report::ContextUse)> = results
+        .runs
+        .iter()
+        .flat_map(|r| r.context_use.iter().filter(|c| c.k == k).map(move |c| (r.train_fraction, c)))
+        .collect();
+    if entries.is_empty() {
+        return md;
+    }
+    let _ = writeln!(md, "### Does the context matter? ({k} context questions)\n");
+    let _ = writeln!(
+        md,
+        "Measured on the held-out groups' episodes, mean ± std over seeds. **Random** and **related**: \
+         alignment on up to {} targets per group, the same targets with the random draw of {k} context \
+         questions and with each target's own {k} nearest questions of the context pool (what an app asking \
+         about one question gives). **Swap TV**: the mean total variation by which predictions move when a \
+         group is shown another held-out group's answers to its context questions; **swap drop**: how much \
+         its alignment falls then. **Contrast**: over pairs of held-out groups, the mean total variation \
+         between their predictions over that between their true answers (1: as different as the groups; 0: \
+         one prediction for all). A method that reads no answer has swap TV 0 and contrast 0.\n",
+        crate::eval::context::RELATED_TARGETS
+    );
+    let stat =
+        |values: Vec<f64>, digits: usize| match (gpo_core::metrics::mean(&values), gpo_core::metrics::std_dev(&values))
+        {
+            (Some(m), Some(s)) => format!("{m:.digits$} ± {s:.digits$}"),
+            _ => "–".into(),
+        };
+    for s in splits_in(&results.summary) {
+        let _ = writeln!(md, "{:.0}% meta-train groups:\n", s * 100.0);
+        let _ = writeln!(md, "| Method | Random context | Related context | Swap TV | Swap drop | Contrast |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let mut methods: Vec<&str> = Vec::new();
+        for (_, c) in entries.iter().filter(|(f, _)| *f == s) {
+            if !methods.contains(&c.method.as_str()) {
+                methods.push(&c.method);
+            }
+        }
+        for m in methods {
+            let of = |field: fn(&crate::report::ContextUse) -> Option<f64>| -> Vec<f64> {
+                entries.iter().filter(|(f, c)| *f == s && c.method == m).filter_map(|(_, c)| field(c)).collect()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                display_name(m),
+                stat(of(|c| c.random), 4),
+                stat(of(|c| c.related), 4),
+                stat(of(|c| c.swap_tv), 4),
+                stat(of(|c| c.swap_drop), 5),
+                stat(of(|c| c.contrast), 3),
+            );
+        }
+        md.push('\n');
+    }
+    md
+}
+
 /// The protocols `results` holds, in order (`groups` first).
 fn protocols_in(results: &Results) -> Vec<Protocol> {
     let mut protocols: Vec<Protocol> = results.runs.iter().map(|r| r.protocol).collect();
@@ -463,6 +525,7 @@ fn protocol_sections(
     );
 
     md.push_str(&margins_section(results, protocol));
+    md.push_str(&context_section(results));
 
     let _ = writeln!(md, "## {heading}: alignment vs number of context questions\n");
     let _ = writeln!(
@@ -792,6 +855,7 @@ prior = { kind = "train_mean" }
                     ],
                     selected: None,
                     scores,
+                    context_use: Vec::new(),
                 });
             }
         }

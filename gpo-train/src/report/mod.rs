@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::RunConfig;
+pub use crate::eval::context::ContextUse;
 pub use crate::eval::{LlmMethodRun, LlmRun};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
@@ -77,6 +78,10 @@ pub struct RunResult {
     pub selected: Option<String>,
     /// Every method at every k.
     pub scores: Vec<MethodScore>,
+    /// Whether each method (not the LLM baselines) reads the context, at the headline k
+    /// (`eval::context`; absent in results written before it).
+    #[serde(default)]
+    pub context_use: Vec<ContextUse>,
 }
 
 /// Mean ± std over seeds of one method at one (protocol, split, k).

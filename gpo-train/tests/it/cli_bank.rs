@@ -54,6 +54,7 @@ fn write_results(path: &Path, config: &RunConfig, runs: usize, dim: usize) {
         models: Vec::new(),
         selected: None,
         scores: Vec::new(),
+        context_use: Vec::new(),
     };
     let results = Results {
         name: config.name.clone(),

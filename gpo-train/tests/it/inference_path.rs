@@ -56,7 +56,7 @@ fn check_paths(task: &EmbeddedSurvey, config: &GpoConfig, kind: Option<PriorKind
 
     let group = 14;
     let answered = task.questions_of(group);
-    let episode = EvalEpisode { group, context: answered[..20].to_vec(), targets: answered[20..50].to_vec() };
+    let episode = EvalEpisode::new(group, answered[..20].to_vec(), answered[20..50].to_vec());
     let episodes = std::slice::from_ref(&episode);
 
     // 1. gpo-train's evaluation during a run: the trained model and the prior over the groups.

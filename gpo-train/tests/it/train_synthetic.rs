@@ -203,4 +203,24 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
     assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method == "gpo_mean"));
     let report = std::fs::read_to_string(dir.path().join("one/report.md")).unwrap();
     assert!(report.contains("GPO (mean)"), "{report}");
+    // Whether the context is read: every method of every run is measured; what reads no group's
+    // answer moves by nothing when another group's answers are shown, and predicts alike for all.
+    assert!(report.contains("Does the context matter?"), "{report}");
+    for run in &one.runs {
+        let measured: Vec<&str> = run.context_use.iter().map(|c| c.method.as_str()).collect();
+        assert_eq!(measured, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm"]);
+        for c in &run.context_use {
+            assert!(c.random.is_some() && c.related.is_some() && c.contrast.is_some(), "{c:?}");
+            if ["uniform", "train_mean"].contains(&c.method.as_str()) {
+                assert_eq!((c.swap_tv, c.swap_drop, c.contrast), (Some(0.0), Some(0.0), Some(0.0)), "{c:?}");
+            }
+            if ["knn_groups", "ridge_rm"].contains(&c.method.as_str()) {
+                assert!(c.swap_tv.is_some_and(|tv| tv > 0.0) && c.contrast.is_some_and(|x| x > 0.0), "{c:?}");
+            }
+        }
+    }
+    assert_eq!(
+        one.runs.iter().map(|r| &r.context_use).collect::<Vec<_>>(),
+        two.runs.iter().map(|r| &r.context_use).collect::<Vec<_>>()
+    );
 }
