@@ -501,9 +501,23 @@ for (const path of paths) {
       && linked.form === typed[1].text ? ok : fail)(`${path}: the link ${link.slice(0, 40)}… fills the form and predicts`);
     (linked && linked.cached && downloads === 0 ? ok : fail)(`${path}: after a reload the encoder comes from the browser's `
       + `cache (${downloads} downloads)`);
+    // The f16 encoder in the page (?encoder=f16; CPU path only: a 45.6 MB download).
+    let f16Cosine = null;
+    if (path === "cpu") {
+      await b.page("Page.navigate", { url: `${base}index.html?backend=${path}&k=8&encoder=f16` });
+      await new Promise((r) => setTimeout(r, 300));
+      if (await waitFor(b, "window.gpoDemo !== undefined", 120)) {
+        const r = await b.evaluate(typeQuestion(typed[0].text, typed[0].options));
+        f16Cosine = r.result ? worstCosine(new Float32Array(r.result.rows), firstRow(0)) : null;
+        (r.result?.encoder.dtype === "f16" && f16Cosine >= 0.9999 ? ok : fail)(`${path}: typed ${typed[0].key} with the f16 `
+          + `encoder (${r.result?.encoder.dtype}): the page's embeddings vs gpo embed, worst cosine ${f16Cosine?.toFixed(7)} ≥ 0.9999`);
+      } else {
+        fail(`${path}: the page with ?encoder=f16 did not load`);
+      }
+    }
     results.paths[path] = { backend, adapter, ready_s: ready, transfer_bytes: transfer, max_abs_diff: maxDiff,
       latency_ms_100: t100, latency_ms_all: tAll, n_all: targetAll.length, prior_ms: got.priorMs, max_prior_diff: priorDiff,
-      page_scores: await b.evaluate("window.gpoDemo.rendered.then(() => window.gpoDemo.state.result.scores)"), errors, typed: typedTiming, typed_errors: badMessages };
+      page_scores: await b.evaluate("window.gpoDemo.rendered.then(() => window.gpoDemo.state.result.scores)"), errors, typed: typedTiming, typed_errors: badMessages, typed_f16_cosine: f16Cosine };
     const problems = b.logs.filter((l) => l.startsWith("exception") || l.startsWith("error"));
     if (problems.length) console.log(`   console:\n   ${problems.join("\n   ")}`);
   } catch (error) {
