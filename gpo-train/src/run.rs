@@ -11,6 +11,7 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
 
 use crate::config::{DataConfig, LlmOptions, RunConfig};
+use crate::eval::context::measure as measure_context;
 use crate::eval::{
     EvalEpisode, EvalError, GpoPredictor, KnnGroups, LlmAnswers, LlmPredictor, LlmPrompting, NearestQuestion,
     Predictor, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform, draw_episodes_with_targets, fnv1a, score,
@@ -291,11 +292,18 @@ impl RunJob<'_> {
             None => Vec::new(),
         };
         let mut scores = Vec::new();
+        let mut context_use = Vec::new();
         for (k, episodes) in &per_k {
             // The LLM baselines answer at the headline k only (their prompts are the costly part).
             let llm_here = llm.iter().filter(|_| *k == evaluation.context_questions).map(|p| p as &dyn Predictor);
-            for method in methods.iter().copied().chain(llm_here) {
-                let table = score(task, episodes, &method.predict(task, episodes)?);
+            for (i, method) in methods.iter().copied().chain(llm_here).enumerate() {
+                let predictions = method.predict(task, episodes)?;
+                // Whether the method reads the context (not the LLM baselines, which come after
+                // `methods`: their prompts are the costly part), at the headline k.
+                if *k == evaluation.context_questions && i < methods.len() {
+                    context_use.push(measure_context(task, method, episodes, &predictions, &context_pool, *k)?);
+                }
+                let table = score(task, episodes, &predictions);
                 let per_group = episodes
                     .iter()
                     .zip(table.group_means())
@@ -312,12 +320,6 @@ impl RunJob<'_> {
         }
         // Whether each method reads the context (not the LLM baselines: their prompts are the
         // costly part), at the headline k.
-        let mut context_use = Vec::new();
-        if let Some((k, episodes)) = per_k.iter().find(|(k, _)| *k == evaluation.context_questions) {
-            for method in &methods {
-                context_use.push(crate::eval::context::measure(task, *method, episodes, &context_pool, *k)?);
-            }
-        }
         // Selection on validation only: the GPO method with the best validation score is both
         // `selected_gpo` in the scores and the run's best model.
         let best_index = trained

@@ -131,30 +131,31 @@ pub struct ContextUse {
     pub contrast: Option<f64>,
 }
 
-/// Measures `method` on `episodes` (random context, `k` questions each): swap sensitivity, group
-/// contrast, and the related setting over `pool` (the questions contexts are drawn from).
+/// Measures `method` on `episodes` (random context, `k` questions each), whose `predictions` it
+/// made: swap sensitivity, group contrast, and the related setting over `pool` (the questions
+/// contexts are drawn from).
 pub fn measure(
     task: &EmbeddedSurvey,
     method: &dyn Predictor,
     episodes: &[EvalEpisode],
+    predictions: &Predictions,
     pool: &[usize],
     k: usize,
 ) -> Result<ContextUse, EvalError> {
-    let predictions = method.predict(task, episodes)?;
-    let micro = score(task, episodes, &predictions).micro();
+    let micro = score(task, episodes, predictions).micro();
     let swapped_episodes = swapped(task, episodes);
     let (swap_tv, swap_drop) = if swapped_episodes.is_empty() {
         (None, None)
     } else {
         let moved = method.predict(task, &swapped_episodes)?;
         let drop = micro.zip(score(task, &swapped_episodes, &moved).micro()).map(|(own, other)| own - other);
-        (mean_total_variation(&predictions, &moved), drop)
+        (mean_total_variation(predictions, &moved), drop)
     };
     // The random context's predictions on the related setting's targets (a target's prediction
     // does not depend on the other targets).
     let (subset, subset_predictions): (Vec<EvalEpisode>, Predictions) = episodes
         .iter()
-        .zip(&predictions)
+        .zip(predictions)
         .map(|(e, p)| {
             let keep: Vec<usize> = spread(e.targets.len(), RELATED_TARGETS).collect();
             let targets = keep.iter().map(|&i| e.targets[i]).collect();
@@ -174,7 +175,7 @@ pub fn measure(
         related,
         swap_tv,
         swap_drop,
-        contrast: contrast(task, episodes, &predictions),
+        contrast: contrast(task, episodes, predictions),
     })
 }
 
