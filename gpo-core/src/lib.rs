@@ -1,8 +1,6 @@
-//! # gpo-core
+#![doc = include_str!("../README.md")]
 //!
-//! The core of [GPO](https://arxiv.org/abs/2310.11523) (Group Preference Optimization): the GPO
-//! transformer generic over any Burn backend, the alignment metrics, and the `.gpo` model file.
-//! `no_std` + `alloc`, no I/O: it runs in a server, a browser or on a microcontroller.
+//! # Modules
 //!
 //! * [`batch`]: episodes built from plain slices, padded into tensors.
 //! * [`container`]: the sealed container (magic, version, length, CRC) of every file gpo stores.
@@ -19,28 +17,6 @@
 //! * [`template`]: the text embedded for each (question, option).
 //! * `text` (feature `text`): the BERT sentence encoder that turns those texts into vectors.
 //! * `parallel` (feature `std`): work split over scoped threads.
-//!
-//! # Features
-//!
-//! * default: `no_std` + `alloc`, no I/O.
-//! * `std`: the standard library (threads).
-//! * `text`: `std` and the pure-Rust `tokenizers`: `text::SentenceEncoder`, texts in, vectors out.
-//!
-//! # From text
-//!
-//! With the `text` feature, an app gives questions as text: `examples/predict_text.rs` (see
-//! `README.md`; CI runs it on the demo model) loads a model and an encoder file written by
-//! `gpo export-encoder`, and predicts a new question from a group's answers to three others:
-//!
-//! ```ignore
-//! let encoder = EncoderFile::from_bytes(&std::fs::read(encoder)?)?.encoder::<NdArray>(&Default::default())?;
-//! let predictor = Predictor::<NdArray>::from_bytes(&std::fs::read(model)?, &Default::default())?.with_encoder(encoder)?;
-//! let trust = ["A lot", "Some", "Not too much", "Not at all"];
-//! let request = Request::new()
-//!     .context(Q::text("How much do you trust the news media?", &trust).answered(&[0.1, 0.3, 0.3, 0.3]))
-//!     .target(Q::text("How much do you trust your local police?", &trust));
-//! println!("{:?}", predictor.answer(&request)?.predictions[0].distribution);
-//! ```
 //!
 //! # Using a model
 //!

@@ -21,3 +21,7 @@ pub mod run;
 pub mod synthetic;
 pub mod task;
 pub mod train;
+
+/// Whether this build has the wgpu backend (feature `wgpu`): tests that build the `gpo` binary
+/// themselves build it with the same features.
+pub const WGPU_FEATURE: bool = cfg!(feature = "wgpu");

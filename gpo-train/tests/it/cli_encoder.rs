@@ -49,6 +49,7 @@ fn worst_cosine(want: &[f32], got: &[f32], dim: usize) -> f64 {
 
 /// f32 files give the wheel's vectors bit for bit; f16 and int8 stay within the goals
 /// (cos ≥ 0.9999 and ≥ 0.999) on the reference texts (short and long, one beyond 256 tokens).
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn encoder_files_keep_the_wheels_vectors() {
     let (texts, sentence_transformers) = reference();
@@ -97,6 +98,7 @@ fn encoder_files_keep_the_wheels_vectors() {
 /// The demo model with text questions through `--encoder` equals the same questions as vectors
 /// (what `gpo embed` makes of the template's texts), within 1e-5; an encoder or template other
 /// than the model's is one error naming both.
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn predict_reads_text_through_an_encoder_file() {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -199,6 +201,7 @@ fn predict_reads_text_through_an_encoder_file() {
 /// questions as vectors from `gpo embed --texts` of the template's texts, within 1e-5. The example
 /// is built here by the cargo running this test, with the workspace's features as this test has
 /// them (so nothing but gpo-core is compiled again); the questions are the example's.
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn the_text_example_equals_predict_on_embedded_vectors() {
     let mut build = Command::new(env!("CARGO"));

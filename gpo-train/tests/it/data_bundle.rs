@@ -34,6 +34,7 @@ fn regenerate_bundled_opinionqa() {
     println!("skipped while loading: {:?}\n{report}\n{}", loaded.skipped_counts(), survey.summary());
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn bundled_opinionqa_is_up_to_date() {
     let (_, built, report) = build();
@@ -80,6 +81,7 @@ fn assert_same_survey(bundled: &Survey, built: &Survey) {
     }
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn bundled_globalopinionqa_is_up_to_date() {
     let (loaded, built, report) = build_global();

@@ -38,6 +38,7 @@ fn loads_csv_fixture() {
     assert_eq!(report.questions_after, 4);
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn loads_real_jsonl() {
     let loaded = globalopinionqa::load_jsonl_with_report(&pairs_union()).unwrap();

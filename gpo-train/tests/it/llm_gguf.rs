@@ -12,6 +12,7 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn smollm2_tensors_and_tokens_match_the_references() {
     let reference: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
@@ -95,6 +96,7 @@ fn cosine(want: &[f64], got: &[f32]) -> f64 {
 /// blocks that grows to the measured 1.9e-5 absolute on hidden states (magnitude ~1–10) and 1.5e-5
 /// on logits (~20–35). The bounds are ~10× those: 2e-4 on hidden states and logits, cosine of the
 /// mean ≥ 0.999999. Cache and padding change only summation lengths on this side: 1e-4.
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn smollm2_forward_matches_transformers_and_the_cache_and_padding_change_nothing() {
     use burn::tensor::{Int, Tensor, TensorData};
@@ -186,6 +188,7 @@ fn smollm2_forward_matches_transformers_and_the_cache_and_padding_change_nothing
 /// once through the KV cache; option A's vector equals transformers' one-pass mean (2e-4 as above,
 /// the prefix split changing only the order of sums), and the bundled SmolLM2 cache of the
 /// OpinionQA texts holds it (plus half the f16 spacing at each component's magnitude).
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn llm_embeddings_share_the_prompt_prefix_and_match_transformers_and_the_bundled_cache() {
     use burn_ndarray::{NdArray, NdArrayDevice};
@@ -237,6 +240,7 @@ fn llm_embeddings_share_the_prompt_prefix_and_match_transformers_and_the_bundled
 /// last position (each letter's most likely token, normalised over the options), must agree
 /// within 1e-4 (logits agree within ~2e-5 (test above); a letter's share moves by at most about
 /// p(1 − p) × 2 × 2e-5 ≤ 2e-5, so 1e-4 leaves room for longer prompts' accumulated rounding).
+#[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]
 #[test]
 fn llm_baselines_prompt_and_answer_as_the_python_reference() {
     use burn_ndarray::{NdArray, NdArrayDevice};

@@ -20,7 +20,6 @@ mod embed_cache;
 mod embed_reference;
 mod fuzz_cli;
 mod fuzz_inputs;
-mod inference_path;
 mod llm_baselines;
 mod llm_gguf;
 mod train_synthetic;

@@ -5,9 +5,6 @@
 //! (an f32 file stores them exactly), so only the JSON round trip of `gpo predict` could differ,
 //! and serde_json writes f32 values that parse back exactly.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use burn_ndarray::NdArray;
 use gpo_core::prior::PriorKind;
 use gpo_core::weights::reinitialize;
@@ -18,27 +15,14 @@ use gpo_train::prior::SurveyPrior;
 use gpo_train::run::load_task;
 use gpo_train::task::EmbeddedSurvey;
 
+use crate::common::{gpo, max_difference, predicted, repo};
+
 type Cpu = NdArray<f32>;
 const TOLERANCE: f64 = 1e-6;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn task() -> EmbeddedSurvey {
     let config = RunConfig::load(&repo().join("configs/opinionqa.toml")).unwrap();
     load_task(&config.data).unwrap().0
-}
-
-fn max_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(p, q)| {
-            assert_eq!(p.len(), q.len());
-            p.iter().zip(q).map(|(x, y)| (x - y).abs())
-        })
-        .fold(0.0, f64::max)
 }
 
 /// The four paths on one episode; returns the in-run evaluation's distributions.
@@ -93,25 +77,16 @@ fn check_paths(task: &EmbeddedSurvey, config: &GpoConfig, kind: Option<PriorKind
     });
     let request_path = dir.path().join("request.json");
     std::fs::write(&request_path, request.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gpo"))
-        .args([
-            "--quiet",
-            "predict",
-            "--model",
-            model_path.to_str().unwrap(),
-            "--input",
-            request_path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let cli: Vec<Vec<f64>> = value["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["distribution"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
-        .collect();
+    let (ok, stdout, stderr) = gpo(&[
+        "--quiet",
+        "predict",
+        "--model",
+        model_path.to_str().unwrap(),
+        "--input",
+        request_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let cli = predicted(&stdout);
     let difference = max_difference(&in_run, &cli);
     println!("{:?}: largest difference between the paths {difference:.1e}", kind.map(|k| k.name()));
     assert!(difference <= TOLERANCE, "gpo predict differs by {difference}");

@@ -1,0 +1,7 @@
+//! The workspace's tests that span its crates, one test binary (`cargo test -p gpo-tests`):
+//! gpo-train's evaluation, the exported `.gpo`, gpo-core's `Predictor` and the `gpo` command line
+//! must agree. Tests of one crate stay in that crate.
+
+mod common;
+mod inference_path;
+mod round_trip;
