@@ -10,11 +10,15 @@
 //!   group's mean misalignment (1 − alignment) with the new group over the context questions.
 //!
 //! **Unknown questions.** A question that no prior group answered (a new question, or one whose
-//! key the prior does not hold) has no population answer. Its prior is then the mean of the priors
-//! of the `neighbours` known questions nearest to it in embedding space (cosine similarity of the
-//! questions' mean option embeddings) among those with the same number of options, options
-//! aligned by position ([`PriorSource::Nearest`]). Where no known question has that many options
-//! the prior is undefined and [`PriorError::NoNeighbour`] is returned: never a silent uniform.
+//! key the prior does not hold) has no population answer. Its prior is then the mean of the
+//! `neighbours` questions nearest to it in embedding space (cosine similarity of the questions'
+//! mean option embeddings) among those with the same number of options, options aligned by
+//! position ([`PriorSource::Nearest`]). The candidates are the known questions, each with its
+//! prior, and the group's own context questions, each with the group's answer: where the group
+//! answered a neighbour, its answer stands in for the population's estimate of it, so a group's
+//! answers to questions like a new one shape its prior for it. A question is never its own
+//! neighbour. Where no candidate has that many options the prior is undefined and
+//! [`PriorError::NoNeighbour`] is returned: never a silent uniform.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -214,9 +218,15 @@ pub enum QuestionRef {
 pub enum PriorSource {
     /// The prior groups' answers to the question itself.
     Answered,
-    /// No prior group answered it: the mean prior of these known questions (indices into
-    /// [`PopulationPrior::questions`]), nearest first.
-    Nearest(Vec<usize>),
+    /// No prior group answered it: the mean of its nearest questions with as many options.
+    Nearest {
+        /// The known questions whose prior it averages (indices into
+        /// [`PopulationPrior::questions`]), nearest first.
+        known: Vec<usize>,
+        /// The context questions whose answers it averages (positions in the context), nearest
+        /// first: the group's own answers to neighbours it answered.
+        context: Vec<usize>,
+    },
 }
 
 /// A question's prior distribution and where it came from.
@@ -435,7 +445,7 @@ impl PopulationPrior {
             check_distribution(answer, options).map_err(|why| PriorError::BadContext { index, why })?;
         }
         let weights = self.weights(context, exclude);
-        targets.iter().map(|q| self.prior_of(q, &weights)).collect()
+        targets.iter().map(|q| self.prior_of(q, &weights, context)).collect()
     }
 
     /// Whether [`Self::distributions`] gives `question` a prior when prior group `exclude` is
@@ -536,7 +546,12 @@ impl PopulationPrior {
         (any && total > 0.0 && total.is_finite()).then(|| sum.iter().map(|s| s / total).collect())
     }
 
-    fn prior_of(&self, question: &QuestionRef, weights: &[f64]) -> Result<PriorValue, PriorError> {
+    fn prior_of(
+        &self,
+        question: &QuestionRef,
+        weights: &[f64],
+        context: &[(QuestionRef, &[f64])],
+    ) -> Result<PriorValue, PriorError> {
         let (vector, options, own) = match question {
             QuestionRef::Known(q) => {
                 if let Some(distribution) = self.weighted_mean(*q, weights) {
@@ -547,25 +562,50 @@ impl PopulationPrior {
             QuestionRef::Hidden(q) => (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q)),
             QuestionRef::Unknown { vector, options } => (vector.as_slice(), *options, None),
         };
-        // The nearest known questions with as many options, each with a prior of its own: most
-        // similar first, ties by index, so the choice is deterministic.
-        let nearest: Vec<(usize, Vec<f64>)> = match own.and_then(|q| self.ranked.get(q)) {
-            Some(order) => order
-                .iter()
-                .filter_map(|&i| Some((i as usize, self.weighted_mean(i as usize, weights)?)))
-                .take(self.neighbours)
-                .collect(),
-            None => {
-                let candidates = self.questions.iter().enumerate().filter_map(|(i, q)| {
+        // The group's answer to known question `i`, where its context shows one.
+        let answered = |i: usize| {
+            context.iter().position(|(r, _)| matches!(r, QuestionRef::Known(k) | QuestionRef::Hidden(k) if *k == i))
+        };
+        // Context questions the prior does not know, with as many options (never the question
+        // itself), as candidates: `(position in the context, vector)`.
+        let unknown_context: Vec<(usize, &[f32])> = context
+            .iter()
+            .enumerate()
+            .filter_map(|(c, (r, _))| match r {
+                QuestionRef::Unknown { vector: v, options: o } if *o == options && r != question => {
+                    Some((c, v.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        // A candidate's value: the group's own answer where the context has one, else its prior.
+        let value = |candidate: Neighbour| -> Option<Vec<f64>> {
+            match candidate {
+                Neighbour::Known(i) => match answered(i) {
+                    Some(c) => Some(context[c].1.to_vec()),
+                    None => self.weighted_mean(i, weights),
+                },
+                Neighbour::Context(c) => Some(context[c].1.to_vec()),
+            }
+        };
+        // Most similar first, ties by index (known questions before context ones), so the choice
+        // is deterministic; the ranking cached by `with_ranked_neighbours` where it applies.
+        let ranked: Vec<Neighbour> = match own.and_then(|q| self.ranked.get(q)) {
+            Some(order) if unknown_context.is_empty() => order.iter().map(|&i| Neighbour::Known(i as usize)).collect(),
+            _ => {
+                let n_known = self.questions.len();
+                let known = self.questions.iter().enumerate().filter_map(|(i, q)| {
                     (Some(i) != own && q.n_options() == options).then_some((i, q.vector.as_slice()))
                 });
-                rank_by_similarity(vector, candidates)
+                let shown = unknown_context.iter().map(|&(c, v)| (n_known + c, v));
+                rank_by_similarity(vector, known.chain(shown))
                     .into_iter()
-                    .filter_map(|i| Some((i, self.weighted_mean(i, weights)?)))
-                    .take(self.neighbours)
+                    .map(|i| if i < n_known { Neighbour::Known(i) } else { Neighbour::Context(i - n_known) })
                     .collect()
             }
         };
+        let nearest: Vec<(Neighbour, Vec<f64>)> =
+            ranked.into_iter().filter_map(|n| Some((n, value(n)?))).take(self.neighbours).collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { options });
         }
@@ -573,8 +613,26 @@ impl PopulationPrior {
         for (_, p) in &nearest {
             distribution.iter_mut().zip(p).for_each(|(d, v)| *d += v / nearest.len() as f64);
         }
-        Ok(PriorValue { distribution, source: PriorSource::Nearest(nearest.iter().map(|c| c.0).collect()) })
+        let (mut known, mut shown) = (Vec::new(), Vec::new());
+        for (n, _) in &nearest {
+            match *n {
+                Neighbour::Known(i) => match answered(i) {
+                    Some(c) => shown.push(c),
+                    None => known.push(i),
+                },
+                Neighbour::Context(c) => shown.push(c),
+            }
+        }
+        Ok(PriorValue { distribution, source: PriorSource::Nearest { known, context: shown } })
     }
+}
+
+/// A candidate neighbour of an unknown question: a known question of the prior, or a context
+/// question it does not know (position in the context).
+#[derive(Debug, Clone, Copy)]
+enum Neighbour {
+    Known(usize),
+    Context(usize),
 }
 
 /// The candidates' indices, most similar to `vector` first (similarity: the dot product of unit
@@ -686,7 +744,7 @@ mod tests {
         let rows = [0.1, 1.0, 0.1, 1.0];
         let unknown = p.resolve(None, &rows, 2).unwrap();
         let v = p.distributions(&[], &[unknown], None).unwrap();
-        assert_eq!(v[0].source, PriorSource::Nearest(vec![1, 0]));
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![1, 0], context: vec![] });
         assert!(close(&v[0].distribution, &[(0.4 + 0.5) / 2.0, (0.6 + 0.5) / 2.0]));
         // A known key that nobody answered (q2) and no other 3-option question: a typed error.
         let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
@@ -725,9 +783,9 @@ mod tests {
             // others are q0 (20° away) and q2 (30°), b's answers 0.5 and 0.7, averaged: 0.6. q0
             // hidden: q1 (20°) and q2 (50°), 0.6 and 0.7: 0.65.
             let v = p.distributions(&[], &[QuestionRef::Hidden(1), QuestionRef::Hidden(0)], Some(0)).unwrap();
-            assert_eq!(v[0].source, PriorSource::Nearest(vec![0, 2]));
+            assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0, 2], context: vec![] });
             assert!(close(&v[0].distribution, &[0.6, 0.4]), "{:?}", v[0].distribution);
-            assert_eq!(v[1].source, PriorSource::Nearest(vec![1, 2]));
+            assert_eq!(v[1].source, PriorSource::Nearest { known: vec![1, 2], context: vec![] });
             assert!(close(&v[1].distribution, &[0.65, 0.35]), "{:?}", v[1].distribution);
             // Known questions keep their own answers; the only 3-option question has no other.
             let v = p.distributions(&[], &[QuestionRef::Known(1)], None).unwrap();
@@ -758,5 +816,55 @@ mod tests {
             Err(PriorError::BadAnswer { .. })
         ));
         assert!(PriorKind::KnnGroups { temperature: 0.0 }.validate().is_err());
+    }
+
+    #[test]
+    fn the_groups_own_answers_stand_in_for_its_neighbours() {
+        // The hidden-question geometry above: q0..q3 at 0°, 20°, 50°, 90°; the prior is the
+        // train mean of a and b (q0 0.3, q1 0.4, q2 0.5, q3 0.6 on the first option). q1 hidden,
+        // its 2 nearest others are q0 and q2. The group answered q0 (0.9) in its context: q0's
+        // place takes that answer, q2 keeps the prior's 0.5, so (0.9 + 0.5) / 2 = 0.7.
+        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
+        let questions: Vec<PriorQuestion> = [0.0, 20.0, 50.0, 90.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| question(&alloc::format!("q{i}"), 2, &deg(d)))
+            .collect();
+        let answers = |a: [f64; 4]| a.iter().map(|&x| Some(vec![x, 1.0 - x])).collect::<Vec<_>>();
+        let groups = vec![
+            PriorGroup { name: "a".into(), answers: answers([0.1, 0.2, 0.3, 0.4]) },
+            PriorGroup { name: "b".into(), answers: answers([0.5, 0.6, 0.7, 0.8]) },
+        ];
+        let plain = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 2, 2, questions, groups).unwrap();
+        let ranked = plain.clone().with_ranked_neighbours();
+        let mine = [0.9, 0.1];
+        for p in [&plain, &ranked] {
+            let v = p.distributions(&[(QuestionRef::Known(0), &mine)], &[QuestionRef::Hidden(1)], None).unwrap();
+            assert!(close(&v[0].distribution, &[0.7, 0.3]), "{:?}", v[0].distribution);
+            assert_eq!(v[0].source, PriorSource::Nearest { known: vec![2], context: vec![0] });
+            // A known answered question keeps the population's answer, context or not.
+            let v = p.distributions(&[(QuestionRef::Known(0), &mine)], &[QuestionRef::Known(0)], None).unwrap();
+            assert!(close(&v[0].distribution, &[0.3, 0.7]) && v[0].source == PriorSource::Answered);
+        }
+        // A context question the prior does not know, at 15°: the nearest to an unknown question
+        // at 10° (then q0 at 0°), with the group's answer 0.2: (0.2 + 0.3) / 2 = 0.25.
+        let typed = |d: f64| plain.resolve(None, &[deg(d), deg(d)].concat(), 2).unwrap();
+        let shown = [0.2, 0.8];
+        let v = plain.distributions(&[(typed(15.0), &shown)], &[typed(10.0), typed(15.0)], None).unwrap();
+        assert!(close(&v[0].distribution, &[0.25, 0.75]), "{:?}", v[0].distribution);
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0], context: vec![0] });
+        // The context question itself is never its own neighbour: q0 and q1, (0.3 + 0.4) / 2.
+        assert!(close(&v[1].distribution, &[0.35, 0.65]), "{:?}", v[1].distribution);
+        assert_eq!(v[1].source, PriorSource::Nearest { known: vec![1, 0], context: vec![] });
+        // A context question with another option count is no neighbour.
+        let three = plain.resolve(None, &[deg(10.0), deg(10.0), deg(10.0)].concat(), 3).unwrap();
+        assert_eq!(
+            plain.distributions(&[(three.clone(), &[0.2, 0.3, 0.5])], &[typed(10.0)], None).unwrap()[0].source,
+            PriorSource::Nearest { known: vec![0, 1], context: vec![] }
+        );
+        // …and a 3-option question has only it: the group's answer.
+        let other = plain.resolve(None, &[deg(30.0), deg(30.0), deg(30.0)].concat(), 3).unwrap();
+        let v = plain.distributions(&[(three, &[0.2, 0.3, 0.5])], &[other], None).unwrap();
+        assert!(close(&v[0].distribution, &[0.2, 0.3, 0.5]));
     }
 }

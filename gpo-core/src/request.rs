@@ -119,8 +119,13 @@ pub struct ResponsePrior {
     pub distribution: Vec<f64>,
     /// Where it came from.
     pub source: PriorOrigin,
-    /// For [`PriorOrigin::Nearest`]: the keys of the known questions it averages, nearest first.
+    /// For [`PriorOrigin::Nearest`]: the keys of the known questions whose prior it averages,
+    /// nearest first.
     pub nearest: Vec<String>,
+    /// For [`PriorOrigin::Nearest`]: the context questions (positions in the request's context)
+    /// whose answers it averages: the group's own answers to neighbours it answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<usize>,
 }
 
 impl ResponsePrior {
@@ -128,12 +133,16 @@ impl ResponsePrior {
     pub fn new(value: &PriorValue, prior: &PopulationPrior) -> Self {
         let (source, nearest) = match &value.source {
             PriorSource::Answered => (PriorOrigin::Answered, Vec::new()),
-            PriorSource::Nearest(questions) => (
+            PriorSource::Nearest { known, .. } => (
                 PriorOrigin::Nearest,
-                questions.iter().filter_map(|&q| prior.questions().get(q)).map(|q| q.key.clone()).collect(),
+                known.iter().filter_map(|&q| prior.questions().get(q)).map(|q| q.key.clone()).collect(),
             ),
         };
-        Self { distribution: value.distribution.clone(), source, nearest }
+        let context = match &value.source {
+            PriorSource::Nearest { context, .. } => context.clone(),
+            PriorSource::Answered => Vec::new(),
+        };
+        Self { distribution: value.distribution.clone(), source, nearest, context }
     }
 }
 

@@ -459,14 +459,17 @@ impl GpoModel {
                 Reflect::set(&o, &k.into(), v).map_err(|_| JsError::new("cannot build the result"))
             };
             set("distribution", &Float64Array::from(value.distribution.as_slice()).into())?;
-            let (source, nearest) = match &value.source {
-                PriorSource::Answered => ("answered", Array::new()),
-                PriorSource::Nearest(qs) => {
-                    ("nearest", qs.iter().map(|&q| JsValue::from(table[q].key.as_str())).collect())
-                }
+            let (source, nearest, context) = match &value.source {
+                PriorSource::Answered => ("answered", Array::new(), Array::new()),
+                PriorSource::Nearest { known, context } => (
+                    "nearest",
+                    known.iter().map(|&q| JsValue::from(table[q].key.as_str())).collect(),
+                    context.iter().map(|&c| JsValue::from(c as u32)).collect(),
+                ),
             };
             set("source", &source.into())?;
             set("nearest", &nearest.into())?;
+            set("context", &context.into())?;
             out.push(&o);
         }
         Ok(out)

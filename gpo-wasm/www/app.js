@@ -109,7 +109,9 @@ function inputs(questions, distributions) {
 function priorsOf(context, targets, kind) {
   if (!model.usesPrior) return null;
   return model.priors(context, targets, kind)
-    .map((p) => ({ distribution: Array.from(p.distribution), source: p.source, nearest: p.nearest }));
+    .map((p) => ({
+      distribution: Array.from(p.distribution), source: p.source, nearest: p.nearest, context: Array.from(p.context ?? []),
+    }));
 }
 
 /** Predicts `targetKeys` for `group` from its real answers to `contextKeys`: the tests' entry point. */
@@ -432,10 +434,13 @@ function ruleOf(result) {
   const context = `each group's answers to the ${result.k} bundled questions nearest to it are its context`;
   if (!model.usesPrior) return `This model reads no population prior: it predicts from the question's embedding; ${context}.`;
   if (prior?.source === "nearest") {
+    const own = prior.context?.length ?? 0;
     return `No group of the model's prior answered this question, so its prior is the new-question rule's: the mean `
-      + `${JSON.parse(model.prior).kind === "knn_groups" ? "kNN-groups" : "train-mean"} prior of the ${prior.nearest.length} `
-      + `known questions with ${result.options.length} options nearest to it (${prior.nearest.join(", ")}); the network `
-      + `corrects that prior, and ${context}.`;
+      + `of the ${prior.nearest.length + own} questions with ${result.options.length} options nearest to it, `
+      + `the ${JSON.parse(model.prior).kind === "knn_groups" ? "kNN-groups" : "train-mean"} prior of `
+      + `${prior.nearest.length ? prior.nearest.join(", ") : "none of the known questions"}`
+      + `${own ? ` and, where the group answered a neighbour, its own answer (${own} of them for ${result.groups[0].name})` : ""}; `
+      + `the network corrects that prior, and ${context}.`;
   }
   return `The model's prior groups answered this question: the prior is their answers; ${context}.`;
 }

@@ -111,7 +111,8 @@ impl Predictor for KnnGroups {
 
 /// A new question's prior from its nearest answered questions: the train-group mean of the
 /// [`gpo_core::prior::DEFAULT_NEIGHBOURS`] answered questions most similar to it (cosine of the
-/// mean option embeddings) with as many options, options aligned by position.
+/// mean option embeddings) with as many options, options aligned by position. It reads no group
+/// answer: the context is not given to the rule.
 pub struct NearestQuestion {
     /// The train-group mean over the answered questions; on a new question it is the rule.
     mean: TrainGroupMean,
@@ -138,7 +139,9 @@ impl Predictor for NearestQuestion {
                 task.survey.questions.get(q).map_or("?", |q| q.key.as_str())
             )));
         }
-        prior_predictions(&self.mean.prior, task, episodes)
+        // The population's rule alone: no context answers, so no group's own answers stand in
+        // for neighbours (gpo-core's rule with context does that; kNN groups reads it).
+        episodes.iter().map(|e| Ok(self.mean.prior.distributions(task, e.context_group, &[], &e.targets)?)).collect()
     }
 }
 
