@@ -368,34 +368,111 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
     })
 }
 
+/// Largest number of prior groups a model file may hold.
+pub const MAX_PRIOR_GROUPS: usize = 4_096;
+/// Largest number of prior questions a model file may hold.
+pub const MAX_PRIOR_QUESTIONS: usize = 1 << 20;
+/// Largest number of (group, question) answer slots of a prior, answered or not: a decoded prior
+/// keeps one per pair (24 bytes on 64-bit targets), so its memory before any answer stays under
+/// about 100 MB.
+pub const MAX_PRIOR_SLOTS: usize = 1 << 22;
+
+/// Decodes a stored prior. Every count is checked against the documented limits and the bytes
+/// present before anything is allocated for it (the groups' answer slots, the decoded vectors and
+/// answers), so a file declaring a huge prior is one error, never an allocation failure.
 fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> {
-    let bad = |what: &str| ModelFileError::Prior(what.into());
+    let bad = |field: &str, what: String| ModelFileError::Prior(alloc::format!("`{field}`: {what}"));
+    let (n_g, n_q) = (stored.groups.len(), stored.questions.len());
+    if n_g == 0 || n_g > MAX_PRIOR_GROUPS {
+        return Err(bad("groups", alloc::format!("{n_g} groups, expected 1 to {MAX_PRIOR_GROUPS}")));
+    }
+    if n_q > MAX_PRIOR_QUESTIONS {
+        return Err(bad("questions", alloc::format!("{n_q} questions, at most {MAX_PRIOR_QUESTIONS}")));
+    }
+    let slots = n_g * n_q; // both bounded above: no overflow
+    if slots > MAX_PRIOR_SLOTS {
+        return Err(bad(
+            "answered",
+            alloc::format!(
+                "{n_g} groups × {n_q} questions = {slots} answer slots, more than the {MAX_PRIOR_SLOTS} a model file may hold"
+            ),
+        ));
+    }
     let dim = stored.dim as usize;
-    let n_q = stored.questions.len();
+    if dim == 0 || dim > crate::model::MAX_DIM_X {
+        return Err(bad("dim", alloc::format!("{dim}, expected 1 to {}", crate::model::MAX_DIM_X)));
+    }
+    let neighbours = stored.neighbours as usize;
+    if neighbours == 0 || neighbours > crate::prior::MAX_NEIGHBOURS {
+        return Err(bad("neighbours", alloc::format!("{neighbours}, expected 1 to {}", crate::prior::MAX_NEIGHBOURS)));
+    }
+    let kind: PriorKind = stored.kind.into();
+    kind.validate().map_err(|e| bad("kind", e.to_string()))?;
+    for (q, question) in stored.questions.iter().enumerate() {
+        let options = question.ordinal.len();
+        if options == 0 || options > crate::predictor::MAX_OPTIONS {
+            return Err(bad(
+                "questions",
+                alloc::format!(
+                    "question {q} (`{}`) has {options} options, expected 1 to {}",
+                    question.key,
+                    crate::predictor::MAX_OPTIONS
+                ),
+            ));
+        }
+    }
     let dtype = stored.dtype;
-    if stored.vectors.len()
-        != n_q.checked_mul(dim).and_then(|n| n.checked_mul(dtype.size())).ok_or(bad("size overflow"))?
-    {
-        return Err(bad("question vectors do not match the questions and the dimension"));
+    let vector_bytes = n_q * dim * dtype.size(); // ≤ 2^20 · 2^16 · 4
+    if stored.vectors.len() != vector_bytes {
+        return Err(bad(
+            "vectors",
+            alloc::format!(
+                "{} bytes, expected {vector_bytes} ({n_q} questions × {dim} × {})",
+                stored.vectors.len(),
+                dtype.name()
+            ),
+        ));
     }
-    let vectors = dtype.decode(&stored.vectors).ok_or(bad("question vectors"))?;
-    let n_bits = stored.groups.len().checked_mul(n_q).ok_or(bad("size overflow"))?;
-    if stored.answered.len() != n_bits.div_ceil(8) {
-        return Err(bad("the answered bitmap does not match the groups and questions"));
+    if stored.answered.len() != slots.div_ceil(8) {
+        return Err(bad(
+            "answered",
+            alloc::format!(
+                "{} bytes, expected {} (one bit per {n_g} groups × {n_q} questions)",
+                stored.answered.len(),
+                slots.div_ceil(8)
+            ),
+        ));
     }
-    let values = dtype.decode(&stored.answers).ok_or(bad("answers"))?;
+    let is_answered = |bit: usize| stored.answered[bit / 8] & (1 << (bit % 8)) != 0;
+    if (slots..slots.div_ceil(8) * 8).any(is_answered) {
+        return Err(bad("answered", "bits past the last (group, question) slot are set".into()));
+    }
+    // The answer values the bitmap announces, before they are decoded.
+    let announced: usize =
+        (0..slots).filter(|&bit| is_answered(bit)).map(|bit| stored.questions[bit % n_q].ordinal.len()).sum();
+    if stored.answers.len() != announced * dtype.size() {
+        return Err(bad(
+            "answers",
+            alloc::format!(
+                "{} bytes, the answered bitmap announces {announced} values ({} bytes)",
+                stored.answers.len(),
+                announced * dtype.size()
+            ),
+        ));
+    }
+    let vectors = dtype.decode(&stored.vectors).ok_or(bad("vectors", "not a whole number of values".into()))?;
+    let values = dtype.decode(&stored.answers).ok_or(bad("answers", "not a whole number of values".into()))?;
     let mut at = 0usize;
-    let mut groups = Vec::with_capacity(stored.groups.len());
+    let mut groups = Vec::with_capacity(n_g);
     for (g, name) in stored.groups.into_iter().enumerate() {
         let mut answers = Vec::with_capacity(n_q);
         for (q, question) in stored.questions.iter().enumerate() {
-            let bit = g * n_q + q;
-            if stored.answered[bit / 8] & (1 << (bit % 8)) == 0 {
+            if !is_answered(g * n_q + q) {
                 answers.push(None);
                 continue;
             }
             let k = question.ordinal.len();
-            let p = values.get(at..at + k).ok_or(bad("fewer answer values than the bitmap announces"))?;
+            let p = values.get(at..at + k).ok_or(bad("answers", "fewer values than the bitmap announces".into()))?;
             at += k;
             // f16 values are rounded (2^-11 relative): renormalise them; f32 values are kept as
             // stored, so that an f32 file round-trips f32-representable answers exactly.
@@ -405,9 +482,6 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
                 .push(Some(p.iter().map(|&v| if renormalise { f64::from(v) / sum } else { f64::from(v) }).collect()));
         }
         groups.push(PriorGroup { name, answers });
-    }
-    if at != values.len() {
-        return Err(bad("more answer values than the bitmap announces"));
     }
     let questions = stored
         .questions
@@ -419,7 +493,7 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
             vector: vectors[i * dim..(i + 1) * dim].to_vec(),
         })
         .collect();
-    Ok(PopulationPrior::new(stored.kind.into(), stored.metric, stored.neighbours as usize, dim, questions, groups)?)
+    Ok(PopulationPrior::new(kind, stored.metric, neighbours, dim, questions, groups)?)
 }
 
 /// A decoded (or to-be-encoded) model file.
@@ -553,5 +627,92 @@ impl ModelFile {
     /// Number of scalar parameters.
     pub fn n_parameters(&self) -> usize {
         self.tensors.iter().map(|t| t.values.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::{format, vec};
+
+    const DIM: usize = 8;
+
+    /// A prior model's file with no weights around `prior`: decoding reaches the prior section
+    /// (the parameter count is compared after it).
+    fn sealed(prior: StoredPrior) -> Vec<u8> {
+        let payload = Payload {
+            config: GpoConfig::new(DIM).with_prior(true),
+            metadata: ModelMetadata::new("t", DIM, None),
+            dtype: WeightDType::F32,
+            tensors: Vec::new(),
+            prior: Some(prior),
+        };
+        container::seal(&MAGIC, FORMAT_VERSION, &postcard::to_allocvec(&payload).unwrap())
+    }
+
+    /// `groups × questions` (2 options each), none answered, every count consistent.
+    fn stored(groups: usize, questions: usize) -> StoredPrior {
+        StoredPrior {
+            kind: StoredKind::KnnGroups { temperature: 0.05 },
+            metric: Metric::Wasserstein,
+            neighbours: 5,
+            dim: DIM as u32,
+            dtype: WeightDType::F32,
+            groups: (0..groups).map(|g| format!("g{g}")).collect(),
+            questions: (0..questions)
+                .map(|q| StoredQuestion { key: format!("q{q}"), ordinal: vec![1.0, 2.0] })
+                .collect(),
+            vectors: vec![0; questions * DIM * 4],
+            answered: vec![0; (groups * questions).div_ceil(8)],
+            answers: Vec::new(),
+        }
+    }
+
+    fn error(prior: StoredPrior) -> String {
+        match ModelFile::from_bytes(&sealed(prior)) {
+            Err(e @ (ModelFileError::Prior(_) | ModelFileError::PriorData(_))) => e.to_string(),
+            other => panic!("expected a prior error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_huge_declared_prior_is_one_error_before_anything_is_allocated() {
+        // The reported file: 16,384 groups × 16,384 questions, none answered, its 32 MB bitmap
+        // consistent; it used to ask for 24 bytes per slot (6.4 GB) before any check.
+        assert!(error(stored(16_384, 16_384)).contains("16384 groups, expected 1 to 4096"));
+        let m = error(stored(4_096, 16_384));
+        assert!(m.contains("`answered`") && m.contains("67108864 answer slots"), "{m}");
+        // Within the limits the prior decodes (the missing weights are the next error).
+        assert!(matches!(ModelFile::from_bytes(&sealed(stored(4, 10))), Err(ModelFileError::ParameterCount { .. })));
+    }
+
+    #[test]
+    fn absurd_prior_values_are_refused_and_named() {
+        let mut p = stored(2, 3);
+        p.neighbours = u32::MAX;
+        assert!(error(p).contains("`neighbours`: 4294967295, expected 1 to 1024"));
+        let mut p = stored(2, 3);
+        p.kind = StoredKind::KnnGroups { temperature: 1e-300 };
+        assert!(error(p).contains("`kind`: prior temperature must be between 1e-6 and 1e6"));
+        let mut p = stored(2, 3);
+        p.questions[1].ordinal = vec![1.0, 1e308];
+        let m = error(p);
+        assert!(m.contains("question `q1`") && m.contains("ordinal value 1e308 of option 1"), "{m}");
+        let mut p = stored(2, 3);
+        p.questions[2].ordinal = vec![1.0; 65];
+        assert!(error(p).contains("question 2 (`q2`) has 65 options, expected 1 to 64"));
+        let mut p = stored(2, 3);
+        p.answered[0] |= 1 << 7; // slot 7 of 6
+        assert!(error(p).contains("bits past the last"));
+        let mut p = stored(2, 3);
+        p.answered[0] |= 1; // group 0 answered q0: two values announced, none stored
+        assert!(error(p).contains("`answers`: 0 bytes, the answered bitmap announces 2 values (8 bytes)"));
+        let mut p = stored(2, 3);
+        p.vectors.pop();
+        assert!(error(p).contains("`vectors`: 95 bytes, expected 96"));
+        let mut p = stored(2, 3);
+        p.answered.push(0);
+        assert!(error(p).contains("`answered`: 2 bytes, expected 1"));
+        assert!(error(stored(0, 3)).contains("0 groups"));
     }
 }

@@ -35,6 +35,18 @@ pub const SUM_TOLERANCE: f64 = 1e-3;
 /// Default number of nearest known questions whose priors make an unknown question's prior.
 pub const DEFAULT_NEIGHBOURS: usize = 5;
 
+/// Largest number of nearest questions averaged for an unknown question.
+pub const MAX_NEIGHBOURS: usize = 1_024;
+
+/// The kNN temperature's accepted range: below it every weight but the best group's underflows to
+/// zero (the kNN prior is then its nearest group), above it the weights are uniform (the prior is
+/// the train mean); both are better asked for by name.
+pub const TEMPERATURE_RANGE: core::ops::RangeInclusive<f64> = 1e-6..=1e6;
+
+/// Largest magnitude of an option's ordinal value: Wasserstein distances between groups stay
+/// finite (far below `f64::MAX`) for any answers.
+pub const MAX_ORDINAL: f64 = 1e9;
+
 /// Which population prior a model reads (or a baseline predicts).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -49,11 +61,11 @@ pub enum PriorKind {
 }
 
 impl PriorKind {
-    /// Checks the parameters.
+    /// Checks the parameters: a kNN temperature in [`TEMPERATURE_RANGE`].
     pub fn validate(&self) -> Result<(), PriorError> {
         match *self {
             Self::TrainMean => Ok(()),
-            Self::KnnGroups { temperature } if temperature > 0.0 && temperature.is_finite() => Ok(()),
+            Self::KnnGroups { temperature } if TEMPERATURE_RANGE.contains(&temperature) => Ok(()),
             Self::KnnGroups { temperature } => Err(PriorError::Temperature(temperature)),
         }
     }
@@ -70,12 +82,12 @@ impl PriorKind {
 /// Why a prior cannot be built or computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PriorError {
-    /// A kNN temperature that is not positive and finite.
-    #[error("prior temperature must be positive and finite, got {0}")]
+    /// A kNN temperature outside [`TEMPERATURE_RANGE`].
+    #[error("prior temperature must be between 1e-6 and 1e6, got {0:e}")]
     Temperature(f64),
-    /// `neighbours` is zero.
-    #[error("the number of neighbour questions must be positive")]
-    NoNeighbours,
+    /// `neighbours` is zero or above [`MAX_NEIGHBOURS`].
+    #[error("the number of neighbour questions must be between 1 and 1024, got {0}")]
+    Neighbours(usize),
     /// No prior group.
     #[error("a prior needs at least one group")]
     NoGroups,
@@ -85,7 +97,19 @@ pub enum PriorError {
     /// A question without options or a key.
     #[error("prior question {0}: needs a non-empty key and at least one option")]
     EmptyQuestion(usize),
-    /// An option embedding of the wrong length or with non-finite values.
+    /// An option's ordinal value that is not finite or above [`MAX_ORDINAL`] in magnitude.
+    #[error(
+        "prior question `{key}`: ordinal value {value:e} of option {option} is not a finite number of magnitude at most 1e9"
+    )]
+    Ordinal {
+        /// Question key.
+        key: String,
+        /// Option index.
+        option: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A question vector of the wrong length.
     #[error("prior question `{key}`: {found} embedding values, expected {expected} (one mean option embedding)")]
     VectorLength {
         /// Question key.
@@ -94,6 +118,14 @@ pub enum PriorError {
         found: usize,
         /// Embedding dimension.
         expected: usize,
+    },
+    /// A question vector with a value that is not finite.
+    #[error("prior question `{key}`: embedding value {index} is not finite")]
+    VectorValue {
+        /// Question key.
+        key: String,
+        /// Position of the value.
+        index: usize,
     },
     /// A group's answers do not cover the questions.
     #[error("prior group `{group}`: {found} answer slots for {expected} questions")]
@@ -290,19 +322,27 @@ impl PopulationPrior {
         groups: Vec<PriorGroup>,
     ) -> Result<Self, PriorError> {
         kind.validate()?;
-        if neighbours == 0 {
-            return Err(PriorError::NoNeighbours);
+        if neighbours == 0 || neighbours > MAX_NEIGHBOURS {
+            return Err(PriorError::Neighbours(neighbours));
         }
         if groups.is_empty() {
             return Err(PriorError::NoGroups);
         }
         let mut index = BTreeMap::new();
         for (i, q) in questions.iter().enumerate() {
-            if q.key.is_empty() || q.ordinal.is_empty() || q.ordinal.iter().any(|o| !o.is_finite()) {
+            if q.key.is_empty() || q.ordinal.is_empty() {
                 return Err(PriorError::EmptyQuestion(i));
             }
-            if q.vector.len() != dim || q.vector.iter().any(|v| !v.is_finite()) {
+            if let Some((option, &value)) =
+                q.ordinal.iter().enumerate().find(|(_, o)| !o.is_finite() || o.abs() > MAX_ORDINAL)
+            {
+                return Err(PriorError::Ordinal { key: q.key.clone(), option, value });
+            }
+            if q.vector.len() != dim {
                 return Err(PriorError::VectorLength { key: q.key.clone(), found: q.vector.len(), expected: dim });
+            }
+            if let Some(index) = q.vector.iter().position(|v| !v.is_finite()) {
+                return Err(PriorError::VectorValue { key: q.key.clone(), index });
             }
             if index.insert(q.key.clone(), i).is_some() {
                 return Err(PriorError::DuplicateKey(q.key.clone()));
@@ -866,5 +906,33 @@ mod tests {
         let other = plain.resolve(None, &[deg(30.0), deg(30.0), deg(30.0)].concat(), 3).unwrap();
         let v = plain.distributions(&[(three, &[0.2, 0.3, 0.5])], &[other], None).unwrap();
         assert!(close(&v[0].distribution, &[0.2, 0.3, 0.5]));
+    }
+
+    #[test]
+    fn absurd_priors_are_refused_with_what_and_where() {
+        let build = |kind: PriorKind, neighbours: usize, questions: Vec<PriorQuestion>| {
+            let groups = vec![PriorGroup { name: "a".into(), answers: vec![None; questions.len()] }];
+            PopulationPrior::new(kind, Metric::Wasserstein, neighbours, 2, questions, groups)
+        };
+        let good = || vec![question("q0", 2, &[1.0, 0.0])];
+        let mut nan = good();
+        nan[0].vector[1] = f32::NAN;
+        let e = build(PriorKind::TrainMean, 2, nan).unwrap_err();
+        assert_eq!(e, PriorError::VectorValue { key: "q0".into(), index: 1 });
+        assert_eq!(alloc::format!("{e}"), "prior question `q0`: embedding value 1 is not finite");
+        let mut far = good();
+        far[0].ordinal[1] = -1e308;
+        assert_eq!(
+            build(PriorKind::TrainMean, 2, far).unwrap_err(),
+            PriorError::Ordinal { key: "q0".into(), option: 1, value: -1e308 }
+        );
+        for n in [0, MAX_NEIGHBOURS + 1] {
+            assert_eq!(build(PriorKind::TrainMean, n, good()).unwrap_err(), PriorError::Neighbours(n));
+        }
+        for t in [1e-300, 0.0, -1.0, 1e7, f64::NAN, f64::INFINITY] {
+            let kind = PriorKind::KnnGroups { temperature: t };
+            assert!(matches!(build(kind, 2, good()), Err(PriorError::Temperature(_))), "{t}");
+        }
+        assert!(build(PriorKind::KnnGroups { temperature: 1e-6 }, MAX_NEIGHBOURS, good()).is_ok());
     }
 }

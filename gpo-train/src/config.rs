@@ -309,6 +309,9 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
     at_most(&tr, "steps", t.steps, MAX_STEPS)?;
     at_most(&tr, "eval_every", t.eval_every, MAX_STEPS)?;
     at_most(&tr, "checkpoint_every", t.checkpoint_every, MAX_STEPS)?;
+    if t.eval_every == 0 {
+        return Err(format!("[{tr}] eval_every must be at least 1 (validation every that many updates), got 0"));
+    }
     at_most(&tr, "validation_context", t.validation_context, MAX_QUESTIONS)?;
     at_most(&tr, "groups_per_update", t.groups_per_update.unwrap_or(0), MAX_SYNTHETIC_COUNT)?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
@@ -341,10 +344,8 @@ fn check_data_sizes(data: &DataConfig) -> Result<(), String> {
 fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
     check_sizes(table, model, t)?;
     model.gpo_config(1).validate().map_err(|e| format!("[{table}model] {e}"))?;
-    if let Some(PriorKind::KnnGroups { temperature }) = model.prior
-        && !(temperature > 0.0 && temperature.is_finite())
-    {
-        return Err(format!("[{table}model] prior temperature must be positive, got {temperature}"));
+    if let Some(kind) = model.prior {
+        kind.validate().map_err(|e| format!("[{table}model] {e}"))?;
     }
     if t.steps == 0 {
         return Err(format!("[{table}training] steps must be positive"));
@@ -446,8 +447,14 @@ impl RunConfig {
         if !(e.new_questions > 0.0 && e.new_questions < 1.0) {
             return Err(format!("[evaluation] new_questions must be a fraction in (0, 1), got {}", e.new_questions));
         }
-        if e.knn_temperature.is_nan() || e.knn_temperature <= 0.0 || e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
-            return Err("[evaluation] knn_temperature and ridge_lambda must be positive".into());
+        if !gpo_core::prior::TEMPERATURE_RANGE.contains(&e.knn_temperature) {
+            return Err(format!(
+                "[evaluation] knn_temperature must be between 1e-6 and 1e6, got {:e}",
+                e.knn_temperature
+            ));
+        }
+        if e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
+            return Err("[evaluation] ridge_lambda must be positive".into());
         }
         if let Some(n) = e.max_targets {
             if n == 0 {

@@ -34,10 +34,37 @@ pub fn load_survey(loader: Loader, source: &Path, questions: Option<&Path>) -> R
 }
 
 /// Keeps the named groups, or GPO's default groups for the survey's metric
-/// ([`select_loaded`]).
-pub fn select_groups(loaded: &Loaded, groups: Option<&[String]>) -> (Survey, SelectReport) {
+/// ([`select_loaded`]). Named groups of which none is in the survey are an error naming the
+/// survey's groups (a name or two missing among found ones are listed in the report).
+pub fn select_groups(loaded: &Loaded, groups: Option<&[String]>) -> Result<(Survey, SelectReport), NoGroupFound> {
     let names: Option<Vec<&str>> = groups.map(|names| names.iter().map(String::as_str).collect());
-    select_loaded(loaded, names.as_deref())
+    let (survey, report) = select_loaded(loaded, names.as_deref());
+    if let Some(requested) = groups
+        && report.kept_groups.is_empty()
+    {
+        let mut available: Vec<String> = Vec::new();
+        for g in &loaded.survey.groups {
+            if !available.contains(&g.name) {
+                available.push(g.name.clone());
+            }
+        }
+        return Err(NoGroupFound { requested: requested.to_vec(), available });
+    }
+    Ok((survey, report))
+}
+
+/// None of the requested groups is in the survey.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "none of the requested groups ({}) is a group of the survey; its groups: {}",
+    requested.join(", "),
+    if available.len() > 30 { format!("{}, … ({} in all)", available[..30].join(", "), available.len()) } else { available.join(", ") }
+)]
+pub struct NoGroupFound {
+    /// The names asked for.
+    pub requested: Vec<String>,
+    /// The survey's group names, in order.
+    pub available: Vec<String>,
 }
 
 /// Identification of the embeddings, recorded in exported models.
@@ -122,7 +149,7 @@ pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, Embedd
     for (reason, n) in loaded.skipped_counts() {
         tracing::info!(count = n, %reason, "skipped while loading");
     }
-    let (survey, report) = select_groups(&loaded, groups.as_deref());
+    let (survey, report) = select_groups(&loaded, groups.as_deref()).map_err(|e| format!("[data] groups: {e}"))?;
     tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
     let template: Template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
     let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref()).map_err(|e| e.to_string())?;

@@ -4,4 +4,4 @@ mod encoder;
 mod gpo;
 
 pub use encoder::{ContextAttention, ContextEncoderLayer, ContextEncoderLayerConfig};
-pub use gpo::{ConfigError, Gpo, GpoConfig, GpoOutput};
+pub use gpo::{ConfigError, Gpo, GpoConfig, GpoOutput, MAX_DIM_X};

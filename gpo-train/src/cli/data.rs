@@ -17,7 +17,7 @@ pub fn summary(
     for (reason, n) in loaded.skipped_counts() {
         println!("skipped {n}: {reason}");
     }
-    let (selected, report) = select_groups(&loaded, groups);
+    let (selected, report) = select_groups(&loaded, groups).map_err(|e| anyhow::anyhow!("--groups: {e}"))?;
     println!("\nselection ({}):\n{report}", if groups.is_some() { "requested groups" } else { "GPO's groups" });
     println!("{}", selected.summary());
     Ok(())
@@ -45,7 +45,7 @@ pub fn tidy(
     for (reason, n) in loaded.skipped_counts() {
         eprintln!("skipped {n}: {reason}");
     }
-    let (selected, report) = select_groups(&loaded, groups);
+    let (selected, report) = select_groups(&loaded, groups).map_err(|e| anyhow::anyhow!("--groups: {e}"))?;
     eprint!("{report}");
     gpo_train::data::tidy::write_tidy(&selected, out)?;
     println!("{} ({loader:?}) → {} (tidy)\n{}", source.display(), out.display(), selected.summary());

@@ -34,7 +34,7 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
         .or_else(|| Loader::detect(source))
         .ok_or_else(|| anyhow::anyhow!("{}: cannot tell the format; pass --loader", source.display()))?;
     let loaded = load_survey(loader, source, None)?;
-    let (survey, report) = select_groups(&loaded, None);
+    let (survey, report) = select_groups(&loaded, None)?;
     eprint!("{report}");
     let template = args.template;
     if args.f32 && !args.out.exists() {

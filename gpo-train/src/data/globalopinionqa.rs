@@ -164,6 +164,10 @@ impl Builder {
             self.skipped.push(Skipped { key, group: None, reason: SkipReason::Empty });
             return Ok(None);
         }
+        if options.len() == 1 {
+            self.skipped.push(Skipped { key, group: None, reason: SkipReason::OneOption });
+            return Ok(None);
+        }
         let ordinal = (1..=options.len()).map(|k| k as f64).collect();
         let q = Question { key: key.clone(), text: text.to_string(), options, ordinal };
         check_question(&q)?;

@@ -124,6 +124,8 @@ pub enum SkipReason {
     ZeroSum,
     /// The question has no text or no options (GlobalOpinionQA).
     Empty,
+    /// The question has a single (non-refusal) option: its answer is certain, nothing to predict.
+    OneOption,
 }
 
 impl fmt::Display for SkipReason {
@@ -133,6 +135,7 @@ impl fmt::Display for SkipReason {
             Self::AmbiguousKey => "key repeated in info.csv with different contents",
             Self::ZeroSum => "answer sums to 0 (no non-refusal responses)",
             Self::Empty => "question text or options empty",
+            Self::OneOption => "a single (non-refusal) option: nothing to predict",
         })
     }
 }
@@ -209,8 +212,15 @@ pub(crate) fn check_question(q: &Question) -> Result<(), Issue> {
     if q.key.trim().is_empty() {
         return Err(Issue::new("key", "empty question key"));
     }
-    if q.options.is_empty() {
-        return Err(Issue::new("options", format!("question {} has no options; expected at least 1", q.key)));
+    if q.options.len() < 2 {
+        return Err(Issue::new(
+            "options",
+            format!(
+                "question {} has {} option(s); expected at least 2 (a single option is certain: nothing to predict)",
+                q.key,
+                q.options.len()
+            ),
+        ));
     }
     let mut seen = BTreeSet::new();
     if let Some(dup) = q.options.iter().find(|o| !seen.insert(o.as_str())) {

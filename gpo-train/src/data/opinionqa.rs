@@ -195,6 +195,10 @@ fn read_info(path: &Path) -> Result<Info, DataError> {
             entries.push(Entry::Skip(key, SkipReason::OrdinalLength));
             continue;
         }
+        if options.len() == 1 {
+            entries.push(Entry::Skip(key, SkipReason::OneOption));
+            continue;
+        }
         let q = Question { key, text: cell(text_col).to_string(), options, ordinal };
         check_question(&q).map_err(|issue| issue.at(&csv.path, CsvFile::line(row)))?;
         entries.push(Entry::Ok(q));

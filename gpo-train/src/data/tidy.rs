@@ -108,6 +108,12 @@ struct Partial {
 fn read_answers(path: &Path, questions: &[Question]) -> Result<Vec<Group>, DataError> {
     let csv = CsvFile::read(path)?;
     let [group, attribute, qkey, option, prob] = csv.columns(ANSWER_COLUMNS)?;
+    if csv.rows.is_empty() {
+        return Err(DataError::new(
+            path,
+            "no answer rows after the header; expected one row per (group, question, option)",
+        ));
+    }
     let index: BTreeMap<&str, usize> = questions.iter().enumerate().map(|(i, q)| (q.key.as_str(), i)).collect();
     let mut order: Vec<(String, String)> = Vec::new();
     let mut partial: BTreeMap<(String, String), BTreeMap<usize, Partial>> = BTreeMap::new();

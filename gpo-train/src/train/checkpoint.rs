@@ -111,6 +111,21 @@ impl Checkpoint {
         if !rest.is_empty() {
             return Err(format!("{} bytes after the checkpoint", rest.len()));
         }
+        for (i, point) in checkpoint.curve.iter().enumerate() {
+            let values =
+                [("loss", point.loss), ("validation", point.validation), ("cpu_seconds", Some(point.cpu_seconds))];
+            if let Some((field, Some(value))) = values.into_iter().find(|(_, v)| v.is_some_and(|v| !v.is_finite())) {
+                return Err(format!(
+                    "curve point {i} (update {}): {field} is {value}, not a finite number (the run diverged or the file is corrupt)",
+                    point.step
+                ));
+            }
+        }
+        if let Some((step, score, _)) = &checkpoint.best
+            && !score.is_finite()
+        {
+            return Err(format!("the best model's validation score (update {step}) is {score}, not a finite number"));
+        }
         Ok(checkpoint)
     }
 
@@ -426,5 +441,23 @@ mod tests {
             run(&fresh, true, Some(1)).unwrap();
             assert!(!stale.exists() && fresh.exists());
         }
+    }
+
+    #[test]
+    fn non_finite_curves_are_refused() {
+        for (loss, validation) in
+            [(Some(f64::NAN), None), (None, Some(f64::INFINITY)), (Some(f64::NAN), Some(f64::NAN))]
+        {
+            let mut c = sample();
+            c.curve.push(CurvePoint { step: 1, loss, validation, cpu_seconds: 0.1 });
+            let message = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
+            assert!(
+                message.contains("curve point 1 (update 1)") && message.contains("not a finite number"),
+                "{message}"
+            );
+        }
+        let mut c = sample();
+        c.best = Some((2, f64::NAN, vec![6]));
+        assert!(Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err().contains("best model"));
     }
 }

@@ -98,6 +98,20 @@ fn errors_name_the_missing_file() {
 }
 
 #[test]
+fn groups_that_match_nothing_are_an_error_naming_the_surveys_groups() {
+    let (ok, stdout, stderr) = gpo(&["data", "summary", "fixtures/opinionqa", "--groups", "Nobody,Martians"]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("--groups: none of the requested groups (Nobody, Martians) is a group of the survey")
+            && stderr.contains("its groups: Northeast, South"),
+        "{stderr}"
+    );
+    // One found is a selection; the missing one is listed in the report.
+    let (ok, stdout, stderr) = gpo(&["data", "summary", "fixtures/opinionqa", "--groups", "Democrat,Martians"]);
+    assert!(ok && stdout.contains("Martians"), "{stdout}{stderr}");
+}
+
+#[test]
 fn data_tidy_writes_the_selection_in_the_tidy_format() {
     use gpo_train::data::{globalopinionqa, select, tidy};
     let dir = tempfile::tempdir().unwrap();

@@ -141,6 +141,18 @@ fn bad_ordinal_length() {
 }
 
 #[test]
+fn one_option_questions_and_empty_answers_are_refused() {
+    // A question with a single option: nothing to predict.
+    let one = QUESTIONS.replace("\"[\"\"Yes\"\",\"\"No\"\"]\",\"[1,2]\"", "\"[\"\"Yes\"\"]\",\"[1]\"");
+    let e = error_with(&one, ANSWERS);
+    assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("options")));
+    assert!(e.message.contains("question q1 has 1 option(s); expected at least 2"), "{e}");
+    // answers.csv with its header and no row: no group at all.
+    let e = error_with(QUESTIONS, "group,attribute,question_key,option_index,probability\n");
+    assert!(e.file.ends_with("answers.csv") && e.message.contains("no answer rows"), "{e}");
+}
+
+#[test]
 fn malformed_options() {
     let e = error_with(&QUESTIONS.replace("\"[\"\"Yes\"\",\"\"No\"\"]\"", "\"[\"\"Yes\"\",\"\"No\"\"\""), ANSWERS);
     assert_eq!((e.line, e.field.as_deref()), (Some(2), Some("options")));

@@ -357,6 +357,22 @@ fn hostile_cells_are_errors_naming_file_and_line() {
     assert!(e.starts_with(&format!("{}:3 [references]", wave.join("info.csv").display())), "{e}");
 }
 
+/// A question with one non-refusal option has nothing to predict: the release loaders skip it
+/// with that reason (a tidy survey, the user's own, gets an error: data_tidy.rs).
+#[test]
+fn one_option_questions_are_skipped_by_the_release_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("info.csv"),
+        "key,question,references,option_ordinal\nQ1,q,\"['a', 'Refused']\",[1]\nQ2,r,\"['a', 'b']\",\"[1, 2]\"\n",
+    )
+    .unwrap();
+    let (questions, skipped) = opinionqa::load_questions(dir.path()).unwrap();
+    assert_eq!(questions.iter().map(|q| q.key.as_str()).collect::<Vec<_>>(), ["Q2"]);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!((skipped[0].key.as_str(), skipped[0].reason), ("Q1", gpo_train::data::SkipReason::OneOption));
+}
+
 #[test]
 fn missing_files_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -175,6 +175,11 @@ fn bad_configs_are_clear_errors() {
     check(format!("{}\n[variants.Big.model]\nd_model = 8\n", config_text(5)), "variants.Big");
     let knn = "[variants.knn.model]\nprior = { kind = \"knn_groups\", temperature = -1.0 }\n";
     check(format!("{}\n{knn}", config_text(5)), "[variants.knn.model] prior temperature");
+    let knn = "[variants.knn.model]\nprior = { kind = \"knn_groups\", temperature = 1e-300 }\n";
+    check(format!("{}\n{knn}", config_text(5)), "[variants.knn.model] prior temperature must be between 1e-6 and 1e6");
+    check(config_text(5).replace("eval_every = 50", "eval_every = 0"), "[training] eval_every must be at least 1");
+    let cold = config_text(5).replace("[evaluation]", "[evaluation]\nknn_temperature = 1e-300");
+    check(cold, "[evaluation] knn_temperature must be between 1e-6 and 1e6, got 1e-300");
     let split = "[variants.v.training]\nvalidation = \"groups\"\n";
     check(format!("{}\n{split}", config_text(5)), "[variants.v.training] validation");
 }
