@@ -159,9 +159,12 @@ pub enum PriorError {
     },
     /// An unknown question with an option count no known question has.
     #[error(
-        "no prior for a question with {options} options: no prior group answered it and no known question has {options} options"
+        "no prior for {}: no prior group answered it and no other question with {options} options is known or in the context",
+        match question { Some(key) => alloc::format!("question `{key}` ({options} options)"), None => alloc::format!("a new question with {options} options") }
     )]
     NoNeighbour {
+        /// The question's key, when the prior holds it.
+        question: Option<String>,
         /// Option count.
         options: usize,
     },
@@ -647,7 +650,7 @@ impl PopulationPrior {
         let nearest: Vec<(Neighbour, Vec<f64>)> =
             ranked.into_iter().filter_map(|n| Some((n, value(n)?))).take(self.neighbours).collect();
         if nearest.is_empty() {
-            return Err(PriorError::NoNeighbour { options });
+            return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
         let mut distribution = alloc::vec![0.0; options];
         for (_, p) in &nearest {
@@ -788,7 +791,10 @@ mod tests {
         assert!(close(&v[0].distribution, &[(0.4 + 0.5) / 2.0, (0.6 + 0.5) / 2.0]));
         // A known key that nobody answered (q2) and no other 3-option question: a typed error.
         let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
-        assert_eq!(p.distributions(&[], core::slice::from_ref(&q2), None), Err(PriorError::NoNeighbour { options: 3 }));
+        assert_eq!(
+            p.distributions(&[], core::slice::from_ref(&q2), None),
+            Err(PriorError::NoNeighbour { question: Some("q2".into()), options: 3 })
+        );
         assert!(!p.has_prior(&q2, None));
         assert!(p.has_prior(&unknown_of(&p, 2), None) && !p.has_prior(&unknown_of(&p, 4), None));
         assert!(p.has_prior(&QuestionRef::Known(0), Some(0)) && p.has_prior(&QuestionRef::Known(1), None));
@@ -833,7 +839,7 @@ mod tests {
             assert!(!p.has_prior(&QuestionRef::Hidden(4), None) && p.has_prior(&QuestionRef::Known(4), None));
             assert_eq!(
                 p.distributions(&[], &[QuestionRef::Hidden(4)], None),
-                Err(PriorError::NoNeighbour { options: 3 })
+                Err(PriorError::NoNeighbour { question: Some("q4".into()), options: 3 })
             );
         }
         // Every hidden and unknown prior is the same with and without the ranking.
@@ -934,5 +940,15 @@ mod tests {
             assert!(matches!(build(kind, 2, good()), Err(PriorError::Temperature(_))), "{t}");
         }
         assert!(build(PriorKind::KnnGroups { temperature: 1e-6 }, MAX_NEIGHBOURS, good()).is_ok());
+    }
+
+    #[test]
+    fn a_question_without_prior_is_named() {
+        let p = prior(PriorKind::TrainMean);
+        let q2 = p.resolve(Some("q2"), &[0.0; 6], 3).unwrap();
+        let e = p.distributions(&[], &[q2], None).unwrap_err();
+        assert!(alloc::format!("{e}").starts_with("no prior for question `q2` (3 options): "), "{e}");
+        let e = p.distributions(&[], &[unknown_of(&p, 4)], None).unwrap_err();
+        assert!(alloc::format!("{e}").starts_with("no prior for a new question with 4 options: "), "{e}");
     }
 }

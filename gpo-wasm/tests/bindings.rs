@@ -270,7 +270,7 @@ async fn prior_models_compute_their_priors_from_keys() {
     assert!(message.contains("keys"), "{message}");
     let four = with(targets(&[4], &emb(4, 0.2)), "keys", keys(&["NEW"]));
     let message = rejection(&model, c(), four).await;
-    assert!(message.contains("no prior for a question with 4 options"), "{message}");
+    assert!(message.contains("no prior for a new question with 4 options"), "{message}");
     let wrong = with(targets(&[2], &emb(2, 0.2)), "keys", keys(&["T"]));
     let message = rejection(&model, c(), wrong).await;
     assert!(message.contains("`T` has 2 options here but 3"), "{message}");

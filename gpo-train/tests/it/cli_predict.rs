@@ -138,7 +138,7 @@ fn prior_models_compute_their_prior_from_the_model_file() {
     let four =
         serde_json::json!([[0.0, 0.1, 0.0, 0.1], [1.0, 0.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]);
     let (ok, _, err) = request(serde_json::json!({"embeddings": four}));
-    assert!(!ok && err.contains("no prior for a question with 4 options"), "{err}");
+    assert!(!ok && err.contains("no prior for a new question with 4 options"), "{err}");
     assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "one readable message: {err}");
     // Priors are the model's to compute.
     let (ok, _, err) = request(serde_json::json!({"key": "T", "embeddings": rows, "prior": [0.2, 0.3, 0.5]}));
