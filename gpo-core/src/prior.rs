@@ -20,6 +20,7 @@
 //! neighbour. Where no candidate has that many options the prior is undefined and
 //! [`PriorError::NoNeighbour`] is returned: never a silent uniform.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -621,34 +622,36 @@ impl PopulationPrior {
                 _ => None,
             })
             .collect();
-        // A candidate's value: the group's own answer where the context has one, else its prior.
-        let value = |candidate: Neighbour| -> Option<Vec<f64>> {
+        // A candidate's value: the group's own answer where the context has one (a known question
+        // it answered becomes that context answer), else its prior.
+        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>)> {
             match candidate {
                 Neighbour::Known(i) => match answered(i) {
-                    Some(c) => Some(context[c].1.to_vec()),
-                    None => self.weighted_mean(i, weights),
+                    Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec())),
+                    None => Some((candidate, self.weighted_mean(i, weights)?)),
                 },
-                Neighbour::Context(c) => Some(context[c].1.to_vec()),
+                Neighbour::Context(c) => Some((candidate, context[c].1.to_vec())),
             }
         };
         // Most similar first, ties by index (known questions before context ones), so the choice
-        // is deterministic; the ranking cached by `with_ranked_neighbours` where it applies.
-        let ranked: Vec<Neighbour> = match own.and_then(|q| self.ranked.get(q)) {
-            Some(order) if unknown_context.is_empty() => order.iter().map(|&i| Neighbour::Known(i as usize)).collect(),
+        // is deterministic; the ranking cached by `with_ranked_neighbours` where it applies (read
+        // lazily: only until enough neighbours have a value).
+        let ranked: Box<dyn Iterator<Item = Neighbour> + '_> = match own.and_then(|q| self.ranked.get(q)) {
+            Some(order) if unknown_context.is_empty() => Box::new(order.iter().map(|&i| Neighbour::Known(i as usize))),
             _ => {
                 let n_known = self.questions.len();
                 let known = self.questions.iter().enumerate().filter_map(|(i, q)| {
                     (Some(i) != own && q.n_options() == options).then_some((i, q.vector.as_slice()))
                 });
                 let shown = unknown_context.iter().map(|&(c, v)| (n_known + c, v));
-                rank_by_similarity(vector, known.chain(shown))
-                    .into_iter()
-                    .map(|i| if i < n_known { Neighbour::Known(i) } else { Neighbour::Context(i - n_known) })
-                    .collect()
+                Box::new(
+                    rank_by_similarity(vector, known.chain(shown))
+                        .into_iter()
+                        .map(move |i| if i < n_known { Neighbour::Known(i) } else { Neighbour::Context(i - n_known) }),
+                )
             }
         };
-        let nearest: Vec<(Neighbour, Vec<f64>)> =
-            ranked.into_iter().filter_map(|n| Some((n, value(n)?))).take(self.neighbours).collect();
+        let nearest: Vec<(Neighbour, Vec<f64>)> = ranked.filter_map(value).take(self.neighbours).collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
@@ -659,10 +662,7 @@ impl PopulationPrior {
         let (mut known, mut shown) = (Vec::new(), Vec::new());
         for (n, _) in &nearest {
             match *n {
-                Neighbour::Known(i) => match answered(i) {
-                    Some(c) => shown.push(c),
-                    None => known.push(i),
-                },
+                Neighbour::Known(i) => known.push(i),
                 Neighbour::Context(c) => shown.push(c),
             }
         }
