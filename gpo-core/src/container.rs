@@ -14,7 +14,10 @@
 //! [`Header::read`] reads the header alone (what `gpo inspect` shows of any file); [`open`] checks
 //! a whole file and returns its payload, [`seal`] writes one.
 
+use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::ops::Range;
 
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
@@ -120,6 +123,122 @@ pub fn open<'a>(bytes: &'a [u8], magic: &[u8; 8], versions: &[u32]) -> Result<(u
         return Err(ContainerError::Checksum { stored: header.crc, computed });
     }
     Ok((header.version, payload))
+}
+
+/// A field of a payload that does not decode: which, where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` at byte {offset}: {reason}")]
+pub struct FieldError {
+    /// The field, as [`FieldSpan::field`] names it.
+    pub field: String,
+    /// Where it starts in the file (the header included).
+    pub offset: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A field of a payload and where its bytes lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSpan {
+    /// The field's path, e.g. `config`, `tensors[3].data`, `prior.questions[7].ordinal[1]`; a
+    /// sequence's length is the field `<sequence>.len`.
+    pub field: String,
+    /// Its bytes, as offsets in the file (the header included).
+    pub range: Range<usize>,
+}
+
+/// Reads a postcard payload field by field, so that an error names the field and its offset,
+/// every sequence length is checked against the bytes left before anything is allocated for it,
+/// and (when asked) where each field lies is recorded.
+pub(crate) struct FieldReader<'a, 's> {
+    payload: &'a [u8],
+    at: usize,
+    spans: Option<&'s mut Vec<FieldSpan>>,
+}
+
+impl<'a, 's> FieldReader<'a, 's> {
+    /// A reader at the start of `payload`, recording the fields' spans into `spans` if given.
+    pub(crate) fn new(payload: &'a [u8], spans: Option<&'s mut Vec<FieldSpan>>) -> Self {
+        Self { payload, at: 0, spans }
+    }
+
+    /// The payload offset of the next field.
+    pub(crate) fn at(&self) -> usize {
+        self.at
+    }
+
+    /// An error for the field that starts at payload offset `start`.
+    pub(crate) fn error_at(&self, start: usize, field: String, reason: String) -> FieldError {
+        FieldError { field, offset: HEADER_LEN + start, reason }
+    }
+
+    fn record(&mut self, start: usize, field: impl FnOnce() -> String) {
+        if let Some(spans) = self.spans.as_deref_mut() {
+            spans.push(FieldSpan { field: field(), range: HEADER_LEN + start..HEADER_LEN + self.at });
+        }
+    }
+
+    /// One postcard-encoded value (its name is built only for an error or a recorded span).
+    pub(crate) fn value<T: serde::de::DeserializeOwned>(
+        &mut self,
+        field: impl Fn() -> String,
+    ) -> Result<T, FieldError> {
+        let start = self.at;
+        let (value, rest) = postcard::take_from_bytes::<T>(&self.payload[start..])
+            .map_err(|e| self.error_at(start, field(), postcard_reason(&e)))?;
+        self.at = self.payload.len() - rest.len();
+        self.record(start, field);
+        Ok(value)
+    }
+
+    /// A sequence's length (`what` counts its elements): at most `max`, and at most the bytes
+    /// left (every element takes one byte at least).
+    pub(crate) fn len(&mut self, field: impl Fn() -> String, max: usize, what: &str) -> Result<usize, FieldError> {
+        let start = self.at;
+        let n: u64 = self.value(|| format!("{}.len", field()))?;
+        let left = self.payload.len() - self.at;
+        if n > max as u64 {
+            return Err(self.error_at(start, field(), format!("{n} {what}, at most {max}")));
+        }
+        if n > left as u64 {
+            return Err(self.error_at(start, field(), format!("{n} {what} declared, only {left} bytes follow")));
+        }
+        Ok(n as usize)
+    }
+
+    /// A byte string, borrowed from the payload.
+    pub(crate) fn bytes(&mut self, field: impl Fn() -> String) -> Result<&'a [u8], FieldError> {
+        let n = self.len(&field, usize::MAX, "bytes")?;
+        let start = self.at;
+        self.at += n;
+        self.record(start, field);
+        Ok(&self.payload[start..self.at])
+    }
+
+    /// Nothing may follow the last field.
+    pub(crate) fn finish(&self) -> Result<(), FieldError> {
+        match self.payload.len() - self.at {
+            0 => Ok(()),
+            n => Err(self.error_at(self.at, "end".into(), format!("{n} bytes after the last field"))),
+        }
+    }
+}
+
+/// What a postcard error means for the field being read.
+fn postcard_reason(error: &postcard::Error) -> String {
+    use postcard::Error as E;
+    match error {
+        E::DeserializeUnexpectedEnd => "the payload ends inside it".into(),
+        E::DeserializeBadVarint => "not a valid variable-length integer".into(),
+        E::DeserializeBadBool => "a boolean other than 0 or 1".into(),
+        E::DeserializeBadChar => "not a Unicode character".into(),
+        E::DeserializeBadUtf8 => "text that is not valid UTF-8".into(),
+        E::DeserializeBadOption => "an option tag other than 0 (none) or 1 (some)".into(),
+        E::DeserializeBadEnum | E::SerdeDeCustom => {
+            "a value its type does not take (an unknown variant or a number out of range)".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,21 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+/// `From` conversions into error variants whose message already prints their cause
+/// (`#[error("what failed: {0}")]`). thiserror's `#[from]` would also make the cause the error's
+/// `source`, and a chain printer (anyhow's `{:#}`) would then print it twice.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cause_in_message {
+    ($error:ty { $($variant:ident($cause:ty)),* $(,)? }) => {
+        $(impl From<$cause> for $error {
+            fn from(cause: $cause) -> Self {
+                Self::$variant(cause)
+            }
+        })*
+    };
+}
+
 pub mod batch;
 pub mod container;
 pub mod metrics;
@@ -73,6 +88,7 @@ pub mod text;
 pub mod weights;
 
 pub use batch::{BatchError, Episode, GpoBatch, Question, Side};
+pub use container::{FieldError, FieldSpan};
 pub use model::{Gpo, GpoConfig, GpoOutput};
 pub use model_file::{ModelFile, ModelFileError, ModelMetadata, WeightDType};
 pub use predictor::{PredictError, Prediction, Predictor};

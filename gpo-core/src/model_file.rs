@@ -11,17 +11,19 @@
 //! ordinal values and mean option embedding (for questions no prior group answered); stored as f32
 //! with f32 weights, else as f16. So a `.gpo` file is used with no other file.
 //!
-//! Loading checks every field and returns a [`ModelFileError`]; it never panics, and allocates
-//! only what the checked payload already holds: the configuration's parameter count must equal
-//! the stored values before any model is built.
+//! Loading reads the payload field by field and returns a [`ModelFileError`] that names the field
+//! (and its byte offset) or the tensor; it never panics, and allocates only what the checked
+//! payload already holds: every length is checked against the bytes that follow it, and every
+//! parameter of the configuration must be stored once with its shape before any model is built.
 
+use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use burn::tensor::backend::Backend;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
-use crate::container::{self, ContainerError};
+use crate::container::{self, ContainerError, FieldError, FieldReader, FieldSpan};
 use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
 use crate::prior::{PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion};
@@ -182,12 +184,15 @@ pub enum ModelFileError {
     /// The sealed container is truncated, of another kind or version, or corrupted.
     #[error("{}", container_message(.0))]
     Container(ContainerError),
-    /// The payload does not decode.
+    /// A field of the payload does not decode.
     #[error("payload does not decode: {0}")]
-    Decode(String),
+    Decode(FieldError),
+    /// The file could not be encoded.
+    #[error("cannot encode the model file: {0}")]
+    Encode(String),
     /// The configuration is invalid.
     #[error("invalid model configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// Metadata contradicts the configuration.
     #[error("metadata embedding dimension {metadata} differs from the model's dim_x {config}")]
     Dimension {
@@ -208,17 +213,10 @@ pub enum ModelFileError {
         /// Declared dtype.
         dtype: &'static str,
     },
-    /// The weights do not fit the configuration.
+    /// The weights do not fit the configuration (a tensor missing, unexpected, stored twice or
+    /// of another shape: the tensor is named).
     #[error("weights do not fit the configuration: {0}")]
-    Weights(#[from] WeightError),
-    /// The stored values are not as many as the configuration's parameters.
-    #[error("the configuration has {expected} parameters, the file stores {found} values")]
-    ParameterCount {
-        /// Parameters of the configuration.
-        expected: usize,
-        /// Values stored.
-        found: usize,
-    },
+    Weights(WeightError),
     /// A weight the storage type cannot hold (it would become infinite), or a non-finite one.
     #[error("tensor `{name}`: value {value} cannot be stored as {dtype} (largest magnitude {max})")]
     OutOfRange {
@@ -246,17 +244,24 @@ pub enum ModelFileError {
     Prior(String),
     /// The prior is invalid.
     #[error("prior: {0}")]
-    PriorData(#[from] PriorError),
+    PriorData(PriorError),
 }
 
-#[derive(Serialize, Deserialize)]
+crate::cause_in_message!(ModelFileError {
+    Decode(FieldError),
+    Config(ConfigError),
+    Weights(WeightError),
+    PriorData(PriorError),
+});
+
+#[derive(Serialize)]
 struct StoredTensor {
     name: String,
     shape: Vec<u64>,
     data: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct StoredQuestion {
     key: String,
     ordinal: Vec<f64>,
@@ -288,7 +293,7 @@ impl From<StoredKind> for PriorKind {
 }
 
 /// A [`PopulationPrior`] as stored: group-major answered bitmap and concatenated answers.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct StoredPrior {
     kind: StoredKind,
     metric: Metric,
@@ -305,7 +310,7 @@ struct StoredPrior {
     answers: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Payload {
     config: GpoConfig,
     metadata: ModelMetadata,
@@ -496,6 +501,57 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
     Ok(PopulationPrior::new(kind, stored.metric, neighbours, dim, questions, groups)?)
 }
 
+/// A stored tensor's values, checked against its shape and the dtype.
+fn decode_tensor(
+    name: String,
+    shape: Vec<u64>,
+    data: &[u8],
+    dtype: WeightDType,
+) -> Result<NamedTensor, ModelFileError> {
+    let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let numel = dims.as_ref().and_then(|s| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d)));
+    match (dims, numel.and_then(|n| n.checked_mul(dtype.size()))) {
+        (Some(dims), Some(len)) if len == data.len() => {
+            if let Some(values) = dtype.decode(data) {
+                return Ok(NamedTensor { values, name, shape: dims });
+            }
+        }
+        _ => {}
+    }
+    Err(ModelFileError::TensorBytes { bytes: data.len(), name, shape, dtype: dtype.name() })
+}
+
+/// Reads a stored prior's fields (the counts against the bytes left and the limits; the
+/// consistency of the whole is [`decode_prior`]'s).
+fn read_prior(r: &mut FieldReader<'_, '_>) -> Result<StoredPrior, FieldError> {
+    let kind = r.value(|| "prior.kind".into())?;
+    let metric = r.value(|| "prior.metric".into())?;
+    let neighbours = r.value(|| "prior.neighbours".into())?;
+    let dim = r.value(|| "prior.dim".into())?;
+    let dtype = r.value(|| "prior.dtype".into())?;
+    let n_groups = r.len(|| "prior.groups".into(), MAX_PRIOR_GROUPS, "groups")?;
+    let mut groups = Vec::with_capacity(n_groups);
+    for g in 0..n_groups {
+        groups.push(r.value(|| alloc::format!("prior.groups[{g}]"))?);
+    }
+    let n_questions = r.len(|| "prior.questions".into(), MAX_PRIOR_QUESTIONS, "questions")?;
+    let mut questions = Vec::with_capacity(n_questions);
+    for q in 0..n_questions {
+        let key = r.value(|| alloc::format!("prior.questions[{q}].key"))?;
+        let options =
+            r.len(|| alloc::format!("prior.questions[{q}].ordinal"), crate::predictor::MAX_OPTIONS, "options")?;
+        let mut ordinal = Vec::with_capacity(options);
+        for o in 0..options {
+            ordinal.push(r.value(|| alloc::format!("prior.questions[{q}].ordinal[{o}]"))?);
+        }
+        questions.push(StoredQuestion { key, ordinal });
+    }
+    let vectors = r.bytes(|| "prior.vectors".into())?.to_vec();
+    let answered = r.bytes(|| "prior.answered".into())?.to_vec();
+    let answers = r.bytes(|| "prior.answers".into())?.to_vec();
+    Ok(StoredPrior { kind, metric, neighbours, dim, dtype, groups, questions, vectors, answered, answers })
+}
+
 /// A decoded (or to-be-encoded) model file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelFile {
@@ -544,7 +600,7 @@ impl ModelFile {
         let prior = self.prior.as_ref().map(|p| encode_prior(p, self.dtype)).transpose()?;
         let payload =
             Payload { config: self.config.clone(), metadata: self.metadata.clone(), dtype: self.dtype, tensors, prior };
-        let payload = postcard::to_allocvec(&payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
+        let payload = postcard::to_allocvec(&payload).map_err(|e| ModelFileError::Encode(e.to_string()))?;
         Ok(container::seal(&MAGIC, FORMAT_VERSION, &payload))
     }
 
@@ -555,11 +611,7 @@ impl ModelFile {
         if self.metadata.embedding_dim != self.config.dim_x as u64 {
             return Err(ModelFileError::Dimension { metadata: self.metadata.embedding_dim, config: self.config.dim_x });
         }
-        let found = self.tensors.iter().fold(0usize, |n, t| n.saturating_add(t.values.len()));
-        let expected = self.config.n_parameters();
-        if found != expected {
-            return Err(ModelFileError::ParameterCount { expected, found });
-        }
+        self.check_tensors()?;
         if self.config.prior != self.prior.is_some() {
             return Err(ModelFileError::PriorPresence { config_reads_prior: self.config.prior });
         }
@@ -575,43 +627,91 @@ impl ModelFile {
         Ok(())
     }
 
+    /// Every parameter of the configuration is stored once, with its shape and as many values,
+    /// and nothing else is: the first tensor that is not is named.
+    fn check_tensors(&self) -> Result<(), ModelFileError> {
+        let expected = self.config.parameter_shapes()?;
+        let mut stored = BTreeMap::new();
+        for t in &self.tensors {
+            if t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(t.values.len()) {
+                return Err(WeightError::Length {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    found: t.values.len(),
+                }
+                .into());
+            }
+            if stored.insert(t.name.as_str(), t).is_some() {
+                return Err(WeightError::Duplicate(t.name.clone()).into());
+            }
+        }
+        for (name, shape) in expected {
+            match stored.remove(name.as_str()) {
+                None => return Err(WeightError::Missing(name).into()),
+                Some(t) if t.shape != shape => {
+                    return Err(WeightError::Shape { name, expected: shape, found: t.shape.clone() }.into());
+                }
+                Some(_) => {}
+            }
+        }
+        match stored.keys().next() {
+            Some(extra) => Err(WeightError::Unexpected(extra.to_string()).into()),
+            None => Ok(()),
+        }
+    }
+
     /// Decodes and checks a file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelFileError> {
+        Self::read(bytes, None)
+    }
+
+    /// Every field of a valid file and where its bytes lie, in file order: the spans are
+    /// contiguous from the end of the container header to the end of the file. For tools that
+    /// show or mutate a file's structure (the fuzz tests change counts, bitmaps and values in
+    /// place). Fails as [`Self::from_bytes`] does.
+    ///
+    /// The fields: `config`, `metadata`, `dtype`, `tensors.len`, then per tensor
+    /// `tensors[i].name`, `.shape`, `.data.len`, `.data`; `prior` (the option tag), then for a
+    /// prior model `prior.kind`, `prior.metric`, `prior.neighbours`, `prior.dim`, `prior.dtype`,
+    /// `prior.groups.len`, `prior.groups[g]`, `prior.questions.len`, `prior.questions[q].key`,
+    /// `prior.questions[q].ordinal.len`, `prior.questions[q].ordinal[o]`, and `prior.vectors`,
+    /// `prior.answered` and `prior.answers`, each after its `.len`.
+    pub fn layout(bytes: &[u8]) -> Result<Vec<FieldSpan>, ModelFileError> {
+        let mut spans = Vec::new();
+        Self::read(bytes, Some(&mut spans))?;
+        Ok(spans)
+    }
+
+    /// Decodes a file field by field (so that an error names the field and its byte offset, and
+    /// every count is checked against the bytes left before anything is allocated for it).
+    fn read(bytes: &[u8], spans: Option<&mut Vec<FieldSpan>>) -> Result<Self, ModelFileError> {
         let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(ModelFileError::Container)?;
-        let (decoded, rest): (Payload, _) =
-            postcard::take_from_bytes(payload).map_err(|e| ModelFileError::Decode(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(ModelFileError::Decode(alloc::format!("{} trailing bytes", rest.len())));
+        let mut r = FieldReader::new(payload, spans);
+        let config: GpoConfig = r.value(|| "config".into())?;
+        let parameters = config.parameter_shapes()?.len();
+        let metadata: ModelMetadata = r.value(|| "metadata".into())?;
+        let dtype: WeightDType = r.value(|| "dtype".into())?;
+        let n = r.len(|| "tensors".into(), usize::MAX, "tensors")?;
+        // A count past the configuration's is kept for the check that names the extra tensor,
+        // but allocates nothing in advance.
+        let mut tensors = Vec::with_capacity(n.min(parameters));
+        for i in 0..n {
+            let name: String = r.value(|| alloc::format!("tensors[{i}].name"))?;
+            let shape: Vec<u64> = r.value(|| alloc::format!("tensors[{i}].shape"))?;
+            let data = r.bytes(|| alloc::format!("tensors[{i}].data"))?;
+            tensors.push(decode_tensor(name, shape, data, dtype)?);
         }
-        decoded.config.validate()?;
-        let dtype = decoded.dtype;
-        let tensors = decoded
-            .tensors
-            .into_iter()
-            .map(|t| {
-                let shape: Option<Vec<usize>> = t.shape.iter().map(|&d| usize::try_from(d).ok()).collect();
-                let numel = shape.as_ref().and_then(|s| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d)));
-                match (shape, numel.and_then(|n| n.checked_mul(dtype.size()))) {
-                    (Some(shape), Some(len)) if len == t.data.len() => match dtype.decode(&t.data) {
-                        Some(values) => Ok(NamedTensor { values, name: t.name, shape }),
-                        None => Err(ModelFileError::TensorBytes {
-                            bytes: t.data.len(),
-                            name: t.name,
-                            shape: t.shape,
-                            dtype: dtype.name(),
-                        }),
-                    },
-                    _ => Err(ModelFileError::TensorBytes {
-                        bytes: t.data.len(),
-                        name: t.name,
-                        shape: t.shape,
-                        dtype: dtype.name(),
-                    }),
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let prior = decoded.prior.map(decode_prior).transpose()?;
-        let file = Self { config: decoded.config, metadata: decoded.metadata, dtype, tensors, prior };
+        let start = r.at();
+        let prior = match r.value::<u8>(|| "prior".into())? {
+            0 => None,
+            1 => Some(decode_prior(read_prior(&mut r)?)?),
+            tag => {
+                let reason = alloc::format!("option tag {tag}, expected 0 (no prior) or 1");
+                return Err(r.error_at(start, "prior".into(), reason).into());
+            }
+        };
+        r.finish()?;
+        let file = Self { config, metadata, dtype, tensors, prior };
         file.check()?;
         Ok(file)
     }
@@ -670,7 +770,9 @@ mod tests {
 
     fn error(prior: StoredPrior) -> String {
         match ModelFile::from_bytes(&sealed(prior)) {
-            Err(e @ (ModelFileError::Prior(_) | ModelFileError::PriorData(_))) => e.to_string(),
+            Err(e @ (ModelFileError::Prior(_) | ModelFileError::PriorData(_) | ModelFileError::Decode(_))) => {
+                e.to_string()
+            }
             other => panic!("expected a prior error, got {other:?}"),
         }
     }
@@ -679,11 +781,174 @@ mod tests {
     fn a_huge_declared_prior_is_one_error_before_anything_is_allocated() {
         // The reported file: 16,384 groups × 16,384 questions, none answered, its 32 MB bitmap
         // consistent; it used to ask for 24 bytes per slot (6.4 GB) before any check.
-        assert!(error(stored(16_384, 16_384)).contains("16384 groups, expected 1 to 4096"));
+        let m = error(stored(16_384, 16_384));
+        assert!(m.contains("`prior.groups` at byte") && m.contains("16384 groups, at most 4096"), "{m}");
         let m = error(stored(4_096, 16_384));
         assert!(m.contains("`answered`") && m.contains("67108864 answer slots"), "{m}");
         // Within the limits the prior decodes (the missing weights are the next error).
-        assert!(matches!(ModelFile::from_bytes(&sealed(stored(4, 10))), Err(ModelFileError::ParameterCount { .. })));
+        let m = ModelFile::from_bytes(&sealed(stored(4, 10))).unwrap_err().to_string();
+        assert_eq!(m, "weights do not fit the configuration: missing parameter `embedder.0.weight`");
+    }
+
+    /// A valid file of a small model, with or without a prior.
+    fn valid(prior: bool) -> Vec<u8> {
+        let config =
+            GpoConfig::new(DIM).with_d_model(4).with_d_ff(4).with_n_heads(2).with_n_layers(1).with_prior(prior);
+        let model = config.init_seeded::<burn_ndarray::NdArray<f32>>(&Default::default(), 3).unwrap();
+        let prior = prior.then(|| {
+            let q = |key: &str| PriorQuestion::new(key, vec![1.0, 2.0], &[0.5; 2 * DIM], DIM);
+            let groups = vec![PriorGroup { name: "g".into(), answers: vec![Some(vec![0.25, 0.75]), None] }];
+            PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 1, DIM, vec![q("A"), q("B")], groups)
+                .unwrap()
+        });
+        ModelFile::from_model(&model, &config, ModelMetadata::new("t", DIM, None), WeightDType::F32, prior)
+            .to_bytes()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_parameter_list_is_the_models() {
+        let device = Default::default();
+        for (prior, emb_depth, n_layers) in [(false, 2, 1), (true, 3, 2), (false, 2, 0)] {
+            let config = GpoConfig::new(5)
+                .with_d_model(4)
+                .with_d_ff(6)
+                .with_n_heads(2)
+                .with_emb_depth(emb_depth)
+                .with_n_layers(n_layers)
+                .with_prior(prior);
+            let listed = match config.parameter_shapes() {
+                Ok(listed) => listed,
+                Err(e) => {
+                    assert_eq!(n_layers, 0, "{e}");
+                    continue;
+                }
+            };
+            let model = config.init::<burn_ndarray::NdArray<f32>>(&device).unwrap();
+            let built: Vec<_> = named_tensors(&model).into_iter().map(|t| (t.name, t.shape)).collect();
+            assert_eq!(listed, built);
+            assert_eq!(listed.iter().map(|(_, s)| s.iter().product::<usize>()).sum::<usize>(), config.n_parameters());
+        }
+    }
+
+    #[test]
+    fn the_layout_covers_the_payload_field_by_field() {
+        for prior in [false, true] {
+            let bytes = valid(prior);
+            let spans = ModelFile::layout(&bytes).unwrap();
+            assert_eq!(spans[0].range.start, container::HEADER_LEN);
+            assert_eq!(spans.last().unwrap().range.end, bytes.len());
+            assert!(spans.windows(2).all(|w| w[0].range.end == w[1].range.start));
+            let names: Vec<&str> = spans.iter().map(|s| s.field.as_str()).collect();
+            assert_eq!(names[..5], ["config", "metadata", "dtype", "tensors.len", "tensors[0].name"]);
+            assert_eq!(names.contains(&"prior.answered"), prior);
+            assert_eq!(names.contains(&"prior.questions[1].ordinal[1]"), prior);
+        }
+    }
+
+    /// `bytes` with the field `field`'s bytes replaced by `with` (the container resealed).
+    fn replaced(bytes: &[u8], field: &str, with: &[u8]) -> Vec<u8> {
+        let spans = ModelFile::layout(bytes).unwrap();
+        let span = &spans.iter().find(|s| s.field == field).unwrap().range;
+        let mut payload = bytes[container::HEADER_LEN..span.start].to_vec();
+        payload.extend_from_slice(with);
+        payload.extend_from_slice(&bytes[span.end..]);
+        container::seal(&MAGIC, FORMAT_VERSION, &payload)
+    }
+
+    fn decode_error(bytes: &[u8]) -> String {
+        ModelFile::from_bytes(bytes).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_field_that_does_not_decode_is_named_with_its_offset() {
+        let bytes = valid(true);
+        let offset = |field: &str| {
+            ModelFile::layout(&bytes).unwrap().into_iter().find(|s| s.field == field).unwrap().range.start
+        };
+        // An unknown dtype (postcard's "Serde Deserialization Error").
+        let m = decode_error(&replaced(&bytes, "dtype", &[7]));
+        assert_eq!(
+            m,
+            format!(
+                "payload does not decode: `dtype` at byte {}: a value its type does not take (an unknown variant or a number out of range)",
+                offset("dtype")
+            )
+        );
+        // A count of 2^60 (postcard said "Tried to parse invalid utf-8").
+        let huge = postcard::to_allocvec(&(1u64 << 60)).unwrap();
+        let m = decode_error(&replaced(&bytes, "prior.groups.len", &huge));
+        assert!(m.contains("`prior.groups`") && m.contains("1152921504606846976 groups, at most 4096"), "{m}");
+        let m = decode_error(&replaced(&bytes, "tensors.len", &huge));
+        assert!(m.contains("`tensors`") && m.contains("1152921504606846976 tensors declared, only"), "{m}");
+        let m = decode_error(&replaced(&bytes, "prior.answers.len", &huge));
+        assert!(m.contains("`prior.answers`") && m.contains("bytes declared, only"), "{m}");
+        // Text that is not UTF-8, an option tag, a truncated payload, trailing bytes.
+        let m = decode_error(&replaced(&bytes, "prior.groups[0]", &[1, 0xFF]));
+        assert!(m.contains("`prior.groups[0]`") && m.ends_with("text that is not valid UTF-8"), "{m}");
+        let m = decode_error(&replaced(&bytes, "prior", &[2]));
+        assert!(m.contains("`prior`") && m.ends_with("option tag 2, expected 0 (no prior) or 1"), "{m}");
+        let mut cut = bytes[container::HEADER_LEN..offset("prior.answers.len")].to_vec();
+        cut.push(9);
+        let m = decode_error(&container::seal(&MAGIC, FORMAT_VERSION, &cut));
+        assert!(m.contains("`prior.answers`") && m.ends_with("9 bytes declared, only 0 bytes follow"), "{m}");
+        let mut long = bytes[container::HEADER_LEN..].to_vec();
+        long.extend_from_slice(&[0, 0]);
+        let m = decode_error(&container::seal(&MAGIC, FORMAT_VERSION, &long));
+        assert!(m.contains("`end`") && m.ends_with("2 bytes after the last field"), "{m}");
+    }
+
+    #[test]
+    fn a_cause_is_printed_or_returned_as_source_not_both() {
+        use crate::PredictError;
+        use core::error::Error;
+        let config = || ConfigError::Zero { field: "d_model" };
+        let errors: [&dyn Error; 5] = [
+            &ModelFileError::from(config()),
+            &ModelFileError::from(WeightError::Missing("x".into())),
+            &ModelFileError::from(PriorError::Neighbours(0)),
+            &PredictError::from(ModelFileError::from(config())),
+            &PredictError::from(PriorError::Neighbours(0)),
+        ];
+        for error in errors {
+            // What a chain printer shows (anyhow's `{:#}`): each error, then its sources.
+            let mut printed = error.to_string();
+            let mut current = Some(error);
+            while let Some(e) = current {
+                if let Some(cause) = e.source() {
+                    assert!(!e.to_string().contains(&cause.to_string()), "`{e}` prints its source `{cause}`");
+                    printed = format!("{printed}: {cause}");
+                }
+                current = e.source();
+            }
+            assert!(printed.matches("must be positive").count() <= 1, "{printed}");
+        }
+    }
+
+    #[test]
+    fn a_missing_duplicated_or_misshapen_tensor_is_named() {
+        let file = ModelFile::from_bytes(&valid(false)).unwrap();
+        // Encoding and decoding share the check.
+        let error =
+            |tensors: Vec<NamedTensor>| ModelFile { tensors, ..file.clone() }.to_bytes().unwrap_err().to_string();
+        let mut t = file.tensors.clone();
+        let gone = t.remove(3);
+        assert_eq!(error(t), format!("weights do not fit the configuration: missing parameter `{}`", gone.name));
+        let mut t = file.tensors.clone();
+        t.push(t[5].clone());
+        assert_eq!(
+            error(t),
+            format!("weights do not fit the configuration: parameter `{}` is stored twice", file.tensors[5].name)
+        );
+        let mut t = file.tensors.clone();
+        t[0].name = "embedder.9.weight".into();
+        assert!(error(t).contains("missing parameter `embedder.0.weight`"));
+        let mut t = file.tensors.clone();
+        t.push(NamedTensor { name: "extra".into(), shape: vec![1], values: vec![0.0] });
+        assert_eq!(error(t), "weights do not fit the configuration: unexpected parameter `extra`");
+        let mut t = file.tensors.clone();
+        t[1].shape = vec![t[1].values.len(), 1];
+        assert!(error(t).contains(&format!("parameter `{}` has shape", file.tensors[1].name)));
     }
 
     #[test]
@@ -700,7 +965,11 @@ mod tests {
         assert!(m.contains("question `q1`") && m.contains("ordinal value 1e308 of option 1"), "{m}");
         let mut p = stored(2, 3);
         p.questions[2].ordinal = vec![1.0; 65];
-        assert!(error(p).contains("question 2 (`q2`) has 65 options, expected 1 to 64"));
+        let m = error(p);
+        assert!(m.contains("`prior.questions[2].ordinal` at byte") && m.ends_with("65 options, at most 64"), "{m}");
+        let mut p = stored(2, 3);
+        p.questions[2].ordinal = vec![];
+        assert!(error(p).contains("question 2 (`q2`) has 0 options, expected 1 to 64"));
         let mut p = stored(2, 3);
         p.answered[0] |= 1 << 7; // slot 7 of 6
         assert!(error(p).contains("bits past the last"));

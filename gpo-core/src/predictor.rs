@@ -40,13 +40,13 @@ pub const TARGET_CHUNK_TOKENS: usize = 2_048;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PredictError {
     /// The model file cannot be used.
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] ModelFileError),
     /// A question does not fit the model.
-    #[error("{0}")]
+    #[error(transparent)]
     Batch(#[from] BatchError),
     /// The prior cannot be computed.
-    #[error("{0}")]
+    #[error(transparent)]
     Prior(#[from] PriorError),
     /// The request is larger than the documented limits.
     #[error("{what}: {found} is more than the limit of {max}")]

@@ -29,6 +29,9 @@ pub enum WeightError {
     /// The set has a tensor that the module does not.
     #[error("unexpected parameter `{0}`")]
     Unexpected(String),
+    /// The set holds a tensor twice.
+    #[error("parameter `{0}` is stored twice")]
+    Duplicate(String),
     /// A tensor's shape differs from the parameter's.
     #[error("parameter `{name}` has shape {found:?}, expected {expected:?}")]
     Shape {
@@ -196,7 +199,7 @@ pub fn load_named_tensors<B: Backend, M: Module<B>>(module: M, tensors: &[NamedT
             return Err(WeightError::NonFinite(tensor.name.clone()));
         }
         if by_name.insert(tensor.name.as_str(), tensor).is_some() {
-            return Err(WeightError::Unexpected(tensor.name.clone()));
+            return Err(WeightError::Duplicate(tensor.name.clone()));
         }
     }
     let mut loader = Loader { path: PathStack::default(), tensors: by_name, used: BTreeSet::new(), error: None };

@@ -38,13 +38,13 @@ pub enum RunError {
     Config(String),
     /// A split is impossible.
     #[error("split: {0}")]
-    Split(#[from] SplitError),
+    Split(SplitError),
     /// Training failed.
     #[error("training: {0}")]
-    Train(#[from] TrainError),
+    Train(TrainError),
     /// Evaluation failed.
     #[error("evaluation: {0}")]
-    Eval(#[from] EvalError),
+    Eval(EvalError),
     /// The exported model could not be encoded.
     #[error("export: {0}")]
     Export(String),
@@ -57,6 +57,12 @@ pub enum RunError {
         error: std::io::Error,
     },
 }
+
+gpo_core::cause_in_message!(RunError {
+    Split(SplitError),
+    Train(TrainError),
+    Eval(EvalError),
+});
 
 /// Loads the survey and its embeddings as the config says.
 pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), RunError> {
@@ -586,4 +592,31 @@ fn ask_llm<B: Backend>(
 /// `runs/<name>` under `root`.
 pub fn run_dir(root: &Path, config: &RunConfig) -> PathBuf {
     root.join(&config.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{LlmError, gguf::GgufError};
+    use gpo_core::model::ConfigError;
+
+    /// The reported `dim must be positive` three times: an error that prints its cause must not
+    /// also return it as `source`, or the binary's `{:#}` chain prints it again.
+    #[test]
+    fn the_command_line_prints_each_cause_once() {
+        let zero = || ConfigError::Zero { field: "d_model" };
+        let errors: Vec<anyhow::Error> = vec![
+            RunError::from(TrainError::from(zero())).into(),
+            RunError::from(TrainError::from(EvalError::from(gpo_core::PredictError::from(
+                gpo_core::ModelFileError::from(zero()),
+            ))))
+            .into(),
+            RunError::from(EvalError::from(gpo_core::PriorError::Neighbours(0))).into(),
+            LlmError::gguf(Path::new("m.gguf"))(GgufError::Header("bad magic".into())).into(),
+        ];
+        for (error, cause) in errors.iter().zip(["must be positive", "must be positive", "neighbour", "bad magic"]) {
+            let printed = format!("{error:#}");
+            assert_eq!(printed.matches(cause).count(), 1, "{printed}");
+        }
+    }
 }

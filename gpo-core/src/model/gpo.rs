@@ -6,7 +6,9 @@
 //! gives `(μ_raw, log σ)` per target option. `μ_raw` is softmaxed over the options of each target
 //! question separately; `σ = exp(log σ)`.
 
+use alloc::string::String;
 use alloc::vec::Vec;
+use alloc::{format, vec};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -171,6 +173,39 @@ impl GpoConfig {
             .saturating_add(self.n_layers.saturating_mul(layer))
             .saturating_add(linear(d, ff))
             .saturating_add(linear(ff, 2))
+    }
+
+    /// The name and shape of every parameter of the model this configuration builds, in the
+    /// order [`crate::weights::named_tensors`] lists them: what a model file must store. Fails on an
+    /// invalid configuration (so that the list is bounded by the documented limits).
+    pub fn parameter_shapes(&self) -> Result<Vec<(String, Vec<usize>)>, ConfigError> {
+        self.validate()?;
+        let (d, ff) = (self.d_model, self.d_ff);
+        let mut shapes = Vec::new();
+        let linear = |shapes: &mut Vec<_>, name: &str, i: usize, o: usize| {
+            shapes.push((format!("{name}.weight"), vec![i, o]));
+            shapes.push((format!("{name}.bias"), vec![o]));
+        };
+        let norm = |shapes: &mut Vec<_>, name: &str| {
+            shapes.push((format!("{name}.gamma"), vec![d]));
+            shapes.push((format!("{name}.beta"), vec![d]));
+        };
+        linear(&mut shapes, "embedder.0", self.dim_x + if self.prior { 2 } else { 1 }, d);
+        for i in 1..self.emb_depth {
+            linear(&mut shapes, &format!("embedder.{i}"), d, d);
+        }
+        for l in 0..self.n_layers {
+            for part in ["query", "key", "value", "output"] {
+                linear(&mut shapes, &format!("layers.{l}.attention.{part}"), d, d);
+            }
+            norm(&mut shapes, &format!("layers.{l}.norm_1"));
+            linear(&mut shapes, &format!("layers.{l}.feed_forward.linear_inner"), d, ff);
+            linear(&mut shapes, &format!("layers.{l}.feed_forward.linear_outer"), ff, d);
+            norm(&mut shapes, &format!("layers.{l}.norm_2"));
+        }
+        linear(&mut shapes, "head_hidden", d, ff);
+        linear(&mut shapes, "head_out", ff, 2);
+        Ok(shapes)
     }
 
     /// Builds the model on `device` with weights drawn from `seed`: the same seed gives the same

@@ -31,7 +31,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::{BertConfig, EncoderError, EncoderSpec, SentenceEncoder};
-use crate::container::{self, ContainerError};
+use crate::container::{self, ContainerError, FieldError, FieldReader};
 use crate::weights::NamedTensor;
 
 /// First bytes of every encoder file.
@@ -92,16 +92,21 @@ pub enum EncoderFileError {
     /// The container is damaged, of another kind or of another version.
     #[error("{}", container_message(.0))]
     Container(ContainerError),
-    /// The payload does not decode.
+    /// A field of the payload does not decode.
     #[error("encoder file: payload does not decode: {0}")]
-    Decode(String),
+    Decode(FieldError),
+    /// The file could not be encoded.
+    #[error("encoder file: cannot encode: {0}")]
+    Encode(String),
     /// The payload decodes but is inconsistent (the field or tensor is named).
     #[error("encoder file: {0}")]
     Invalid(String),
     /// The encoder it describes cannot be built.
     #[error("encoder file: {0}")]
-    Encoder(#[from] EncoderError),
+    Encoder(EncoderError),
 }
+
+crate::cause_in_message!(EncoderFileError { Decode(FieldError), Encoder(EncoderError) });
 
 fn container_message(error: &ContainerError) -> String {
     match error {
@@ -116,7 +121,7 @@ fn container_message(error: &ContainerError) -> String {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct StoredTensor {
     name: String,
     shape: Vec<u64>,
@@ -126,7 +131,7 @@ struct StoredTensor {
     scales: Vec<u8>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Payload {
     id: String,
     config: BertConfig,
@@ -205,18 +210,37 @@ impl EncoderFile {
             dtype: self.dtype,
             tensors,
         };
-        let payload = postcard::to_allocvec(&payload).map_err(|e| EncoderFileError::Decode(e.to_string()))?;
+        let payload = postcard::to_allocvec(&payload).map_err(|e| EncoderFileError::Encode(e.to_string()))?;
         Ok(container::seal(&MAGIC, FORMAT_VERSION, &payload))
     }
 
     /// Decodes and checks a file; nothing is allocated beyond what the checked payload holds.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EncoderFileError> {
         let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(EncoderFileError::Container)?;
-        let (decoded, rest): (Payload, _) =
-            postcard::take_from_bytes(payload).map_err(|e| EncoderFileError::Decode(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(EncoderFileError::Decode(format!("{} trailing bytes", rest.len())));
+        // Field by field: an error names the field and its offset, and no length is trusted
+        // beyond the bytes that follow it.
+        let mut r = FieldReader::new(payload, None);
+        let id = r.value(|| "id".into())?;
+        let config: BertConfig = r.value(|| "config".into())?;
+        config.validate()?;
+        let max_seq_length = r.value(|| "max_seq_length".into())?;
+        let normalize = r.value(|| "normalize".into())?;
+        let tokenizer_json = r.bytes(|| "tokenizer_json".into())?.to_vec();
+        let dtype = r.value(|| "dtype".into())?;
+        let n = r.len(|| "tensors".into(), usize::MAX, "tensors")?;
+        // A count past the configuration's is refused by the check after, with nothing allocated
+        // for it in advance.
+        let mut tensors = Vec::with_capacity(n.min(config.checkpoint_tensors().len()));
+        for i in 0..n {
+            tensors.push(StoredTensor {
+                name: r.value(|| format!("tensors[{i}].name"))?,
+                shape: r.value(|| format!("tensors[{i}].shape"))?,
+                data: r.bytes(|| format!("tensors[{i}].data"))?.to_vec(),
+                scales: r.bytes(|| format!("tensors[{i}].scales"))?.to_vec(),
+            });
         }
+        r.finish()?;
+        let decoded = Payload { id, config, max_seq_length, normalize, tokenizer_json, dtype, tensors };
         decoded.config.validate()?;
         let max_seq_length = decoded
             .max_seq_length

@@ -24,20 +24,26 @@ pub type Predictions = Vec<Vec<Vec<f64>>>;
 pub enum EvalError {
     /// The model could not take the episode.
     #[error("cannot build a model batch: {0}")]
-    Batch(#[from] gpo_core::BatchError),
+    Batch(gpo_core::BatchError),
     /// The model could not predict.
     #[error("prediction: {0}")]
-    Predict(#[from] gpo_core::PredictError),
+    Predict(gpo_core::PredictError),
     /// A population prior could not be computed.
     #[error("population prior: {0}")]
-    Prior(#[from] gpo_core::PriorError),
+    Prior(gpo_core::PriorError),
     /// A language model could not answer.
-    #[error("{0}")]
+    #[error(transparent)]
     Llm(#[from] crate::llm::LlmError),
     /// A baseline cannot predict these episodes.
     #[error("{0}")]
     Baseline(String),
 }
+
+gpo_core::cause_in_message!(EvalError {
+    Batch(gpo_core::BatchError),
+    Predict(gpo_core::PredictError),
+    Prior(gpo_core::PriorError),
+});
 
 /// Anything that predicts a group's answer distributions from its context answers.
 pub trait Predictor {

@@ -39,7 +39,7 @@ impl<B: Backend> LanguageModel<B> {
         if tokenizer.get_vocab_size(true) > vocab {
             return Err(LlmError::Gguf {
                 path: path.to_path_buf(),
-                source: GgufError::Metadata {
+                error: GgufError::Metadata {
                     key: "tokenizer.ggml.tokens".into(),
                     message: format!("{} tokens, the model embeds {vocab}", tokenizer.get_vocab_size(true)),
                 },

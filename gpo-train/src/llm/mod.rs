@@ -42,19 +42,19 @@ pub enum LlmError {
     #[error("{0}")]
     Prompt(String),
     /// The GGUF content is malformed or unsupported.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Gguf {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        source: GgufError,
+        /// What is wrong (in the message, not a `source`: a chain would print it twice).
+        error: GgufError,
     },
 }
 
 impl LlmError {
     /// Attaches the file's path to a format error.
     pub fn gguf(path: &Path) -> impl FnOnce(GgufError) -> Self + '_ {
-        move |source| Self::Gguf { path: path.to_path_buf(), source }
+        move |error| Self::Gguf { path: path.to_path_buf(), error }
     }
 }
 

@@ -170,22 +170,22 @@ pub struct Trained<B: Backend> {
 pub enum TrainError {
     /// Bad model configuration.
     #[error("model configuration: {0}")]
-    Config(#[from] gpo_core::model::ConfigError),
+    Config(gpo_core::model::ConfigError),
     /// An episode could not be built.
     #[error("training batch: {0}")]
-    Batch(#[from] gpo_core::BatchError),
+    Batch(gpo_core::BatchError),
     /// Validation failed.
     #[error("validation: {0}")]
-    Eval(#[from] crate::eval::EvalError),
+    Eval(crate::eval::EvalError),
     /// Checkpoint problem.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// A stored model did not load.
     #[error("stored model: {0}")]
-    Model(#[from] gpo_core::ModelFileError),
+    Model(gpo_core::ModelFileError),
     /// The population prior could not be computed.
     #[error("population prior: {0}")]
-    Prior(#[from] gpo_core::PriorError),
+    Prior(gpo_core::PriorError),
     /// A Burn record did not load.
     #[error("checkpoint record: {0}")]
     Record(String),
@@ -198,6 +198,14 @@ pub enum TrainError {
         loss: f64,
     },
 }
+
+gpo_core::cause_in_message!(TrainError {
+    Config(gpo_core::model::ConfigError),
+    Batch(gpo_core::BatchError),
+    Eval(crate::eval::EvalError),
+    Model(gpo_core::ModelFileError),
+    Prior(gpo_core::PriorError),
+});
 
 /// `CosineAnnealingLR(T_max = steps)` with η_min = 0, as the original, read at update `step`.
 pub fn cosine_learning_rate(base: f64, step: usize, steps: usize) -> f64 {
