@@ -327,6 +327,11 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
 /// Checks the sizes of a synthetic `[data]` table.
 fn check_data_sizes(data: &DataConfig) -> Result<(), String> {
     if let DataConfig::Synthetic { groups, questions, dim, clusters, sharpness, .. } = *data {
+        for (field, value) in [("groups", groups), ("questions", questions), ("dim", dim), ("clusters", clusters)] {
+            if value == 0 {
+                return Err(format!("[data] {field} must be at least 1, got 0"));
+            }
+        }
         at_most("data", "groups", groups, MAX_SYNTHETIC_COUNT)?;
         at_most("data", "questions", questions, MAX_SYNTHETIC_COUNT)?;
         at_most("data", "clusters", clusters, MAX_SYNTHETIC_COUNT)?;
@@ -400,6 +405,9 @@ impl RunConfig {
             return Err("[model] the faithful model reads no prior; give it to a [variants.<name>.model]".into());
         }
         check_data_sizes(&self.data)?;
+        if let DataConfig::Survey { template, .. } = &self.data {
+            template.parse::<gpo_core::template::Template>().map_err(|e| format!("[data] template: {e}"))?;
+        }
         validate_method("", &self.model, &self.training)?;
         if self.variants.len() > MAX_VARIANTS {
             return Err(format!("at most {MAX_VARIANTS} [variants.<name>] tables, got {}", self.variants.len()));

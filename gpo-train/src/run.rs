@@ -33,8 +33,9 @@ pub enum RunError {
     /// The data could not be loaded.
     #[error("{0}")]
     Data(String),
-    /// The config asks for something the data cannot give.
-    #[error("config: {0}")]
+    /// The config asks for something the data cannot give (the table and key are named; the
+    /// command line adds the file).
+    #[error("{0}")]
     Config(String),
     /// A split is impossible.
     #[error("split: {0}")]
@@ -87,10 +88,17 @@ pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), R
 /// the largest number of context questions.
 fn check_sizes(task: &EmbeddedSurvey, config: &RunConfig) -> Result<(), RunError> {
     let largest = config.context_sizes().last().copied().unwrap_or(0);
-    let fewest = (0..task.n_groups()).map(|g| task.questions_of(g).len()).min().unwrap_or(0);
-    if largest >= fewest {
+    let smallest = (0..task.n_groups()).map(|g| (task.questions_of(g).len(), g)).min();
+    if let Some((fewest, g)) = smallest.filter(|&(fewest, _)| largest >= fewest) {
+        let keys = if config.evaluation.sweep.contains(&largest) {
+            "context_questions and sweep"
+        } else {
+            "context_questions"
+        };
         return Err(RunError::Config(format!(
-            "k = {largest} context questions is not smaller than the {fewest} questions of the smallest group"
+            "[evaluation] {keys}: k = {largest} context questions is not smaller than the {fewest} questions of the \
+             smallest group, `{}`",
+            task.survey.groups[g].name
         )));
     }
     Ok(())

@@ -23,13 +23,21 @@ pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
 
 /// Reads at most `max` bytes from `reader` (standard input, or a model file after its header),
 /// failing (naming `what`) when there is more; files by path go through `fsutil::read_capped`.
-fn read_capped(mut reader: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+fn read_capped(reader: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    reader.by_ref().take(max + 1).read_to_end(&mut bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-    if bytes.len() as u64 > max {
+    read_capped_into(reader, max, what, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_capped`] appending to `bytes`, whose spare capacity the caller has sized (so that a
+/// file is held once, not in a doubled buffer and a copy).
+fn read_capped_into(mut reader: impl Read, max: u64, what: &str, bytes: &mut Vec<u8>) -> anyhow::Result<()> {
+    let start = bytes.len();
+    reader.by_ref().take(max + 1).read_to_end(bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    if (bytes.len() - start) as u64 > max {
         return Err(anyhow::anyhow!("{what}: larger than the limit of {max} bytes"));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 fn open(path: &Path) -> anyhow::Result<std::fs::File> {
@@ -51,7 +59,10 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<ModelFile> {
                 header.length
             ));
         }
-        bytes.extend(read_capped(file, header.length, &what)?);
+        // Room for the payload the file holds (never more than it declares).
+        let present = file.metadata().map_or(0, |m| m.len().saturating_sub(HEADER_LEN as u64));
+        bytes.reserve_exact(usize::try_from(header.length.min(present)).unwrap_or(0));
+        read_capped_into(file, header.length, &what, &mut bytes)?;
     }
     ModelFile::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
 use gpo_train::config::RunConfig;
-use gpo_train::run::{run_dir, run_experiment};
+use gpo_train::run::{RunError, run_dir, run_experiment};
 use gpo_train::train::{ExperimentProgress, TrainProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -125,7 +125,11 @@ pub fn run(
         BackendChoice::Wgpu => {
             return Err(anyhow::anyhow!("this gpo was built without the `wgpu` feature (cargo build --features wgpu)"));
         }
-    }?;
+    }
+    .map_err(|e| match e {
+        RunError::Config(message) => anyhow::anyhow!("{}: {message}", config_path.display()),
+        e => e.into(),
+    })?;
     bars.runs.finish_and_clear();
     println!("{:<8} {:<16} {:>6} {:>16}", "split", "method", "k", "alignment");
     for e in &results.summary {

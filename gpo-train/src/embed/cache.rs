@@ -350,6 +350,9 @@ impl EmbeddingCache {
         let count = usize::try_from(r.u64().ok_or_else(truncated)?).map_err(|_| truncated())?;
         let model_id = r.string().ok_or_else(truncated)?;
         let template_id = r.string().ok_or_else(truncated)?;
+        if let Err(e) = template_id.parse::<gpo_core::template::Template>() {
+            return Err(corrupt(format!("template field: {e}")));
+        }
         let sizes = count
             .checked_mul(HASH_LEN)
             .zip(count.checked_mul(dim).and_then(|n| n.checked_mul(precision.bytes())))

@@ -97,6 +97,38 @@ fn errors_name_the_missing_file() {
     assert_eq!(stderr.trim(), "error: fixtures/no-such-folder: No such file or directory");
 }
 
+/// Config errors name the file and the key as the user wrote them, and print each cause once.
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "name = \"k\"\n[data]\nformat = \"synthetic\"\ngroups = 8\nquestions = 12\ndim = 4\nclusters = 2\n\
+                sharpness = 4.0\nseed = 1\n[model]\nd_model = 8\nd_ff = 8\nn_layers = 1\n[training]\nsteps = 2\n\
+                [evaluation]\nsplits = [0.5]\nseeds = [0]\nsweep = [0]\n";
+    let config = dir.path().join("k.toml");
+    let name = config.to_str().unwrap();
+    let out = dir.path().join("runs");
+    let run = |text: String| {
+        std::fs::write(&config, text).unwrap();
+        let (ok, _, stderr) = gpo(&["--quiet", "run", name, "--out", out.to_str().unwrap(), "--jobs", "1"]);
+        assert!(!ok);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        errors[0].to_string()
+    };
+    // Known only once the data is loaded: a k as large as a group's questions.
+    let line = run(format!("{base}context_questions = 12\n"));
+    assert_eq!(
+        line,
+        format!(
+            "error: {name}: [evaluation] context_questions: k = 12 context questions is not smaller than the 12 \
+             questions of the smallest group, `group 0`"
+        )
+    );
+    // A synthetic dimension of 0 said `dim_x must be positive` three times, naming neither.
+    let line = run(base.replace("dim = 4", "dim = 0"));
+    assert_eq!(line, format!("error: {name}: [data] dim must be at least 1, got 0"));
+}
+
 #[test]
 fn groups_that_match_nothing_are_an_error_naming_the_surveys_groups() {
     let (ok, stdout, stderr) = gpo(&["data", "summary", "fixtures/opinionqa", "--groups", "Nobody,Martians"]);

@@ -137,6 +137,13 @@ fn evaluation_and_data_sizes_are_bounded() {
     assert_refused(&text, &["[evaluation] seeds may hold at most 1024 entries"]);
     assert_refused(&base().replace("groups = 8", "groups = 1000000000"), &["[data] groups must be at most 100000"]);
     assert_refused(&base().replace("dim = 4", "dim = 100000000"), &["[data] dim must be at most 65536"]);
+    for field in ["groups = 8", "questions = 20", "dim = 4", "clusters = 2"] {
+        let key = field.split(' ').next().unwrap_or_default();
+        assert_refused(
+            &base().replace(field, &format!("{key} = 0")),
+            &[&format!("[data] {key} must be at least 1, got 0")],
+        );
+    }
     assert_refused(
         &base().replace("groups = 8", "groups = 100000").replace("questions = 20", "questions = 100000"),
         &["[data] groups × questions must be at most 100000000"],

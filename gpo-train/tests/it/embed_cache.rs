@@ -155,6 +155,11 @@ fn corrupt_or_truncated_cache_files_are_errors() {
         assert!(err.to_string().contains("c.gpoemb"), "{what}: {err}");
     }
     assert!(matches!(EmbeddingCache::load(&dir.path().join("absent")), Err(EmbedError::Io { .. })));
+    // A template id that is none (it was printed with its NUL padding as if it were one).
+    let padded = EmbeddingCache::new("stub", "gpo\0\0", 4, Precision::F32);
+    padded.save(&path).unwrap();
+    let err = EmbeddingCache::load(&path).unwrap_err().to_string();
+    assert!(err.contains("c.gpoemb") && err.contains("template field: unknown template \"gpo\\0\\0\""), "{err}");
 }
 
 #[test]

@@ -168,7 +168,10 @@ fn bad_configs_are_clear_errors() {
     check(config_text(5).replace("[model]", "[model]\nwidth = 3"), "unknown field `width`");
     check(config_text(5).replace("splits = [0.6]", "splits = [0.05]"), "meta-training");
     check(config_text(5).replace("splits = [0.6]", "splits = [1.5]"), "fraction");
-    check(config_text(5).replace("sweep = [0, 20]", "sweep = [0, 80]"), "k = 80");
+    check(
+        config_text(5).replace("sweep = [0, 20]", "sweep = [0, 80]"),
+        "[evaluation] context_questions and sweep: k = 80 context questions is not smaller than",
+    );
     check(config_text(5).replace("dtype = \"f16\"", "dtype = \"f8\""), "dtype");
     check(config_text(5).replace("n_layers = 2", "n_layers = 2\nn_heads = 5"), "n_heads");
     check(config_text(5).replace("n_layers = 2", "n_layers = 2\nprior = { kind = \"train_mean\" }"), "faithful");
