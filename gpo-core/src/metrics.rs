@@ -6,7 +6,7 @@
 //!   `scipy.spatial.distance.jensenshannon(P, Q)` (natural log).
 //!
 //! Invalid inputs give `None` instead of a number: the original counts a NaN JS distance as a perfect
-//! score (GPO-SPEC §9.5), which silently inflates results.
+//! score (docs/original.md §9.5), which silently inflates results.
 
 use alloc::vec::Vec;
 

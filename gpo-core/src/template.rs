@@ -10,7 +10,7 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The instruction GPO puts before every question (GPO-SPEC §2.1).
+/// The instruction GPO puts before every question (docs/original.md §2.1).
 const GPO_INSTRUCTION: &str = "Answer the following question by picking ONE of the given options";
 
 /// Most options the `gpo` template can letter (A–Z).
@@ -82,7 +82,7 @@ pub fn letters() -> impl Iterator<Item = char> {
     (b'A'..=b'Z').map(char::from)
 }
 
-/// A question with its lettered options, as GPO's prompts show it (GPO-SPEC §2.1):
+/// A question with its lettered options, as GPO's prompts show it (docs/original.md §2.1):
 /// `{question}\n\nOptions:\nA. {option}\nB. …`.
 ///
 /// ```
@@ -105,7 +105,7 @@ pub fn lettered_question<S: AsRef<str>>(text: &str, options: &[S]) -> Result<Str
 
 /// The Alpaca "with input" prompt. The preamble, the `### …:` headers and the blank lines match
 /// `PROMPT_DICT["prompt_input"]` in tatsu-lab/stanford_alpaca `train.py` character for character.
-/// That string ends at `### Response:`; GPO's own copy (data/constants.py, GPO-SPEC §2.1) adds a
+/// That string ends at `### Response:`; GPO's own copy (data/constants.py, docs/original.md §2.1) adds a
 /// newline after it, and we follow GPO since the aim is to reproduce its embeddings.
 pub fn alpaca_prompt(instruction: &str, input: &str) -> String {
     format!(

@@ -120,7 +120,7 @@ pub struct VariantOptions {
     pub training: TrainOptions,
 }
 
-/// The evaluation protocol (GPO-SPEC §5).
+/// The evaluation protocol (docs/original.md §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalOptions {

@@ -35,7 +35,7 @@ pub enum Method {
     Lm(LmMethod),
 }
 
-/// The LLM baselines of the paper that prompt a language model (GPO-SPEC §7): its next-token
+/// The LLM baselines of the paper that prompt a language model (docs/original.md §7): its next-token
 /// distribution over the option letters is the prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

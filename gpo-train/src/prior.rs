@@ -22,7 +22,7 @@ pub enum TargetPriors {
     Answered,
     /// The prior of a new question: the mean prior of its nearest other questions with as many
     /// options, its own answers set aside (gpo-core's rule for unknown questions): what a test
-    /// target gets under the `questions` protocol. Measured there on OpinionQA (README, "GPO
+    /// target gets under the `questions` protocol. Measured there on OpinionQA (docs/experiments.md, "GPO
     /// variants"): validation rises, the test falls; so it is not the default.
     AsNew,
 }

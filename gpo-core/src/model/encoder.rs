@@ -1,5 +1,5 @@
 //! The GPO encoder: post-LayerNorm transformer layers in which context tokens attend to context
-//! tokens and target tokens attend **only** to context tokens (GPO-SPEC §3).
+//! tokens and target tokens attend **only** to context tokens (docs/original.md §3).
 //!
 //! The original builds a full (Nc+Nt)² attention with an additive mask. Here keys and values come
 //! from the context alone, so the cost is O(Nc·(Nc+Nt)) and grows linearly with the number of

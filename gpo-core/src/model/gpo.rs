@@ -1,4 +1,4 @@
-//! The GPO model (GPO-SPEC §3): a TNP-D transformer that reads a group's answered context
+//! The GPO model (docs/original.md §3): a TNP-D transformer that reads a group's answered context
 //! questions and predicts its answer distribution on target questions.
 //!
 //! Tokens are options: a context token is `[x, y]`, a target token `[x, 0]`. An MLP embeds them,
@@ -364,7 +364,7 @@ impl<B: Backend> Gpo<B> {
     /// Gaussian negative log-likelihood of the true target probabilities, averaged over the real
     /// target options of the batch.
     ///
-    /// The original averages over all target slots, padding included (GPO-SPEC §9.4), which
+    /// The original averages over all target slots, padding included (docs/original.md §9.4), which
     /// down-weights batches with padding; here padding never counts.
     pub fn loss(&self, batch: &GpoBatch<B>) -> Result<Tensor<B, 1>, BatchError> {
         let output = self.forward(batch)?;

@@ -1,4 +1,4 @@
-//! Properties the GPO model must have whatever its weights (GPO-SPEC §3): no positional encoding,
+//! Properties the GPO model must have whatever its weights (docs/original.md §3): no positional encoding,
 //! targets attend only to the context, per-question softmax, padding that changes nothing.
 //! Tolerance: 1e-5 absolute on probabilities (f32 sums in a different order).
 

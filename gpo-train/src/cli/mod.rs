@@ -291,7 +291,7 @@ enum Command {
         /// A `.gpo` file.
         #[arg(long)]
         model: PathBuf,
-        /// Request JSON (see README); `-` reads standard input.
+        /// Request JSON (see docs/formats.md); `-` reads standard input.
         #[arg(long, default_value = "-")]
         input: PathBuf,
         /// Run config whose survey, cache and embedding model resolve questions given by key or text;

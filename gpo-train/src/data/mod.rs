@@ -17,7 +17,7 @@ pub mod tidy;
 /// or duplicated option does not. Accepted rows are then renormalised to sum to exactly 1.
 pub const SUM_TOLERANCE: f64 = 0.02;
 
-/// How a survey's predictions are scored (GPO-SPEC §6): one definition, in gpo-core.
+/// How a survey's predictions are scored (docs/original.md §6): one definition, in gpo-core.
 pub use gpo_core::metrics::Metric;
 
 /// A multiple-choice question with its (non-refusal) options.

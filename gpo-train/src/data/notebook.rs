@@ -1,4 +1,4 @@
-//! The OpinionQA notebook output that GPO reads (GPO-SPEC §2.1):
+//! The OpinionQA notebook output that GPO reads (docs/original.md §2.1):
 //! `…_default_human.csv` with columns `qkey`, `attribute`, `group`, `D_H` and `R_H`.
 //!
 //! `D_H` is the group's survey-weighted distribution over the non-refusal options, printed by

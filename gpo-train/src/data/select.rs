@@ -1,4 +1,4 @@
-//! Choosing the groups to train on and the questions that go with them (GPO-SPEC §1–§2).
+//! Choosing the groups to train on and the questions that go with them (docs/original.md §1–§2).
 //!
 //! OpinionQA keeps only the questions answered by every selected group, so all groups share
 //! one question set ([`Coverage::AllGroups`]). GlobalOpinionQA keeps each country's own
@@ -73,7 +73,7 @@ pub enum DropReason {
     /// No selected group answered it.
     AnsweredByNone,
     /// A selected group's answer to it was empty or all zeros, so the loader skipped that answer;
-    /// GPO drops the whole question (GPO-SPEC §2.2, GlobalOpinionQA).
+    /// GPO drops the whole question (docs/original.md §2.2, GlobalOpinionQA).
     ZeroAnswer,
 }
 

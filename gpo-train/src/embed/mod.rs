@@ -1,6 +1,6 @@
 //! Sentence embeddings of (question, option) texts: prompt templates, a BERT encoder on Burn,
 //! model files read from a folder or a wheel, an on-disk embedding cache, and import of vectors
-//! made elsewhere (for example 4096-d LLM embeddings as in the paper, GPO-SPEC §2.3).
+//! made elsewhere (for example 4096-d LLM embeddings as in the paper, docs/original.md §2.3).
 
 pub mod bench;
 pub mod bert;

@@ -27,7 +27,7 @@ impl EvalEpisode {
 }
 
 /// Draws `k` context questions per group among `pool` (questions the group answered), all the
-/// group's other `pool` questions becoming targets — GPO-SPEC §5.
+/// group's other `pool` questions becoming targets — docs/original.md §5.
 ///
 /// When every group answered the same questions (OpinionQA) one context set is shared by all
 /// groups, as the original; otherwise (GlobalOpinionQA) each group draws its own. Groups with at

@@ -1,4 +1,4 @@
-//! The LLM baselines (GPO-SPEC §7) as predictors: `lm_base`, `lm_steered` and `lm_fewshot`
+//! The LLM baselines (docs/original.md §7) as predictors: `lm_base`, `lm_steered` and `lm_fewshot`
 //! prompt a language model with each target question ([`crate::llm::prompt`]) and read its
 //! next-token distribution over the option letters ([`crate::llm::ChoiceScorer`]).
 //!

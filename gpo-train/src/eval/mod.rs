@@ -1,5 +1,5 @@
 //! Evaluation: predictors (GPO and the baselines) on the same episodes, scored with the survey's
-//! alignment metric, micro- and macro-averaged (GPO-SPEC §5).
+//! alignment metric, micro- and macro-averaged (docs/original.md §5).
 
 mod baselines;
 pub mod context;

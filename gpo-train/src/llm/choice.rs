@@ -1,5 +1,5 @@
 //! Reading a language model's answer to a multiple-choice prompt: the distribution of its next
-//! token over the option letters (GPO-SPEC §7, `get_next_word_probabilities` + `get_choice_probs`).
+//! token over the option letters (docs/original.md §7, `get_next_word_probabilities` + `get_choice_probs`).
 //!
 //! For each option letter the probability is that of the most likely vocabulary token that
 //! decodes to the letter, surrounding whitespace ignored (`A` and ` A`: the original took the

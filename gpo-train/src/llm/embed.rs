@@ -1,4 +1,4 @@
-//! LLM embeddings as the paper made them (GPO-SPEC §2.3): the mean over a text's tokens of the
+//! LLM embeddings as the paper made them (docs/original.md §2.3): the mean over a text's tokens of the
 //! final normalised hidden state of a causal language model.
 //!
 //! The texts of one question (its prompt with each option appended as the response) share a

@@ -1,10 +1,10 @@
-//! The prompts of the LLM baselines (GPO-SPEC §7): a question with its lettered options, alone
+//! The prompts of the LLM baselines (docs/original.md §7): a question with its lettered options, alone
 //! (`lm_base`), with a persona in the instruction (`lm_steered`) or after the group's answer
 //! distributions on its context questions (`lm_fewshot`), in the model's prompt format. The
 //! model's next token after the prompt is read as its answer letter ([`super::ChoiceScorer`]).
 //!
 //! The texts follow the official scripts (`eval_basemodel.py`, `eval_basemodel_fewshot.py`), with
-//! these changes, each listed in README "LLM baselines":
+//! these changes, each listed in docs/llm.md, "LLM baselines":
 //! - percentages in the few-shot context always carry two decimals (`12.30%`, not Python's
 //!   `round(·, 2)` repr `12.3%`), so that one rule formats them;
 //! - the letter order of a context answer distribution is shuffled by a seeded generator (the
@@ -16,7 +16,7 @@
 use gpo_core::template::{TemplateError, alpaca_prompt, lettered_question, letters};
 use serde::{Deserialize, Serialize};
 
-/// The instruction of the zero-shot evaluations (GPO-SPEC §7).
+/// The instruction of the zero-shot evaluations (docs/original.md §7).
 pub const EVAL_INSTRUCTION: &str = "Answer the following question by selecting ONE of the listed options";
 
 /// The instruction of the few-shot prompt (`eval_basemodel_fewshot.py`).

@@ -101,7 +101,7 @@ fn results_styles(results: &Results) -> BTreeMap<String, LineStyle> {
     method_styles(names)
 }
 
-/// The paper's published values (GPO-SPEC §8.1, read off the main figure, ±0.005) at the
+/// The paper's published values (docs/original.md §8.1, read off the main figure, ±0.005) at the
 /// 40/60/80% splits, Alpaca-7b embeddings.
 fn paper_value(metric: Metric, method: &str, split: f64) -> Option<f64> {
     let column = [0.4, 0.6, 0.8].iter().position(|s| (s - split).abs() < 1e-9)?;
@@ -110,7 +110,7 @@ fn paper_value(metric: Metric, method: &str, split: f64) -> Option<f64> {
         (Metric::Wasserstein, "gpo") => [0.919, 0.925, 0.945],
         (Metric::JensenShannon, "uniform") => [0.662, 0.662, 0.662],
         (Metric::JensenShannon, "gpo") => [0.798, 0.820, 0.798],
-        // The LLM baselines: Alpaca-7b itself prompted (GPO-SPEC §8.1).
+        // The LLM baselines: Alpaca-7b itself prompted (docs/original.md §8.1).
         (Metric::Wasserstein, "lm_base") => [0.821, 0.822, 0.827],
         (Metric::Wasserstein, "lm_steered") => [0.823, 0.826, 0.831],
         (Metric::Wasserstein, "lm_fewshot") => [0.755, 0.753, 0.749],
@@ -621,7 +621,7 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
     let _ = writeln!(
         md,
         "## LLM baselines\n\n`{}` ({:?} prompts) answers every held-out group's target questions at k = {k}: \
-         its next-token distribution over the option letters, normalised, is the prediction (README, \
+         its next-token distribution over the option letters, normalised, is the prediction (docs/llm.md, \
          \"LLM baselines\", lists the prompts and the fixes to the original scripts). `lm_base` asks the question \
          alone (every group gets the same answer), `lm_steered` asks it \"as if you are\" a member of the group, \
          `lm_fewshot` after the group's answer distributions on its {k} context questions. Distinct prompts run \

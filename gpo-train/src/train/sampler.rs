@@ -1,5 +1,5 @@
 //! Training episodes: which questions of each training group are context and which are targets
-//! at each update (GPO-SPEC §4).
+//! at each update (docs/original.md §4).
 
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Episode, Question};

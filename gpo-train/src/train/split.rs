@@ -7,7 +7,7 @@ pub use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
 /// What the validation set used for model selection is made of. Never the test groups (the
-/// original selects its checkpoint on them: GPO-SPEC §9.3).
+/// original selects its checkpoint on them: docs/original.md §9.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValidationMode {

@@ -1,4 +1,4 @@
-//! The meta-training loop (GPO-SPEC §4): every update is one batch holding all training groups.
+//! The meta-training loop (docs/original.md §4): every update is one batch holding all training groups.
 
 use std::path::Path;
 use std::time::Instant;

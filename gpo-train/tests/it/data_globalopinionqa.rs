@@ -60,7 +60,7 @@ fn loads_real_jsonl() {
     let (sel, report) = select::select_gpo(s);
     assert!(report.missing_groups.is_empty(), "{report}");
     let counts: Vec<usize> = sel.groups.iter().map(|g| g.answers.len()).collect();
-    // README figures (Nigeria 297 … New Zealand 43), less the all-zero pairs of China and France.
+    // fixtures/DATA.md figures (Nigeria 297 … New Zealand 43), less the all-zero pairs of China and France.
     assert_eq!(counts, [297, 314, 128, 188, 321, 412, 303, 278, 466, 230, 268, 240, 203, 43]);
     assert_eq!(sel.groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), GPO_COUNTRIES);
     sel.validate().unwrap();

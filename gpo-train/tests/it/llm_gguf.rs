@@ -235,7 +235,7 @@ fn llm_embeddings_share_the_prompt_prefix_and_match_transformers_and_the_bundled
 
 /// The LLM baselines' prompts and answers (`lm_base`, `lm_steered`, `lm_fewshot`) against
 /// `fixtures/llm/smollm2_choice_reference.json` (`tools/make_choice_fixture.py`): the prompts of
-/// bundled survey questions, rendered by the script's own Python from README's formats, must be
+/// bundled survey questions, rendered by the script's own Python from docs/llm.md's formats, must be
 /// the same strings; the answers, transformers' full-vocabulary softmax in f64 at the prompt's
 /// last position (each letter's most likely token, normalised over the options), must agree
 /// within 1e-4 (logits agree within ~2e-5 (test above); a letter's share moves by at most about
