@@ -6,7 +6,9 @@ use std::path::Path;
 use crate::config::DataConfig;
 use crate::data::select::{SelectReport, select_loaded};
 use crate::data::{DataError, Loaded, Survey, globalopinionqa, notebook, opinionqa, tidy};
-use crate::embed::{EmbedError, EmbeddingCache, Precision, SurveyTemplate, Template, TextEmbedder, open_encoder};
+use crate::embed::{
+    EmbedError, EmbedProgress, EmbeddingCache, Precision, SurveyTemplate, Template, TextEmbedder, open_encoder,
+};
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
 
@@ -95,12 +97,13 @@ pub fn open_embedder(path: &Path) -> Result<(Box<dyn TextEmbedder>, usize), Embe
 }
 
 /// Opens the cache at `cache_path` and fills in the survey's texts it lacks with the model at
-/// `model` (folder or wheel); without a model, missing texts are an error.
+/// `model` (folder or wheel), reporting to `progress`; without a model, missing texts are an error.
 pub fn ensure_cache(
     survey: &Survey,
     template: Template,
     cache_path: &Path,
     model: Option<&Path>,
+    progress: &dyn EmbedProgress,
 ) -> Result<EmbeddingCache, EmbedError> {
     let texts = template.survey_texts(survey)?;
     let existing = cache_path.exists().then(|| EmbeddingCache::load(cache_path)).transpose()?;
@@ -133,7 +136,7 @@ pub fn ensure_cache(
             ),
         });
     }
-    if cache.embed_missing(encoder.as_mut(), &texts, batch_size)? > 0 {
+    if cache.embed_missing(encoder.as_mut(), &texts, batch_size, progress)? > 0 {
         cache.save(cache_path)?;
     }
     Ok(cache)
@@ -141,7 +144,10 @@ pub fn ensure_cache(
 
 /// Loads the survey named by `data`, selects its groups and attaches the cached embeddings
 /// (embedding missing texts first when a model is configured).
-pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), String> {
+pub fn load_embedded_survey(
+    data: &DataConfig,
+    progress: &dyn EmbedProgress,
+) -> Result<(EmbeddedSurvey, EmbeddingInfo), String> {
     let DataConfig::Survey { loader, source, questions, groups, cache, embedding_model, template } = data else {
         return Err("not a survey data configuration".into());
     };
@@ -152,7 +158,8 @@ pub fn load_embedded_survey(data: &DataConfig) -> Result<(EmbeddedSurvey, Embedd
     let (survey, report) = select_groups(&loaded, groups.as_deref()).map_err(|e| format!("[data] groups: {e}"))?;
     tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
     let template: Template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
-    let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref()).map_err(|e| e.to_string())?;
+    let cache =
+        ensure_cache(&survey, template, cache, embedding_model.as_deref(), progress).map_err(|e| e.to_string())?;
     let embeddings = cache.survey_embeddings(&survey, template).map_err(|e| e.to_string())?;
     let info = EmbeddingInfo { model: cache.model_id().to_string(), template: Some(template) };
     let task = EmbeddedSurvey::new(survey, embeddings, cache.dim()).map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoConfig, ModelFile, ModelMetadata, PopulationPrior};
 
 use crate::config::{DataConfig, LlmOptions, RunConfig};
+use crate::embed::EmbedProgress;
 use crate::eval::context::measure as measure_context;
 use crate::eval::{
     EvalEpisode, EvalError, GpoPredictor, KnnGroups, LlmAnswers, LlmPredictor, LlmPrompting, NearestQuestion,
@@ -65,8 +66,17 @@ gpo_core::cause_in_message!(RunError {
     Eval(EvalError),
 });
 
-/// Loads the survey and its embeddings as the config says.
+/// Loads the survey and its embeddings as the config says (embedding missing texts silently:
+/// [`load_task_with_progress`] reports them).
 pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), RunError> {
+    load_task_with_progress(data, &())
+}
+
+/// [`load_task`], reporting the embedding of texts missing from the cache to `progress`.
+pub fn load_task_with_progress(
+    data: &DataConfig,
+    progress: &dyn EmbedProgress,
+) -> Result<(EmbeddedSurvey, EmbeddingInfo), RunError> {
     match data {
         DataConfig::Synthetic { groups, questions, dim, clusters, sharpness, seed } => {
             let spec = SyntheticSpec {
@@ -80,7 +90,7 @@ pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), R
             let info = EmbeddingInfo { model: "synthetic".into(), template: None };
             Ok((synthetic_survey(spec), info))
         }
-        DataConfig::Survey { .. } => crate::pipeline::load_embedded_survey(data).map_err(RunError::Data),
+        DataConfig::Survey { .. } => crate::pipeline::load_embedded_survey(data, progress).map_err(RunError::Data),
     }
 }
 
@@ -408,7 +418,7 @@ pub fn run_experiment<B: AutodiffBackend>(
     device: &B::Device,
     progress: &dyn ExperimentProgress,
 ) -> Result<Results, RunError> {
-    let (task, info) = load_task(&config.data)?;
+    let (task, info) = load_task_with_progress(&config.data, progress)?;
     check_sizes(&task, config)?;
     std::fs::create_dir_all(out_dir.join("checkpoints")).map_err(io(out_dir))?;
     // What a run killed while writing model.gpo, results.json or the report left behind

@@ -542,7 +542,8 @@ pub fn wasserstein_alignment(ordinal: &[f64], p: &[f64], q: &[f64]) -> Result<f6
     })
 }
 
-/// `1 − Jensen–Shannon distance (base 2)`: the GlobalOpinionQA alignment of `q` with `p`.
+/// `1 − Jensen–Shannon distance` (natural log, as scipy's default and the original's metric): the
+/// GlobalOpinionQA alignment of `q` with `p`, in [1 − sqrt(ln 2), 1].
 #[wasm_bindgen(js_name = jsAlignment)]
 pub fn js_alignment(p: &[f64], q: &[f64]) -> Result<f64, JsError> {
     gpo_core::metrics::js_alignment(p, q)

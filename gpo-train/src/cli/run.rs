@@ -5,6 +5,7 @@ use std::path::Path;
 use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
 use gpo_train::config::RunConfig;
+use gpo_train::embed::EmbedProgress;
 use gpo_train::run::{RunError, run_dir, run_experiment};
 use gpo_train::train::{ExperimentProgress, TrainProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -15,10 +16,51 @@ fn bar_style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// Progress bars: one for the experiment's runs, one per worker thread for its updates, and one
-/// for the language model's tokens while the LLM baselines are prompted.
+/// The bar of texts being embedded (`gpo embed`, and `gpo run` when its cache lacks texts).
+#[derive(Default)]
+pub(crate) struct TextsBar {
+    /// Where the bar is drawn beside others (`gpo run`), if anywhere.
+    multi: Option<MultiProgress>,
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl EmbedProgress for TextsBar {
+    fn embed_start(&self, texts: usize) {
+        let bar = ProgressBar::new(texts as u64);
+        let bar = match &self.multi {
+            Some(multi) => multi.add(bar),
+            None => bar,
+        };
+        bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}"));
+        bar.set_prefix("embedding");
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn embedded(&self, texts: usize) {
+        if let Ok(slot) = self.bar.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(texts as u64);
+        }
+    }
+
+    fn embed_done(&self) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Progress bars: one for the texts embedded first (if any), one for the experiment's runs, one
+/// per worker thread for its updates, and one for the language model's tokens while the LLM
+/// baselines are prompted.
 struct Bars {
     multi: MultiProgress,
+    texts: TextsBar,
     runs: ProgressBar,
     lm: std::sync::Mutex<Option<ProgressBar>>,
 }
@@ -29,7 +71,22 @@ impl Bars {
         let runs = multi.add(ProgressBar::new(0));
         runs.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
         runs.set_prefix("experiment");
-        Self { multi, runs, lm: std::sync::Mutex::new(None) }
+        let texts = TextsBar { multi: Some(multi.clone()), ..TextsBar::default() };
+        Self { multi, texts, runs, lm: std::sync::Mutex::new(None) }
+    }
+}
+
+impl EmbedProgress for Bars {
+    fn embed_start(&self, texts: usize) {
+        self.texts.embed_start(texts);
+    }
+
+    fn embedded(&self, texts: usize) {
+        self.texts.embedded(texts);
+    }
+
+    fn embed_done(&self) {
+        self.texts.embed_done();
     }
 }
 

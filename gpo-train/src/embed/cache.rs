@@ -22,10 +22,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use half::f16;
-use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use super::{EmbedError, SurveyTemplate, Template, TextEmbedder, embed_texts};
+use super::{EmbedError, EmbedProgress, SurveyTemplate, Template, TextEmbedder, embed_texts};
 use crate::data::Survey;
 
 const MAGIC: &[u8; 8] = b"GPOEMBED";
@@ -205,13 +204,14 @@ impl EmbeddingCache {
         Ok(())
     }
 
-    /// Embeds the texts not yet in the cache, `batch_size` at a time, with a progress bar on
-    /// stderr; returns how many were embedded (0 when all were present).
+    /// Embeds the texts not yet in the cache, `batch_size` at a time, reporting to `progress`;
+    /// returns how many were embedded (0 when all were present).
     pub fn embed_missing<E: TextEmbedder + ?Sized>(
         &mut self,
         embedder: &mut E,
         texts: &[String],
         batch_size: usize,
+        progress: &dyn EmbedProgress,
     ) -> Result<usize, EmbedError> {
         if embedder.model_id() != self.model_id || embedder.dim() != self.dim {
             return Err(EmbedError::Template(format!(
@@ -229,13 +229,11 @@ impl EmbeddingCache {
         if missing.is_empty() {
             return Ok(0);
         }
-        let bar = ProgressBar::new(missing.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("embedding {bar:40} {pos}/{len} texts, {per_sec}, eta {eta}") {
-            bar.set_style(style);
-        }
+        progress.embed_start(missing.len());
         let started = std::time::Instant::now();
-        let vectors = embed_texts(embedder, &missing, batch_size, |n| bar.inc(n as u64))?;
-        bar.finish_and_clear();
+        let vectors = embed_texts(embedder, &missing, batch_size, |n| progress.embedded(n));
+        progress.embed_done();
+        let vectors = vectors?;
         for (text, row) in missing.iter().zip(vectors.chunks_exact(self.dim.max(1))) {
             self.insert(text, row)?;
         }

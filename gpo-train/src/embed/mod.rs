@@ -100,6 +100,19 @@ impl EmbedError {
     }
 }
 
+/// How embedding reports its progress: callbacks that the command line turns into a progress bar
+/// (the library draws nothing itself). `()` ignores them.
+pub trait EmbedProgress {
+    /// Embedding starts: `texts` texts in all.
+    fn embed_start(&self, _texts: usize) {}
+    /// `texts` more texts are embedded.
+    fn embedded(&self, _texts: usize) {}
+    /// They are all embedded (or embedding failed).
+    fn embed_done(&self) {}
+}
+
+impl EmbedProgress for () {}
+
 /// Anything that turns texts into fixed-size vectors (gpo-core's BERT encoder, the LLM embedder, or a
 /// stub in tests).
 pub trait TextEmbedder {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::trainer::CurvePoint;
+use super::curve::CurvePoint;
 use crate::fsutil::{MAX_CHECKPOINT_BYTES, read_capped, without_path, write_atomic};
 
 /// First bytes of every checkpoint file.

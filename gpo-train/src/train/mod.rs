@@ -2,6 +2,7 @@
 //! validation split carved out of the meta-training data, atomic checkpoints and exact resume.
 
 mod checkpoint;
+mod curve;
 pub mod progress;
 mod record;
 pub mod sampler;
@@ -9,10 +10,11 @@ pub mod split;
 mod trainer;
 
 pub use crate::prior::TargetPriors;
+pub use curve::CurvePoint;
 pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
 pub use sampler::{EpisodeSampler, Sampling};
 pub use split::{Protocol, Split, SplitError, ValidationMode};
 pub use trainer::{
-    CurvePoint, GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate,
-    thread_cpu_seconds, train, validation_episodes,
+    GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, thread_cpu_seconds, train,
+    validation_episodes,
 };

@@ -1,6 +1,8 @@
 //! How training reports its progress: callbacks that the CLI turns into progress bars (the library
 //! draws nothing itself); [`NoProgress`] ignores them.
 
+use crate::embed::EmbedProgress;
+
 /// Progress of one training run.
 pub trait TrainProgress {
     /// A run of `method` starts: `steps` updates in all, `done` of them already done (resumed).
@@ -9,9 +11,9 @@ pub trait TrainProgress {
     fn update(&self, _done: usize, _loss: f64, _validation: Option<f64>) {}
 }
 
-/// Progress of a whole experiment: how many (split, seed) runs, one [`TrainProgress`] per worker
-/// thread, and each finished run.
-pub trait ExperimentProgress: Sync {
+/// Progress of a whole experiment: embedding the texts missing from the cache, how many (split,
+/// seed) runs, one [`TrainProgress`] per worker thread, and each finished run.
+pub trait ExperimentProgress: EmbedProgress + Sync {
     /// The experiment has `total` runs.
     fn runs(&self, _total: usize) {}
     /// The progress of one worker thread's training runs.
@@ -31,6 +33,8 @@ pub trait ExperimentProgress: Sync {
 pub struct NoProgress;
 
 impl TrainProgress for NoProgress {}
+
+impl EmbedProgress for NoProgress {}
 
 impl ExperimentProgress for NoProgress {
     fn worker(&self) -> Box<dyn TrainProgress + '_> {

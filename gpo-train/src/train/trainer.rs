@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::{Checkpoint, CheckpointError};
+use super::curve::CurvePoint;
 use super::record;
 use super::sampler::{EpisodeSampler, Sampling};
 use super::split::{Split, ValidationMode};
@@ -114,21 +115,6 @@ impl GpoMethod {
     ) -> Result<Option<SurveyPrior>, gpo_core::PriorError> {
         self.prior.map(|kind| SurveyPrior::over(task, kind, groups, questions)).transpose()
     }
-}
-
-/// One point of the training curve.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CurvePoint {
-    /// Updates done.
-    pub step: usize,
-    /// Training loss of this update's batch (none at update 0, the untrained model).
-    pub loss: Option<f64>,
-    /// Validation alignment, where measured.
-    pub validation: Option<f64>,
-    /// CPU seconds this run's updates took up to this point (the thread's CPU clock, summed over
-    /// resumed sessions; validation and checkpoint writes not counted).
-    #[serde(default)]
-    pub cpu_seconds: f64,
 }
 
 /// CPU seconds the calling thread has used (its wall clock where the platform has no thread CPU

@@ -67,7 +67,8 @@ A. Very safe\nB. Somewhat safe\nC. Not too safe\nD. Not at all safe\n\n### Respo
     assert!("alpaca".parse::<Template>().is_err());
 }
 
-fn round_trip(precision: Precision, dir: &Path) {
+/// Saves and reloads a cache of two 3-d vectors; returns the file's size.
+fn round_trip(precision: Precision, dir: &Path) -> u64 {
     let mut cache = EmbeddingCache::new("stub", "gpo", 3, precision);
     cache.insert("a", &[0.1, -0.2, 0.333_333]).unwrap();
     cache.insert("β", &[1.0, 0.0, -1.0]).unwrap();
@@ -82,15 +83,16 @@ fn round_trip(precision: Precision, dir: &Path) {
         assert!((x - y).abs() <= tolerance, "{x} vs {y}");
     }
     assert!(back.get("c").is_none());
+    std::fs::metadata(&path).unwrap().len()
 }
 
 #[test]
 fn cache_round_trips_in_f16_and_f32() {
     let dir = tempfile::tempdir().unwrap();
-    round_trip(Precision::F16, dir.path());
-    round_trip(Precision::F32, dir.path());
-    let f16_size = std::fs::metadata(EmbeddingCache::path_in(dir.path(), "org/model", "gpo")).unwrap().len();
-    assert!(f16_size > 0);
+    let f16_size = round_trip(Precision::F16, dir.path());
+    let f32_size = round_trip(Precision::F32, dir.path());
+    // The same file but for the vectors: 2 texts × 3 values × 2 bytes fewer in f16.
+    assert_eq!(f32_size - f16_size, 2 * 3 * 2);
 }
 
 #[test]
@@ -103,7 +105,23 @@ fn embed_missing_is_incremental_and_survey_lookup_works() {
 
     let mut stub = Stub { embedded: 0 };
     let mut cache = EmbeddingCache::open_or_new(&path, "stub", "gpo", 4, Precision::F16).unwrap();
-    assert_eq!(cache.embed_missing(&mut stub, &texts[..4], 3).unwrap(), 4);
+    // The progress callbacks see every text (the library draws nothing itself).
+    #[derive(Default)]
+    struct Seen(std::cell::RefCell<Vec<String>>);
+    impl gpo_train::embed::EmbedProgress for Seen {
+        fn embed_start(&self, texts: usize) {
+            self.0.borrow_mut().push(format!("start {texts}"));
+        }
+        fn embedded(&self, texts: usize) {
+            self.0.borrow_mut().push(format!("{texts}"));
+        }
+        fn embed_done(&self) {
+            self.0.borrow_mut().push("done".into());
+        }
+    }
+    let seen = Seen::default();
+    assert_eq!(cache.embed_missing(&mut stub, &texts[..4], 3, &seen).unwrap(), 4);
+    assert_eq!(seen.0.borrow().as_slice(), ["start 4", "3", "1", "done"]);
     cache.save(&path).unwrap();
 
     // A missing text is reported with its question.
@@ -113,8 +131,8 @@ fn embed_missing_is_incremental_and_survey_lookup_works() {
     }
 
     let mut cache = EmbeddingCache::open_or_new(&path, "stub", "gpo", 4, Precision::F16).unwrap();
-    assert_eq!(cache.embed_missing(&mut stub, &texts, 3).unwrap(), 2);
-    assert_eq!(cache.embed_missing(&mut stub, &texts, 3).unwrap(), 0);
+    assert_eq!(cache.embed_missing(&mut stub, &texts, 3, &()).unwrap(), 2);
+    assert_eq!(cache.embed_missing(&mut stub, &texts, 3, &()).unwrap(), 0);
     assert_eq!(stub.embedded, 6);
 
     let per_question = cache.survey_embeddings(&survey, Template::Gpo).unwrap();
