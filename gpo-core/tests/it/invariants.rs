@@ -17,13 +17,7 @@ fn predict_one(model: &gpo_core::Gpo<B>, e: &Episode) -> Vec<Vec<f32>> {
 }
 
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>]) {
-    assert_eq!(a.len(), b.len());
-    for (qa, qb) in a.iter().zip(b) {
-        assert_eq!(qa.len(), qb.len());
-        for (x, y) in qa.iter().zip(qb) {
-            assert!((x - y).abs() <= TOLERANCE, "{qa:?} vs {qb:?}");
-        }
-    }
+    assert!(common::max_abs_diff_rows(a, b) <= f64::from(TOLERANCE), "{a:?} vs {b:?}");
 }
 
 fn setup() -> (gpo_core::Gpo<B>, Vec<Question>, Vec<Question>) {

@@ -1,6 +1,7 @@
 //! Forward pass and loss against the original PyTorch network (fixtures/core/parity.safetensors,
 //! made by tools/make_parity_fixture.py in float64). Tolerance: 1e-5 absolute.
 
+use crate::common;
 use burn_ndarray::NdArray;
 use gpo_core::weights::{NamedTensor, load_named_tensors};
 use gpo_core::{Episode, GpoBatch, GpoConfig, Question};
@@ -23,10 +24,8 @@ fn floats(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= TOLERANCE, "{what}[{i}]: got {g}, PyTorch {w}");
-    }
+    let d = common::max_abs_diff(got, want);
+    assert!(d <= f64::from(TOLERANCE), "{what}: differs from PyTorch by {d}: got {got:?}, PyTorch {want:?}");
 }
 
 #[test]

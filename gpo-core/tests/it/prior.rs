@@ -44,7 +44,7 @@ fn setup(seed: u64) -> (Vec<Question>, Vec<Question>, Vec<Vec<f32>>) {
 }
 
 fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    common::max_abs_diff_rows(a, b) as f32
 }
 
 #[test]

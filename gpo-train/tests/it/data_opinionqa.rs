@@ -10,7 +10,7 @@ fn human_resp() -> PathBuf {
 }
 
 fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    a.len() == b.len() && crate::common::max_abs_diff(a, b) < 1e-12
 }
 
 #[cfg_attr(gpo_no_shared, ignore = "needs ../shared (reference data and models beside the repository)")]

