@@ -261,16 +261,14 @@ impl EncoderFile {
 fn checked_tensors(config: &BertConfig, tensors: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, EncoderFileError> {
     config.validate()?;
     let expected = config.checkpoint_tensors();
-    if tensors.len() != expected.len() {
-        return Err(EncoderFileError::Invalid(format!(
-            "{} tensors, the configuration has {}",
-            tensors.len(),
-            expected.len()
-        )));
+    let mut by_name = alloc::collections::BTreeMap::new();
+    for tensor in tensors {
+        let name = tensor.name.clone();
+        if by_name.insert(name.clone(), tensor).is_some() {
+            return Err(EncoderFileError::Invalid(format!("tensor `{name}` is stored twice")));
+        }
     }
-    let mut by_name: alloc::collections::BTreeMap<String, NamedTensor> =
-        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-    expected
+    let checked: Vec<NamedTensor> = expected
         .into_iter()
         .map(|(name, shape)| {
             let tensor = by_name
@@ -288,7 +286,11 @@ fn checked_tensors(config: &BertConfig, tensors: Vec<NamedTensor>) -> Result<Vec
             }
             Ok(tensor)
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    match by_name.keys().next() {
+        Some(extra) => Err(EncoderFileError::Invalid(format!("unexpected tensor `{extra}`"))),
+        None => Ok(checked),
+    }
 }
 
 fn encode_tensor(tensor: &NamedTensor, dtype: EncoderDType) -> Result<StoredTensor, EncoderFileError> {

@@ -557,4 +557,23 @@ mod tests {
         let err = EncoderFile::new(spec, Vec::new(), nan, EncoderDType::F16).expect_err("non-finite refused");
         assert!(err.to_string().contains("non-finite"));
     }
+
+    #[test]
+    fn a_missing_duplicated_or_unexpected_tensor_is_named() {
+        let spec = EncoderSpec { id: "n".into(), config: config(), max_seq_length: None, normalize: false };
+        let error = |tensors: Vec<NamedTensor>| {
+            let err = EncoderFile::new(spec.clone(), Vec::new(), tensors, EncoderDType::F32).expect_err("refused");
+            err.to_string()
+        };
+        let good = checkpoint(&config(), 5);
+        let mut gone = good.clone();
+        let name = gone.remove(2).name;
+        assert_eq!(error(gone), format!("encoder file: tensor `{name}` is missing"));
+        let mut twice = good.clone();
+        twice.push(good[1].clone());
+        assert_eq!(error(twice), format!("encoder file: tensor `{}` is stored twice", good[1].name));
+        let mut extra = good.clone();
+        extra.push(NamedTensor { name: "extra.weight".into(), shape: vec![1], values: vec![0.0] });
+        assert_eq!(error(extra), "encoder file: unexpected tensor `extra.weight`");
+    }
 }
