@@ -42,7 +42,7 @@ fn embed_survey(source: &Path, args: &EmbedArgs) -> anyhow::Result<()> {
         let (encoder, _) = open_embedder(args.model)?;
         EmbeddingCache::new(encoder.model_id(), template.id(), encoder.dim(), Precision::F32).save(args.out)?;
     }
-    let cache = ensure_cache(&survey, template, args.out, Some(args.model), &super::run::TextsBar::default())?;
+    let cache = ensure_cache(&survey, template, args.out, Some(args.model), &super::run::TaskBar::default())?;
     println!(
         "{}: {} texts, {}-d, model {}, template {}",
         args.out.display(),

@@ -16,37 +16,38 @@ fn bar_style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// The bar of texts being embedded (`gpo embed`, and `gpo run` when its cache lacks texts).
+/// A bar that comes and goes with a task (the texts embedded, a language model's tokens), drawn
+/// beside the other bars when there are others.
 #[derive(Default)]
-pub(crate) struct TextsBar {
+pub(crate) struct TaskBar {
     /// Where the bar is drawn beside others (`gpo run`), if anywhere.
     multi: Option<MultiProgress>,
     bar: std::sync::Mutex<Option<ProgressBar>>,
 }
 
-impl EmbedProgress for TextsBar {
-    fn embed_start(&self, texts: usize) {
-        let bar = ProgressBar::new(texts as u64);
+impl TaskBar {
+    fn start(&self, prefix: &str, len: usize, template: &str) {
+        let bar = ProgressBar::new(len as u64);
         let bar = match &self.multi {
             Some(multi) => multi.add(bar),
             None => bar,
         };
-        bar.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}"));
-        bar.set_prefix("embedding");
+        bar.set_style(bar_style(template));
+        bar.set_prefix(prefix.to_string());
         if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar);
         }
     }
 
-    fn embedded(&self, texts: usize) {
+    fn inc(&self, n: usize) {
         if let Ok(slot) = self.bar.lock()
             && let Some(bar) = slot.as_ref()
         {
-            bar.inc(texts as u64);
+            bar.inc(n as u64);
         }
     }
 
-    fn embed_done(&self) {
+    fn finish(&self) {
         if let Ok(mut slot) = self.bar.lock()
             && let Some(bar) = slot.take()
         {
@@ -55,14 +56,29 @@ impl EmbedProgress for TextsBar {
     }
 }
 
+/// `gpo embed`'s bar, and `gpo run`'s when its cache lacks texts.
+impl EmbedProgress for TaskBar {
+    fn embed_start(&self, texts: usize) {
+        self.start("embedding", texts, "{prefix:>12} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}");
+    }
+
+    fn embedded(&self, texts: usize) {
+        self.inc(texts);
+    }
+
+    fn embed_done(&self) {
+        self.finish();
+    }
+}
+
 /// Progress bars: one for the texts embedded first (if any), one for the experiment's runs, one
 /// per worker thread for its updates, and one for the language model's tokens while the LLM
 /// baselines are prompted.
 struct Bars {
     multi: MultiProgress,
-    texts: TextsBar,
+    texts: TaskBar,
     runs: ProgressBar,
-    lm: std::sync::Mutex<Option<ProgressBar>>,
+    lm: TaskBar,
 }
 
 impl Bars {
@@ -71,8 +87,8 @@ impl Bars {
         let runs = multi.add(ProgressBar::new(0));
         runs.set_style(bar_style("{prefix:>12} [{bar:30}] {pos}/{len} runs {msg}"));
         runs.set_prefix("experiment");
-        let texts = TextsBar { multi: Some(multi.clone()), ..TextsBar::default() };
-        Self { multi, texts, runs, lm: std::sync::Mutex::new(None) }
+        let task = || TaskBar { multi: Some(multi.clone()), ..TaskBar::default() };
+        Self { texts: task(), lm: task(), multi, runs }
     }
 }
 
@@ -131,28 +147,15 @@ impl ExperimentProgress for Bars {
     }
 
     fn lm_start(&self, method: &str, tokens: usize) {
-        let bar = self.multi.add(ProgressBar::new(tokens as u64));
-        bar.set_style(bar_style("{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}"));
-        bar.set_prefix(method.to_string());
-        if let Ok(mut lm) = self.lm.lock() {
-            *lm = Some(bar);
-        }
+        self.lm.start(method, tokens, "{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}");
     }
 
     fn lm_tokens(&self, tokens: usize) {
-        if let Ok(lm) = self.lm.lock()
-            && let Some(bar) = lm.as_ref()
-        {
-            bar.inc(tokens as u64);
-        }
+        self.lm.inc(tokens);
     }
 
     fn lm_done(&self) {
-        if let Ok(mut lm) = self.lm.lock()
-            && let Some(bar) = lm.take()
-        {
-            bar.finish_and_clear();
-        }
+        self.lm.finish();
     }
 }
 
