@@ -16,7 +16,6 @@
 //! payload already holds: every length is checked against the bytes that follow it, and every
 //! parameter of the configuration must be stored once with its shape before any model is built.
 
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use burn::tensor::backend::Backend;
@@ -630,34 +629,8 @@ impl ModelFile {
     /// Every parameter of the configuration is stored once, with its shape and as many values,
     /// and nothing else is: the first tensor that is not is named.
     fn check_tensors(&self) -> Result<(), ModelFileError> {
-        let expected = self.config.parameter_shapes()?;
-        let mut stored = BTreeMap::new();
-        for t in &self.tensors {
-            if t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(t.values.len()) {
-                return Err(WeightError::Length {
-                    name: t.name.clone(),
-                    shape: t.shape.clone(),
-                    found: t.values.len(),
-                }
-                .into());
-            }
-            if stored.insert(t.name.as_str(), t).is_some() {
-                return Err(WeightError::Duplicate(t.name.clone()).into());
-            }
-        }
-        for (name, shape) in expected {
-            match stored.remove(name.as_str()) {
-                None => return Err(WeightError::Missing(name).into()),
-                Some(t) if t.shape != shape => {
-                    return Err(WeightError::Shape { name, expected: shape, found: t.shape.clone() }.into());
-                }
-                Some(_) => {}
-            }
-        }
-        match stored.keys().next() {
-            Some(extra) => Err(WeightError::Unexpected(extra.to_string()).into()),
-            None => Ok(()),
-        }
+        crate::weights::parameter_order(&self.config.parameter_shapes()?, &self.tensors)?;
+        Ok(())
     }
 
     /// Decodes and checks a file.

@@ -102,6 +102,40 @@ pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> Vec<NamedTensor> {
     collector.tensors
 }
 
+/// Matches `tensors` to a parameter list (`expected`: name and shape, in order): every parameter
+/// stored once, with its shape and as many values, and nothing else; the first tensor that is not
+/// is named. Returns, per parameter, the index of its tensor. Needs no module (so a file's tensors
+/// are checked before any model is built).
+pub fn parameter_order(expected: &[(String, Vec<usize>)], tensors: &[NamedTensor]) -> Result<Vec<usize>, WeightError> {
+    let mut by_name = BTreeMap::new();
+    for (i, t) in tensors.iter().enumerate() {
+        if t.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(t.values.len()) {
+            return Err(WeightError::Length { name: t.name.clone(), shape: t.shape.clone(), found: t.values.len() });
+        }
+        if by_name.insert(t.name.as_str(), i).is_some() {
+            return Err(WeightError::Duplicate(t.name.clone()));
+        }
+    }
+    let order = expected
+        .iter()
+        .map(|(name, shape)| {
+            let i = by_name.remove(name.as_str()).ok_or_else(|| WeightError::Missing(name.clone()))?;
+            if tensors[i].shape != *shape {
+                return Err(WeightError::Shape {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    found: tensors[i].shape.clone(),
+                });
+            }
+            Ok(i)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match by_name.keys().next() {
+        Some(extra) => Err(WeightError::Unexpected(extra.to_string())),
+        None => Ok(order),
+    }
+}
+
 struct Loader<'a> {
     path: PathStack,
     tensors: BTreeMap<&'a str, &'a NamedTensor>,

@@ -260,37 +260,14 @@ impl EncoderFile {
 /// `tensors` in the configuration's order, each the one it lists with its shape and finite values.
 fn checked_tensors(config: &BertConfig, tensors: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, EncoderFileError> {
     config.validate()?;
-    let expected = config.checkpoint_tensors();
-    let mut by_name = alloc::collections::BTreeMap::new();
-    for tensor in tensors {
-        let name = tensor.name.clone();
-        if by_name.insert(name.clone(), tensor).is_some() {
-            return Err(EncoderFileError::Invalid(format!("tensor `{name}` is stored twice")));
-        }
+    let order = crate::weights::parameter_order(&config.checkpoint_tensors(), &tensors)
+        .map_err(|e| EncoderFileError::Invalid(e.to_string()))?;
+    let mut slots: Vec<Option<NamedTensor>> = tensors.into_iter().map(Some).collect();
+    let checked: Vec<NamedTensor> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    if let Some(t) = checked.iter().find(|t| t.values.iter().any(|v| !v.is_finite())) {
+        return Err(EncoderFileError::Invalid(format!("tensor `{}` holds a non-finite value", t.name)));
     }
-    let checked: Vec<NamedTensor> = expected
-        .into_iter()
-        .map(|(name, shape)| {
-            let tensor = by_name
-                .remove(&name)
-                .ok_or_else(|| EncoderFileError::Invalid(format!("tensor `{name}` is missing")))?;
-            if tensor.shape != shape || tensor.values.len() != shape.iter().product::<usize>() {
-                return Err(EncoderFileError::Invalid(format!(
-                    "tensor `{name}`: {} values of shape {:?}, expected shape {shape:?}",
-                    tensor.values.len(),
-                    tensor.shape
-                )));
-            }
-            if tensor.values.iter().any(|v| !v.is_finite()) {
-                return Err(EncoderFileError::Invalid(format!("tensor `{name}` holds a non-finite value")));
-            }
-            Ok(tensor)
-        })
-        .collect::<Result<_, _>>()?;
-    match by_name.keys().next() {
-        Some(extra) => Err(EncoderFileError::Invalid(format!("unexpected tensor `{extra}`"))),
-        None => Ok(checked),
-    }
+    Ok(checked)
 }
 
 fn encode_tensor(tensor: &NamedTensor, dtype: EncoderDType) -> Result<StoredTensor, EncoderFileError> {

@@ -568,12 +568,12 @@ mod tests {
         let good = checkpoint(&config(), 5);
         let mut gone = good.clone();
         let name = gone.remove(2).name;
-        assert_eq!(error(gone), format!("encoder file: tensor `{name}` is missing"));
+        assert_eq!(error(gone), format!("encoder file: missing parameter `{name}`"));
         let mut twice = good.clone();
         twice.push(good[1].clone());
-        assert_eq!(error(twice), format!("encoder file: tensor `{}` is stored twice", good[1].name));
+        assert_eq!(error(twice), format!("encoder file: parameter `{}` is stored twice", good[1].name));
         let mut extra = good.clone();
         extra.push(NamedTensor { name: "extra.weight".into(), shape: vec![1], values: vec![0.0] });
-        assert_eq!(error(extra), "encoder file: unexpected tensor `extra.weight`");
+        assert_eq!(error(extra), "encoder file: unexpected parameter `extra.weight`");
     }
 }
