@@ -36,7 +36,7 @@ use gpo_core::{Episode, Gpo, GpoBatch};
 use gpo_train::config::RunConfig;
 use gpo_train::eval::{GpoPredictor, Predictor, draw_episodes};
 use gpo_train::task::EmbeddedSurvey;
-use gpo_train::train::{EpisodeSampler, GpoMethod, Split};
+use gpo_train::train::{EpisodeSampler, GpoMethod, Protocol, Split};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -65,10 +65,8 @@ struct Setup {
 
 fn setup() -> Setup {
     let config = RunConfig::load(Path::new(CONFIG)).expect("configs/opinionqa.toml");
-    let (task, _) = gpo_train::run::load_task(&config.data).expect("OpinionQA data and embeddings");
-    let training = &config.training;
-    let split =
-        Split::new(&task, TRAIN_FRACTION, SEED, training.validation, training.validation_fraction).expect("split");
+    let (task, _) = gpo_train::pipeline::load_task(&config.data).expect("OpinionQA data and embeddings");
+    let split = Split::new(&task, Protocol::Groups, TRAIN_FRACTION, SEED, &config.split).expect("split");
     let methods = config.methods(task.dim);
     Setup { task, split, methods }
 }

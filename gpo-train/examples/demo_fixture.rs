@@ -13,7 +13,8 @@ use gpo_core::rng::SplitMix64;
 use gpo_core::{ModelFile, Predictor, Question};
 use gpo_train::config::RunConfig;
 use gpo_train::eval::draw_episodes;
-use gpo_train::run::{load_task, run_experiment};
+use gpo_train::pipeline::load_task;
+use gpo_train::run::run_experiment;
 use gpo_train::train::NoProgress;
 
 const CONTEXT: usize = 10;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::eval::draw_episodes;
 use crate::task::EmbeddedSurvey;
-use crate::train::{EpisodeSampler, Sampling, Split, ValidationMode};
+use crate::train::{EpisodeSampler, Protocol, Sampling, Split, SplitOptions};
 
 type Cpu = NdArray<f32>;
 
@@ -95,7 +95,7 @@ pub fn bench_train(
 ) -> Result<(Timing, BatchShapes), String> {
     type B = Autodiff<Cpu>;
     let device = Default::default();
-    let split = Split::new(task, 0.8, 0, ValidationMode::Questions, 0.2).map_err(|e| e.to_string())?;
+    let split = Split::new(task, Protocol::Groups, 0.8, 0, &SplitOptions::default()).map_err(|e| e.to_string())?;
     let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, sampling, None);
     let mut model = config.init_seeded::<B>(&device, 0).map_err(|e| e.to_string())?;
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, gpo_core::Gpo<B>>();

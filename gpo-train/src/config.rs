@@ -11,7 +11,8 @@ use crate::llm::prompt::PromptFormat;
 use crate::method::{LmMethod, Method};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
-use crate::train::{GpoMethod, Sampling, TrainOptions};
+use crate::task::EmbeddedSurvey;
+use crate::train::{GpoMethod, Sampling, SplitOptions, TrainOptions};
 
 /// Where the survey and its embeddings come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,16 +138,25 @@ pub struct EvalOptions {
     /// Ridge penalty of the reward-model baseline.
     pub ridge_lambda: f64,
     /// The protocols evaluated: `groups` (held-out groups, every question; the paper's) and
-    /// `questions` (held-out groups on questions held out of meta-training). Each protocol trains
-    /// its own models.
+    /// `questions` (held-out groups on questions held out of meta-training, `[split]
+    /// new_questions` of them). Each protocol trains its own models.
     pub protocols: Vec<Protocol>,
-    /// Fraction of the questions held out as new in the `questions` protocol.
-    pub new_questions: f64,
     /// At most this many target questions per held-out group, for every method alike: the first
     /// of its targets in a fixed order of the survey's questions (by a hash of their keys, the same
     /// in every run, so that a question scored in one run is scored in the others). Unset: every
     /// target. The LLM baselines need it on a CPU ([`LlmOptions`]).
     pub max_targets: Option<usize>,
+}
+
+impl EvalOptions {
+    /// Every number of context questions evaluated: the sweep and the headline value, sorted.
+    pub fn context_sizes(&self) -> Vec<usize> {
+        let mut ks = self.sweep.clone();
+        ks.push(self.context_questions);
+        ks.sort_unstable();
+        ks.dedup();
+        ks
+    }
 }
 
 impl Default for EvalOptions {
@@ -159,7 +169,6 @@ impl Default for EvalOptions {
             knn_temperature: 0.02,
             ridge_lambda: 1.0,
             protocols: vec![Protocol::Groups],
-            new_questions: 0.2,
             max_targets: None,
         }
     }
@@ -206,6 +215,9 @@ pub struct RunConfig {
     /// Training.
     #[serde(default)]
     pub training: TrainOptions,
+    /// How each run divides the data (one split for every method of the run).
+    #[serde(default)]
+    pub split: SplitOptions,
     /// Variants of GPO trained beside the faithful model (`[variants.<name>]`), by name.
     #[serde(default)]
     pub variants: BTreeMap<String, VariantOptions>,
@@ -228,6 +240,24 @@ pub struct ConfigError {
     pub path: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// The config asks for as many context questions as a group of the data has, or more (the
+/// command line adds the config file to the message).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "[evaluation] {keys}: k = {k} context questions is not smaller than the {fewest} questions of the smallest \
+     group, `{group}`"
+)]
+pub struct TooFewQuestions {
+    /// The keys that ask for `k`.
+    pub keys: &'static str,
+    /// The largest number of context questions asked for.
+    pub k: usize,
+    /// The questions of the smallest group.
+    pub fewest: usize,
+    /// Its name.
+    pub group: String,
 }
 
 // Largest sizes a run configuration may ask for. They are far above any useful GPO model or
@@ -361,9 +391,6 @@ fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Resul
     if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
         return Err(format!("[{table}training] learning_rate must be positive, got {}", t.learning_rate));
     }
-    if !(t.validation_fraction > 0.0 && t.validation_fraction < 1.0) {
-        return Err(format!("[{table}training] validation_fraction must be in (0, 1), got {}", t.validation_fraction));
-    }
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling
         && (min_context > max_context || min_target > max_target || min_target == 0)
     {
@@ -374,13 +401,36 @@ fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Resul
     Ok(())
 }
 
+/// The split settings that moved to `[split]` (they were per method in `[training]` and
+/// `[variants.<name>.training]`, and `new_questions` in `[evaluation]`): where one of them is
+/// still given, a message saying so.
+fn moved_split_key(config: &toml::Table) -> Option<String> {
+    let table = |t: &toml::Table, name: &str| t.get(name).and_then(toml::Value::as_table).cloned();
+    let mut tables: Vec<(String, toml::Table, &[&str])> = Vec::new();
+    const TRAINING: &[&str] = &["validation", "validation_fraction"];
+    tables.extend(table(config, "training").map(|t| ("training".to_string(), t, TRAINING)));
+    tables.extend(table(config, "evaluation").map(|t| ("evaluation".to_string(), t, &["new_questions"][..])));
+    for (name, variant) in table(config, "variants").unwrap_or_default() {
+        let training = variant.as_table().and_then(|v| table(v, "training"));
+        tables.extend(training.map(|t| (format!("variants.{name}.training"), t, TRAINING)));
+    }
+    tables.into_iter().find_map(|(name, t, keys)| {
+        let key = keys.iter().find(|k| t.contains_key(**k))?;
+        Some(format!("[{name}] {key}: moved to [split] (one split for every method of a run: `[split] {key} = …`)"))
+    })
+}
+
 impl RunConfig {
     /// Reads and checks a config file; relative data paths are resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let error = |message: String| ConfigError { path: path.display().to_string(), message };
         let text = crate::fsutil::read_capped_to_string(path, crate::fsutil::MAX_CONFIG_BYTES)
             .map_err(|e| error(crate::fsutil::reason(&e)))?;
-        let mut config: RunConfig = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+        let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
+            // An unknown key that moved says where it went.
+            let moved = toml::from_str::<toml::Table>(&text).ok().and_then(|table| moved_split_key(&table));
+            error(moved.unwrap_or_else(|| e.to_string()))
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let DataConfig::Survey { source, cache, embedding_model, questions, .. } = &mut config.data {
             *source = base.join(&*source);
@@ -417,15 +467,8 @@ impl RunConfig {
                 return Err(format!("[variants.{name}] a variant name is lower-case letters, digits and `_`"));
             }
             validate_method(&format!("variants.{name}."), &variant.model, &variant.training)?;
-            // All methods of a run share one split, so they must agree on what it holds out.
-            let (base, own) = (&self.training, &variant.training);
-            if (own.validation, own.validation_fraction) != (base.validation, base.validation_fraction) {
-                return Err(format!(
-                    "[variants.{name}.training] validation and validation_fraction must equal [training]'s \
-                     (every method of a run shares one split)"
-                ));
-            }
         }
+        self.split.validate()?;
         let e = &self.evaluation;
         if e.splits.is_empty() || e.seeds.is_empty() {
             return Err("[evaluation] splits and seeds must not be empty".into());
@@ -451,9 +494,6 @@ impl RunConfig {
         }
         if let Some(p) = e.protocols.iter().enumerate().find_map(|(i, p)| e.protocols[..i].contains(p).then_some(p)) {
             return Err(format!("[evaluation] protocol `{}` is listed twice", p.name()));
-        }
-        if !(e.new_questions > 0.0 && e.new_questions < 1.0) {
-            return Err(format!("[evaluation] new_questions must be a fraction in (0, 1), got {}", e.new_questions));
         }
         if !gpo_core::prior::TEMPERATURE_RANGE.contains(&e.knn_temperature) {
             return Err(format!(
@@ -500,12 +540,22 @@ impl RunConfig {
         methods
     }
 
-    /// Every number of context questions evaluated: the sweep and the headline value, sorted.
-    pub fn context_sizes(&self) -> Vec<usize> {
-        let mut ks = self.evaluation.sweep.clone();
-        ks.push(self.evaluation.context_questions);
-        ks.sort_unstable();
-        ks.dedup();
-        ks
+    /// Checks the evaluation sizes against the data: every held-out group needs more questions than
+    /// the largest number of context questions.
+    pub fn check_data(&self, task: &EmbeddedSurvey) -> Result<(), TooFewQuestions> {
+        let largest = self.evaluation.context_sizes().last().copied().unwrap_or(0);
+        let smallest = (0..task.n_groups()).map(|g| (task.questions_of(g).len(), g)).min();
+        match smallest.filter(|&(fewest, _)| largest >= fewest) {
+            Some((fewest, g)) => Err(TooFewQuestions {
+                keys: match self.evaluation.sweep.contains(&largest) {
+                    true => "context_questions and sweep",
+                    false => "context_questions",
+                },
+                k: largest,
+                fewest,
+                group: task.survey.groups[g].name.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }

@@ -18,9 +18,11 @@ pub mod prior;
 pub mod protocol;
 pub mod report;
 pub mod run;
+pub mod split;
 pub mod synthetic;
 pub mod task;
 pub mod train;
+pub mod workers;
 
 /// Whether this build has the wgpu backend (feature `wgpu`): tests that build the `gpo` binary
 /// themselves build it with the same features.

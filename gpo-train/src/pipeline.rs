@@ -9,6 +9,7 @@ use crate::data::{DataError, Loaded, Survey, globalopinionqa, notebook, opinionq
 use crate::embed::{
     EmbedError, EmbedProgress, EmbeddingCache, Precision, SurveyTemplate, Template, TextEmbedder, open_encoder,
 };
+use crate::synthetic::{SyntheticSpec, synthetic_survey};
 use crate::task::EmbeddedSurvey;
 use burn_ndarray::NdArray;
 
@@ -142,26 +143,59 @@ pub fn ensure_cache(
     Ok(cache)
 }
 
-/// Loads the survey named by `data`, selects its groups and attaches the cached embeddings
-/// (embedding missing texts first when a model is configured).
-pub fn load_embedded_survey(
+/// Why a run's data could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The survey files.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// None of the configured groups is in the survey.
+    #[error("[data] groups: {0}")]
+    Groups(NoGroupFound),
+    /// The text template.
+    #[error("[data] template: {0}")]
+    Template(gpo_core::template::TemplateError),
+    /// The embedding cache or model.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The embeddings do not fit the survey.
+    #[error(transparent)]
+    Task(#[from] crate::task::TaskError),
+}
+
+gpo_core::cause_in_message!(LoadError { Groups(NoGroupFound), Template(gpo_core::template::TemplateError) });
+
+/// Loads the survey and its embeddings as `data` says: a survey's files, groups and cached
+/// embeddings, or a generated survey. Texts missing from the cache are
+/// embedded silently ([`load_task_with_progress`] reports them).
+pub fn load_task(data: &DataConfig) -> Result<(EmbeddedSurvey, EmbeddingInfo), LoadError> {
+    load_task_with_progress(data, &())
+}
+
+/// [`load_task`], reporting the embedding of texts missing from the cache to `progress`.
+pub fn load_task_with_progress(
     data: &DataConfig,
     progress: &dyn EmbedProgress,
-) -> Result<(EmbeddedSurvey, EmbeddingInfo), String> {
-    let DataConfig::Survey { loader, source, questions, groups, cache, embedding_model, template } = data else {
-        return Err("not a survey data configuration".into());
-    };
-    let loaded = load_survey(*loader, source, questions.as_deref()).map_err(|e| e.to_string())?;
-    for (reason, n) in loaded.skipped_counts() {
-        tracing::info!(count = n, %reason, "skipped while loading");
+) -> Result<(EmbeddedSurvey, EmbeddingInfo), LoadError> {
+    match data {
+        &DataConfig::Synthetic { groups, questions, dim, clusters, sharpness, seed } => {
+            let spec = SyntheticSpec { groups, questions, dim, clusters, sharpness, seed };
+            let info = EmbeddingInfo { model: "synthetic".into(), template: None };
+            Ok((synthetic_survey(spec), info))
+        }
+        DataConfig::Survey { loader, source, questions, groups, cache, embedding_model, template } => {
+            let loaded = load_survey(*loader, source, questions.as_deref())?;
+            for (reason, n) in loaded.skipped_counts() {
+                tracing::info!(count = n, %reason, "skipped while loading");
+            }
+            let (survey, report) = select_groups(&loaded, groups.as_deref()).map_err(LoadError::Groups)?;
+            tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
+            let template: Template = template.parse().map_err(LoadError::Template)?;
+            let cache = ensure_cache(&survey, template, cache, embedding_model.as_deref(), progress)?;
+            let embeddings = cache.survey_embeddings(&survey, template)?;
+            let info = EmbeddingInfo { model: cache.model_id().to_string(), template: Some(template) };
+            let task = EmbeddedSurvey::new(survey, embeddings, cache.dim())?;
+            Ok((task, info))
+        }
     }
-    let (survey, report) = select_groups(&loaded, groups.as_deref()).map_err(|e| format!("[data] groups: {e}"))?;
-    tracing::info!(groups = survey.groups.len(), questions = survey.questions.len(), "selected\n{report}");
-    let template: Template = template.parse().map_err(|e: gpo_core::template::TemplateError| e.to_string())?;
-    let cache =
-        ensure_cache(&survey, template, cache, embedding_model.as_deref(), progress).map_err(|e| e.to_string())?;
-    let embeddings = cache.survey_embeddings(&survey, template).map_err(|e| e.to_string())?;
-    let info = EmbeddingInfo { model: cache.model_id().to_string(), template: Some(template) };
-    let task = EmbeddedSurvey::new(survey, embeddings, cache.dim()).map_err(|e| e.to_string())?;
-    Ok((task, info))
 }

@@ -11,8 +11,8 @@ use gpo_core::weights::reinitialize;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, Predictor, Question, WeightDType};
 use gpo_train::config::RunConfig;
 use gpo_train::eval::{EvalEpisode, GpoPredictor, Predictor as _};
+use gpo_train::pipeline::load_task;
 use gpo_train::prior::SurveyPrior;
-use gpo_train::run::load_task;
 use gpo_train::task::EmbeddedSurvey;
 
 use crate::common::{gpo, max_difference, predicted, repo};

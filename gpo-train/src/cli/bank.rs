@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use gpo_train::config::RunConfig;
 use gpo_train::fsutil::write_atomic;
+use gpo_train::pipeline::load_task;
 use gpo_train::report::Results;
-use gpo_train::run::load_task;
 use serde::Serialize;
 
 /// Decimals of the held-out groups' answers in the bank.

@@ -7,7 +7,7 @@ use burn_ndarray::NdArray;
 use gpo_train::bench::{OtherLoad, Shapes, bench_predict, bench_pytorch, bench_train, matmul_peak};
 use gpo_train::config::RunConfig;
 use gpo_train::embed::{SurveyTemplate, Template, bench_embed, bench_sentence_transformers, embed_texts, open_encoder};
-use gpo_train::run::load_task;
+use gpo_train::pipeline::load_task;
 
 pub fn bench(
     what: super::BenchTarget,

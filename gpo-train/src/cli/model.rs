@@ -11,7 +11,7 @@ use gpo_core::{ModelFile, Predictor, Question, WeightDType};
 use gpo_train::config::{DataConfig, RunConfig};
 use gpo_train::embed::{EmbeddingCache, Template, open_encoder};
 use gpo_train::fsutil::write_atomic;
-use gpo_train::run::load_task;
+use gpo_train::pipeline::load_task;
 
 type Cpu = NdArray<f32>;
 

@@ -6,6 +6,7 @@ use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
 use gpo_train::config::RunConfig;
 use gpo_train::embed::EmbedProgress;
+use gpo_train::eval::LlmProgress;
 use gpo_train::run::{RunError, run_dir, run_experiment};
 use gpo_train::train::{ExperimentProgress, TrainProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -145,7 +146,9 @@ impl ExperimentProgress for Bars {
     fn run_done(&self) {
         self.runs.inc(1);
     }
+}
 
+impl LlmProgress for Bars {
     fn lm_start(&self, method: &str, tokens: usize) {
         self.lm.start(method, tokens, "{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}");
     }
@@ -187,7 +190,7 @@ pub fn run(
         }
     }
     .map_err(|e| match e {
-        RunError::Config(message) => anyhow::anyhow!("{}: {message}", config_path.display()),
+        RunError::Config(e) => anyhow::anyhow!("{}: {e}", config_path.display()),
         e => e.into(),
     })?;
     bars.runs.finish_and_clear();

@@ -22,6 +22,7 @@
 use super::{EvalEpisode, EvalError, Predictions, Predictor, normalise};
 use crate::method::Method;
 use crate::prior::{PriorKind, SurveyPrior};
+use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
 fn uniform(options: usize) -> Vec<f64> {
@@ -353,6 +354,40 @@ impl Predictor for RidgeRewardModel {
             })
             .collect())
     }
+}
+
+/// The settings of the baselines that take any (`[evaluation]` of a run config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineOptions {
+    /// Temperature of [`KnnGroups`].
+    pub knn_temperature: f64,
+    /// Ridge penalty of [`RidgeRewardModel`] and [`RidgePopulation`].
+    pub ridge_lambda: f64,
+}
+
+/// The baselines of `protocol` ([`Method::baselines`]), in report order, reading the answers of
+/// `meta_train` groups to `seen` questions.
+pub fn baselines(
+    protocol: Protocol,
+    task: &EmbeddedSurvey,
+    meta_train: &[usize],
+    seen: &[usize],
+    options: BaselineOptions,
+) -> Result<Vec<Box<dyn Predictor>>, EvalError> {
+    let BaselineOptions { knn_temperature, ridge_lambda } = options;
+    let mut baselines: Vec<Box<dyn Predictor>> = Vec::new();
+    for baseline in Method::baselines(protocol) {
+        baselines.push(match baseline {
+            Method::Uniform => Box::new(Uniform),
+            Method::TrainMean => Box::new(TrainGroupMean::new(task, meta_train, seen)?),
+            Method::NearestQuestion => Box::new(NearestQuestion::new(task, meta_train, seen)?),
+            Method::RidgePopulation => Box::new(RidgePopulation::new(task, meta_train, seen, ridge_lambda)?),
+            Method::KnnGroups => Box::new(KnnGroups::new(task, meta_train, seen, knn_temperature)?),
+            Method::RidgeRm => Box::new(RidgeRewardModel::new(ridge_lambda)),
+            Method::Gpo | Method::Variant(_) | Method::Selected | Method::Lm(_) => continue,
+        });
+    }
+    Ok(baselines)
 }
 
 #[cfg(test)]

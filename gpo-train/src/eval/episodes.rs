@@ -2,6 +2,9 @@
 
 use gpo_core::rng::SplitMix64;
 
+use super::{EvalError, fnv1a};
+use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
+use crate::split::Split;
 use crate::task::EmbeddedSurvey;
 
 /// One group's evaluation episode: context questions (shown with the group's answers) and target
@@ -86,4 +89,77 @@ pub fn draw_episodes_with_targets(
         })
         .filter(|e| !e.targets.is_empty())
         .collect()
+}
+
+/// The held-out groups' episodes of a run for every number of context questions: what every
+/// method of the run is scored on (docs/original.md §5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestEpisodes {
+    /// `(k, episodes)` for every number of context questions, ascending.
+    pub per_k: Vec<(usize, Vec<EvalEpisode>)>,
+    /// The held-out groups' questions no method is scored on: no population prior exists for
+    /// them (no meta-training group answered them and no answered question has their option
+    /// count; GlobalOpinionQA). Empty on OpinionQA.
+    pub no_prior: Vec<usize>,
+    /// The questions contexts are drawn from.
+    pub context_pool: Vec<usize>,
+}
+
+impl TestEpisodes {
+    /// Draws the test groups' episodes of `split` for every `k` of `ks`, with `seed`: every
+    /// method sees exactly the same contexts (and both protocols the same draw for the same
+    /// seed). The targets are the questions with a population prior, at most `max_targets` per
+    /// group when given: the first in a fixed order of the questions, by the FNV-1a hash of their
+    /// keys ([`fnv1a`]), the same in every run.
+    pub fn draw(
+        task: &EmbeddedSurvey,
+        split: &Split,
+        seed: u64,
+        ks: &[usize],
+        max_targets: Option<usize>,
+    ) -> Result<Self, EvalError> {
+        // Validation groups are meta-training data too.
+        let meta_train = split.meta_train_groups();
+        let defined = SurveyPrior::over(task, PriorKind::TrainMean, &meta_train, &split.seen_questions)?;
+        let (context_pool, targets) = split.test_pools();
+        let no_prior = targets
+            .unwrap_or(context_pool)
+            .iter()
+            .copied()
+            .filter(|&q| {
+                !defined.is_defined(q, None, TargetPriors::Answered)
+                    && split.test_groups.iter().any(|&g| task.answer(g, q).is_some())
+            })
+            .collect();
+        let context_pool = defined.defined_in(context_pool);
+        let targets = targets.map(|t| defined.defined_in(t));
+        let per_k = ks
+            .iter()
+            .map(|&k| {
+                let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
+                let mut episodes = draw_episodes_with_targets(
+                    task,
+                    &split.test_groups,
+                    &context_pool,
+                    targets.as_deref(),
+                    k,
+                    &mut rng,
+                );
+                if let Some(max) = max_targets {
+                    for e in &mut episodes {
+                        e.targets.sort_by_key(|&q| (fnv1a(&task.survey.questions[q].key), q));
+                        e.targets.truncate(max);
+                        e.targets.sort_unstable();
+                    }
+                }
+                (k, episodes)
+            })
+            .collect();
+        Ok(Self { per_k, no_prior, context_pool })
+    }
+
+    /// The episodes with `k` context questions (empty when `k` was not drawn).
+    pub fn at(&self, k: usize) -> &[EvalEpisode] {
+        self.per_k.iter().find(|(kk, _)| *kk == k).map_or(&[], |(_, e)| e)
+    }
 }

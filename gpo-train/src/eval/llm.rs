@@ -8,6 +8,7 @@
 //! [`LlmPredictor`] renders its prompts again and looks their answers up.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use gpo_core::rng::SplitMix64;
@@ -185,39 +186,146 @@ impl LlmAnswers {
 
     /// The file bytes: a [`gpo_core::container`] (magic, version, length, CRC-32) around the
     /// payload (postcard) naming the `model` and `prompt` format that answered.
-    pub fn to_bytes(&self, model: &str, prompt: PromptFormat) -> Result<Vec<u8>, String> {
+    pub fn to_bytes(&self, model: &str, prompt: PromptFormat) -> Result<Vec<u8>, AnswersFileError> {
         let mut answers: Vec<(u64, Vec<f64>)> = self.answers.iter().map(|(k, v)| (*k, v.clone())).collect();
         answers.sort_by_key(|(k, _)| *k);
         let costs = self.costs.clone();
         let payload = postcard::to_allocvec(&StoredAnswers { model: model.into(), prompt, answers, costs })
-            .map_err(|e| format!("encoding answers: {e}"))?;
+            .map_err(AnswersFileError::Encode)?;
         Ok(gpo_core::container::seal(&ANSWERS_MAGIC, ANSWERS_VERSION, &payload))
     }
 
     /// Reads [`LlmAnswers::to_bytes`]' output, refusing a corrupt file or one answered by another
     /// model or prompt format.
-    pub fn from_bytes(bytes: &[u8], model: &str, prompt: PromptFormat) -> Result<Self, String> {
+    pub fn from_bytes(bytes: &[u8], model: &str, prompt: PromptFormat) -> Result<Self, AnswersFileError> {
         use gpo_core::container::{ContainerError, open};
         let (_, payload) = open(bytes, &ANSWERS_MAGIC, &[ANSWERS_VERSION]).map_err(|e| match e {
-            ContainerError::BadMagic { .. } => "not a gpo LLM answers file".into(),
-            ContainerError::UnsupportedVersion { found } => format!(
-                "format version {found} (this build reads {ANSWERS_VERSION}): the file only caches answers; delete it \
-                 and the run asks the prompts again"
-            ),
-            ContainerError::Checksum { stored, computed } => {
-                format!("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")
-            }
-            other => other.to_string(),
+            ContainerError::BadMagic { .. } => AnswersFileError::NotAnswers,
+            ContainerError::UnsupportedVersion { found } => AnswersFileError::Version { found },
+            other => AnswersFileError::Container(other),
         })?;
-        let s: StoredAnswers = postcard::from_bytes(payload).map_err(|e| format!("payload does not decode: {e}"))?;
+        let s: StoredAnswers = postcard::from_bytes(payload).map_err(AnswersFileError::Decode)?;
         if s.model != model || s.prompt != prompt {
-            return Err(format!(
-                "answered by {} with {:?} prompts, this run asks {model} with {prompt:?}",
-                s.model, s.prompt
-            ));
+            return Err(AnswersFileError::OtherModel {
+                found: (s.model, s.prompt),
+                wanted: (model.to_owned(), prompt),
+            });
         }
         Ok(Self { answers: s.answers.into_iter().collect(), costs: s.costs })
     }
+}
+
+/// Why an answers file cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswersFileError {
+    /// Another kind of file.
+    #[error("not a gpo LLM answers file")]
+    NotAnswers,
+    /// A layout this build does not read.
+    #[error(
+        "format version {found} (this build reads {ANSWERS_VERSION}): the file only caches answers; delete it and \
+         the run asks the prompts again"
+    )]
+    Version {
+        /// The file's version.
+        found: u32,
+    },
+    /// Truncated or corrupted.
+    #[error("{0}")]
+    Container(gpo_core::container::ContainerError),
+    /// The payload is not answers.
+    #[error("payload does not decode: {0}")]
+    Decode(postcard::Error),
+    /// The answers could not be encoded.
+    #[error("encoding answers: {0}")]
+    Encode(postcard::Error),
+    /// Another model or prompt format answered.
+    #[error("answered by {} with {:?} prompts, this run asks {} with {:?}", found.0, found.1, wanted.0, wanted.1)]
+    OtherModel {
+        /// The model and prompt format that answered.
+        found: (String, PromptFormat),
+        /// This run's.
+        wanted: (String, PromptFormat),
+    },
+}
+
+/// How asking a language model reports its progress (the command line draws a bar from it).
+pub trait LlmProgress: Sync {
+    /// The model starts answering the prompts of `method`, `tokens` tokens in all.
+    fn lm_start(&self, _method: &str, _tokens: usize) {}
+    /// It ran `tokens` more tokens.
+    fn lm_tokens(&self, _tokens: usize) {}
+    /// It answered them all.
+    fn lm_done(&self) {}
+}
+
+impl LlmProgress for () {}
+
+/// Asks `scorer` every prompt that the LLM baselines `methods` (prompting in `format`) render for
+/// `episodes` (`(seed, episode)` of every run that scores them), each distinct prompt once,
+/// method after method: the answers are kept in the file at `path` after each method, and with
+/// `resume` a run starts from what the file holds and asks only what is missing. `threads` is
+/// recorded with each method's cost.
+#[allow(clippy::too_many_arguments)]
+pub fn ask_all<B: Backend>(
+    task: &EmbeddedSurvey,
+    scorer: &ChoiceScorer<B>,
+    threads: usize,
+    methods: &[LmMethod],
+    format: PromptFormat,
+    episodes: &[(u64, EvalEpisode)],
+    (path, resume): (&Path, bool),
+    progress: &dyn LlmProgress,
+) -> Result<(LlmAnswers, LlmRun), EvalError> {
+    let model = scorer.name().to_owned();
+    let file = |error| EvalError::AnswersFile { path: path.to_path_buf(), error };
+    let mut answers = match resume && path.exists() {
+        true => {
+            let bytes = crate::fsutil::read_capped(path, crate::fsutil::MAX_CHECKPOINT_BYTES)
+                .map_err(|error| EvalError::Io { path: path.to_path_buf(), error })?;
+            LlmAnswers::from_bytes(&bytes, &model, format).map_err(file)?
+        }
+        false => LlmAnswers::new(),
+    };
+    for &method in methods {
+        let mut prompts = Vec::new();
+        for (seed, episode) in episodes {
+            prompts.extend(LlmPrompting { method, format, seed: *seed }.prompts(task, episode)?);
+        }
+        let asked = prompts.len();
+        let prompts = answers.missing(prompts);
+        let name = Method::Lm(method).name();
+        if prompts.is_empty() && answers.costs.iter().any(|c| c.method == name) {
+            tracing::info!(method = %name, path = %path.display(), "language model: every answer kept from before");
+            continue;
+        }
+        let tokens = scorer.run_tokens(&prompts)?;
+        tracing::info!(method = %name, prompts = prompts.len(), asked, tokens, "language model: prompting");
+        progress.lm_start(&name, tokens);
+        let start = std::time::Instant::now();
+        let distinct = prompts.len();
+        answers.ask(scorer, prompts, &|n| progress.lm_tokens(n))?;
+        let seconds = start.elapsed().as_secs_f64();
+        progress.lm_done();
+        tracing::info!(method = %name, seconds, tokens_per_second = tokens as f64 / seconds.max(1e-9), "language model: done");
+        // A resumed method's cost adds to what it had cost before.
+        let before = answers.costs.iter().position(|c| c.method == name).map(|i| answers.costs.remove(i));
+        let (run_before, tokens_before, seconds_before) =
+            before.map_or((0, 0, 0.0), |c| (c.prompts_run, c.tokens, c.seconds));
+        answers.costs.push(LlmMethodRun {
+            method: name,
+            prompts_scored: asked,
+            prompts_run: run_before + distinct,
+            tokens: tokens_before + tokens,
+            seconds: seconds_before + seconds,
+            threads,
+        });
+        let bytes = answers.to_bytes(&model, format).map_err(file)?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })?;
+    }
+    let costs = methods.iter().filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m).name()));
+    let run = LlmRun { model, prompt: format, methods: costs.cloned().collect() };
+    Ok((answers, run))
 }
 
 /// An LLM baseline in a run: its prompts' answers, looked up.
@@ -290,7 +398,7 @@ mod tests {
             LlmAnswers::from_bytes(&bytes, "m", PromptFormat::Chatml).unwrap().get("a"),
             Some(&[0.25, 0.75][..])
         );
-        let err = |b: &[u8]| LlmAnswers::from_bytes(b, "m", PromptFormat::Chatml).unwrap_err();
+        let err = |b: &[u8]| LlmAnswers::from_bytes(b, "m", PromptFormat::Chatml).unwrap_err().to_string();
         assert!(err(&bytes[..bytes.len() - 1]).contains("size mismatch"));
         assert!(err(&bytes[..10]).contains("truncated"));
         assert!(err(&gpo_core::container::seal(b"GPOMODEL", 3, b"x")).contains("not a gpo LLM answers file"));
@@ -303,7 +411,12 @@ mod tests {
         let mut version = bytes.clone();
         version[8] = 9;
         assert!(err(&version).contains("format version 9"));
-        assert!(LlmAnswers::from_bytes(&bytes, "other", PromptFormat::Chatml).unwrap_err().contains("answered by m"));
+        assert!(
+            LlmAnswers::from_bytes(&bytes, "other", PromptFormat::Chatml)
+                .unwrap_err()
+                .to_string()
+                .contains("answered by m")
+        );
         assert!(LlmAnswers::from_bytes(&bytes, "m", PromptFormat::Alpaca).is_err());
         // Every truncation is an error, never a panic.
         for n in 0..bytes.len() {

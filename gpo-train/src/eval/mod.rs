@@ -7,12 +7,19 @@ mod episodes;
 mod gpo;
 mod llm;
 
-pub use baselines::{KnnGroups, NearestQuestion, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform};
-pub use episodes::{EvalEpisode, draw_episodes, draw_episodes_with_targets};
+pub use baselines::{
+    BaselineOptions, KnnGroups, NearestQuestion, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform, baselines,
+};
+pub use episodes::{EvalEpisode, TestEpisodes, draw_episodes, draw_episodes_with_targets};
 pub use gpo::GpoPredictor;
-pub use llm::{LlmAnswers, LlmMethodRun, LlmPredictor, LlmPrompting, LlmRun, fnv1a};
+pub use llm::{
+    AnswersFileError, LlmAnswers, LlmMethodRun, LlmPredictor, LlmProgress, LlmPrompting, LlmRun, ask_all, fnv1a,
+};
+
+use std::collections::BTreeMap;
 
 use gpo_core::metrics::ScoreTable;
+use serde::{Deserialize, Serialize};
 
 use crate::task::EmbeddedSurvey;
 
@@ -37,6 +44,22 @@ pub enum EvalError {
     /// A baseline cannot predict these episodes.
     #[error("{0}")]
     Baseline(String),
+    /// A language model's answers file.
+    #[error("{path}: {error}")]
+    AnswersFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        error: AnswersFileError,
+    },
+    /// Reading or writing a file.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause (in the message, not a `source`).
+        error: std::io::Error,
+    },
 }
 
 gpo_core::cause_in_message!(EvalError {
@@ -65,6 +88,62 @@ pub fn score(task: &EmbeddedSurvey, episodes: &[EvalEpisode], predictions: &Pred
         }
     }
     table
+}
+
+/// One method's score at one number of context questions, for one (split, seed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodScore {
+    /// Method name (`gpo`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`).
+    pub method: String,
+    /// Context questions per test group.
+    pub k: usize,
+    /// Mean over all (group, question) items, as the original.
+    pub micro: Option<f64>,
+    /// Mean of the per-group means.
+    #[serde(rename = "macro")]
+    pub macro_average: Option<f64>,
+    /// Mean per test group.
+    pub per_group: BTreeMap<String, f64>,
+}
+
+/// Scores every method of `methods` on the episodes of every k, and measures at the `headline` k
+/// whether it reads the context ([`context::measure`]); the methods of `headline_only` (the LLM
+/// baselines, whose prompts are the costly part) are scored at the headline k only, and not
+/// measured.
+pub fn score_methods(
+    task: &EmbeddedSurvey,
+    episodes: &TestEpisodes,
+    headline: usize,
+    methods: &[&dyn Predictor],
+    headline_only: &[&dyn Predictor],
+) -> Result<(Vec<MethodScore>, Vec<context::ContextUse>), EvalError> {
+    let mut scores = Vec::new();
+    let mut context_use = Vec::new();
+    for (k, episodes_k) in &episodes.per_k {
+        let at_headline = *k == headline;
+        let others = headline_only.iter().filter(|_| at_headline);
+        for (i, method) in methods.iter().chain(others).enumerate() {
+            let predictions = method.predict(task, episodes_k)?;
+            if at_headline && i < methods.len() {
+                let pool = &episodes.context_pool;
+                context_use.push(context::measure(task, *method, episodes_k, &predictions, pool, *k)?);
+            }
+            let table = score(task, episodes_k, &predictions);
+            let per_group = episodes_k
+                .iter()
+                .zip(table.group_means())
+                .filter_map(|(e, m)| Some((task.survey.groups[e.group].name.clone(), m?)))
+                .collect();
+            scores.push(MethodScore {
+                method: method.name(),
+                k: *k,
+                micro: table.micro(),
+                macro_average: table.macro_average(),
+                per_group,
+            });
+        }
+    }
+    Ok((scores, context_use))
 }
 
 /// Normalises non-negative scores into a distribution; uniform when they sum to zero.

@@ -471,7 +471,7 @@ fn protocol_sections(
              group weights with the same nearest-question rule), `ridge_rm` and uniform. Models are selected on \
              validation groups scored on their own held-out questions.\n",
             results.n_questions,
-            results.config.evaluation.new_questions * 100.0,
+            results.config.split.new_questions * 100.0,
             gpo_core::prior::DEFAULT_NEIGHBOURS,
         );
     }
@@ -674,7 +674,7 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
         results.embedding_dim,
         results.config.evaluation.seeds.len(),
         k,
-        match results.config.training.validation {
+        match results.config.split.validation {
             crate::train::ValidationMode::Questions => "held-out questions of the meta-training groups",
             crate::train::ValidationMode::Groups => "held-out meta-training groups",
         },
@@ -812,6 +812,7 @@ prior = { kind = "train_mean" }
         for &split in &config.evaluation.splits {
             for (seed, &seed_id) in config.evaluation.seeds.iter().enumerate() {
                 let scores = config
+                    .evaluation
                     .context_sizes()
                     .into_iter()
                     .flat_map(|k| {

@@ -11,26 +11,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::RunConfig;
 pub use crate::eval::context::ContextUse;
-pub use crate::eval::{LlmMethodRun, LlmRun};
+pub use crate::eval::{LlmMethodRun, LlmRun, MethodScore};
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
-
-/// One method's score at one number of context questions, for one (split, seed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MethodScore {
-    /// Method name (`gpo`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`).
-    pub method: String,
-    /// Context questions per test group.
-    pub k: usize,
-    /// Mean over all (group, question) items, as the original.
-    pub micro: Option<f64>,
-    /// Mean of the per-group means.
-    #[serde(rename = "macro")]
-    pub macro_average: Option<f64>,
-    /// Mean per test group.
-    pub per_group: BTreeMap<String, f64>,
-}
 
 /// One GPO method's training in one (split, seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -221,7 +221,9 @@ mod tests {
         use super::super::{Checkpoint, HEADER_LEN};
         use crate::prior::PriorKind;
         use crate::synthetic::{SyntheticSpec, synthetic_survey};
-        use crate::train::{GpoMethod, Session, Split, TrainError, TrainOptions, ValidationMode, train};
+        use crate::train::{
+            GpoMethod, Protocol, Session, Split, SplitOptions, TrainError, TrainOptions, ValidationMode, train,
+        };
 
         type B = Autodiff<NdArray<f32>>;
         const STEPS: usize = 6;
@@ -236,7 +238,9 @@ mod tests {
                 sharpness: 4.0,
                 seed: 1,
             });
-            let split = Split::new(&task, 0.75, 5, ValidationMode::Groups, 0.2).unwrap();
+            let split =
+                Split::new(&task, Protocol::Groups, 0.75, 5, &SplitOptions::validation(ValidationMode::Groups, 0.2))
+                    .unwrap();
             let method = GpoMethod {
                 name: "gpo_prior".into(),
                 config: GpoConfig::new(6).with_d_model(8).with_d_ff(8).with_n_layers(1).with_prior(true),

@@ -6,14 +6,13 @@ mod curve;
 pub mod progress;
 mod record;
 pub mod sampler;
-pub mod split;
 mod trainer;
 
 pub use crate::prior::TargetPriors;
+pub use crate::split::{Protocol, Split, SplitError, SplitOptions, ValidationMode};
 pub use curve::CurvePoint;
 pub use progress::{ExperimentProgress, NoProgress, TrainProgress};
 pub use sampler::{EpisodeSampler, Sampling};
-pub use split::{Protocol, Split, SplitError, ValidationMode};
 pub use trainer::{
     GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, thread_cpu_seconds, train,
     validation_episodes,

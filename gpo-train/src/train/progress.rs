@@ -2,6 +2,7 @@
 //! draws nothing itself); [`NoProgress`] ignores them.
 
 use crate::embed::EmbedProgress;
+use crate::eval::LlmProgress;
 
 /// Progress of one training run.
 pub trait TrainProgress {
@@ -11,21 +12,16 @@ pub trait TrainProgress {
     fn update(&self, _done: usize, _loss: f64, _validation: Option<f64>) {}
 }
 
-/// Progress of a whole experiment: embedding the texts missing from the cache, how many (split,
-/// seed) runs, one [`TrainProgress`] per worker thread, and each finished run.
-pub trait ExperimentProgress: EmbedProgress + Sync {
+/// Progress of a whole experiment: embedding the texts missing from the cache, the language model
+/// of the LLM baselines, how many (split, seed) runs, one [`TrainProgress`] per worker thread,
+/// and each finished run.
+pub trait ExperimentProgress: EmbedProgress + LlmProgress + Sync {
     /// The experiment has `total` runs.
     fn runs(&self, _total: usize) {}
     /// The progress of one worker thread's training runs.
     fn worker(&self) -> Box<dyn TrainProgress + '_>;
     /// One run is finished.
     fn run_done(&self) {}
-    /// A language model starts answering the prompts of `method`, `tokens` tokens in all.
-    fn lm_start(&self, _method: &str, _tokens: usize) {}
-    /// It ran `tokens` more tokens.
-    fn lm_tokens(&self, _tokens: usize) {}
-    /// It answered them all.
-    fn lm_done(&self) {}
 }
 
 /// Reports nothing.
@@ -35,6 +31,8 @@ pub struct NoProgress;
 impl TrainProgress for NoProgress {}
 
 impl EmbedProgress for NoProgress {}
+
+impl LlmProgress for NoProgress {}
 
 impl ExperimentProgress for NoProgress {
     fn worker(&self) -> Box<dyn TrainProgress + '_> {

@@ -16,9 +16,9 @@ use super::checkpoint::{Checkpoint, CheckpointError};
 use super::curve::CurvePoint;
 use super::record;
 use super::sampler::{EpisodeSampler, Sampling};
-use super::split::{Split, ValidationMode};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
 use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
+use crate::split::Split;
 use crate::task::EmbeddedSurvey;
 
 /// Training hyperparameters (the `[training]` table of a run config).
@@ -42,10 +42,6 @@ pub struct TrainOptions {
     pub eval_every: usize,
     /// Write a checkpoint every this many updates (0: never; always after the last).
     pub checkpoint_every: usize,
-    /// What the validation set is made of.
-    pub validation: ValidationMode,
-    /// Fraction of meta-training groups (or questions) held out for validation.
-    pub validation_fraction: f64,
     /// Context questions shown for each validation group.
     pub validation_context: usize,
 }
@@ -61,8 +57,6 @@ impl Default for TrainOptions {
             target_priors: TargetPriors::Answered,
             eval_every: 100,
             checkpoint_every: 0,
-            validation: ValidationMode::Questions,
-            validation_fraction: 0.2,
             validation_context: 20,
         }
     }

@@ -9,9 +9,9 @@ use burn_ndarray::NdArray;
 use gpo_core::prior::PriorKind;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use gpo_train::config::RunConfig;
+use gpo_train::pipeline::load_task;
 use gpo_train::prior::SurveyPrior;
 use gpo_train::report::{Results, RunResult};
-use gpo_train::run::load_task;
 
 const CONFIG: &str = r#"
 name = "bank-test"

@@ -166,3 +166,30 @@ fn data_tidy_writes_the_selection_in_the_tidy_format() {
     assert!(!ok);
     assert_eq!(stderr.trim(), "error: fixtures/no-such.csv: No such file or directory");
 }
+
+/// The reported `dim must be positive` three times: an error that prints its cause must not also
+/// return it as `source`, or the binary's `{:#}` chain (anyhow's, as `gpo` prints errors) prints
+/// it again.
+#[test]
+fn the_command_line_prints_each_cause_once() {
+    use gpo_core::model::ConfigError;
+    use gpo_train::eval::EvalError;
+    use gpo_train::llm::{GgufError, LlmError};
+    use gpo_train::run::RunError;
+    use gpo_train::train::TrainError;
+
+    let zero = || ConfigError::Zero { field: "d_model" };
+    let errors: Vec<anyhow::Error> = vec![
+        RunError::from(TrainError::from(zero())).into(),
+        RunError::from(TrainError::from(EvalError::from(gpo_core::PredictError::from(
+            gpo_core::ModelFileError::from(zero()),
+        ))))
+        .into(),
+        RunError::from(EvalError::from(gpo_core::PriorError::Neighbours(0))).into(),
+        LlmError::gguf(Path::new("m.gguf"))(GgufError::Header("bad magic".into())).into(),
+    ];
+    for (error, cause) in errors.iter().zip(["must be positive", "must be positive", "neighbour", "bad magic"]) {
+        let printed = format!("{error:#}");
+        assert_eq!(printed.matches(cause).count(), 1, "{printed}");
+    }
+}

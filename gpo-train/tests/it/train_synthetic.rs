@@ -10,7 +10,7 @@ use gpo_train::prior::PriorKind;
 use gpo_train::protocol::Protocol;
 use gpo_train::run::run_experiment;
 use gpo_train::synthetic::{SyntheticSpec, synthetic_survey};
-use gpo_train::train::{GpoMethod, NoProgress, Session, Split, TrainOptions, ValidationMode, train};
+use gpo_train::train::{GpoMethod, NoProgress, Session, Split, SplitOptions, TrainOptions, ValidationMode, train};
 
 type B = Autodiff<NdArray<f32>>;
 
@@ -37,6 +37,8 @@ n_layers = 2
 steps = {steps}
 learning_rate = 2e-3
 eval_every = 50
+
+[split]
 validation = "questions"
 
 [training.sampling]
@@ -120,7 +122,8 @@ fn gpo_learns_planted_group_structure() {
 fn small_run(session: Session, steps: usize) -> Vec<gpo_core::weights::NamedTensor> {
     let task =
         synthetic_survey(SyntheticSpec { groups: 8, questions: 40, dim: 8, clusters: 2, sharpness: 4.0, seed: 1 });
-    let split = Split::new(&task, 0.75, 5, ValidationMode::Groups, 0.2).unwrap();
+    let split =
+        Split::new(&task, Protocol::Groups, 0.75, 5, &SplitOptions::validation(ValidationMode::Groups, 0.2)).unwrap();
     let method = GpoMethod {
         name: "gpo_prior".into(),
         config: GpoConfig::new(8).with_d_model(16).with_d_ff(16).with_n_layers(1).with_prior(true),
@@ -183,8 +186,17 @@ fn bad_configs_are_clear_errors() {
     check(config_text(5).replace("eval_every = 50", "eval_every = 0"), "[training] eval_every must be at least 1");
     let cold = config_text(5).replace("[evaluation]", "[evaluation]\nknn_temperature = 1e-300");
     check(cold, "[evaluation] knn_temperature must be between 1e-6 and 1e6, got 1e-300");
+    // Split settings are the run's, in `[split]`; the old per-method keys say where they went.
     let split = "[variants.v.training]\nvalidation = \"groups\"\n";
-    check(format!("{}\n{split}", config_text(5)), "[variants.v.training] validation");
+    check(format!("{}\n{split}", config_text(5)), "[variants.v.training] validation: moved to [split]");
+    check(
+        config_text(5).replace("sweep = [0, 20]", "sweep = [0, 20]\nnew_questions = 0.3"),
+        "[evaluation] new_questions: moved to [split]",
+    );
+    check(
+        config_text(5).replace("validation = \"questions\"", "validation_fraction = 1.5"),
+        "[split] validation_fraction must be a fraction in (0, 1), got 1.5",
+    );
 }
 
 /// A prior variant beside the faithful model: reported as `gpo_<name>`, starting from its prior,

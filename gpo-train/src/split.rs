@@ -1,4 +1,5 @@
-//! Group splits: meta-training, validation (carved out of meta-training) and test groups.
+//! How a run divides its data: meta-training, validation (carved out of meta-training) and test
+//! groups, and in the `questions` protocol the new questions.
 
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,44 @@ pub enum ValidationMode {
     /// Hold out some questions; the meta-training groups are scored on them, with context from
     /// the remaining questions. Training never sees the held-out questions.
     Questions,
+}
+
+/// How every run of an experiment divides its data (the `[split]` table of a run config): the
+/// validation set carved out of meta-training, and the new questions of the `questions` protocol.
+/// Every method of a run shares the run's split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitOptions {
+    /// What the validation set is made of.
+    pub validation: ValidationMode,
+    /// Fraction of the meta-training groups (or questions) held out for validation.
+    pub validation_fraction: f64,
+    /// Fraction of the questions held out as new in the `questions` protocol.
+    pub new_questions: f64,
+}
+
+impl Default for SplitOptions {
+    fn default() -> Self {
+        Self { validation: ValidationMode::Questions, validation_fraction: 0.2, new_questions: 0.2 }
+    }
+}
+
+impl SplitOptions {
+    /// Validation held out as `validation` (`validation_fraction` of it), the default new
+    /// questions.
+    pub fn validation(validation: ValidationMode, validation_fraction: f64) -> Self {
+        Self { validation, validation_fraction, ..Self::default() }
+    }
+
+    /// Checks that both fractions are in (0, 1); the error names the `[split]` key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [("validation_fraction", self.validation_fraction), ("new_questions", self.new_questions)] {
+            if !(value > 0.0 && value < 1.0) {
+                return Err(format!("[split] {key} must be a fraction in (0, 1), got {value}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a split cannot be made.
@@ -115,34 +154,22 @@ impl Split {
         }
     }
 
-    /// The `Groups` protocol's split ([`Split::with_protocol`]).
-    pub fn new(
-        task: &EmbeddedSurvey,
-        train_fraction: f64,
-        seed: u64,
-        mode: ValidationMode,
-        validation_fraction: f64,
-    ) -> Result<Self, SplitError> {
-        Self::with_protocol(task, Protocol::Groups, 0.0, train_fraction, seed, mode, validation_fraction)
-    }
-
     /// Splits the task's groups: `n_train = floor(n_groups × fraction)` meta-training groups
     /// (as the original), the rest test; then carves the validation set out of meta-training.
     ///
-    /// With the `Questions` protocol, `round(n_questions × new_fraction)` questions are first held
+    /// With the `Questions` protocol, `round(n_questions × options.new_questions)` questions are first held
     /// out as new (the test targets); meta-training and validation see only the others, and
     /// validation holds out the same fraction of those as its own new questions (targets, never
     /// trained on), so that selection measures what the test measures. The groups are the same
     /// as the `Groups` protocol's for the same seed.
-    pub fn with_protocol(
+    pub fn new(
         task: &EmbeddedSurvey,
         protocol: Protocol,
-        new_fraction: f64,
         train_fraction: f64,
         seed: u64,
-        mode: ValidationMode,
-        validation_fraction: f64,
+        options: &SplitOptions,
     ) -> Result<Self, SplitError> {
+        let SplitOptions { validation: mode, validation_fraction, new_questions: new_fraction } = *options;
         let n_groups = task.n_groups();
         let n_train = (n_groups as f64 * train_fraction).floor() as usize;
         let min_train = if mode == ValidationMode::Groups { 2 } else { 1 };
@@ -256,7 +283,8 @@ mod tests {
     #[test]
     fn the_groups_protocol_trains_and_tests_on_every_question() {
         let task = task();
-        let split = Split::new(&task, 0.5, 4, ValidationMode::Groups, 0.2).unwrap();
+        let split = Split::new(&task, Protocol::Groups, 0.5, 4, &SplitOptions::validation(ValidationMode::Groups, 0.2))
+            .unwrap();
         let all: Vec<usize> = (0..50).collect();
         assert_eq!(split.protocol, Protocol::Groups);
         assert_eq!((split.train_questions.as_slice(), split.seen_questions.as_slice()), (&all[..], &all[..]));
@@ -270,8 +298,9 @@ mod tests {
     fn the_questions_protocol_holds_new_questions_out_of_everything_but_the_test() {
         let task = task();
         for mode in [ValidationMode::Groups, ValidationMode::Questions] {
-            let groups = Split::new(&task, 0.5, 4, mode, 0.2).unwrap();
-            let split = Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap();
+            let settings = SplitOptions::validation(mode, 0.2);
+            let groups = Split::new(&task, Protocol::Groups, 0.5, 4, &settings).unwrap();
+            let split = Split::new(&task, Protocol::Questions, 0.5, 4, &settings).unwrap();
             // Same groups as the groups protocol of the same seed.
             assert_eq!(
                 (&split.train_groups, &split.validation_groups, &split.test_groups),
@@ -297,13 +326,14 @@ mod tests {
                     .all(|q| split.train_questions.iter().any(|s| options(s) == options(q)))
             );
             // Deterministic in the seed; another seed holds out other questions.
-            assert_eq!(Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 4, mode, 0.2).unwrap(), split);
-            let other = Split::with_protocol(&task, Protocol::Questions, 0.2, 0.5, 5, mode, 0.2).unwrap();
+            assert_eq!(Split::new(&task, Protocol::Questions, 0.5, 4, &settings).unwrap(), split);
+            let other = Split::new(&task, Protocol::Questions, 0.5, 5, &settings).unwrap();
             assert_ne!(other.new_questions, split.new_questions);
         }
         let tiny =
             synthetic_survey(SyntheticSpec { groups: 6, questions: 2, dim: 4, clusters: 2, sharpness: 3.0, seed: 9 });
-        let error = Split::with_protocol(&tiny, Protocol::Questions, 0.2, 0.5, 0, ValidationMode::Groups, 0.2);
+        let error =
+            Split::new(&tiny, Protocol::Questions, 0.5, 0, &SplitOptions::validation(ValidationMode::Groups, 0.2));
         assert_eq!(error, Err(SplitError::TooFewQuestions { fraction: 0.2, questions: 2 }));
     }
 }
