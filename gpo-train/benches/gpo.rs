@@ -94,7 +94,7 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
     println!(
         "{}: {} groups per batch, on average {:.0} context + {:.0} target tokens per batch; \
          drawing a batch (untimed below) takes {:.1} ms",
-        method.name,
+        method.method,
         batches.first().map_or(0, Vec::len),
         tokens(Episode::n_context_tokens),
         tokens(Episode::n_target_tokens),
@@ -104,7 +104,7 @@ fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &Gp
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<Train, Gpo<Train>>();
     let (objective, learning_rate) = (method.training.objective, method.training.learning_rate);
     let mut next = 0;
-    group.bench_function(&method.name, |b| {
+    group.bench_function(method.method.name(), |b| {
         b.iter(|| {
             let episodes = &batches[next % N_BATCHES];
             next += 1;
@@ -156,12 +156,12 @@ fn predict_one_group(c: &mut Criterion) {
             .expect("prior")
             .map(|p| p.prior().clone());
         // What an app runs: gpo-core's Predictor, priors computed from the model's prior data.
-        let predictor = GpoPredictor::new(model, &method.name, prior).expect("predictor");
+        let predictor = GpoPredictor::new(model, method.method.clone(), prior).expect("predictor");
         for n_targets in sizes {
             let mut episode = drawn.clone();
             episode.targets.truncate(n_targets);
             group.throughput(Throughput::Elements(n_targets as u64));
-            let id = BenchmarkId::new(&method.name, format!("{}+{n_targets}", drawn.context.len()));
+            let id = BenchmarkId::new(method.method.name(), format!("{}+{n_targets}", drawn.context.len()));
             group.bench_function(id, |b| {
                 b.iter(|| predictor.predict(&task, std::slice::from_ref(&episode)).expect("prediction"));
             });

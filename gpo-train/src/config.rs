@@ -527,16 +527,15 @@ impl RunConfig {
 
     /// The GPO methods to train: the faithful `gpo`, then each variant as `gpo_<name>`.
     pub fn methods(&self, dim_x: usize) -> Vec<GpoMethod> {
-        let method = |name: String, model: &ModelOptions, training: &TrainOptions| GpoMethod {
-            name,
+        let method = |method: Method, model: &ModelOptions, training: &TrainOptions| GpoMethod {
+            method,
             config: model.gpo_config(dim_x),
             prior: model.prior,
             training: training.clone(),
         };
-        let mut methods = vec![method(Method::Gpo.name(), &self.model, &self.training)];
-        methods.extend(
-            self.variants.iter().map(|(name, v)| method(Method::Variant(name.clone()).name(), &v.model, &v.training)),
-        );
+        let mut methods = vec![method(Method::Gpo, &self.model, &self.training)];
+        methods
+            .extend(self.variants.iter().map(|(name, v)| method(Method::Variant(name.clone()), &v.model, &v.training)));
         methods
     }
 

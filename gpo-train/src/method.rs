@@ -147,9 +147,24 @@ impl Method {
     }
 }
 
+/// Results name methods by [`Method::name`] (`"gpo_knn"`).
+impl Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+/// A name no method has is an error naming it.
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Method::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("no method is named `{name}`")))
+    }
+}
+
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
+        f.pad(&self.name())
     }
 }
 
@@ -168,5 +183,15 @@ mod tests {
         }
         assert_eq!(Method::parse("gpo_"), None);
         assert_eq!(Method::parse("other"), None);
+    }
+
+    #[test]
+    fn results_name_methods_by_their_names() {
+        let methods = vec![Method::Variant("knn".into()), Method::Lm(LmMethod::Fewshot), Method::Selected];
+        let json = serde_json::to_string(&methods).unwrap();
+        assert_eq!(json, r#"["gpo_knn","lm_fewshot","selected_gpo"]"#);
+        assert_eq!(serde_json::from_str::<Vec<Method>>(&json).unwrap(), methods);
+        let error = serde_json::from_str::<Method>(r#""gpo_""#).unwrap_err().to_string();
+        assert!(error.contains("no method is named `gpo_`"), "{error}");
     }
 }

@@ -107,7 +107,7 @@ fn export<B: Backend>(
     let mut metadata = ModelMetadata::new(&info.model, task.dim, info.template);
     metadata.dataset = task.survey.name.clone();
     metadata.seed = seed;
-    metadata.method = summary.method;
+    metadata.method = summary.method.name();
     metadata.training_steps = summary.best_step as u64;
     metadata.validation_score = summary.validation_score;
     ModelFile::from_model(&model, &method.config, metadata, dtype, prior)

@@ -11,6 +11,7 @@ use gpo_core::weights::reinitialize;
 use gpo_core::{GpoConfig, ModelFile, ModelMetadata, Predictor, Question, WeightDType};
 use gpo_train::config::RunConfig;
 use gpo_train::eval::{EvalEpisode, GpoPredictor, Predictor as _};
+use gpo_train::method::Method;
 use gpo_train::pipeline::load_task;
 use gpo_train::prior::SurveyPrior;
 use gpo_train::task::EmbeddedSurvey;
@@ -44,10 +45,11 @@ fn check_paths(task: &EmbeddedSurvey, config: &GpoConfig, kind: Option<PriorKind
     let episodes = std::slice::from_ref(&episode);
 
     // 1. gpo-train's evaluation during a run: the trained model and the prior over the groups.
-    let in_run = GpoPredictor::new(model, "gpo", prior).unwrap().predict(task, episodes).unwrap().remove(0);
+    let in_run = GpoPredictor::new(model, Method::Gpo, prior).unwrap().predict(task, episodes).unwrap().remove(0);
     // 2. gpo-train's evaluation of the exported file, read back from disk.
     let loaded = ModelFile::from_bytes(&std::fs::read(&model_path).unwrap()).unwrap();
-    let exported = GpoPredictor::<Cpu>::from_file(&loaded, &device, "gpo").unwrap().predict(task, episodes).unwrap();
+    let exported =
+        GpoPredictor::<Cpu>::from_file(&loaded, &device, Method::Gpo).unwrap().predict(task, episodes).unwrap();
     assert!(max_difference(&in_run, &exported[0]) <= TOLERANCE);
     // 3. gpo-core's Predictor, as an app calls it.
     let key = |q: usize| task.survey.questions[q].key.as_str();

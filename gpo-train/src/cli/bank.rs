@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use gpo_train::config::RunConfig;
 use gpo_train::fsutil::write_atomic;
+use gpo_train::method::Method;
 use gpo_train::pipeline::load_task;
 use gpo_train::report::Results;
 use serde::Serialize;
@@ -207,6 +208,8 @@ pub fn export_bank(
             BankGroup { name: &g.name, attribute: &g.attribute, answers }
         })
         .collect();
+    // Models exported before the method was recorded are the faithful GPO's.
+    let method = if meta.method.is_empty() { Method::Gpo.name() } else { meta.method.clone() };
     let bank = Bank {
         dataset: &survey.name,
         metric: survey.metric,
@@ -217,7 +220,7 @@ pub fn export_bank(
         run: &results.name,
         train_fraction: run.train_fraction,
         seed: run.seed,
-        method: if meta.method.is_empty() { "gpo" } else { &meta.method },
+        method: &method,
         prior: model.prior.as_ref().map(|p| p.kind()),
         questions,
         groups,

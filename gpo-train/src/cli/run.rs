@@ -7,6 +7,7 @@ use burn_ndarray::NdArray;
 use gpo_train::config::RunConfig;
 use gpo_train::embed::EmbedProgress;
 use gpo_train::eval::LlmProgress;
+use gpo_train::method::Method;
 use gpo_train::run::{RunError, run_dir, run_experiment};
 use gpo_train::train::{ExperimentProgress, TrainProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -111,8 +112,8 @@ impl EmbedProgress for Bars {
 struct Steps(ProgressBar);
 
 impl TrainProgress for Steps {
-    fn start(&self, method: &str, steps: usize, done: usize) {
-        self.0.set_prefix(method.to_string());
+    fn start(&self, method: &Method, steps: usize, done: usize) {
+        self.0.set_prefix(method.name());
         self.0.set_length(steps as u64);
         self.0.set_position(done as u64);
         self.0.reset_eta();
@@ -149,8 +150,12 @@ impl ExperimentProgress for Bars {
 }
 
 impl LlmProgress for Bars {
-    fn lm_start(&self, method: &str, tokens: usize) {
-        self.lm.start(method, tokens, "{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}");
+    fn lm_start(&self, method: &Method, tokens: usize) {
+        self.lm.start(
+            &method.name(),
+            tokens,
+            "{prefix:>12} [{bar:30}] {human_pos}/{human_len} tokens {per_sec} eta {eta}",
+        );
     }
 
     fn lm_tokens(&self, tokens: usize) {

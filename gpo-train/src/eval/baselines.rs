@@ -37,8 +37,8 @@ fn n_options(task: &EmbeddedSurvey, question: usize) -> usize {
 pub struct Uniform;
 
 impl Predictor for Uniform {
-    fn name(&self) -> String {
-        Method::Uniform.name()
+    fn name(&self) -> Method {
+        Method::Uniform
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -70,8 +70,8 @@ impl TrainGroupMean {
 }
 
 impl Predictor for TrainGroupMean {
-    fn name(&self) -> String {
-        Method::TrainMean.name()
+    fn name(&self) -> Method {
+        Method::TrainMean
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -101,8 +101,8 @@ impl KnnGroups {
 }
 
 impl Predictor for KnnGroups {
-    fn name(&self) -> String {
-        Method::KnnGroups.name()
+    fn name(&self) -> Method {
+        Method::KnnGroups
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -127,8 +127,8 @@ impl NearestQuestion {
 }
 
 impl Predictor for NearestQuestion {
-    fn name(&self) -> String {
-        Method::NearestQuestion.name()
+    fn name(&self) -> Method {
+        Method::NearestQuestion
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -180,8 +180,8 @@ impl RidgePopulation {
 }
 
 impl Predictor for RidgePopulation {
-    fn name(&self) -> String {
-        Method::RidgePopulation.name()
+    fn name(&self) -> Method {
+        Method::RidgePopulation
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -326,8 +326,8 @@ fn cholesky_solve(a: &mut [f64], n: usize, b: &[f64]) -> Option<Vec<f64>> {
 }
 
 impl Predictor for RidgeRewardModel {
-    fn name(&self) -> String {
-        Method::RidgeRm.name()
+    fn name(&self) -> Method {
+        Method::RidgeRm
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {

@@ -15,6 +15,7 @@ use gpo_core::prior::{question_vector, rank_by_similarity};
 use serde::{Deserialize, Serialize};
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor, score};
+use crate::method::Method;
 use crate::task::EmbeddedSurvey;
 
 /// `½ Σ |p − q|`, the total variation distance of two distributions over the same options.
@@ -114,8 +115,8 @@ pub fn related_episodes(
 /// seed): the measurements of this module on the held-out groups' episodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContextUse {
-    /// Method name.
-    pub method: String,
+    /// The method.
+    pub method: Method,
     /// Context questions.
     pub k: usize,
     /// Micro-averaged alignment with the random context, on the related setting's targets.

@@ -5,6 +5,7 @@ use burn::tensor::backend::Backend;
 use gpo_core::{Gpo, ModelFile, PopulationPrior, Question};
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor};
+use crate::method::Method;
 use crate::task::EmbeddedSurvey;
 
 /// Groups per forward pass.
@@ -13,18 +14,18 @@ const GROUPS_PER_BATCH: usize = 4;
 /// A trained GPO model used for prediction.
 pub struct GpoPredictor<B: Backend> {
     predictor: gpo_core::Predictor<B>,
-    name: String,
+    method: Method,
 }
 
 impl<B: Backend> GpoPredictor<B> {
-    /// Wraps `model`, which reads `prior` if it is a prior model; results are reported under `name`.
-    pub fn new(model: Gpo<B>, name: &str, prior: Option<PopulationPrior>) -> Result<Self, EvalError> {
-        Ok(Self { predictor: gpo_core::Predictor::from_model(model, prior)?, name: name.to_string() })
+    /// Wraps `model`, which reads `prior` if it is a prior model, as `method`.
+    pub fn new(model: Gpo<B>, method: Method, prior: Option<PopulationPrior>) -> Result<Self, EvalError> {
+        Ok(Self { predictor: gpo_core::Predictor::from_model(model, prior)?, method })
     }
 
     /// An exported model file, exactly as an app would use it.
-    pub fn from_file(file: &ModelFile, device: &B::Device, name: &str) -> Result<Self, EvalError> {
-        Ok(Self { predictor: gpo_core::Predictor::new(file, device)?, name: name.to_string() })
+    pub fn from_file(file: &ModelFile, device: &B::Device, method: Method) -> Result<Self, EvalError> {
+        Ok(Self { predictor: gpo_core::Predictor::new(file, device)?, method })
     }
 
     /// The core predictor.
@@ -56,8 +57,8 @@ pub fn context_answers(task: &EmbeddedSurvey, episode: &EvalEpisode) -> Vec<Vec<
 }
 
 impl<B: Backend> Predictor for GpoPredictor<B> {
-    fn name(&self) -> String {
-        self.name.clone()
+    fn name(&self) -> Method {
+        self.method.clone()
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {

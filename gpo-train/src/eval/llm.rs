@@ -100,8 +100,8 @@ pub struct LlmRun {
 /// What one LLM baseline cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmMethodRun {
-    /// Result name (`lm_base`, …).
-    pub method: String,
+    /// The LLM baseline.
+    pub method: Method,
     /// Prompts scored over all runs (one per held-out group and target question).
     pub prompts_scored: usize,
     /// Distinct prompts the model ran (a zero-shot prompt recurs across groups and runs).
@@ -252,7 +252,7 @@ pub enum AnswersFileError {
 /// How asking a language model reports its progress (the command line draws a bar from it).
 pub trait LlmProgress: Sync {
     /// The model starts answering the prompts of `method`, `tokens` tokens in all.
-    fn lm_start(&self, _method: &str, _tokens: usize) {}
+    fn lm_start(&self, _method: &Method, _tokens: usize) {}
     /// It ran `tokens` more tokens.
     fn lm_tokens(&self, _tokens: usize) {}
     /// It answered them all.
@@ -294,7 +294,7 @@ pub fn ask_all<B: Backend>(
         }
         let asked = prompts.len();
         let prompts = answers.missing(prompts);
-        let name = Method::Lm(method).name();
+        let name = Method::Lm(method);
         if prompts.is_empty() && answers.costs.iter().any(|c| c.method == name) {
             tracing::info!(method = %name, path = %path.display(), "language model: every answer kept from before");
             continue;
@@ -323,7 +323,7 @@ pub fn ask_all<B: Backend>(
         let bytes = answers.to_bytes(&model, format).map_err(file)?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })?;
     }
-    let costs = methods.iter().filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m).name()));
+    let costs = methods.iter().filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m)));
     let run = LlmRun { model, prompt: format, methods: costs.cloned().collect() };
     Ok((answers, run))
 }
@@ -342,8 +342,8 @@ impl<'a> LlmPredictor<'a> {
 }
 
 impl Predictor for LlmPredictor<'_> {
-    fn name(&self) -> String {
-        Method::Lm(self.prompting.method).name()
+    fn name(&self) -> Method {
+        Method::Lm(self.prompting.method)
     }
 
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError> {
@@ -384,7 +384,7 @@ mod tests {
         answers.answers.insert(fnv1a("a"), vec![0.25, 0.75]);
         answers.answers.insert(fnv1a("b"), vec![1.0, 0.0]);
         answers.costs.push(LlmMethodRun {
-            method: "lm_base".into(),
+            method: Method::Lm(LmMethod::Base),
             prompts_scored: 4,
             prompts_run: 2,
             tokens: 10,

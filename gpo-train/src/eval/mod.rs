@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use gpo_core::metrics::ScoreTable;
 use serde::{Deserialize, Serialize};
 
+use crate::method::Method;
 use crate::task::EmbeddedSurvey;
 
 /// Per episode, per target question, a predicted distribution over the question's options.
@@ -70,8 +71,8 @@ gpo_core::cause_in_message!(EvalError {
 
 /// Anything that predicts a group's answer distributions from its context answers.
 pub trait Predictor {
-    /// Short method name used in results (`gpo`, `uniform`, …).
-    fn name(&self) -> String;
+    /// The method it is, as results name it.
+    fn name(&self) -> Method;
 
     /// Predictions for every target question of every episode.
     fn predict(&self, task: &EmbeddedSurvey, episodes: &[EvalEpisode]) -> Result<Predictions, EvalError>;
@@ -93,8 +94,8 @@ pub fn score(task: &EmbeddedSurvey, episodes: &[EvalEpisode], predictions: &Pred
 /// One method's score at one number of context questions, for one (split, seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodScore {
-    /// Method name (`gpo`, `uniform`, `train_mean`, `knn_groups`, `ridge_rm`).
-    pub method: String,
+    /// The method.
+    pub method: Method,
     /// Context questions per test group.
     pub k: usize,
     /// Mean over all (group, question) items, as the original.

@@ -13,30 +13,24 @@ use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
 
-fn display_name(method: &str) -> String {
-    Method::parse(method).map(|m| m.display_name()).unwrap_or_else(|| method.to_string())
+/// A baseline's line style (colour, dash, marker): Okabe–Ito colours that no GPO method gets,
+/// each its own dash and marker; `None` for GPO and its variants.
+fn baseline_style(method: &Method) -> Option<(&'static str, &'static str, Marker)> {
+    Some(match method {
+        Method::Uniform => (okabe_ito::BLACK, "1.5 3", Marker::Square),
+        Method::TrainMean => (okabe_ito::ORANGE, "7 3", Marker::TriangleUp),
+        // The new-questions baselines (never in a chart with the train-group mean).
+        Method::NearestQuestion => (okabe_ito::ORANGE, "3 3 9 3", Marker::Circle),
+        Method::RidgePopulation => (BROWN, "9 2 2 2 2 2", Marker::Square),
+        Method::KnnGroups => (okabe_ito::BLUISH_GREEN, "7 3 1.5 3", Marker::Diamond),
+        Method::RidgeRm => (okabe_ito::REDDISH_PURPLE, "12 3 1.5 3 1.5 3", Marker::TriangleDown),
+        // The LLM baselines: dark colours outside the Okabe–Ito set, short dashes.
+        Method::Lm(LmMethod::Base) => ("#01665e", "2 2", Marker::Circle),
+        Method::Lm(LmMethod::Steered) => ("#762a83", "6 2", Marker::Diamond),
+        Method::Lm(LmMethod::Fewshot) => ("#b2182b", "10 2 2 2 2 2", Marker::Square),
+        Method::Gpo | Method::Variant(_) | Method::Selected => return None,
+    })
 }
-
-/// Whether `method` is GPO or one of its variants.
-fn is_gpo(method: &str) -> bool {
-    Method::parse(method).is_some_and(|m| m.is_gpo())
-}
-
-/// The baselines' line styles: Okabe–Ito colours that no GPO method gets, each its own dash and
-/// marker.
-const BASELINE_STYLES: [(&str, &str, &str, Marker); 9] = [
-    ("uniform", okabe_ito::BLACK, "1.5 3", Marker::Square),
-    ("train_mean", okabe_ito::ORANGE, "7 3", Marker::TriangleUp),
-    // The new-questions baselines (never in a chart with `train_mean`).
-    ("nearest_question", okabe_ito::ORANGE, "3 3 9 3", Marker::Circle),
-    ("ridge_population", BROWN, "9 2 2 2 2 2", Marker::Square),
-    ("knn_groups", okabe_ito::BLUISH_GREEN, "7 3 1.5 3", Marker::Diamond),
-    ("ridge_rm", okabe_ito::REDDISH_PURPLE, "12 3 1.5 3 1.5 3", Marker::TriangleDown),
-    // The LLM baselines: dark colours outside the Okabe–Ito set, short dashes.
-    ("lm_base", "#01665e", "2 2", Marker::Circle),
-    ("lm_steered", "#762a83", "6 2", Marker::Diamond),
-    ("lm_fewshot", "#b2182b", "10 2 2 2 2 2", Marker::Square),
-];
 /// A colour outside the Okabe–Ito set, for the sixth baseline (the eight Okabe–Ito colours are
 /// taken by the other baselines, GPO and its variants).
 const BROWN: &str = "#8c510a";
@@ -46,22 +40,23 @@ const VARIANT_COLOURS: [&str; 3] = [okabe_ito::BLUE, okabe_ito::SKY_BLUE, okabe_
 const VARIANT_DASHES: [&str; 4] = ["14 4", "4 2", "10 2 3 2", "2 2 8 2"];
 const VARIANT_MARKERS: [Marker; 3] = [Marker::Cross, Marker::Plus, Marker::Asterisk];
 
-/// Every method's line style, fixed by its name: the known baselines and `gpo` by table, the
-/// variants (`gpo_<name>`) and any other method by their rank in name order among `methods`.
-/// GPO methods and baselines never share a colour, and no two methods share a dash pattern.
-fn method_styles<'a>(methods: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, LineStyle> {
-    let mut methods: Vec<&str> = methods.into_iter().collect();
+/// Every method's line style: the baselines and the faithful GPO fixed, the variants by their rank
+/// in name order among `methods`. GPO methods and baselines never share a colour, and no two
+/// methods share a dash pattern.
+fn method_styles<'a>(methods: impl IntoIterator<Item = &'a Method>) -> BTreeMap<Method, LineStyle> {
+    let mut methods: Vec<&Method> = methods.into_iter().collect();
     methods.sort_unstable();
     methods.dedup();
     let style = |colour: &str, dash: String, marker: Marker| LineStyle { colour: colour.into(), dash, marker };
     let mut styles = BTreeMap::new();
-    let (mut variants, mut others) = (0, 0);
+    let mut variants = 0;
     for m in methods {
-        let s = if let Some(&(_, colour, dash, marker)) = BASELINE_STYLES.iter().find(|b| b.0 == m) {
-            style(colour, dash.into(), marker)
-        } else if m == "gpo" {
+        let s = if let Some((colour, dash, marker)) = baseline_style(m) {
+            style(colour, dash.to_string(), marker)
+        } else if *m == Method::Gpo {
             style(okabe_ito::VERMILLION, String::new(), Marker::Circle)
-        } else if is_gpo(m) {
+        } else {
+            // The variants, then `selected_gpo` (not plotted), by rank.
             let i = variants;
             variants += 1;
             let dash = VARIANT_DASHES
@@ -71,76 +66,66 @@ fn method_styles<'a>(methods: impl IntoIterator<Item = &'a str>) -> BTreeMap<Str
             let marker =
                 if i < VARIANT_MARKERS.len() { VARIANT_MARKERS[i] } else { Marker::ALL[i % Marker::ALL.len()] };
             style(VARIANT_COLOURS[i % VARIANT_COLOURS.len()], dash, marker)
-        } else {
-            // A baseline this report does not know: a baseline colour, a dash of its own.
-            let j = others;
-            others += 1;
-            style(
-                BASELINE_STYLES[j % BASELINE_STYLES.len()].1,
-                format!("{} 2 2 2", 5 + 2 * j),
-                Marker::ALL[(j + 1) % Marker::ALL.len()],
-            )
         };
-        styles.insert(m.to_string(), s);
+        styles.insert(m.clone(), s);
     }
     styles
 }
 
 /// The styles of every method `results` names anywhere.
-fn results_styles(results: &Results) -> BTreeMap<String, LineStyle> {
-    let variants: Vec<String> = results.config.variants.keys().map(|v| format!("gpo_{v}")).collect();
-    let names = results
+fn results_styles(results: &Results) -> BTreeMap<Method, LineStyle> {
+    let variants: Vec<Method> = results.config.variants.keys().map(|v| Method::Variant(v.clone())).collect();
+    let methods = results
         .summary
         .iter()
         .chain(&results.sweep)
-        .map(|e| e.method.as_str())
-        .chain(results.runs.iter().flat_map(|r| r.scores.iter().map(|s| s.method.as_str())))
-        .chain(results.runs.iter().flat_map(|r| r.models.iter().map(|m| m.method.as_str())))
-        .chain(std::iter::once("gpo"))
-        .chain(variants.iter().map(String::as_str));
-    method_styles(names)
+        .map(|e| &e.method)
+        .chain(results.runs.iter().flat_map(|r| r.scores.iter().map(|s| &s.method)))
+        .chain(results.runs.iter().flat_map(|r| r.models.iter().map(|m| &m.method)))
+        .chain(std::iter::once(&Method::Gpo))
+        .chain(&variants);
+    method_styles(methods)
 }
 
 /// The paper's published values (docs/original.md §8.1, read off the main figure, ±0.005) at the
 /// 40/60/80% splits, Alpaca-7b embeddings.
-fn paper_value(metric: Metric, method: &str, split: f64) -> Option<f64> {
+fn paper_value(metric: Metric, method: &Method, split: f64) -> Option<f64> {
     let column = [0.4, 0.6, 0.8].iter().position(|s| (s - split).abs() < 1e-9)?;
     let row: [f64; 3] = match (metric, method) {
-        (Metric::Wasserstein, "uniform") => [0.823, 0.823, 0.823],
-        (Metric::Wasserstein, "gpo") => [0.919, 0.925, 0.945],
-        (Metric::JensenShannon, "uniform") => [0.662, 0.662, 0.662],
-        (Metric::JensenShannon, "gpo") => [0.798, 0.820, 0.798],
+        (Metric::Wasserstein, Method::Uniform) => [0.823, 0.823, 0.823],
+        (Metric::Wasserstein, Method::Gpo) => [0.919, 0.925, 0.945],
+        (Metric::JensenShannon, Method::Uniform) => [0.662, 0.662, 0.662],
+        (Metric::JensenShannon, Method::Gpo) => [0.798, 0.820, 0.798],
         // The LLM baselines: Alpaca-7b itself prompted (docs/original.md §8.1).
-        (Metric::Wasserstein, "lm_base") => [0.821, 0.822, 0.827],
-        (Metric::Wasserstein, "lm_steered") => [0.823, 0.826, 0.831],
-        (Metric::Wasserstein, "lm_fewshot") => [0.755, 0.753, 0.749],
-        (Metric::JensenShannon, "lm_base") => [0.672, 0.667, 0.674],
-        (Metric::JensenShannon, "lm_steered") => [0.670, 0.667, 0.673],
-        (Metric::JensenShannon, "lm_fewshot") => [0.521, 0.499, 0.496],
+        (Metric::Wasserstein, Method::Lm(LmMethod::Base)) => [0.821, 0.822, 0.827],
+        (Metric::Wasserstein, Method::Lm(LmMethod::Steered)) => [0.823, 0.826, 0.831],
+        (Metric::Wasserstein, Method::Lm(LmMethod::Fewshot)) => [0.755, 0.753, 0.749],
+        (Metric::JensenShannon, Method::Lm(LmMethod::Base)) => [0.672, 0.667, 0.674],
+        (Metric::JensenShannon, Method::Lm(LmMethod::Steered)) => [0.670, 0.667, 0.673],
+        (Metric::JensenShannon, Method::Lm(LmMethod::Fewshot)) => [0.521, 0.499, 0.496],
         _ => return None,
     };
     Some(row[column])
 }
 
-fn methods_in(entries: &[SummaryEntry]) -> Vec<String> {
-    let mut methods: Vec<String> = Vec::new();
+fn methods_in(entries: &[SummaryEntry]) -> Vec<Method> {
+    let mut methods: Vec<Method> = Vec::new();
     for e in entries {
         if !methods.contains(&e.method) {
             methods.push(e.method.clone());
         }
     }
     // Baselines in their order, the LLM baselines, then GPO, then its variants by name.
-    let rank = |m: &String| {
+    let rank = |m: &Method| {
         let n = Method::BASELINES.len() + LmMethod::ALL.len();
-        let position = match Method::parse(m) {
-            Some(Method::Gpo) => n,
-            Some(Method::Variant(_)) => n + 1,
-            Some(Method::Selected) => n + 2,
-            Some(Method::Lm(lm)) => Method::BASELINES.len() + LmMethod::ALL.iter().position(|l| *l == lm).unwrap_or(0),
-            Some(baseline) => Method::BASELINES.iter().position(|b| *b == baseline).unwrap_or(n + 3),
-            None => n + 3,
+        let position = match m {
+            Method::Gpo => n,
+            Method::Variant(_) => n + 1,
+            Method::Selected => n + 2,
+            Method::Lm(lm) => Method::BASELINES.len() + LmMethod::ALL.iter().position(|l| l == lm).unwrap_or(0),
+            baseline => Method::BASELINES.iter().position(|b| b == baseline).unwrap_or(n + 3),
         };
-        (position, m.clone())
+        (position, m.name())
     };
     methods.sort_by_key(rank);
     methods
@@ -153,18 +138,19 @@ fn splits_in(entries: &[SummaryEntry]) -> Vec<f64> {
     splits
 }
 
-fn find<'a>(entries: &'a [SummaryEntry], split: f64, method: &str, k: usize) -> Option<&'a SummaryEntry> {
-    entries.iter().find(|e| e.train_fraction == split && e.method == method && e.k == k)
+fn find<'a>(entries: &'a [SummaryEntry], split: f64, method: &Method, k: usize) -> Option<&'a SummaryEntry> {
+    entries.iter().find(|e| e.train_fraction == split && &e.method == method && e.k == k)
 }
 
 /// Alignment vs number of context questions, one line per method, one chart per split, with the
 /// uniform prediction's level at the headline k as a reference line.
-fn sweep_chart(results: &Results, protocol: Protocol, split: f64, styles: &BTreeMap<String, LineStyle>) -> LineChart {
+fn sweep_chart(results: &Results, protocol: Protocol, split: f64, styles: &BTreeMap<Method, LineStyle>) -> LineChart {
     let mut ks: Vec<usize> = results.sweep.iter().map(|e| e.k).collect();
     ks.sort_unstable();
     ks.dedup();
     let k = results.config.evaluation.context_questions;
-    let uniform = find(&results.summary, split, "uniform", k).or_else(|| find(&results.sweep, split, "uniform", k));
+    let uniform =
+        find(&results.summary, split, &Method::Uniform, k).or_else(|| find(&results.sweep, split, &Method::Uniform, k));
     LineChart {
         title: match protocol {
             Protocol::Groups => {
@@ -183,9 +169,9 @@ fn sweep_chart(results: &Results, protocol: Protocol, split: f64, styles: &BTree
         // `selected_gpo` repeats one GPO method's line in each run: left out of the plot.
         series: methods_in(&results.sweep)
             .into_iter()
-            .filter(|m| Method::parse(m) != Some(Method::Selected))
+            .filter(|m| *m != Method::Selected)
             .map(|m| Series {
-                name: display_name(&m),
+                name: m.display_name(),
                 points: results
                     .sweep
                     .iter()
@@ -196,7 +182,7 @@ fn sweep_chart(results: &Results, protocol: Protocol, split: f64, styles: &BTree
             })
             .filter(|s| !s.points.is_empty())
             .collect(),
-        references: uniform.map(|e| Reference { label: "uniform".into(), y: e.mean }).into_iter().collect(),
+        references: uniform.map(|e| Reference { label: Method::Uniform.name(), y: e.mean }).into_iter().collect(),
     }
 }
 
@@ -207,12 +193,12 @@ fn curve_charts(
     results: &Results,
     title: &str,
     (x_label, y_label): (&str, &str),
-    styles: &BTreeMap<String, LineStyle>,
+    styles: &BTreeMap<Method, LineStyle>,
     pick: impl Fn(&[CurvePoint]) -> Vec<(usize, f64, f64)>,
 ) -> Vec<LineChart> {
     // (protocol, split) → method → update → the seeds' (x, y); splits keyed by the bits of
     // non-negative f64s, which order as the numbers do.
-    type Lines = BTreeMap<(Protocol, u64), BTreeMap<String, BTreeMap<usize, Vec<(f64, f64)>>>>;
+    type Lines = BTreeMap<(Protocol, u64), BTreeMap<Method, BTreeMap<usize, Vec<(f64, f64)>>>>;
     let mut lines: Lines = BTreeMap::new();
     for run in &results.runs {
         for model in &run.models {
@@ -230,12 +216,12 @@ fn curve_charts(
         .into_iter()
         .map(|((protocol, split), by_method)| {
             let split = f64::from_bits(split);
-            let mut methods: Vec<String> = by_method.keys().cloned().collect();
-            methods.sort_by_key(|m| (m != "gpo", m.clone()));
+            let mut methods: Vec<Method> = by_method.keys().cloned().collect();
+            methods.sort_by_key(|m| (*m != Method::Gpo, m.name()));
             let series = methods
                 .into_iter()
                 .map(|method| Series {
-                    name: display_name(&method),
+                    name: method.display_name(),
                     points: by_method[&method]
                         .values()
                         .filter_map(|xy| {
@@ -269,7 +255,7 @@ fn curve_charts(
 /// The training plots, one chart per (protocol, split), mean over seeds: training loss over the
 /// updates, validation alignment over the updates, and validation alignment over the CPU seconds
 /// spent in updates.
-fn training_charts(results: &Results, styles: &BTreeMap<String, LineStyle>) -> [Vec<LineChart>; 3] {
+fn training_charts(results: &Results, styles: &BTreeMap<Method, LineStyle>) -> [Vec<LineChart>; 3] {
     let loss = curve_charts(results, "training loss, mean over seeds", ("update", "loss"), styles, |curve| {
         // A running mean over ~2% of the run keeps the curve readable.
         let losses: Vec<(usize, f64)> = curve.iter().filter_map(|p| Some((p.step, p.loss?))).collect();
@@ -311,13 +297,16 @@ fn margins_section(results: &Results, protocol: Protocol) -> String {
     let _ = writeln!(
         md,
         "A GPO variant that reads a population prior predicts a residual over it, so its prior alone is a \
-         baseline of this report: `train_mean` for the train-group-mean prior (`nearest_question` on new \
-         questions, where that prior comes from the nearest answered questions), `knn_groups` for the kNN prior \
-         (the variant's network with its residual head switched off). **Margin**: for each seed, the variant's \
+         baseline of this report: `{}` for the train-group-mean prior (`{}` on new questions, where that prior \
+         comes from the nearest answered questions), `{}` for the kNN prior (the variant's network with its \
+         residual head switched off). **Margin**: for each seed, the variant's \
          score minus its prior's in the same run (same split, seed, test groups and contexts), averaged over \
          the seeds; ± is the population standard deviation (ddof 0, as in the tables above) over the seeds of \
          that paired difference, with five decimals as margins are small. The other columns are each \
-         method's mean ± std over seeds.\n"
+         method's mean ± std over seeds.\n",
+        Method::TrainMean,
+        Method::NearestQuestion,
+        Method::KnnGroups,
     );
     for (name, variant) in &results.config.variants {
         if let Some(PriorKind::KnnGroups { temperature }) = variant.model.prior
@@ -325,9 +314,10 @@ fn margins_section(results: &Results, protocol: Protocol) -> String {
         {
             let _ = writeln!(
                 md,
-                "Note: {}'s kNN prior has temperature {temperature}, the `knn_groups` baseline {}: that \
-                 baseline is not exactly its prior alone.\n",
-                display_name(&format!("gpo_{name}")),
+                "Note: {}'s kNN prior has temperature {temperature}, the `{}` baseline {}: that baseline is not \
+                 exactly its prior alone.\n",
+                Method::Variant(name.clone()).display_name(),
+                Method::KnnGroups,
                 results.config.evaluation.knn_temperature
             );
         }
@@ -343,8 +333,8 @@ fn margins_section(results: &Results, protocol: Protocol) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} |",
-                display_name(method),
-                display_name(prior),
+                method.display_name(),
+                prior.display_name(),
                 cell(find(&results.summary, s, method, k)),
                 cell(find(&results.summary, s, prior, k)),
                 margin.map(|e| format!("{:+.5} ± {:.5}", e.mean, e.std)).unwrap_or_else(|| "–".into()),
@@ -392,20 +382,20 @@ fn context_section(results: &Results) -> String {
         let _ = writeln!(md, "{:.0}% meta-train groups:\n", s * 100.0);
         let _ = writeln!(md, "| Method | Random context | Related context | Swap TV | Swap drop | Contrast |");
         let _ = writeln!(md, "|---|---|---|---|---|---|");
-        let mut methods: Vec<&str> = Vec::new();
+        let mut methods: Vec<&Method> = Vec::new();
         for (_, c) in entries.iter().filter(|(f, _)| *f == s) {
-            if !methods.contains(&c.method.as_str()) {
+            if !methods.contains(&&c.method) {
                 methods.push(&c.method);
             }
         }
         for m in methods {
             let of = |field: fn(&crate::report::ContextUse) -> Option<f64>| -> Vec<f64> {
-                entries.iter().filter(|(f, c)| *f == s && c.method == m).filter_map(|(_, c)| field(c)).collect()
+                entries.iter().filter(|(f, c)| *f == s && &c.method == m).filter_map(|(_, c)| field(c)).collect()
             };
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} |",
-                display_name(m),
+                m.display_name(),
                 stat(of(|c| c.random), 4),
                 stat(of(|c| c.related), 4),
                 stat(of(|c| c.swap_tv), 4),
@@ -443,7 +433,7 @@ fn protocol_sections(
     results: &Results,
     protocol: Protocol,
     named: bool,
-    styles: &BTreeMap<String, LineStyle>,
+    styles: &BTreeMap<Method, LineStyle>,
     dir: &Path,
 ) -> std::io::Result<String> {
     let splits = splits_in(&results.summary);
@@ -456,7 +446,7 @@ fn protocol_sections(
     };
     // What the per-group table measures GPO against: the population's answer as this protocol
     // has it.
-    let population = Method::prior_baseline(&PriorKind::TrainMean, protocol).name();
+    let population = Method::prior_baseline(&PriorKind::TrainMean, protocol);
     let mut md = String::new();
     let _ = writeln!(md, "## {heading}: alignment ({k} context questions)\n");
     if protocol == Protocol::Questions {
@@ -465,14 +455,19 @@ fn protocol_sections(
             md,
             "{held} of the {} questions ({:.0}%) are held out of meta-training, validation and every population \
              statistic; each held-out group shows {k} answers to the other questions and is scored on the held-out \
-             ones. Only baselines that exist for a question nobody answered are run: `nearest_question` (the \
+             ones. Only baselines that exist for a question nobody answered are run: `{nearest}` (the \
              train-group mean of the {} nearest answered questions in embedding space with as many options), \
-             `ridge_population` (ridge from option embedding to population probability), `knn_groups` (the kNN \
-             group weights with the same nearest-question rule), `ridge_rm` and uniform. Models are selected on \
-             validation groups scored on their own held-out questions.\n",
+             `{ridge}` (ridge from option embedding to population probability), `{knn}` (the kNN group weights with \
+             the same nearest-question rule), `{rm}` and `{uniform}`. Models are selected on validation groups \
+             scored on their own held-out questions.\n",
             results.n_questions,
             results.config.split.new_questions * 100.0,
             gpo_core::prior::DEFAULT_NEIGHBOURS,
+            nearest = Method::NearestQuestion,
+            ridge = Method::RidgePopulation,
+            knn = Method::KnnGroups,
+            rm = Method::RidgeRm,
+            uniform = Method::Uniform,
         );
     }
     let mut header = String::from("| Method |");
@@ -483,7 +478,7 @@ fn protocol_sections(
     }
     let _ = writeln!(md, "{header}\n{rule}");
     for m in &methods {
-        let _ = write!(md, "| {} |", display_name(m));
+        let _ = write!(md, "| {} |", m.display_name());
         for &s in &splits {
             match find(&results.summary, s, m, k) {
                 Some(e) => {
@@ -558,7 +553,7 @@ fn protocol_sections(
                     find(&results.sweep, s, &m, k).map(|e| format!("{:.4}", e.mean)).unwrap_or_else(|| "–".into())
                 })
                 .collect();
-            let _ = writeln!(md, "| {} | {} |", display_name(&m), cells.join(" | "));
+            let _ = writeln!(md, "| {} | {} |", m.display_name(), cells.join(" | "));
         }
         md.push('\n');
     }
@@ -567,7 +562,7 @@ fn protocol_sections(
         md,
         "## {heading}: per held-out group ({k} context questions, mean over the runs where the group was held out)\n"
     );
-    let mut per_group: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut per_group: BTreeMap<String, BTreeMap<Method, Vec<f64>>> = BTreeMap::new();
     for run in &results.runs {
         for score in run.scores.iter().filter(|s| s.k == k) {
             for (group, value) in &score.per_group {
@@ -575,14 +570,14 @@ fn protocol_sections(
             }
         }
     }
-    let gpo_methods: Vec<&String> = methods.iter().filter(|m| is_gpo(m)).collect();
+    let gpo_methods: Vec<&Method> = methods.iter().filter(|m| m.is_gpo()).collect();
     let _ = writeln!(
         md,
         "| Group | {} | {} |",
-        methods.iter().map(|m| display_name(m)).collect::<Vec<_>>().join(" | "),
+        methods.iter().map(Method::display_name).collect::<Vec<_>>().join(" | "),
         gpo_methods
             .iter()
-            .map(|m| format!("{} − {}", display_name(m), display_name(&population)))
+            .map(|m| format!("{} − {}", m.display_name(), population.display_name()))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -593,9 +588,9 @@ fn protocol_sections(
     let mut rows: Vec<Row> = per_group
         .iter()
         .map(|(group, by_method)| {
-            let value = |m: &str| by_method.get(m).and_then(|v| gpo_core::metrics::mean(v));
+            let value = |m: &Method| by_method.get(m).and_then(|v| gpo_core::metrics::mean(v));
             let gains = gpo_methods.iter().map(|m| value(m).zip(value(&population)).map(|(g, t)| g - t)).collect();
-            (group.clone(), methods.iter().map(|m| value(m)).collect(), gains)
+            (group.clone(), methods.iter().map(value).collect(), gains)
         })
         .collect();
     let last_gain = |gains: &[Option<f64>]| gains.last().copied().flatten().unwrap_or(f64::NEG_INFINITY);
@@ -622,11 +617,15 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
         md,
         "## LLM baselines\n\n`{}` ({:?} prompts) answers every held-out group's target questions at k = {k}: \
          its next-token distribution over the option letters, normalised, is the prediction (docs/llm.md, \
-         \"LLM baselines\", lists the prompts and the fixes to the original scripts). `lm_base` asks the question \
-         alone (every group gets the same answer), `lm_steered` asks it \"as if you are\" a member of the group, \
-         `lm_fewshot` after the group's answer distributions on its {k} context questions. Distinct prompts run \
-         once; a shared prefix (a group's few-shot context) runs once per group.\n",
-        llm.model, llm.prompt
+         \"LLM baselines\", lists the prompts and the fixes to the original scripts). `{}` asks the question \
+         alone (every group gets the same answer), `{}` asks it \"as if you are\" a member of the group, `{}` \
+         after the group's answer distributions on its {k} context questions. Distinct prompts run once; a shared \
+         prefix (a group's few-shot context) runs once per group.\n",
+        llm.model,
+        llm.prompt,
+        Method::Lm(LmMethod::Base),
+        Method::Lm(LmMethod::Steered),
+        Method::Lm(LmMethod::Fewshot),
     );
     let _ = writeln!(
         md,
@@ -637,7 +636,7 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.1} | {:.0} | {} |",
-            display_name(&m.method),
+            m.method.display_name(),
             m.prompts_scored,
             m.prompts_run,
             m.tokens,
@@ -722,7 +721,7 @@ pub fn write_report(results: &Results, dir: &Path) -> std::io::Result<()> {
                 r.protocol.name(),
                 r.train_fraction * 100.0,
                 r.seed,
-                display_name(&m.method),
+                m.method.display_name(),
                 m.curve.last().map(|p| p.step).unwrap_or(0),
                 m.best_step,
                 m.validation_score.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
@@ -793,6 +792,15 @@ prior = { kind = "train_mean" }
 
     const METHODS: [&str; 7] = ["uniform", "train_mean", "knn_groups", "ridge_rm", "gpo", "gpo_knn", "gpo_mean"];
 
+    /// The method a result name stands for.
+    fn method(name: &str) -> Method {
+        Method::parse(name).unwrap_or_else(|| panic!("no method `{name}`"))
+    }
+
+    fn methods() -> Vec<Method> {
+        METHODS.map(method).to_vec()
+    }
+
     fn curve(steps: &[usize], validation: impl Fn(usize) -> f64) -> Vec<CurvePoint> {
         steps
             .iter()
@@ -819,7 +827,7 @@ prior = { kind = "train_mean" }
                         METHODS.iter().map(move |m| {
                             let v = score(m, split, seed, k);
                             MethodScore {
-                                method: m.to_string(),
+                                method: method(m),
                                 k,
                                 micro: Some(v),
                                 macro_average: Some(v),
@@ -828,8 +836,8 @@ prior = { kind = "train_mean" }
                         })
                     })
                     .collect();
-                let model = |method: &str, curve: Vec<CurvePoint>| TrainedModel {
-                    method: method.into(),
+                let model = |name: &str, curve: Vec<CurvePoint>| TrainedModel {
+                    method: method(name),
                     best_step: curve
                         .iter()
                         .max_by(|a, b| a.validation.unwrap().total_cmp(&b.validation.unwrap()))
@@ -879,29 +887,30 @@ prior = { kind = "train_mean" }
 
     #[test]
     fn every_method_has_its_own_style() {
-        let mut names: Vec<String> = METHODS.iter().map(|m| m.to_string()).collect();
-        names.extend((0..12).map(|i| format!("gpo_v{i:02}")));
-        names.extend(["new_baseline".to_string(), "another_baseline".to_string()]);
-        names.extend(["lm_base", "lm_steered", "lm_fewshot"].map(String::from));
-        let styles = method_styles(names.iter().map(String::as_str));
+        let mut names = methods();
+        names.extend((0..12).map(|i| Method::Variant(format!("v{i:02}"))));
+        // Not plotted, but styled like any method.
+        names.push(Method::Selected);
+        names.extend(LmMethod::ALL.map(Method::Lm));
+        let styles = method_styles(&names);
         assert_eq!(styles.len(), names.len());
         let pairs: BTreeSet<(&str, &str)> = styles.values().map(|s| (s.colour.as_str(), s.dash.as_str())).collect();
         assert_eq!(pairs.len(), names.len(), "a (colour, dash) pair per method");
         let dashes: BTreeSet<&str> = styles.values().map(|s| s.dash.as_str()).collect();
         assert_eq!(dashes.len(), names.len(), "a dash pattern per method");
         let colours = |gpo: bool| -> BTreeSet<&str> {
-            styles.iter().filter(|(m, _)| is_gpo(m) == gpo).map(|(_, s)| s.colour.as_str()).collect()
+            styles.iter().filter(|(m, _)| m.is_gpo() == gpo).map(|(_, s)| s.colour.as_str()).collect()
         };
         assert!(colours(true).is_disjoint(&colours(false)), "GPO methods and baselines share no colour");
         // The seven methods of a run: seven colours and seven markers, none of them grey.
-        let seven = method_styles(METHODS);
+        let seven = method_styles(&methods());
         assert_eq!(seven.values().map(|s| &s.colour).collect::<BTreeSet<_>>().len(), 7);
         assert_eq!(seven.values().map(|s| s.marker).collect::<BTreeSet<_>>().len(), 7);
         assert!(seven.values().all(|s| s.colour != crate::report::svg::REFERENCE_COLOUR));
         // Fixed by name, whatever order the names come in.
-        assert_eq!(method_styles(METHODS.iter().rev().copied()), seven);
+        assert_eq!(method_styles(methods().iter().rev()), seven);
         assert_eq!(
-            seven["gpo"],
+            seven[&Method::Gpo],
             LineStyle { colour: okabe_ito::VERMILLION.into(), dash: String::new(), marker: Marker::Circle }
         );
     }
@@ -926,8 +935,8 @@ prior = { kind = "train_mean" }
             assert!(attribute(references[0], "stroke-dasharray").is_some());
             let labels = texts(&svg, "end-label");
             assert!(labels.iter().any(|l| l == "uniform"));
-            for m in METHODS {
-                assert!(labels.contains(&display_name(m)), "{m} has no end label: {labels:?}");
+            for m in methods() {
+                assert!(labels.contains(&m.display_name()), "{m} has no end label: {labels:?}");
             }
             // End labels (one column here: every line ends at k = 50) never overlap.
             let mut ys: Vec<f64> = elements(&svg, "text", "end-label")
@@ -937,11 +946,11 @@ prior = { kind = "train_mean" }
             ys.sort_by(f64::total_cmp);
             assert!(ys.windows(2).all(|w| w[1] - w[0] >= 13.8), "{ys:?}");
             // Legend: by the value at the largest k, highest first.
-            let final_value = |m: &str| find(&results.sweep, split, m, 50).unwrap().mean;
+            let final_value = |m: &Method| find(&results.sweep, split, m, 50).unwrap().mean;
             let mut expected = methods_in(&results.sweep);
             expected.sort_by(|a, b| final_value(b).total_cmp(&final_value(a)));
             let legend = texts(&svg, "legend-label");
-            assert_eq!(legend, expected.iter().map(|m| display_name(m)).collect::<Vec<_>>());
+            assert_eq!(legend, expected.iter().map(Method::display_name).collect::<Vec<_>>());
             let values: Vec<f64> = texts(&svg, "legend-value").iter().map(|v| v.parse().unwrap()).collect();
             assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
         }
@@ -975,11 +984,11 @@ prior = { kind = "train_mean" }
     fn margins_are_paired_per_seed_differences() {
         let results = results();
         let margins = margins(&results.config, &results.runs);
-        let entry = |split: f64, method: &str, prior: &str, mean: f64, std: f64| MarginEntry {
+        let entry = |split: f64, variant: &str, prior: &str, mean: f64, std: f64| MarginEntry {
             protocol: Protocol::Groups,
             train_fraction: split,
-            method: method.into(),
-            prior_method: prior.into(),
+            method: method(variant),
+            prior_method: method(prior),
             k: 20,
             mean,
             std,
@@ -996,7 +1005,7 @@ prior = { kind = "train_mean" }
             ]
         );
         // The unpaired spread would be larger: the seeds differ far more than the differences.
-        let knn = find(&results.summary, 0.4, "knn_groups", 20).unwrap();
+        let knn = find(&results.summary, 0.4, &Method::KnnGroups, 20).unwrap();
         assert!(knn.std > 0.0078125);
 
         let md = margins_section(&results, Protocol::Groups);
@@ -1014,7 +1023,7 @@ prior = { kind = "train_mean" }
         results.config.variants.get_mut("mean").unwrap().model.prior = None;
         results.config.variants.get_mut("knn").unwrap().model.prior = Some(PriorKind::KnnGroups { temperature: 0.05 });
         let margins = super::margins(&results.config, &results.runs);
-        assert_eq!(margins.iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), ["gpo_knn", "gpo_knn"]);
+        assert_eq!(margins.iter().map(|m| m.method.name()).collect::<Vec<_>>(), ["gpo_knn", "gpo_knn"]);
         assert!(
             margins_section(&results, Protocol::Groups).contains("Note: GPO (knn)'s kNN prior has temperature 0.05")
         );
@@ -1104,9 +1113,9 @@ prior = { kind = "train_mean" }
     /// `nearest_question`), scored 1/32 lower.
     fn results_with_questions() -> Results {
         let mut results = results();
-        let rename = |m: &str| match m {
-            "train_mean" => "nearest_question".to_string(),
-            other => other.to_string(),
+        let rename = |m: &Method| match m {
+            Method::TrainMean => Method::NearestQuestion,
+            other => other.clone(),
         };
         let mut questions: Vec<RunResult> = results.runs.clone();
         for run in &mut questions {
@@ -1119,8 +1128,8 @@ prior = { kind = "train_mean" }
             let extra: Vec<MethodScore> = run
                 .scores
                 .iter()
-                .filter(|s| s.method == "ridge_rm")
-                .map(|s| MethodScore { method: "ridge_population".into(), ..s.clone() })
+                .filter(|s| s.method == Method::RidgeRm)
+                .map(|s| MethodScore { method: Method::RidgePopulation, ..s.clone() })
                 .collect();
             run.scores.extend(extra);
         }
@@ -1135,7 +1144,7 @@ prior = { kind = "train_mean" }
         let results = results_with_questions();
         // Summary rows carry their protocol; the same (split, method, k) exists under both.
         let row = |p: Protocol, m: &str| {
-            results.summary.iter().find(|e| e.protocol == p && e.train_fraction == 0.4 && e.method == m).unwrap()
+            results.summary.iter().find(|e| e.protocol == p && e.train_fraction == 0.4 && e.method.name() == m).unwrap()
         };
         assert!((row(Protocol::Groups, "gpo").mean - row(Protocol::Questions, "gpo").mean - 1.0 / 32.0).abs() < 1e-12);
         assert!(results.summary.iter().all(|e| e.seeds == 4));
@@ -1144,8 +1153,9 @@ prior = { kind = "train_mean" }
         // Margins per protocol: on new questions gpo_mean's prior alone is nearest_question.
         let margins = margins(&results.config, &results.runs);
         assert_eq!(margins.len(), 8);
-        let mean_margin = margins.iter().find(|m| m.protocol == Protocol::Questions && m.method == "gpo_mean").unwrap();
-        assert_eq!(mean_margin.prior_method, "nearest_question");
+        let mean_margin =
+            margins.iter().find(|m| m.protocol == Protocol::Questions && m.method.name() == "gpo_mean").unwrap();
+        assert_eq!(mean_margin.prior_method, Method::NearestQuestion);
         assert_eq!((mean_margin.mean, mean_margin.seeds), (0.0, 4));
 
         let dir = tempfile::tempdir().unwrap();

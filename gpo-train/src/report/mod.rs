@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::config::RunConfig;
 pub use crate::eval::context::ContextUse;
 pub use crate::eval::{LlmMethodRun, LlmRun, MethodScore};
+use crate::method::Method;
 use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
@@ -19,8 +20,8 @@ use crate::train::CurvePoint;
 /// One GPO method's training in one (split, seed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainedModel {
-    /// Method name (`gpo`, `gpo_<variant>`).
-    pub method: String,
+    /// The faithful `gpo` or a variant.
+    pub method: Method,
     /// Update of the kept model.
     pub best_step: usize,
     /// Its validation score.
@@ -59,7 +60,7 @@ pub struct RunResult {
     pub models: Vec<TrainedModel>,
     /// The GPO method with the best validation score, whose test scores `selected_gpo` repeats.
     #[serde(default)]
-    pub selected: Option<String>,
+    pub selected: Option<Method>,
     /// Every method at every k.
     pub scores: Vec<MethodScore>,
     /// Whether each method (not the LLM baselines) reads the context, at the headline k
@@ -76,8 +77,8 @@ pub struct SummaryEntry {
     pub protocol: Protocol,
     /// Meta-training fraction.
     pub train_fraction: f64,
-    /// Method name.
-    pub method: String,
+    /// The method.
+    pub method: Method,
     /// Context questions.
     pub k: usize,
     /// Mean of the seeds' micro-averaged scores.
@@ -121,7 +122,7 @@ pub struct Results {
 
 /// Aggregates the runs' micro-averaged scores over seeds for every (protocol, split, method, k).
 pub fn summarise(runs: &[RunResult]) -> Vec<SummaryEntry> {
-    type Key = (Protocol, u64, String, usize);
+    type Key = (Protocol, u64, Method, usize);
     let mut groups: BTreeMap<Key, Vec<f64>> = BTreeMap::new();
     let mut order: Vec<Key> = Vec::new();
     for run in runs {
@@ -162,9 +163,9 @@ pub struct MarginEntry {
     /// Meta-training fraction.
     pub train_fraction: f64,
     /// The variant (`gpo_<variant>`).
-    pub method: String,
+    pub method: Method,
     /// The baseline that is its prior alone (`train_mean` or `knn_groups`).
-    pub prior_method: String,
+    pub prior_method: Method,
     /// Context questions.
     pub k: usize,
     /// Mean over seeds of the paired difference.
@@ -177,19 +178,19 @@ pub struct MarginEntry {
 
 /// The baseline that predicts exactly what a prior of `kind` gives under `protocol` (the
 /// variant's network with its residual head off).
-pub fn prior_baseline(kind: &PriorKind, protocol: Protocol) -> String {
-    crate::method::Method::prior_baseline(kind, protocol).name()
+pub fn prior_baseline(kind: &PriorKind, protocol: Protocol) -> Method {
+    Method::prior_baseline(kind, protocol)
 }
 
 /// The GPO variants of `config` that read a prior, with their prior's baseline under
 /// `protocol`, in config order.
-pub fn prior_variants(config: &RunConfig, protocol: Protocol) -> Vec<(String, String)> {
+pub fn prior_variants(config: &RunConfig, protocol: Protocol) -> Vec<(Method, Method)> {
     config
         .variants
         .iter()
         .filter_map(|(name, v)| {
             let prior = prior_baseline(v.model.prior.as_ref()?, protocol);
-            Some((crate::method::Method::Variant(name.clone()).name(), prior))
+            Some((Method::Variant(name.clone()), prior))
         })
         .collect()
 }
@@ -210,7 +211,7 @@ pub fn margins(config: &RunConfig, runs: &[RunResult]) -> Vec<MarginEntry> {
                 .filter(|r| r.protocol == protocol && r.train_fraction == split)
                 .filter_map(|r| {
                     // The first score of a method at k, as the summary's tables read them.
-                    let micro = |m: &str| r.scores.iter().find(|s| s.method == m && s.k == k)?.micro;
+                    let micro = |m: &Method| r.scores.iter().find(|s| &s.method == m && s.k == k)?.micro;
                     Some(micro(method)? - micro(prior)?)
                 })
                 .collect();
@@ -223,7 +224,7 @@ pub fn margins(config: &RunConfig, runs: &[RunResult]) -> Vec<MarginEntry> {
                 protocol,
                 train_fraction: split,
                 method: method.clone(),
-                prior_method: (*prior).to_string(),
+                prior_method: prior.clone(),
                 k,
                 mean,
                 std,

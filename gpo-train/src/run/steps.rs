@@ -126,12 +126,12 @@ fn train_methods<B: AutodiffBackend>(
     };
     let mut trained = Vec::new();
     for method in methods {
-        let name = format!("{tag}split{:.0}-seed{}-{}.ckpt", split.train_fraction * 100.0, split.seed, method.name);
+        let name = format!("{tag}split{:.0}-seed{}-{}.ckpt", split.train_fraction * 100.0, split.seed, method.method);
         let checkpoint = out_dir.join("checkpoints").join(name);
         let session = Session { checkpoint: Some(&checkpoint), resume, stop_after: None };
         let run = train::<B>(task, split, method, split.seed, session, device, progress)?;
         let summary = TrainedModel {
-            method: method.name.clone(),
+            method: method.method.clone(),
             best_step: run.best_step,
             validation_score: run.best_score,
             train_seconds: run.seconds,
@@ -158,21 +158,21 @@ fn predictors<B: Backend>(
     let mut priors = Vec::new();
     for (method, (model, _)) in methods.iter().zip(trained) {
         let prior = method.population_prior(task, &meta_train, &split.seen_questions)?.map(|p| p.prior().clone());
-        predictors.push(GpoPredictor::new(model.clone(), &method.name, prior.clone())?);
+        predictors.push(GpoPredictor::new(model.clone(), method.method.clone(), prior.clone())?);
         priors.push(prior);
     }
     Ok((predictors, priors))
 }
 
 /// Step "select", on validation only: the GPO method with the best validation score, and its
-/// name when it has one, whose test scores are repeated in `scores` as `selected_gpo`.
-fn select(models: &[TrainedModel], scores: &mut Vec<MethodScore>) -> (Option<usize>, Option<String>) {
+/// method when it has one, whose test scores are repeated in `scores` as `selected_gpo`.
+fn select(models: &[TrainedModel], scores: &mut Vec<MethodScore>) -> (Option<usize>, Option<Method>) {
     let score = |t: &TrainedModel| t.validation_score.unwrap_or(f64::NEG_INFINITY);
     let best = models.iter().enumerate().max_by(|a, b| score(a.1).total_cmp(&score(b.1))).map(|(i, _)| i);
     let selected = best.filter(|&i| models[i].validation_score.is_some()).map(|i| models[i].method.clone());
     if let Some(name) = &selected {
         let copies: Vec<MethodScore> = (scores.iter().filter(|s| &s.method == name))
-            .map(|s| MethodScore { method: Method::Selected.name(), ..s.clone() })
+            .map(|s| MethodScore { method: Method::Selected, ..s.clone() })
             .collect();
         scores.extend(copies);
     }

@@ -242,7 +242,7 @@ mod tests {
                 Split::new(&task, Protocol::Groups, 0.75, 5, &SplitOptions::validation(ValidationMode::Groups, 0.2))
                     .unwrap();
             let method = GpoMethod {
-                name: "gpo_prior".into(),
+                method: crate::method::Method::Variant("prior".into()),
                 config: GpoConfig::new(6).with_d_model(8).with_d_ff(8).with_n_layers(1).with_prior(true),
                 prior: Some(PriorKind::KnnGroups { temperature: 0.05 }),
                 training: TrainOptions { steps: STEPS, eval_every: 2, ..TrainOptions::default() },

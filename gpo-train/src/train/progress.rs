@@ -3,11 +3,12 @@
 
 use crate::embed::EmbedProgress;
 use crate::eval::LlmProgress;
+use crate::method::Method;
 
 /// Progress of one training run.
 pub trait TrainProgress {
     /// A run of `method` starts: `steps` updates in all, `done` of them already done (resumed).
-    fn start(&self, _method: &str, _steps: usize, _done: usize) {}
+    fn start(&self, _method: &Method, _steps: usize, _done: usize) {}
     /// One more update is done, with its loss and, where measured, the validation score.
     fn update(&self, _done: usize, _loss: f64, _validation: Option<f64>) {}
 }

@@ -17,6 +17,7 @@ use super::curve::CurvePoint;
 use super::record;
 use super::sampler::{EpisodeSampler, Sampling};
 use crate::eval::{EvalEpisode, GpoPredictor, Predictor, draw_episodes_with_targets, score};
+use crate::method::Method;
 use crate::prior::{PriorKind, SurveyPrior, TargetPriors};
 use crate::split::Split;
 use crate::task::EmbeddedSurvey;
@@ -89,8 +90,8 @@ impl Objective {
 /// One GPO method to meta-train: the faithful model or one of its variants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpoMethod {
-    /// Name in results: `gpo` (faithful) or `gpo_<variant>`.
-    pub name: String,
+    /// The faithful `gpo` or a variant.
+    pub method: Method,
     /// The network; `config.prior` is set exactly when `prior` is.
     pub config: GpoConfig,
     /// The population prior the network reads (prior variants only).
@@ -216,7 +217,7 @@ pub fn validation_episodes(
 pub(crate) fn fingerprint(method: &GpoMethod, split: &Split, seed: u64) -> String {
     #[derive(Serialize)]
     struct Settings<'a> {
-        method: &'a str,
+        method: &'a Method,
         config: &'a GpoConfig,
         prior: &'a Option<PriorKind>,
         training: &'a TrainOptions,
@@ -224,7 +225,7 @@ pub(crate) fn fingerprint(method: &GpoMethod, split: &Split, seed: u64) -> Strin
         seed: u64,
     }
     let settings = Settings {
-        method: &method.name,
+        method: &method.method,
         config: &method.config,
         prior: &method.prior,
         training: &method.training,
@@ -356,9 +357,10 @@ pub fn train<B: AutodiffBackend>(
     )
     .with_groups_per_update(options.groups_per_update);
     let validation = validation_episodes(task, split, options.validation_context, seed)?;
-    progress.start(&method.name, options.steps, start);
+    progress.start(&method.method, options.steps, start);
     let validate = |model: &Gpo<B::InnerBackend>| -> Result<Option<f64>, TrainError> {
-        let predictor = GpoPredictor::new(model.clone(), &method.name, prior.as_ref().map(|p| p.prior().clone()))?;
+        let predictor =
+            GpoPredictor::new(model.clone(), method.method.clone(), prior.as_ref().map(|p| p.prior().clone()))?;
         Ok(score(task, &validation, &predictor.predict(task, &validation)?).micro())
     };
     if start == 0 {
@@ -366,7 +368,7 @@ pub fn train<B: AutodiffBackend>(
         // training must beat on validation to replace.
         let valid = model.valid();
         let score = validate(&valid)?;
-        tracing::info!(method = %method.name, fraction = split.train_fraction, seed, step = 0, validation = ?score, "validated");
+        tracing::info!(method = %method.method, fraction = split.train_fraction, seed, step = 0, validation = ?score, "validated");
         if let Some(score) = score {
             best = Some((0, score, model_file_bytes(&valid, config, prior.as_ref())?));
         }
@@ -396,7 +398,7 @@ pub fn train<B: AutodiffBackend>(
             let valid = model.valid();
             let score = validate(&valid)?;
             point.validation = score;
-            let (method, fraction) = (&method.name, split.train_fraction);
+            let (method, fraction) = (&method.method, split.train_fraction);
             tracing::info!(%method, fraction, seed, step = done, loss = loss_value, validation = ?score, "validated");
             if let Some(score) = score.filter(|s| best.as_ref().is_none_or(|(_, b, _)| s > b)) {
                 best = Some((done, score, model_file_bytes(&valid, config, prior.as_ref())?));

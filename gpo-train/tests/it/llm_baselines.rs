@@ -65,7 +65,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let results = run_experiment::<B>(&config, &out, false, 2, &Default::default(), &NoProgress).unwrap();
 
     let run = &results.runs[0];
-    let at = |method: &str, k: usize| run.scores.iter().find(|s| s.method == method && s.k == k);
+    let at = |method: &str, k: usize| run.scores.iter().find(|s| s.method.name() == method && s.k == k);
     for method in ["lm_base", "lm_steered", "lm_fewshot"] {
         let llm = at(method, 2).unwrap_or_else(|| panic!("{method} at k = 2"));
         assert!(at(method, 0).is_none(), "{method} runs at the headline k only");
@@ -74,12 +74,12 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
         let groups = |s: &gpo_train::report::MethodScore| s.per_group.keys().cloned().collect::<Vec<_>>();
         assert_eq!(groups(llm), groups(uniform), "{method}");
         assert!(llm.micro.is_some_and(|m| m > 0.0 && m <= 1.0), "{method}: {:?}", llm.micro);
-        assert!(results.summary.iter().any(|e| e.method == method), "{method} in summary");
+        assert!(results.summary.iter().any(|e| e.method.name() == method), "{method} in summary");
     }
     let held_out = run.test_groups.len();
     let llm = results.llm.as_ref().unwrap();
     assert_eq!(llm.model, "SmolLM2-135M-Instruct.Q4_1");
-    let cost = |m: &str| llm.methods.iter().find(|c| c.method == m).unwrap();
+    let cost = |m: &str| llm.methods.iter().find(|c| c.method.name() == m).unwrap();
     for m in ["lm_base", "lm_steered", "lm_fewshot"] {
         assert_eq!(cost(m).prompts_scored, 2 * held_out, "{m}");
     }

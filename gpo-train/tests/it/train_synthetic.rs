@@ -6,6 +6,7 @@ use burn_ndarray::NdArray;
 use gpo_core::GpoConfig;
 use gpo_core::weights::named_tensors;
 use gpo_train::config::RunConfig;
+use gpo_train::method::Method;
 use gpo_train::prior::PriorKind;
 use gpo_train::protocol::Protocol;
 use gpo_train::run::run_experiment;
@@ -73,7 +74,7 @@ fn gpo_learns_planted_group_structure() {
     let out = dir.path().join("runs/synthetic");
     let results = run_experiment::<B>(&config, &out, false, 2, &Default::default(), &NoProgress).unwrap();
     let score = |protocol: Protocol, method: &str, k: usize| {
-        let entry = results.sweep.iter().find(|e| e.protocol == protocol && e.method == method && e.k == k);
+        let entry = results.sweep.iter().find(|e| e.protocol == protocol && e.method.name() == method && e.k == k);
         entry.unwrap_or_else(|| panic!("no {method} at k = {k} under {protocol:?}")).mean
     };
     let groups = |method: &str, k: usize| score(Protocol::Groups, method, k);
@@ -93,7 +94,7 @@ fn gpo_learns_planted_group_structure() {
     let run = results.runs.iter().find(|r| r.protocol == Protocol::Questions).unwrap();
     assert_eq!(run.new_questions.len(), 16);
     assert!(results.runs.iter().filter(|r| r.protocol == Protocol::Groups).all(|r| r.new_questions.is_empty()));
-    assert!(run.scores.iter().all(|s| s.method != "train_mean"));
+    assert!(run.scores.iter().all(|s| s.method != Method::TrainMean));
 
     for file in [
         "results.json",
@@ -125,7 +126,7 @@ fn small_run(session: Session, steps: usize) -> Vec<gpo_core::weights::NamedTens
     let split =
         Split::new(&task, Protocol::Groups, 0.75, 5, &SplitOptions::validation(ValidationMode::Groups, 0.2)).unwrap();
     let method = GpoMethod {
-        name: "gpo_prior".into(),
+        method: Method::Variant("prior".into()),
         config: GpoConfig::new(8).with_d_model(16).with_d_ff(16).with_n_layers(1).with_prior(true),
         prior: Some(PriorKind::KnnGroups { temperature: 0.05 }),
         training: TrainOptions { steps, eval_every: 4, ..TrainOptions::default() },
@@ -216,25 +217,25 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
         run_experiment::<B>(&config, &dir.path().join("two"), false, 2, &Default::default(), &NoProgress).unwrap();
     assert_eq!(one.summary, two.summary);
     assert_eq!(one.sweep, two.sweep);
-    let methods: Vec<&str> =
-        one.summary.iter().filter(|e| e.train_fraction == 0.6).map(|e| e.method.as_str()).collect();
+    let methods: Vec<String> =
+        one.summary.iter().filter(|e| e.train_fraction == 0.6).map(|e| e.method.name()).collect();
     assert!(one.summary.iter().all(|e| e.protocol == Protocol::Groups), "the default protocol is `groups`");
     assert_eq!(methods, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm", "selected_gpo"]);
-    assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method == "gpo_mean"));
+    assert!(one.runs.iter().all(|r| r.models.len() == 2 && r.models[1].method.name() == "gpo_mean"));
     let report = std::fs::read_to_string(dir.path().join("one/report.md")).unwrap();
     assert!(report.contains("GPO (mean)"), "{report}");
     // Whether the context is read: every method of every run is measured; what reads no group's
     // answer moves by nothing when another group's answers are shown, and predicts alike for all.
     assert!(report.contains("Does the context matter?"), "{report}");
     for run in &one.runs {
-        let measured: Vec<&str> = run.context_use.iter().map(|c| c.method.as_str()).collect();
+        let measured: Vec<String> = run.context_use.iter().map(|c| c.method.name()).collect();
         assert_eq!(measured, ["gpo", "gpo_mean", "uniform", "train_mean", "knn_groups", "ridge_rm"]);
         for c in &run.context_use {
             assert!(c.random.is_some() && c.related.is_some() && c.contrast.is_some(), "{c:?}");
-            if ["uniform", "train_mean"].contains(&c.method.as_str()) {
+            if [Method::Uniform, Method::TrainMean].contains(&c.method) {
                 assert_eq!((c.swap_tv, c.swap_drop, c.contrast), (Some(0.0), Some(0.0), Some(0.0)), "{c:?}");
             }
-            if ["knn_groups", "ridge_rm"].contains(&c.method.as_str()) {
+            if [Method::KnnGroups, Method::RidgeRm].contains(&c.method) {
                 assert!(c.swap_tv.is_some_and(|tv| tv > 0.0) && c.contrast.is_some_and(|x| x > 0.0), "{c:?}");
             }
         }
