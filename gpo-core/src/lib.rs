@@ -53,6 +53,8 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+// `burn::…` paths (ours and those Burn's derive macros write) name burn-core, as in burn-nn.
+extern crate burn_core as burn;
 #[cfg(feature = "std")]
 extern crate std;
 

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
+#[cfg(feature = "train")]
 use crate::rng::SplitMix64;
 
 /// One parameter tensor with its path and shape; values in row-major order.
@@ -173,12 +174,14 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_> {
     }
 }
 
+#[cfg(feature = "train")]
 struct SeededInit {
     path: PathStack,
     rng: SplitMix64,
     fan_in: usize,
 }
 
+#[cfg(feature = "train")]
 impl<B: Backend> ModuleMapper<B> for SeededInit {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.enter(name);
@@ -211,7 +214,8 @@ impl<B: Backend> ModuleMapper<B> for SeededInit {
 /// Re-draws every float parameter from a generator seeded with `seed`, the same way on every
 /// backend and thread (Burn's own initialisers draw from a backend-global RNG). Linear weights
 /// (`[in, out]`) and their biases are uniform in `±1/√in`, as PyTorch's default; LayerNorm
-/// `gamma` is 1 and `beta` 0.
+/// `gamma` is 1 and `beta` 0. Feature `train`.
+#[cfg(feature = "train")]
 pub fn reinitialize<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
     module.map(&mut SeededInit { path: PathStack::default(), rng: SplitMix64::new(seed), fan_in: 1 })
 }

@@ -232,14 +232,159 @@ pub struct RunConfig {
     pub llm: Option<LlmOptions>,
 }
 
-/// A configuration problem, naming the file and what is wrong.
+/// A config file that cannot be used: the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}: {problem}")]
 pub struct ConfigError {
     /// Config file.
     pub path: String,
     /// What is wrong.
-    pub message: String,
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a run config; every message names the table and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// The file could not be read.
+    #[error("{}", crate::fsutil::reason(.0))]
+    Read(std::io::Error),
+    /// Not TOML, or a key or value the config does not take (toml's message names the line).
+    #[error("{0}")]
+    Toml(toml::de::Error),
+    /// A split setting given where it was before `[split]`.
+    #[error("[{table}] {key}: moved to [split] (one split for every method of a run: `[split] {key} = …`)")]
+    MovedToSplit {
+        /// The table it is in.
+        table: String,
+        /// The key.
+        key: &'static str,
+    },
+    /// A value breaks its rule.
+    #[error("[{table}] {key} {rule}")]
+    Value {
+        /// The table (`model`, `variants.knn.training`, …).
+        table: String,
+        /// The key.
+        key: &'static str,
+        /// What the value must be.
+        rule: Rule,
+    },
+    /// The run's name is not a plain folder name.
+    #[error("name `{0}` must be a plain folder name")]
+    Name(String),
+    /// A variant's name is not lower-case letters, digits and `_`.
+    #[error("[variants.{0}] a variant name is lower-case letters, digits and `_`")]
+    VariantName(String),
+    /// The faithful model was given a prior.
+    #[error("[model] the faithful model reads no prior; give it to a [variants.<name>.model]")]
+    FaithfulPrior,
+    /// A model too large.
+    #[error(
+        "[{table}] d_model {d_model}, d_ff {d_ff}, n_layers {n_layers} and emb_depth {emb_depth} make {weights} \
+         weights; at most {MAX_PARAMETERS} are allowed"
+    )]
+    TooManyWeights {
+        /// The `[model]` table.
+        table: String,
+        /// Its sizes.
+        d_model: usize,
+        /// Its sizes.
+        d_ff: usize,
+        /// Its sizes.
+        n_layers: usize,
+        /// Its sizes.
+        emb_depth: usize,
+        /// The weights they make.
+        weights: u64,
+    },
+    /// A network the model cannot build.
+    #[error("[{table}] {error}")]
+    Model {
+        /// The `[model]` table.
+        table: String,
+        /// Why.
+        error: gpo_core::model::ConfigError,
+    },
+    /// A prior the model cannot read.
+    #[error("[{table}] {error}")]
+    Prior {
+        /// The `[model]` table.
+        table: String,
+        /// Why.
+        error: gpo_core::PriorError,
+    },
+    /// Sampling bounds out of order.
+    #[error("[{0}] needs 0 < min_target ≤ max_target and min_context ≤ max_context")]
+    Sampling(String),
+    /// An unknown text template.
+    #[error("[data] template: {0}")]
+    Template(gpo_core::template::TemplateError),
+    /// LLM baselines on questions without text.
+    #[error("[llm] needs survey data: synthetic questions have no text to prompt with")]
+    LlmWithoutText,
+}
+
+/// The rule a config value breaks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rule {
+    /// An upper bound.
+    #[error("must be at most {max}, got {got}")]
+    AtMost {
+        /// The largest allowed.
+        max: usize,
+        /// The value.
+        got: usize,
+    },
+    /// Zero where a count must be positive (`why` says what the count is, when it helps).
+    #[error("must be at least 1{why}, got 0")]
+    AtLeastOne {
+        /// What the count means, e.g. ` (validation every that many updates)`.
+        why: &'static str,
+    },
+    /// A number that must be positive and finite.
+    #[error("must be positive, got {0}")]
+    Positive(f64),
+    /// A fraction.
+    #[error("must be a fraction in (0, 1), got {0}")]
+    Fraction(f64),
+    /// A finite number.
+    #[error("must be finite, got {0}")]
+    Finite(f64),
+    /// A range.
+    #[error("must be between {min:e} and {max:e}, got {got:e}")]
+    Between {
+        /// The least allowed.
+        min: f64,
+        /// The largest allowed.
+        max: f64,
+        /// The value.
+        got: f64,
+    },
+    /// A list that must hold something (`what` it must name).
+    #[error("must not be empty{what}")]
+    NotEmpty {
+        /// What an entry is, e.g. `: name at least one of base, steered, fewshot`.
+        what: &'static str,
+    },
+    /// Too many entries.
+    #[error("may hold at most {max} entries, got {got}")]
+    Entries {
+        /// The most allowed.
+        max: usize,
+        /// The entries.
+        got: usize,
+    },
+    /// An entry listed twice.
+    #[error("has `{0}` listed twice")]
+    Twice(String),
+}
+
+/// `Err(value problem)` unless `ok`.
+fn check(ok: bool, table: impl Into<String>, key: &'static str, rule: Rule) -> Result<(), ConfigProblem> {
+    match ok {
+        true => Ok(()),
+        false => Err(ConfigProblem::Value { table: table.into(), key, rule }),
+    }
 }
 
 /// The config asks for as many context questions as a group of the data has, or more (the
@@ -298,12 +443,9 @@ pub const MAX_SYNTHETIC_DIM: usize = 65_536;
 /// Largest synthetic `groups × questions` and `questions × dim` (numbers held in memory).
 pub const MAX_SYNTHETIC_VALUES: usize = 100_000_000;
 
-/// `[table] field must be at most max, got value` when `value > max`.
-fn at_most(table: &str, field: &str, value: usize, max: usize) -> Result<(), String> {
-    if value > max {
-        return Err(format!("[{table}] {field} must be at most {max}, got {value}"));
-    }
-    Ok(())
+/// `[table] key must be at most max, got value` when `value > max`.
+fn at_most(table: &str, key: &'static str, value: usize, max: usize) -> Result<(), ConfigProblem> {
+    check(value <= max, table, key, Rule::AtMost { max, got: value })
 }
 
 /// The number of weights of `model` without its input layer (which depends on the embedding
@@ -320,7 +462,7 @@ fn parameter_count(model: &ModelOptions) -> u64 {
 }
 
 /// Checks the sizes of one method's `[model]` and `[training]` tables against the maxima above.
-fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
+fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), ConfigProblem> {
     let m = format!("{table}model");
     at_most(&m, "d_model", model.d_model, MAX_D_MODEL)?;
     at_most(&m, "d_ff", model.d_ff, MAX_D_FF)?;
@@ -329,19 +471,15 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
     at_most(&m, "n_heads", model.n_heads, MAX_HEADS)?;
     let weights = parameter_count(model);
     if weights > MAX_PARAMETERS {
-        return Err(format!(
-            "[{m}] d_model {}, d_ff {}, n_layers {} and emb_depth {} make {weights} weights; at most {MAX_PARAMETERS} \
-             are allowed",
-            model.d_model, model.d_ff, model.n_layers, model.emb_depth
-        ));
+        let (d_model, d_ff, n_layers, emb_depth) = (model.d_model, model.d_ff, model.n_layers, model.emb_depth);
+        return Err(ConfigProblem::TooManyWeights { table: m, d_model, d_ff, n_layers, emb_depth, weights });
     }
     let tr = format!("{table}training");
     at_most(&tr, "steps", t.steps, MAX_STEPS)?;
     at_most(&tr, "eval_every", t.eval_every, MAX_STEPS)?;
     at_most(&tr, "checkpoint_every", t.checkpoint_every, MAX_STEPS)?;
-    if t.eval_every == 0 {
-        return Err(format!("[{tr}] eval_every must be at least 1 (validation every that many updates), got 0"));
-    }
+    let why = " (validation every that many updates)";
+    check(t.eval_every > 0, &tr, "eval_every", Rule::AtLeastOne { why })?;
     at_most(&tr, "validation_context", t.validation_context, MAX_QUESTIONS)?;
     at_most(&tr, "groups_per_update", t.groups_per_update.unwrap_or(0), MAX_SYNTHETIC_COUNT)?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
@@ -355,12 +493,10 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
 }
 
 /// Checks the sizes of a synthetic `[data]` table.
-fn check_data_sizes(data: &DataConfig) -> Result<(), String> {
+fn check_data_sizes(data: &DataConfig) -> Result<(), ConfigProblem> {
     if let DataConfig::Synthetic { groups, questions, dim, clusters, sharpness, .. } = *data {
-        for (field, value) in [("groups", groups), ("questions", questions), ("dim", dim), ("clusters", clusters)] {
-            if value == 0 {
-                return Err(format!("[data] {field} must be at least 1, got 0"));
-            }
+        for (key, value) in [("groups", groups), ("questions", questions), ("dim", dim), ("clusters", clusters)] {
+            check(value > 0, "data", key, Rule::AtLeastOne { why: "" })?;
         }
         at_most("data", "groups", groups, MAX_SYNTHETIC_COUNT)?;
         at_most("data", "questions", questions, MAX_SYNTHETIC_COUNT)?;
@@ -368,35 +504,28 @@ fn check_data_sizes(data: &DataConfig) -> Result<(), String> {
         at_most("data", "dim", dim, MAX_SYNTHETIC_DIM)?;
         at_most("data", "groups × questions", groups * questions, MAX_SYNTHETIC_VALUES)?;
         at_most("data", "questions × dim", questions * dim, MAX_SYNTHETIC_VALUES)?;
-        if !sharpness.is_finite() {
-            return Err(format!("[data] sharpness must be finite, got {sharpness}"));
-        }
+        check(sharpness.is_finite(), "data", "sharpness", Rule::Finite(sharpness))?;
     }
     Ok(())
 }
 
 /// Checks one method's `[model]` and `[training]` tables; `table` prefixes the table names.
-fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), String> {
+fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<(), ConfigProblem> {
     check_sizes(table, model, t)?;
-    model.gpo_config(1).validate().map_err(|e| format!("[{table}model] {e}"))?;
+    let model_table = || format!("{table}model");
+    model.gpo_config(1).validate().map_err(|error| ConfigProblem::Model { table: model_table(), error })?;
     if let Some(kind) = model.prior {
-        kind.validate().map_err(|e| format!("[{table}model] {e}"))?;
+        kind.validate().map_err(|error| ConfigProblem::Prior { table: model_table(), error })?;
     }
-    if t.steps == 0 {
-        return Err(format!("[{table}training] steps must be positive"));
-    }
-    if t.groups_per_update == Some(0) {
-        return Err(format!("[{table}training] groups_per_update must be positive"));
-    }
-    if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-        return Err(format!("[{table}training] learning_rate must be positive, got {}", t.learning_rate));
-    }
+    let training = format!("{table}training");
+    check(t.steps > 0, &training, "steps", Rule::AtLeastOne { why: "" })?;
+    check(t.groups_per_update != Some(0), &training, "groups_per_update", Rule::AtLeastOne { why: "" })?;
+    let rate = t.learning_rate;
+    check(rate > 0.0 && rate.is_finite(), &training, "learning_rate", Rule::Positive(rate))?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling
         && (min_context > max_context || min_target > max_target || min_target == 0)
     {
-        return Err(format!(
-            "[{table}training.sampling] needs 0 < min_target ≤ max_target and min_context ≤ max_context"
-        ));
+        return Err(ConfigProblem::Sampling(format!("{training}.sampling")));
     }
     Ok(())
 }
@@ -404,7 +533,7 @@ fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Resul
 /// The split settings that moved to `[split]` (they were per method in `[training]` and
 /// `[variants.<name>.training]`, and `new_questions` in `[evaluation]`): where one of them is
 /// still given, a message saying so.
-fn moved_split_key(config: &toml::Table) -> Option<String> {
+fn moved_split_key(config: &toml::Table) -> Option<ConfigProblem> {
     let table = |t: &toml::Table, name: &str| t.get(name).and_then(toml::Value::as_table).cloned();
     let mut tables: Vec<(String, toml::Table, &[&str])> = Vec::new();
     const TRAINING: &[&str] = &["validation", "validation_fraction"];
@@ -414,22 +543,22 @@ fn moved_split_key(config: &toml::Table) -> Option<String> {
         let training = variant.as_table().and_then(|v| table(v, "training"));
         tables.extend(training.map(|t| (format!("variants.{name}.training"), t, TRAINING)));
     }
-    tables.into_iter().find_map(|(name, t, keys)| {
+    tables.into_iter().find_map(|(table, t, keys)| {
         let key = keys.iter().find(|k| t.contains_key(**k))?;
-        Some(format!("[{name}] {key}: moved to [split] (one split for every method of a run: `[split] {key} = …`)"))
+        Some(ConfigProblem::MovedToSplit { table, key })
     })
 }
 
 impl RunConfig {
     /// Reads and checks a config file; relative data paths are resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let error = |message: String| ConfigError { path: path.display().to_string(), message };
+        let error = |problem: ConfigProblem| ConfigError { path: path.display().to_string(), problem };
         let text = crate::fsutil::read_capped_to_string(path, crate::fsutil::MAX_CONFIG_BYTES)
-            .map_err(|e| error(crate::fsutil::reason(&e)))?;
+            .map_err(|e| error(ConfigProblem::Read(e)))?;
         let mut config: RunConfig = toml::from_str(&text).map_err(|e| {
             // An unknown key that moved says where it went.
             let moved = toml::from_str::<toml::Table>(&text).ok().and_then(|table| moved_split_key(&table));
-            error(moved.unwrap_or_else(|| e.to_string()))
+            error(moved.unwrap_or(ConfigProblem::Toml(e)))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let DataConfig::Survey { source, cache, embedding_model, questions, .. } = &mut config.data {
@@ -447,79 +576,71 @@ impl RunConfig {
     }
 
     /// Checks values that do not depend on the data.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return Err(format!("name `{}` must be a plain folder name", self.name));
+            return Err(ConfigProblem::Name(self.name.clone()));
         }
         if self.model.prior.is_some() {
-            return Err("[model] the faithful model reads no prior; give it to a [variants.<name>.model]".into());
+            return Err(ConfigProblem::FaithfulPrior);
         }
         check_data_sizes(&self.data)?;
         if let DataConfig::Survey { template, .. } = &self.data {
-            template.parse::<gpo_core::template::Template>().map_err(|e| format!("[data] template: {e}"))?;
+            template.parse::<gpo_core::template::Template>().map_err(ConfigProblem::Template)?;
         }
         validate_method("", &self.model, &self.training)?;
-        if self.variants.len() > MAX_VARIANTS {
-            return Err(format!("at most {MAX_VARIANTS} [variants.<name>] tables, got {}", self.variants.len()));
-        }
+        let variants = self.variants.len();
+        check(variants <= MAX_VARIANTS, "variants", "tables", Rule::Entries { max: MAX_VARIANTS, got: variants })?;
         for (name, variant) in &self.variants {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                return Err(format!("[variants.{name}] a variant name is lower-case letters, digits and `_`"));
+                return Err(ConfigProblem::VariantName(name.clone()));
             }
             validate_method(&format!("variants.{name}."), &variant.model, &variant.training)?;
         }
-        self.split.validate()?;
-        let e = &self.evaluation;
-        if e.splits.is_empty() || e.seeds.is_empty() {
-            return Err("[evaluation] splits and seeds must not be empty".into());
+        let SplitOptions { validation_fraction, new_questions, .. } = self.split;
+        for (key, value) in [("validation_fraction", validation_fraction), ("new_questions", new_questions)] {
+            check(value > 0.0 && value < 1.0, "split", key, Rule::Fraction(value))?;
         }
-        for (field, len, max) in [
+        let e = &self.evaluation;
+        let not_empty = Rule::NotEmpty { what: "" };
+        check(!e.splits.is_empty(), "evaluation", "splits", not_empty.clone())?;
+        check(!e.seeds.is_empty(), "evaluation", "seeds", not_empty.clone())?;
+        for (key, got, max) in [
             ("splits", e.splits.len(), MAX_SPLITS),
             ("seeds", e.seeds.len(), MAX_SEEDS),
             ("sweep", e.sweep.len(), MAX_SWEEP),
         ] {
-            if len > max {
-                return Err(format!("[evaluation] {field} may hold at most {max} entries, got {len}"));
-            }
+            check(got <= max, "evaluation", key, Rule::Entries { max, got })?;
         }
         at_most("evaluation", "context_questions", e.context_questions, MAX_QUESTIONS)?;
-        if let Some(k) = e.sweep.iter().find(|&&k| k > MAX_QUESTIONS) {
-            return Err(format!("[evaluation] sweep entries must be at most {MAX_QUESTIONS}, got {k}"));
+        if let Some(&k) = e.sweep.iter().find(|&&k| k > MAX_QUESTIONS) {
+            at_most("evaluation", "sweep entries", k, MAX_QUESTIONS)?;
         }
-        if let Some(bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
-            return Err(format!("[evaluation] split {bad} must be a fraction in (0, 1)"));
+        if let Some(&bad) = e.splits.iter().find(|s| !(**s > 0.0 && **s < 1.0)) {
+            check(false, "evaluation", "splits entries", Rule::Fraction(bad))?;
         }
-        if e.protocols.is_empty() {
-            return Err("[evaluation] protocols must not be empty".into());
-        }
+        check(!e.protocols.is_empty(), "evaluation", "protocols", not_empty)?;
         if let Some(p) = e.protocols.iter().enumerate().find_map(|(i, p)| e.protocols[..i].contains(p).then_some(p)) {
-            return Err(format!("[evaluation] protocol `{}` is listed twice", p.name()));
+            check(false, "evaluation", "protocols", Rule::Twice(p.name().to_string()))?;
         }
-        if !gpo_core::prior::TEMPERATURE_RANGE.contains(&e.knn_temperature) {
-            return Err(format!(
-                "[evaluation] knn_temperature must be between 1e-6 and 1e6, got {:e}",
-                e.knn_temperature
-            ));
-        }
-        if e.ridge_lambda.is_nan() || e.ridge_lambda <= 0.0 {
-            return Err("[evaluation] ridge_lambda must be positive".into());
-        }
+        let (min, max) = (*gpo_core::prior::TEMPERATURE_RANGE.start(), *gpo_core::prior::TEMPERATURE_RANGE.end());
+        let got = e.knn_temperature;
+        check(min <= got && got <= max, "evaluation", "knn_temperature", Rule::Between { min, max, got })?;
+        let lambda = e.ridge_lambda;
+        check(lambda > 0.0 && lambda.is_finite(), "evaluation", "ridge_lambda", Rule::Positive(lambda))?;
         if let Some(n) = e.max_targets {
-            if n == 0 {
-                return Err("[evaluation] max_targets must be at least 1 (leave it out for every target)".into());
-            }
+            let why = " (leave it out for every target)";
+            check(n > 0, "evaluation", "max_targets", Rule::AtLeastOne { why })?;
             at_most("evaluation", "max_targets", n, MAX_QUESTIONS)?;
         }
         if let Some(llm) = &self.llm {
-            if llm.methods.is_empty() {
-                return Err("[llm] methods must name at least one of base, steered, fewshot".into());
-            }
+            let what = ": name at least one of base, steered, fewshot";
+            check(!llm.methods.is_empty(), "llm", "methods", Rule::NotEmpty { what })?;
             if let Some(m) = llm.methods.iter().enumerate().find_map(|(i, m)| llm.methods[..i].contains(m).then_some(m))
             {
-                return Err(format!("[llm] method `{}` is listed twice", m.id()));
+                check(false, "llm", "methods", Rule::Twice(m.id().to_string()))?;
             }
             if !matches!(self.data, DataConfig::Survey { .. }) {
-                return Err("[llm] needs survey data: synthetic questions have no text to prompt with".into());
+                return Err(ConfigProblem::LlmWithoutText);
             }
         }
         Ok(())

@@ -45,16 +45,6 @@ impl SplitOptions {
     pub fn validation(validation: ValidationMode, validation_fraction: f64) -> Self {
         Self { validation, validation_fraction, ..Self::default() }
     }
-
-    /// Checks that both fractions are in (0, 1); the error names the `[split]` key.
-    pub fn validate(&self) -> Result<(), String> {
-        for (key, value) in [("validation_fraction", self.validation_fraction), ("new_questions", self.new_questions)] {
-            if !(value > 0.0 && value < 1.0) {
-                return Err(format!("[split] {key} must be a fraction in (0, 1), got {value}"));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Why a split cannot be made.

@@ -7,11 +7,9 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
-use burn::nn::{
-    Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, activation::ActivationConfig,
-};
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+use burn_nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
+use burn_nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, activation::ActivationConfig};
 
 /// Score given to masked keys before the softmax. Finite, so that a row whose keys are all masked
 /// gives no NaN; such rows are zeroed after the softmax.

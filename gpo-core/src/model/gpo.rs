@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Tensor, activation::relu, backend::Backend};
+use burn_nn::{Initializer, Linear, LinearConfig};
 
 use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
 use crate::batch::{BatchError, GpoBatch};
@@ -34,6 +34,7 @@ pub const MAX_DEPTH: usize = 256;
 pub const MAX_PARAMETERS: usize = 1 << 31;
 
 /// `ln(2π) / 2`, the constant of the Gaussian log-density.
+#[cfg(feature = "train")]
 const HALF_LN_TWO_PI: f32 = 0.918_938_5;
 
 /// Hyperparameters of [`Gpo`]. The defaults are the original's (`configs/gpo.yaml`).
@@ -209,7 +210,8 @@ impl GpoConfig {
     }
 
     /// Builds the model on `device` with weights drawn from `seed`: the same seed gives the same
-    /// weights on every backend (see [`crate::weights::reinitialize`]).
+    /// weights on every backend (see [`crate::weights::reinitialize`]). Feature `train`.
+    #[cfg(feature = "train")]
     pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Gpo<B>, ConfigError> {
         let mut model = crate::weights::reinitialize(self.init(device)?, seed);
         if self.prior {
@@ -365,7 +367,8 @@ impl<B: Backend> Gpo<B> {
     /// target options of the batch.
     ///
     /// The original averages over all target slots, padding included (docs/original.md §9.4), which
-    /// down-weights batches with padding; here padding never counts.
+    /// down-weights batches with padding; here padding never counts. Feature `train`.
+    #[cfg(feature = "train")]
     pub fn loss(&self, batch: &GpoBatch<B>) -> Result<Tensor<B, 1>, BatchError> {
         let output = self.forward(batch)?;
         let pad = batch.target_pad.clone();
@@ -380,7 +383,8 @@ impl<B: Backend> Gpo<B> {
 
     /// Cross-entropy of the predicted distributions against the true target distributions,
     /// averaged over the real target questions of the batch (not in the original, which trains
-    /// with [`Self::loss`]; it equals the KL divergence up to a constant).
+    /// with [`Self::loss`]; it equals the KL divergence up to a constant). Feature `train`.
+    #[cfg(feature = "train")]
     pub fn cross_entropy(&self, batch: &GpoBatch<B>) -> Result<Tensor<B, 1>, BatchError> {
         let output = self.forward(batch)?;
         let n_questions = batch.target_options.iter().map(Vec::len).sum::<usize>().max(1) as f32;
