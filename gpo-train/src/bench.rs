@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::eval::draw_episodes;
 use crate::task::EmbeddedSurvey;
-use crate::train::{EpisodeSampler, Protocol, Sampling, Split, SplitOptions};
+use crate::train::{EpisodeSampler, Protocol, Sampling, Split, SplitError, SplitOptions, TrainError};
 
 type Cpu = NdArray<f32>;
 
@@ -83,6 +83,17 @@ fn tokens(episode: &Episode) -> (usize, usize) {
     (episode.n_context_tokens(), episode.n_target_tokens())
 }
 
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The data cannot be split.
+    #[error("split: {0}")]
+    Split(#[from] SplitError),
+    /// The model, a batch or the sampler failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
 /// Per update, per group: (context tokens, target tokens).
 pub type BatchShapes = Vec<Vec<(usize, usize)>>;
 
@@ -92,20 +103,20 @@ pub fn bench_train(
     config: &GpoConfig,
     sampling: Sampling,
     iterations: usize,
-) -> Result<(Timing, BatchShapes), String> {
+) -> Result<(Timing, BatchShapes), BenchError> {
     type B = Autodiff<Cpu>;
     let device = Default::default();
-    let split = Split::new(task, Protocol::Groups, 0.8, 0, &SplitOptions::default()).map_err(|e| e.to_string())?;
+    let split = Split::new(task, Protocol::Groups, 0.8, 0, &SplitOptions::default())?;
     let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, sampling, None);
-    let mut model = config.init_seeded::<B>(&device, 0).map_err(|e| e.to_string())?;
+    let mut model = config.init_seeded::<B>(&device, 0).map_err(TrainError::from)?;
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, gpo_core::Gpo<B>>();
     let mut rng = SplitMix64::new(1);
     let (mut times, mut flops, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..iterations + 2 {
-        let episodes = sampler.sample(&mut rng).map_err(|e| e.to_string())?;
+        let episodes = sampler.sample(&mut rng)?;
         let start = Instant::now();
-        let batch = GpoBatch::<B>::new(&episodes, &device).map_err(|e| e.to_string())?;
-        let loss = model.loss(&batch).map_err(|e| e.to_string())?;
+        let batch = GpoBatch::<B>::new(&episodes, &device).map_err(TrainError::from)?;
+        let loss = model.loss(&batch).map_err(TrainError::from)?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-4, model, grads);
         let _ = model.valid();
@@ -128,19 +139,18 @@ pub fn bench_predict(
     config: &GpoConfig,
     k: usize,
     iterations: usize,
-) -> Result<(Timing, (usize, usize)), String> {
+) -> Result<(Timing, (usize, usize)), BenchError> {
     let device = Default::default();
-    let model = config.init_seeded::<Cpu>(&device, 0).map_err(|e| e.to_string())?;
+    let model = config.init_seeded::<Cpu>(&device, 0).map_err(TrainError::from)?;
     let all: Vec<usize> = (0..task.survey.questions.len()).collect();
     let episode = draw_episodes(task, &[0], &all, k, &mut SplitMix64::new(0)).remove(0);
-    let built =
-        crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, None).map_err(|e| e.to_string())?;
+    let built = crate::train::sampler::episode(task, 0, &episode.context, &episode.targets, None)?;
     let shape = tokens(&built);
     let mut times = Vec::new();
     for i in 0..iterations + 2 {
         let start = Instant::now();
-        let batch = GpoBatch::<Cpu>::new(std::slice::from_ref(&built), &device).map_err(|e| e.to_string())?;
-        let _ = model.forward(&batch).map_err(|e| e.to_string())?.mean.into_data();
+        let batch = GpoBatch::<Cpu>::new(std::slice::from_ref(&built), &device).map_err(TrainError::from)?;
+        let _ = model.forward(&batch).map_err(TrainError::from)?.mean.into_data();
         if i >= 2 {
             times.push(start.elapsed().as_secs_f64());
         }

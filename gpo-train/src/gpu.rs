@@ -14,9 +14,25 @@ use burn_wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 /// The backend type `gpo run --backend wgpu` trains on.
 pub type Wgpu = burn_wgpu::Wgpu<f32, i32>;
 
-/// The adapter burn-wgpu's default device will use, described in one line, or why there is none
-/// (for example no Vulkan driver: install `mesa-vulkan-drivers libvulkan1` for lavapipe on a CPU).
-pub fn wgpu_adapter() -> Result<String, String> {
+/// Why burn-wgpu has no adapter to run on.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAdapter {
+    /// wgpu refused the request (for example no Vulkan driver: install `mesa-vulkan-drivers
+    /// libvulkan1` for lavapipe on a CPU).
+    #[error("{backend:?}: {error}")]
+    Refused {
+        /// The graphics API asked.
+        backend: wgpu::Backend,
+        /// wgpu's reason.
+        error: wgpu::RequestAdapterError,
+    },
+    /// The request did not finish.
+    #[error("{0:?}: the adapter request did not finish within a minute")]
+    Timeout(wgpu::Backend),
+}
+
+/// The adapter burn-wgpu's default device will use, described in one line, or why there is none.
+pub fn wgpu_adapter() -> Result<String, NoAdapter> {
     let backend = <AutoGraphicsApi as GraphicsApi>::backend();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: backend.into(),
@@ -35,8 +51,8 @@ pub fn wgpu_adapter() -> Result<String, String> {
                 info.name, info.backend, info.device_type, info.driver, info.driver_info
             ))
         }
-        Some(Err(e)) => Err(format!("{backend:?}: {e}")),
-        None => Err(format!("{backend:?}: the adapter request did not finish within a minute")),
+        Some(Err(error)) => Err(NoAdapter::Refused { backend, error }),
+        None => Err(NoAdapter::Timeout(backend)),
     }
 }
 

@@ -44,8 +44,7 @@ pub fn bench(
     match what {
         super::BenchTarget::Train => {
             header();
-            let (timing, batches) =
-                bench_train(&task, &gpo_config, config.training.sampling, iterations).map_err(anyhow::Error::msg)?;
+            let (timing, batches) = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
             let shapes = Shapes { config: gpo_config, train_batches: batches, predict: (0, 0) };
             let torch = bench_pytorch(&script, &shapes, "train").and_then(|v| v["train_ms"].as_f64());
             row(&timing, torch);
@@ -53,7 +52,7 @@ pub fn bench(
         super::BenchTarget::Predict => {
             header();
             let k = config.evaluation.context_questions;
-            let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations).map_err(anyhow::Error::msg)?;
+            let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations)?;
             let shapes = Shapes { config: gpo_config, train_batches: Vec::new(), predict: shape };
             let torch = bench_pytorch(&script, &shapes, "predict").and_then(|v| v["predict_ms"].as_f64());
             row(&timing, torch);

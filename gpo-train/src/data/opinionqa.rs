@@ -249,7 +249,7 @@ fn read_counts(
                 continue;
             }
             let field = format!("{qkey}.{group}");
-            let counts = option_counts(refs, counts).map_err(|m| err(field.clone(), m))?;
+            let counts = option_counts(refs, counts).map_err(|e| err(field.clone(), e.to_string()))?;
             let non_refusal: Vec<f64> =
                 refs.iter().zip(&counts).filter(|(o, _)| !is_refusal(o)).map(|(_, &c)| c).collect();
             match normalise(&field, &non_refusal, q.options.len(), Norm::Renormalise)
@@ -271,10 +271,21 @@ fn read_counts(
     Ok(())
 }
 
+/// Why a group's `{option text: count}` object cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum CountsError {
+    #[error("expected an object {{option text: count}}")]
+    NotObject,
+    #[error("option {option:?} is not one of info.csv references {references:?}")]
+    UnknownOption { option: String, references: Vec<String> },
+    #[error("count for {option:?} is {count}; expected a number ≥ 0")]
+    BadCount { option: String, count: serde_json::Value },
+}
+
 /// One count per reference (all options, refusals included), from `{option text: count}`.
-fn option_counts(refs: &[String], counts: &serde_json::Value) -> Result<Vec<f64>, String> {
+fn option_counts(refs: &[String], counts: &serde_json::Value) -> Result<Vec<f64>, CountsError> {
     let serde_json::Value::Object(counts) = counts else {
-        return Err("expected an object {option text: count}".into());
+        return Err(CountsError::NotObject);
     };
     let mut out = vec![0.0; refs.len()];
     for (option, count) in counts {
@@ -282,10 +293,10 @@ fn option_counts(refs: &[String], counts: &serde_json::Value) -> Result<Vec<f64>
             .iter()
             .position(|r| r == option)
             .or_else(|| refs.iter().position(|r| r.to_lowercase() == option.to_lowercase()))
-            .ok_or_else(|| format!("option {option:?} is not one of info.csv references {refs:?}"))?;
+            .ok_or_else(|| CountsError::UnknownOption { option: option.clone(), references: refs.to_vec() })?;
         match count.as_f64() {
             Some(c) if c >= 0.0 => out[i] += c,
-            _ => return Err(format!("count for {option:?} is {count}; expected a number ≥ 0")),
+            _ => return Err(CountsError::BadCount { option: option.clone(), count: count.clone() }),
         }
     }
     Ok(out)

@@ -77,6 +77,46 @@ pub struct ReferenceRun {
     pub rows: Vec<(usize, f64)>,
 }
 
+/// Why the sentence-transformers side of `gpo bench embed` did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// A file of the run could not be written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// python3 could not be started.
+    #[error("python3: {0}")]
+    Python(std::io::Error),
+    /// The script failed (its last line of stderr).
+    #[error("{script}: {last_line}")]
+    Failed {
+        /// The script.
+        script: std::path::PathBuf,
+        /// The last line it wrote to stderr.
+        last_line: String,
+    },
+    /// Its output is not the JSON it should write.
+    #[error("{script}: output is not JSON: {error}")]
+    NotJson {
+        /// The script.
+        script: std::path::PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// Its output lacks a field.
+    #[error("{script}: output lacks {key:?}")]
+    Missing {
+        /// The script.
+        script: std::path::PathBuf,
+        /// The field.
+        key: &'static str,
+    },
+}
+
 /// Runs the sentence-transformers side of `gpo bench embed`: `script` embeds `texts` with the
 /// model at `model` (folder or wheel) at each batch size on `threads` torch threads. The error
 /// says why it could not run (no python3, torch or sentence-transformers, or a failed run).
@@ -86,16 +126,18 @@ pub fn bench_sentence_transformers(
     texts: &[&str],
     batch_sizes: &[usize],
     threads: usize,
-) -> Result<ReferenceRun, String> {
+) -> Result<ReferenceRun, ReferenceError> {
     let dir = std::env::temp_dir().join(format!("gpo-bench-embed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|error| ReferenceError::Io { path: dir.clone(), error })?;
     let texts_path = dir.join("texts.jsonl");
     let mut lines = String::new();
     for text in texts {
-        lines.push_str(&serde_json::to_string(text).map_err(|e| e.to_string())?);
+        // A JSON string of a text: escaping cannot fail.
+        lines.push_str(&serde_json::Value::from(*text).to_string());
         lines.push('\n');
     }
-    let written = std::fs::write(&texts_path, lines).map_err(|e| format!("{}: {e}", texts_path.display()));
+    let written =
+        std::fs::write(&texts_path, lines).map_err(|error| ReferenceError::Io { path: texts_path.clone(), error });
     let batches = batch_sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     let output = written.and_then(|()| {
         std::process::Command::new("python3")
@@ -105,25 +147,26 @@ pub fn bench_sentence_transformers(
             .arg(&batches)
             .arg(threads.to_string())
             .output()
-            .map_err(|e| format!("python3: {e}"))
+            .map_err(ReferenceError::Python)
     });
     let _ = std::fs::remove_dir_all(&dir);
     let output = output?;
+    let script = script.to_path_buf();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("{}: {}", script.display(), stderr.lines().last().unwrap_or("failed")));
+        let last_line = stderr.lines().last().unwrap_or("failed").to_owned();
+        return Err(ReferenceError::Failed { script, last_line });
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("{}: output is not JSON: {e}", script.display()))?;
-    let field = |v: &serde_json::Value, key: &str| {
-        v[key].as_f64().ok_or_else(|| format!("{}: output lacks {key:?}", script.display()))
-    };
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|error| ReferenceError::NotJson { script: script.clone(), error })?;
+    let missing = |key| ReferenceError::Missing { script: script.clone(), key };
+    let field = |v: &serde_json::Value, key: &'static str| v[key].as_f64().ok_or_else(|| missing(key));
     let rows = value["rows"]
         .as_array()
-        .ok_or_else(|| format!("{}: output lacks \"rows\"", script.display()))?
+        .ok_or_else(|| missing("rows"))?
         .iter()
         .map(|row| Ok((field(row, "batch")? as usize, field(row, "texts_per_second")?)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, ReferenceError>>()?;
     Ok(ReferenceRun {
         torch: value["torch"].as_str().unwrap_or("?").to_owned(),
         threads: field(&value, "threads")? as usize,

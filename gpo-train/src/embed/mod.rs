@@ -12,7 +12,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use bench::{BenchRow, BenchTable, ReferenceRun, bench_embed, bench_sentence_transformers};
+pub use bench::{BenchRow, BenchTable, ReferenceError, ReferenceRun, bench_embed, bench_sentence_transformers};
 pub use bert::{EncoderError, SentenceEncoder, encoder_file, is_encoder_file, open_encoder, read_encoder_file};
 pub use cache::{EmbeddingCache, Precision};
 pub use gpo_core::text::{BertConfig, EncoderDType, EncoderFile, EncoderSpec};

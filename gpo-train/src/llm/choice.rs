@@ -96,7 +96,7 @@ impl<B: Backend> ChoiceScorer<B> {
             .enumerate()
             .map(|(i, prompt)| {
                 let bad = |message: String| LlmError::Prompt(format!("prompt {}: {message}", i + 1));
-                let tokens = self.lm.tokens(&prompt.text).map_err(bad)?;
+                let tokens = self.lm.tokens(&prompt.text).map_err(|e| bad(e.to_string()))?;
                 if tokens.is_empty() {
                     return Err(bad("no tokens".into()));
                 }

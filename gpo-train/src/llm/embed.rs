@@ -46,7 +46,7 @@ impl<B: Backend> LlmEmbedder<B> {
 
     /// Token ids of a text (BOS first where the model wants it).
     pub fn tokens(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        self.lm.tokens(text).map_err(EmbedError::Tokenizer)
+        self.lm.tokens(text).map_err(|e| EmbedError::Tokenizer(e.to_string()))
     }
 
     /// Mean states of texts that share `prefix` tokens (then each its own suffix), `n × dim`.

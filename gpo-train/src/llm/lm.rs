@@ -76,8 +76,8 @@ impl<B: Backend> LanguageModel<B> {
     }
 
     /// Token ids of a text (BOS first where the model wants it).
-    pub fn tokens(&self, text: &str) -> Result<Vec<u32>, String> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|e| e.to_string())?;
+    pub fn tokens(&self, text: &str) -> Result<Vec<u32>, tokenizers::Error> {
+        let encoding = self.tokenizer.encode(text, false)?;
         Ok(self.bos.into_iter().chain(encoding.get_ids().iter().copied()).collect())
     }
 }

@@ -54,12 +54,12 @@ pub enum CheckpointError {
         error: std::io::Error,
     },
     /// Not a checkpoint of this version.
-    #[error("checkpoint {path} is corrupt or from another gpo version: {message}")]
+    #[error("checkpoint {path} is corrupt or from another gpo version: {problem}")]
     Format {
         /// File.
         path: String,
-        /// Cause.
-        message: String,
+        /// What is wrong.
+        problem: CheckpointFormat,
     },
     /// From another run.
     #[error("checkpoint {path} belongs to another run (config, split or seed differ); delete it or drop --resume")]
@@ -78,6 +78,65 @@ pub enum CheckpointError {
     },
 }
 
+/// Why bytes are not a checkpoint this build reads (or cannot become one).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFormat {
+    /// Shorter than the header.
+    #[error("truncated: {0} bytes is shorter than the {HEADER_LEN}-byte header", HEADER_LEN = gpo_core::container::HEADER_LEN)]
+    TooShort(usize),
+    /// Another kind of file.
+    #[error("not a gpo checkpoint (bad magic bytes)")]
+    NotCheckpoint,
+    /// Another layout version.
+    #[error("format version {0} (this build reads version {CHECKPOINT_VERSION})")]
+    Version(u32),
+    /// The header's payload length disagrees with the file.
+    #[error("size mismatch: the header declares a {declared}-byte payload, the file holds {actual} bytes (truncated?)")]
+    Length {
+        /// Declared payload bytes.
+        declared: u64,
+        /// Bytes after the header.
+        actual: usize,
+    },
+    /// The payload's checksum is wrong.
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")]
+    Checksum {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the payload.
+        computed: u32,
+    },
+    /// The payload does not decode (or could not be encoded).
+    #[error("{0}")]
+    Postcard(postcard::Error),
+    /// Bytes after the checkpoint.
+    #[error("{0} bytes after the checkpoint")]
+    Trailing(usize),
+    /// A training curve value that is no number.
+    #[error(
+        "curve point {index} (update {step}): {field} is {value}, not a finite number (the run diverged or the file is \
+         corrupt)"
+    )]
+    NonFiniteCurve {
+        /// Point index.
+        index: usize,
+        /// Its update.
+        step: usize,
+        /// `loss`, `validation` or `cpu_seconds`.
+        field: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// The best model's score is no number.
+    #[error("the best model's validation score (update {step}) is {score}, not a finite number")]
+    NonFiniteBest {
+        /// Its update.
+        step: usize,
+        /// Its score.
+        score: f64,
+    },
+}
+
 impl CheckpointError {
     pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
         Self::Invalid { path: path.display().to_string(), message: message.into() }
@@ -92,47 +151,40 @@ impl Checkpoint {
     }
 
     /// Decodes and checks a file's bytes; the error message says what is wrong.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        use gpo_core::container::{ContainerError, HEADER_LEN, open};
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointFormat> {
+        use gpo_core::container::{ContainerError, open};
         let (_, payload) = open(bytes, &CHECKPOINT_MAGIC, &[CHECKPOINT_VERSION]).map_err(|e| match e {
-            ContainerError::TooShort(n) => format!("truncated: {n} bytes is shorter than the {HEADER_LEN}-byte header"),
-            ContainerError::BadMagic { .. } => "not a gpo checkpoint (bad magic bytes)".into(),
-            ContainerError::UnsupportedVersion { found } => {
-                format!("format version {found} (this build reads version {CHECKPOINT_VERSION})")
-            }
-            ContainerError::Length { declared, actual } => format!(
-                "size mismatch: the header declares a {declared}-byte payload, the file holds {actual} bytes (truncated?)"
-            ),
-            ContainerError::Checksum { stored, computed } => {
-                format!("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupted")
-            }
+            ContainerError::TooShort(n) => CheckpointFormat::TooShort(n),
+            ContainerError::BadMagic { .. } => CheckpointFormat::NotCheckpoint,
+            ContainerError::UnsupportedVersion { found } => CheckpointFormat::Version(found),
+            ContainerError::Length { declared, actual } => CheckpointFormat::Length { declared, actual },
+            ContainerError::Checksum { stored, computed } => CheckpointFormat::Checksum { stored, computed },
         })?;
-        let (checkpoint, rest): (Checkpoint, _) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
+        let (checkpoint, rest): (Checkpoint, _) =
+            postcard::take_from_bytes(payload).map_err(CheckpointFormat::Postcard)?;
         if !rest.is_empty() {
-            return Err(format!("{} bytes after the checkpoint", rest.len()));
+            return Err(CheckpointFormat::Trailing(rest.len()));
         }
         for (i, point) in checkpoint.curve.iter().enumerate() {
             let values =
                 [("loss", point.loss), ("validation", point.validation), ("cpu_seconds", Some(point.cpu_seconds))];
             if let Some((field, Some(value))) = values.into_iter().find(|(_, v)| v.is_some_and(|v| !v.is_finite())) {
-                return Err(format!(
-                    "curve point {i} (update {}): {field} is {value}, not a finite number (the run diverged or the file is corrupt)",
-                    point.step
-                ));
+                return Err(CheckpointFormat::NonFiniteCurve { index: i, step: point.step, field, value });
             }
         }
         if let Some((step, score, _)) = &checkpoint.best
             && !score.is_finite()
         {
-            return Err(format!("the best model's validation score (update {step}) is {score}, not a finite number"));
+            return Err(CheckpointFormat::NonFiniteBest { step: *step, score: *score });
         }
         Ok(checkpoint)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let bytes = self
-            .to_bytes()
-            .map_err(|e| CheckpointError::Format { path: path.display().to_string(), message: e.to_string() })?;
+        let bytes = self.to_bytes().map_err(|e| CheckpointError::Format {
+            path: path.display().to_string(),
+            problem: CheckpointFormat::Postcard(e),
+        })?;
         write_atomic(path, &bytes).map_err(|error| CheckpointError::Io { path: path.display().to_string(), error })
     }
 
@@ -143,7 +195,7 @@ impl Checkpoint {
         let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)
             .map_err(|e| CheckpointError::Io { path: display.clone(), error: without_path(e) })?;
         let checkpoint =
-            Self::from_bytes(&bytes).map_err(|message| CheckpointError::Format { path: display.clone(), message })?;
+            Self::from_bytes(&bytes).map_err(|problem| CheckpointError::Format { path: display.clone(), problem })?;
         if checkpoint.fingerprint != fingerprint {
             return Err(CheckpointError::OtherRun { path: display });
         }
@@ -188,8 +240,8 @@ mod tests {
         }
         let mut padded = bytes.clone();
         padded.push(0);
-        assert!(Checkpoint::from_bytes(&padded).unwrap_err().contains("size mismatch"));
-        assert!(Checkpoint::from_bytes(&vec![0; bytes.len()]).unwrap_err().contains("magic"));
+        assert!(Checkpoint::from_bytes(&padded).unwrap_err().to_string().contains("size mismatch"));
+        assert!(Checkpoint::from_bytes(&vec![0; bytes.len()]).unwrap_err().to_string().contains("magic"));
     }
 
     #[test]
@@ -454,7 +506,7 @@ mod tests {
         {
             let mut c = sample();
             c.curve.push(CurvePoint { step: 1, loss, validation, cpu_seconds: 0.1 });
-            let message = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err();
+            let message = Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err().to_string();
             assert!(
                 message.contains("curve point 1 (update 1)") && message.contains("not a finite number"),
                 "{message}"
@@ -462,6 +514,6 @@ mod tests {
         }
         let mut c = sample();
         c.best = Some((2, f64::NAN, vec![6]));
-        assert!(Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err().contains("best model"));
+        assert!(Checkpoint::from_bytes(&c.to_bytes().unwrap()).unwrap_err().to_string().contains("best model"));
     }
 }

@@ -5,6 +5,9 @@ mod checkpoint;
 mod curve;
 pub mod progress;
 mod record;
+
+pub use checkpoint::{CheckpointError, CheckpointFormat};
+pub use record::{LayoutError, RecordError};
 pub mod sampler;
 mod trainer;
 

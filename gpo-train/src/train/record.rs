@@ -41,12 +41,36 @@ type OptimizerRecord<B> = <GpoOptimizer<B> as Optimizer<Gpo<B>, B>>::Record;
 type OptimizerItem<B> = <OptimizerRecord<B> as Record<B>>::Item<FullPrecisionSettings>;
 type OptimizerEntry<B> = <OptimizerItem<B> as IntoIterator>::Item;
 
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    postcard::to_allocvec(value).map_err(|e| format!("cannot encode: {e}"))
+/// Why a stored record (a model's parameters, an optimizer's state) cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// It could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(postcard::Error),
+    /// The stored bytes do not have the layout of the run's record.
+    #[error("{record} record: {error}")]
+    Layout {
+        /// `model` or `optimizer`.
+        record: &'static str,
+        /// Where and how.
+        error: LayoutError,
+    },
+    /// The stored bytes do not decode.
+    #[error("{record} record: {error}")]
+    Decode {
+        /// `model` or `optimizer`.
+        record: &'static str,
+        /// postcard's reason.
+        error: postcard::Error,
+    },
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, RecordError> {
+    postcard::to_allocvec(value).map_err(RecordError::Encode)
 }
 
 /// The stored form of `model`'s parameters.
-pub(crate) fn model_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, String> {
+pub(crate) fn model_bytes<B: AutodiffBackend>(model: &Gpo<B>) -> Result<Vec<u8>, RecordError> {
     let item: ModelItem<B> = model.clone().into_record().into_item::<FullPrecisionSettings>();
     encode(&item)
 }
@@ -57,10 +81,11 @@ pub(crate) fn load_model<B: AutodiffBackend>(
     template: Gpo<B>,
     bytes: &[u8],
     device: &B::Device,
-) -> Result<Gpo<B>, String> {
+) -> Result<Gpo<B>, RecordError> {
     let reference: ModelItem<B> = template.clone().into_record().into_item::<FullPrecisionSettings>();
-    check_layout(&reference, bytes).map_err(|e| format!("model record: {e}"))?;
-    let item: ModelItem<B> = postcard::from_bytes(bytes).map_err(|e| format!("model record: {e}"))?;
+    check_layout(&reference, bytes).map_err(|error| RecordError::Layout { record: "model", error })?;
+    let item: ModelItem<B> =
+        postcard::from_bytes(bytes).map_err(|error| RecordError::Decode { record: "model", error })?;
     Ok(template.load_record(<ModelRecord<B> as Record<B>>::from_item::<FullPrecisionSettings>(item, device)))
 }
 
@@ -73,7 +98,7 @@ fn sorted_entries<B: AutodiffBackend>(optimizer: &GpoOptimizer<B>) -> Vec<Optimi
 }
 
 /// The stored form of `optimizer`'s state.
-pub(crate) fn optimizer_bytes<B: AutodiffBackend>(optimizer: &GpoOptimizer<B>) -> Result<Vec<u8>, String> {
+pub(crate) fn optimizer_bytes<B: AutodiffBackend>(optimizer: &GpoOptimizer<B>) -> Result<Vec<u8>, RecordError> {
     encode(&sorted_entries(optimizer))
 }
 
@@ -95,13 +120,15 @@ pub(crate) fn load_optimizer<B: AutodiffBackend>(
     model: &Gpo<B>,
     bytes: &[u8],
     device: &B::Device,
-) -> Result<GpoOptimizer<B>, String> {
+) -> Result<GpoOptimizer<B>, RecordError> {
     let mut grads = GradientsParams::new();
     model.visit(&mut ZeroGradients { grads: &mut grads });
     let mut reference = new_optimizer::<B>();
     let _ = reference.step(0.0, model.clone(), grads);
-    check_entries(&sorted_entries(&reference), bytes).map_err(|e| format!("optimizer record: {e}"))?;
-    let entries: Vec<OptimizerEntry<B>> = postcard::from_bytes(bytes).map_err(|e| format!("optimizer record: {e}"))?;
+    let record = "optimizer";
+    check_entries(&sorted_entries(&reference), bytes).map_err(|error| RecordError::Layout { record, error })?;
+    let entries: Vec<OptimizerEntry<B>> =
+        postcard::from_bytes(bytes).map_err(|error| RecordError::Decode { record, error })?;
     let item: OptimizerItem<B> = entries.into_iter().collect();
     Ok(optimizer.load_record(<OptimizerRecord<B> as Record<B>>::from_item::<FullPrecisionSettings>(item, device)))
 }
@@ -109,42 +136,40 @@ pub(crate) fn load_optimizer<B: AutodiffBackend>(
 /// Checks that `bytes` encodes a list of `(key, value)` entries sorted by key, each key one of
 /// `reference`'s and each value of the layout of that key's reference value (a parameter that
 /// has had no gradient yet has no optimizer state, so entries may be missing).
-pub(crate) fn check_entries<V: Serialize>(reference: &[(String, V)], bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_entries<V: Serialize>(reference: &[(String, V)], bytes: &[u8]) -> Result<(), LayoutError> {
     let by_key: std::collections::BTreeMap<&str, &V> = reference.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut checker = LayoutChecker { bytes, pos: 0, context: Context::Exact };
-    let n = checker.varint(10).map_err(|e| e.0)?;
-    if n > by_key.len() as u128 {
-        return Err(format!("{n} entries, but the model has only {} parameters", by_key.len()));
+    let entries = checker.varint(10)?;
+    if entries > by_key.len() as u128 {
+        return Err(LayoutError::TooManyEntries { entries, parameters: by_key.len() });
     }
     let mut previous: Option<String> = None;
-    for _ in 0..n {
+    for _ in 0..entries {
         let at = checker.pos;
-        let len = usize::try_from(checker.varint(10).map_err(|e| e.0)?).map_err(|_| "over-long key".to_string())?;
-        let key = std::str::from_utf8(checker.take(len).map_err(|e| e.0)?)
-            .map_err(|_| format!("key at byte {at} is not UTF-8"))?
-            .to_string();
+        let len = usize::try_from(checker.varint(10)?).map_err(|_| LayoutError::OverLong { at })?;
+        let key = std::str::from_utf8(checker.take(len)?).map_err(|_| LayoutError::KeyNotUtf8 { at })?.to_string();
         let Some(value) = by_key.get(key.as_str()) else {
-            return Err(format!("state for {key:?} (at byte {at}), which is not a parameter of the model"));
+            return Err(LayoutError::UnknownKey { key, at });
         };
         if previous.as_ref().is_some_and(|p| *p >= key) {
-            return Err(format!("entries not sorted by parameter id at byte {at}"));
+            return Err(LayoutError::Unsorted { at });
         }
-        value.serialize(&mut checker).map_err(|e| e.0)?;
+        value.serialize(&mut checker)?;
         previous = Some(key);
     }
     if checker.pos != bytes.len() {
-        return Err(format!("{} bytes after the end of the record", bytes.len() - checker.pos));
+        return Err(LayoutError::Trailing(bytes.len() - checker.pos));
     }
     Ok(())
 }
 
 /// Checks that `bytes` is the postcard encoding of a value with the layout of `reference` (see
 /// the module documentation for what may differ).
-pub(crate) fn check_layout<T: Serialize + ?Sized>(reference: &T, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_layout<T: Serialize + ?Sized>(reference: &T, bytes: &[u8]) -> Result<(), LayoutError> {
     let mut checker = LayoutChecker { bytes, pos: 0, context: Context::Exact };
-    reference.serialize(&mut checker).map_err(|e| e.0)?;
+    reference.serialize(&mut checker)?;
     if checker.pos != bytes.len() {
-        return Err(format!("{} bytes after the end of the record", bytes.len() - checker.pos));
+        return Err(LayoutError::Trailing(bytes.len() - checker.pos));
     }
     Ok(())
 }
@@ -160,20 +185,78 @@ enum Context {
     Counter,
 }
 
-#[derive(Debug)]
-struct LayoutError(String);
-
-impl std::fmt::Display for LayoutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Where and how stored bytes depart from a record's layout.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A value other than the reference's.
+    #[error("{what} at byte {at} does not match the expected layout")]
+    Mismatch {
+        /// What kind of value.
+        what: &'static str,
+        /// Byte offset.
+        at: usize,
+    },
+    /// The bytes end too early.
+    #[error("truncated: needs {need} more bytes at byte {at} of {len}")]
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Byte offset.
+        at: usize,
+        /// Bytes in all.
+        len: usize,
+    },
+    /// An integer or length longer than its type.
+    #[error("over-long integer ending at byte {at}")]
+    OverLong {
+        /// Byte offset.
+        at: usize,
+    },
+    /// More optimizer entries than parameters.
+    #[error("{entries} entries, but the model has only {parameters} parameters")]
+    TooManyEntries {
+        /// Entries stored.
+        entries: u128,
+        /// Parameters of the model.
+        parameters: usize,
+    },
+    /// A key that is not text.
+    #[error("key at byte {at} is not UTF-8")]
+    KeyNotUtf8 {
+        /// Byte offset.
+        at: usize,
+    },
+    /// State for something that is not a parameter.
+    #[error("state for {key:?} (at byte {at}), which is not a parameter of the model")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Byte offset.
+        at: usize,
+    },
+    /// Entries out of order.
+    #[error("entries not sorted by parameter id at byte {at}")]
+    Unsorted {
+        /// Byte offset.
+        at: usize,
+    },
+    /// Bytes after the record.
+    #[error("{0} bytes after the end of the record")]
+    Trailing(usize),
+    /// The reference value could not be encoded.
+    #[error("cannot encode the reference: {0}")]
+    Reference(postcard::Error),
+    /// A sequence or map whose length serde does not give.
+    #[error("a {0} of unknown length")]
+    UnknownLength(&'static str),
+    /// serde's own message (its `Error::custom`).
+    #[error("{0}")]
+    Serde(String),
 }
-
-impl std::error::Error for LayoutError {}
 
 impl serde::ser::Error for LayoutError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
+        Self::Serde(msg.to_string())
     }
 }
 
@@ -187,13 +270,15 @@ struct LayoutChecker<'a> {
 type Check = Result<(), LayoutError>;
 
 impl LayoutChecker<'_> {
-    fn fail(&self, what: &str) -> LayoutError {
-        LayoutError(format!("{what} at byte {} does not match the expected layout", self.pos))
+    fn fail(&self, what: &'static str) -> LayoutError {
+        LayoutError::Mismatch { what, at: self.pos }
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], LayoutError> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or_else(|| {
-            LayoutError(format!("truncated: needs {n} more bytes at byte {} of {}", self.pos, self.bytes.len()))
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len()).ok_or(LayoutError::Truncated {
+            need: n,
+            at: self.pos,
+            len: self.bytes.len(),
         })?;
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
@@ -210,12 +295,12 @@ impl LayoutChecker<'_> {
                 return Ok(value);
             }
         }
-        Err(LayoutError(format!("over-long integer ending at byte {}", self.pos)))
+        Err(LayoutError::OverLong { at: self.pos })
     }
 
     /// The stored bytes must equal the reference value's encoding.
-    fn exact<T: Serialize + ?Sized>(&mut self, value: &T, what: &str) -> Check {
-        let expected = postcard::to_allocvec(value).map_err(|e| LayoutError(e.to_string()))?;
+    fn exact<T: Serialize + ?Sized>(&mut self, value: &T, what: &'static str) -> Check {
+        let expected = postcard::to_allocvec(value).map_err(LayoutError::Reference)?;
         let start = self.pos;
         if self.take(expected.len())? != expected.as_slice() {
             self.pos = start;
@@ -232,7 +317,7 @@ impl LayoutChecker<'_> {
         self.exact(&value, "integer")
     }
 
-    fn length(&mut self, expected: usize, what: &str) -> Check {
+    fn length(&mut self, expected: usize, what: &'static str) -> Check {
         let start = self.pos;
         if self.varint(10)? != expected as u128 {
             self.pos = start;
@@ -361,7 +446,7 @@ impl<'a, 'b> serde::Serializer for &'a mut LayoutChecker<'b> {
         value.serialize(self)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, LayoutError> {
-        let len = len.ok_or_else(|| LayoutError("a sequence of unknown length".into()))?;
+        let len = len.ok_or(LayoutError::UnknownLength("sequence"))?;
         self.length(len, "sequence length")?;
         Ok(self)
     }
@@ -382,7 +467,7 @@ impl<'a, 'b> serde::Serializer for &'a mut LayoutChecker<'b> {
         Ok(self)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self, LayoutError> {
-        let len = len.ok_or_else(|| LayoutError("a map of unknown length".into()))?;
+        let len = len.ok_or(LayoutError::UnknownLength("map"))?;
         self.length(len, "map length")?;
         Ok(self)
     }
@@ -552,7 +637,7 @@ mod tests {
         refused(&|t| t.kind = Some(5));
         refused(&|t| t.id = "not an id at all".into());
         refused(&|t| t.id = "!!!!!!!!!!!!!".into());
-        let e = check_layout(&r, &postcard::to_allocvec(&Vec::<Tensorish>::new()).unwrap()).unwrap_err();
+        let e = check_layout(&r, &postcard::to_allocvec(&Vec::<Tensorish>::new()).unwrap()).unwrap_err().to_string();
         assert!(e.contains("sequence length"), "{e}");
     }
 
@@ -565,9 +650,9 @@ mod tests {
         check_entries(&r, &encode(&r[1..].to_vec())).unwrap();
         check_entries(&r, &encode(&vec![])).unwrap();
         let unknown = vec![("c".to_string(), reference()[0].clone())];
-        assert!(check_entries(&r, &encode(&unknown)).unwrap_err().contains("not a parameter"));
+        assert!(check_entries(&r, &encode(&unknown)).unwrap_err().to_string().contains("not a parameter"));
         let unsorted = vec![r[1].clone(), r[0].clone()];
-        assert!(check_entries(&r, &encode(&unsorted)).unwrap_err().contains("sorted"));
+        assert!(check_entries(&r, &encode(&unsorted)).unwrap_err().to_string().contains("sorted"));
         let twice = vec![r[0].clone(), r[0].clone()];
         assert!(check_entries(&r, &encode(&twice)).is_err());
         let mut bad = r.clone();
@@ -590,7 +675,7 @@ mod tests {
         }
         let mut padded = bytes.clone();
         padded.push(0);
-        assert!(check_layout(&r, &padded).unwrap_err().contains("after the end"));
+        assert!(check_layout(&r, &padded).unwrap_err().to_string().contains("after the end"));
         assert!(check_layout(&r, &[0xff; 40]).is_err());
     }
 }

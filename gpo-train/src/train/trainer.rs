@@ -167,9 +167,9 @@ pub enum TrainError {
     /// The population prior could not be computed.
     #[error("population prior: {0}")]
     Prior(gpo_core::PriorError),
-    /// A Burn record did not load.
+    /// A Burn record could not be stored.
     #[error("checkpoint record: {0}")]
-    Record(String),
+    Record(super::record::RecordError),
     /// The loss stopped being a number.
     #[error("training diverged at update {step}: loss is {loss}")]
     Diverged {
@@ -278,8 +278,9 @@ fn load_resumed<B: AutodiffBackend>(
         }
         file.to_model::<B::InnerBackend>(device).map_err(|e| invalid(format!("best model: {e}")))?;
     }
-    let model = record::load_model(model, &saved.model, device).map_err(invalid)?;
-    let optimizer = record::load_optimizer(optimizer, &model, &saved.optimizer, device).map_err(invalid)?;
+    let model = record::load_model(model, &saved.model, device).map_err(|e| invalid(e.to_string()))?;
+    let optimizer =
+        record::load_optimizer(optimizer, &model, &saved.optimizer, device).map_err(|e| invalid(e.to_string()))?;
     Ok(Resumed { model, optimizer, saved })
 }
 
