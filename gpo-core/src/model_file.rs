@@ -551,37 +551,74 @@ fn read_prior(r: &mut FieldReader<'_, '_>) -> Result<StoredPrior, FieldError> {
     Ok(StoredPrior { kind, metric, neighbours, dim, dtype, groups, questions, vectors, answered, answers })
 }
 
-/// A decoded (or to-be-encoded) model file.
+/// A model file: a configuration, its weights, their storage type, provenance, and the prior a
+/// prior model reads. Checked once, when it is made ([`Self::from_model`]) or decoded
+/// ([`Self::from_bytes`]): a value of this type is always a valid file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelFile {
-    /// The architecture.
-    pub config: GpoConfig,
-    /// Provenance.
-    pub metadata: ModelMetadata,
-    /// Storage type of the weights.
-    pub dtype: WeightDType,
-    /// The weights, as f32 values (already rounded to `dtype` when decoded).
-    pub tensors: Vec<NamedTensor>,
-    /// The population prior of a prior model (`None` for a model without a prior).
-    pub prior: Option<PopulationPrior>,
+    config: GpoConfig,
+    metadata: ModelMetadata,
+    dtype: WeightDType,
+    /// As f32 values (already rounded to `dtype` when decoded).
+    tensors: Vec<NamedTensor>,
+    prior: Option<PopulationPrior>,
 }
 
 impl ModelFile {
-    /// Captures `model`'s weights, with the prior a prior model reads.
+    /// Captures `model`'s weights, with the prior a prior model reads. Fails on a prior model
+    /// without its prior (or the reverse), metadata that contradicts the configuration, and
+    /// weights that do not fit it.
     pub fn from_model<B: Backend>(
         model: &Gpo<B>,
         config: &GpoConfig,
         metadata: ModelMetadata,
         dtype: WeightDType,
         prior: Option<PopulationPrior>,
-    ) -> Self {
-        Self { config: config.clone(), metadata, dtype, tensors: named_tensors::<B, _>(model), prior }
+    ) -> Result<Self, ModelFileError> {
+        let file = Self { config: config.clone(), metadata, dtype, tensors: named_tensors::<B, _>(model), prior };
+        file.check()?;
+        Ok(file)
     }
 
-    /// Encodes the file. Fails on a weight the storage type cannot hold, a prior model without its
-    /// prior (or the reverse), and metadata that contradicts the configuration.
+    /// The architecture.
+    pub fn config(&self) -> &GpoConfig {
+        &self.config
+    }
+
+    /// Provenance.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// Storage type of the weights.
+    pub fn dtype(&self) -> WeightDType {
+        self.dtype
+    }
+
+    /// The weights, as f32 values (already rounded to the storage type when decoded).
+    pub fn tensors(&self) -> &[NamedTensor] {
+        &self.tensors
+    }
+
+    /// The population prior of a prior model (`None` for a model without a prior).
+    pub fn prior(&self) -> Option<&PopulationPrior> {
+        self.prior.as_ref()
+    }
+
+    /// The same file stored as `dtype` ([`Self::to_bytes`] fails if a weight does not fit it).
+    pub fn with_dtype(self, dtype: WeightDType) -> Self {
+        Self { dtype, ..self }
+    }
+
+    /// The same file with other provenance, checked against the configuration.
+    pub fn with_metadata(self, metadata: ModelMetadata) -> Result<Self, ModelFileError> {
+        let file = Self { metadata, ..self };
+        file.check()?;
+        Ok(file)
+    }
+
+    /// Encodes the file. Fails on a weight the storage type cannot hold.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelFileError> {
-        self.check()?;
         let tensors = self
             .tensors
             .iter()
@@ -603,7 +640,7 @@ impl ModelFile {
         Ok(container::seal(&MAGIC, FORMAT_VERSION, &payload))
     }
 
-    /// The checks shared by encoding and decoding: a valid configuration whose parameter count
+    /// The checks of every new file (made or decoded): a valid configuration whose parameter count
     /// equals the stored values, matching metadata, and a prior exactly when the model reads one.
     fn check(&self) -> Result<(), ModelFileError> {
         self.config.validate()?;
@@ -689,10 +726,9 @@ impl ModelFile {
         Ok(file)
     }
 
-    /// Builds the model on `device` with the file's weights (after the checks of decoding, so
-    /// that nothing larger than the stored weights is allocated).
+    /// Builds the model on `device` with the file's weights (the file was checked when made, so
+    /// nothing larger than the stored weights is allocated).
     pub fn to_model<B: Backend>(&self, device: &B::Device) -> Result<Gpo<B>, ModelFileError> {
-        self.check()?;
         let model = self.config.init::<B>(device)?;
         Ok(load_named_tensors(model, &self.tensors)?)
     }
@@ -775,7 +811,7 @@ mod tests {
                 .unwrap()
         });
         ModelFile::from_model(&model, &config, ModelMetadata::new("t", DIM, None), WeightDType::F32, prior)
-            .to_bytes()
+            .and_then(|f| f.to_bytes())
             .unwrap()
     }
 
@@ -898,12 +934,21 @@ mod tests {
         }
     }
 
+    /// A NaN weight (a diverged run) fits no storage type: encoding refuses it.
+    #[test]
+    fn a_nan_weight_is_refused_when_encoding() {
+        let file = ModelFile::from_bytes(&valid(false)).unwrap();
+        let mut tensors = file.tensors.clone();
+        tensors[1].values[0] = f32::NAN;
+        let nan = ModelFile { tensors, ..file }.with_dtype(WeightDType::BF16);
+        assert!(matches!(nan.to_bytes(), Err(ModelFileError::OutOfRange { .. })));
+    }
+
     #[test]
     fn a_missing_duplicated_or_misshapen_tensor_is_named() {
         let file = ModelFile::from_bytes(&valid(false)).unwrap();
-        // Encoding and decoding share the check.
-        let error =
-            |tensors: Vec<NamedTensor>| ModelFile { tensors, ..file.clone() }.to_bytes().unwrap_err().to_string();
+        // Making and decoding a file share the check.
+        let error = |tensors: Vec<NamedTensor>| ModelFile { tensors, ..file.clone() }.check().unwrap_err().to_string();
         let mut t = file.tensors.clone();
         let gone = t.remove(3);
         assert_eq!(error(t), format!("weights do not fit the configuration: missing parameter `{}`", gone.name));

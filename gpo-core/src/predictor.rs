@@ -106,7 +106,7 @@ pub struct Prediction {
 /// # let config = GpoConfig::new(2).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
 /// # let model = config.init_seeded::<NdArray>(&device, 0).unwrap();
 /// # let metadata = ModelMetadata::new("demo", 2, Some(Template::Gpo));
-/// # let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F16, None).to_bytes().unwrap();
+/// # let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F16, None).and_then(|f| f.to_bytes()).unwrap();
 /// let predictor = Predictor::<NdArray>::new(&ModelFile::from_bytes(&bytes).unwrap(), &device).unwrap();
 /// let predictions = predictor
 ///     .predict(
@@ -140,8 +140,8 @@ struct Prepared {
 impl<B: Backend> Predictor<B> {
     /// Builds the model of `file` on `device`, with the prior the file carries.
     pub fn new(file: &ModelFile, device: &B::Device) -> Result<Self, PredictError> {
-        let mut predictor = Self::from_model(file.to_model::<B>(device)?, file.prior.clone())?;
-        predictor.metadata = Some(file.metadata.clone());
+        let mut predictor = Self::from_model(file.to_model::<B>(device)?, file.prior().cloned())?;
+        predictor.metadata = Some(file.metadata().clone());
         Ok(predictor)
     }
 

@@ -232,8 +232,9 @@ mod tests {
         let config = GpoConfig::new(2).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
         let model = config.init_seeded::<B>(&device, 5).expect("a model");
         let metadata = ModelMetadata::new("demo/encoder", 2, Some(Template::Gpo));
-        let bytes =
-            ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None).to_bytes().expect("encodes");
+        let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None)
+            .and_then(|f| f.to_bytes())
+            .expect("encodes");
         Predictor::from_bytes(&bytes, &device).expect("decodes")
     }
 

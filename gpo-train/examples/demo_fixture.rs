@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wrote {} ({} bytes, method {}) and request.json",
         dir.join("model.gpo").display(),
         bytes.len(),
-        file.metadata.method
+        file.metadata().method
     );
     Ok(())
 }

@@ -103,7 +103,7 @@ fn export<B: Backend>(
     seed: u64,
     (model, method, summary, prior): (Gpo<B>, GpoMethod, TrainedModel, Option<PopulationPrior>),
     dtype: gpo_core::WeightDType,
-) -> ModelFile {
+) -> Result<ModelFile, ModelFileError> {
     let mut metadata = ModelMetadata::new(&info.model, task.dim, info.template);
     metadata.dataset = task.survey.name.clone();
     metadata.seed = seed;
@@ -165,7 +165,8 @@ pub fn run_experiment<B: AutodiffBackend>(
         let Some(outcome) = outcome else { continue };
         let (result, kept) = outcome?;
         if let Some(kept) = kept.filter(|_| Some(index) == export_run) {
-            model = Some(export(&task, &info, result.seed, kept, config.export.dtype));
+            let file = export(&task, &info, result.seed, kept, config.export.dtype);
+            model = Some(file.map_err(|error| RunError::Export { path: out_dir.join("model.gpo"), error })?);
         }
         results.push(result);
     }

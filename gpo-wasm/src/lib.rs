@@ -327,58 +327,58 @@ impl GpoModel {
     /// The embedding dimension the model expects.
     #[wasm_bindgen(getter)]
     pub fn dimension(&self) -> usize {
-        self.file.config.dim_x
+        self.file.config().dim_x
     }
 
     /// Identifier of the sentence-embedding model the inputs must come from.
     #[wasm_bindgen(getter, js_name = embeddingModel)]
     pub fn embedding_model(&self) -> String {
-        self.file.metadata.embedding_model.clone()
+        self.file.metadata().embedding_model.clone()
     }
 
     /// Id of the text template that turned (question, option) into text (`gpo`, `plain`; empty
     /// for inputs not made from text).
     #[wasm_bindgen(getter, js_name = textTemplate)]
     pub fn text_template(&self) -> String {
-        self.file.metadata.text_template.map(|t| t.id().to_string()).unwrap_or_default()
+        self.file.metadata().text_template.map(|t| t.id().to_string()).unwrap_or_default()
     }
 
     /// Dataset the model was meta-trained on.
     #[wasm_bindgen(getter)]
     pub fn dataset(&self) -> String {
-        self.file.metadata.dataset.clone()
+        self.file.metadata().dataset.clone()
     }
 
     /// Whether the model reads a population prior for every option (computed from the prior data
     /// in its file).
     #[wasm_bindgen(getter, js_name = usesPrior)]
     pub fn uses_prior(&self) -> bool {
-        self.file.config.prior
+        self.file.config().prior
     }
 
     /// The prior's kind and parameters as JSON (`{"kind":"knn_groups","temperature":0.02}`);
     /// empty for models without a prior.
     #[wasm_bindgen(getter)]
     pub fn prior(&self) -> String {
-        self.file.prior.as_ref().map(|p| kind_json(p.kind())).unwrap_or_default()
+        self.file.prior().map(|p| kind_json(p.kind())).unwrap_or_default()
     }
 
     /// The groups the prior is computed from (empty for models without a prior).
     #[wasm_bindgen(getter, js_name = priorGroups)]
     pub fn prior_groups(&self) -> Vec<String> {
-        self.file.prior.as_ref().map(|p| p.groups().iter().map(|g| g.name.clone()).collect()).unwrap_or_default()
+        self.file.prior().map(|p| p.groups().iter().map(|g| g.name.clone()).collect()).unwrap_or_default()
     }
 
     /// The keys of the questions the prior knows (empty for models without a prior).
     #[wasm_bindgen(getter, js_name = priorQuestions)]
     pub fn prior_questions(&self) -> Vec<String> {
-        self.file.prior.as_ref().map(|p| p.questions().iter().map(|q| q.key.clone()).collect()).unwrap_or_default()
+        self.file.prior().map(|p| p.questions().iter().map(|q| q.key.clone()).collect()).unwrap_or_default()
     }
 
     /// The method name in the training run's results (`gpo`, `gpo_knn`, …).
     #[wasm_bindgen(getter)]
     pub fn method(&self) -> String {
-        self.file.metadata.method.clone()
+        self.file.metadata().method.clone()
     }
 
     /// Number of scalar parameters.
@@ -395,7 +395,7 @@ impl GpoModel {
         #[wasm_bindgen(unchecked_param_type = "GpoContext")] context: JsValue,
         #[wasm_bindgen(unchecked_param_type = "GpoTargets")] targets: JsValue,
     ) -> Promise {
-        let dim = self.file.config.dim_x;
+        let dim = self.file.config().dim_x;
         let read = read_questions("context", &context, dim, true)
             .and_then(|c| Ok((c, read_questions("targets", &targets, dim, false)?)));
         let (context, targets) = match read {
@@ -426,7 +426,7 @@ impl GpoModel {
         #[wasm_bindgen(unchecked_param_type = "GpoTargets")] targets: JsValue,
         #[wasm_bindgen(unchecked_param_type = "GpoPriorKind | undefined")] kind: JsValue,
     ) -> Result<Array, JsError> {
-        let prior = self.file.prior.as_ref().ok_or_else(|| {
+        let prior = self.file.prior().ok_or_else(|| {
             JsError::new("this model carries no prior data (it reads no prior): priors are not defined")
         })?;
         let model_kind = prior.kind();
@@ -443,7 +443,7 @@ impl GpoModel {
                 _ => return Err(JsError::new("kind must be \"model\", \"train_mean\" or \"knn_groups\"")),
             }
         };
-        let dim = self.file.config.dim_x;
+        let dim = self.file.config().dim_x;
         let context = read_questions("context", &context, dim, true)?;
         let targets = read_questions("targets", &targets, dim, false)?;
         // The prior alone: no model is built for it.

@@ -194,7 +194,9 @@ fn prior_model_bytes() -> Vec<u8> {
     let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
     let mut metadata = ModelMetadata::new("test", DIM, None);
     metadata.method = "gpo_knn".into();
-    ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior())).to_bytes().unwrap()
+    ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior()))
+        .and_then(|f| f.to_bytes())
+        .unwrap()
 }
 
 /// The `distribution`s of `model.priors(context, targets, kind)`.
@@ -339,7 +341,9 @@ mod text {
         let config = GpoConfig::new(WIDTH).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
         let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
         let metadata = ModelMetadata::new("test/tiny-bert", WIDTH, Some(Template::Gpo));
-        let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None).to_bytes().unwrap();
+        let bytes = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None)
+            .and_then(|f| f.to_bytes())
+            .unwrap();
         GpoModel::load(bytes, JsValue::UNDEFINED).await.unwrap_or_else(|_| panic!("load failed"))
     }
 

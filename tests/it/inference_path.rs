@@ -34,7 +34,7 @@ fn check_paths(task: &EmbeddedSurvey, config: &GpoConfig, kind: Option<PriorKind
     let prior_groups: Vec<usize> = (0..12).collect();
     let prior = kind.map(|k| SurveyPrior::new(task, k, &prior_groups).unwrap().prior().clone());
     let metadata = ModelMetadata::new("test", task.dim, None);
-    let file = ModelFile::from_model(&model, config, metadata, WeightDType::F32, prior.clone());
+    let file = ModelFile::from_model(&model, config, metadata, WeightDType::F32, prior.clone()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let model_path = dir.path().join("model.gpo");
     std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();

@@ -89,11 +89,11 @@ fn a_trained_prior_model_reads_the_prior_and_the_context() {
     let metadata = ModelMetadata::new("test", DIM_X, None);
     // A prior model is not stored without its prior.
     let no_prior = ModelFile::from_model(&model, &prior_config(), metadata.clone(), WeightDType::F32, None);
-    assert!(matches!(no_prior.to_bytes(), Err(gpo_core::ModelFileError::PriorPresence { config_reads_prior: true })));
-    let file = ModelFile::from_model(&model, &prior_config(), metadata, WeightDType::F32, Some(prior.clone()));
+    assert!(matches!(no_prior, Err(gpo_core::ModelFileError::PriorPresence { config_reads_prior: true })));
+    let file = ModelFile::from_model(&model, &prior_config(), metadata, WeightDType::F32, Some(prior.clone())).unwrap();
     let bytes = file.to_bytes().unwrap();
     let decoded = ModelFile::from_bytes(&bytes).unwrap();
-    assert_eq!(decoded.prior.as_ref(), Some(&prior), "an f32 file stores the prior exactly");
+    assert_eq!(decoded.prior(), Some(&prior), "an f32 file stores the prior exactly");
     let loaded = decoded.to_model::<B>(&Default::default()).unwrap();
     assert!(loaded.prior);
     let reloaded = predict(&loaded, &episode_with_priors(&context, &targets, &priors));

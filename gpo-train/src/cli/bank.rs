@@ -118,15 +118,15 @@ pub fn export_bank(
             task.dim
         ));
     }
-    if model.config.dim_x != task.dim {
+    if model.config().dim_x != task.dim {
         return Err(anyhow::anyhow!(
             "{model_name} expects {}-d embeddings, but {config_name}'s are {}-d",
-            model.config.dim_x,
+            model.config().dim_x,
             task.dim
         ));
     }
-    let meta = &model.metadata;
-    super::model::check_same_embeddings(&model.metadata, &model_name, &config_name, &info.model, info.template)?;
+    let meta = model.metadata();
+    super::model::check_same_embeddings(model.metadata(), &model_name, &config_name, &info.model, info.template)?;
 
     // Held-out groups: in the survey, never meta-training groups, never prior groups.
     let survey = &task.survey;
@@ -148,7 +148,7 @@ pub fn export_bank(
     if !both.is_empty() {
         return Err(anyhow::anyhow!("{results_name}: groups {both:?} are both held out and meta-training groups"));
     }
-    if let Some(prior) = &model.prior {
+    if let Some(prior) = model.prior() {
         let names: Vec<String> = prior.groups().iter().map(|g| g.name.clone()).collect();
         let shown = among(&names, &held);
         if !shown.is_empty() {
@@ -221,7 +221,7 @@ pub fn export_bank(
         train_fraction: run.train_fraction,
         seed: run.seed,
         method: &method,
-        prior: model.prior.as_ref().map(|p| p.kind()),
+        prior: model.prior().as_ref().map(|p| p.kind()),
         questions,
         groups,
     };
@@ -231,7 +231,7 @@ pub fn export_bank(
         write_atomic(&path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("wrote {} ({} bytes)", path.display(), bytes.len());
     }
-    let prior = match &model.prior {
+    let prior = match model.prior() {
         Some(p) => {
             format!("prior {} over {} groups", serde_json::to_string(&p.kind()).unwrap_or_default(), p.groups().len())
         }

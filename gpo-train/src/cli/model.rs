@@ -70,8 +70,8 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<ModelFile> {
 /// Builds the model and runs one prediction on zeros: what `predict` needs, checked.
 fn check_usable(file: &ModelFile) -> anyhow::Result<()> {
     let predictor = Predictor::<Cpu>::new(file, &Default::default())?;
-    let dim = file.config.dim_x;
-    let (key, options) = match &file.prior {
+    let dim = file.config().dim_x;
+    let (key, options) = match file.prior() {
         Some(prior) => {
             let q = prior.questions().first().context("the prior holds no question")?;
             (Some(q.key.as_str()), q.n_options())
@@ -94,8 +94,8 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     let file = load(path)?;
     check_usable(&file).map_err(|e| anyhow::anyhow!("{}: not usable: {e}", path.display()))?;
     let params = file.n_parameters();
-    let m = &file.metadata;
-    let prior = file.prior.as_ref().map(|p| {
+    let m = file.metadata();
+    let prior = file.prior().as_ref().map(|p| {
         serde_json::json!({
             "kind": p.kind(),
             "metric": p.metric(),
@@ -107,10 +107,10 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         let value = serde_json::json!({
             "file": path.display().to_string(),
-            "dtype": file.dtype.name(),
-            "tensors": file.tensors.len(),
+            "dtype": file.dtype().name(),
+            "tensors": file.tensors().len(),
             "parameters": params,
-            "config": &file.config,
+            "config": file.config(),
             "metadata": m,
             "prior": prior,
         });
@@ -118,10 +118,10 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("file            {}", path.display());
-    println!("weights         {} ({} tensors, {params} parameters)", file.dtype.name(), file.tensors.len());
-    println!("config          {:?}", file.config);
+    println!("weights         {} ({} tensors, {params} parameters)", file.dtype().name(), file.tensors().len());
+    println!("config          {:?}", file.config());
     println!("method          {}", if m.method.is_empty() { "–" } else { m.method.as_str() });
-    if let Some(p) = &file.prior {
+    if let Some(p) = file.prior() {
         let names: Vec<&str> = p.groups().iter().map(|g| g.name.as_str()).collect();
         println!(
             "prior           {} over {} groups and {} questions ({} nearest questions for unknown ones): {}",
@@ -142,12 +142,11 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 pub fn export(path: &Path, dtype: WeightDType, out: &Path) -> anyhow::Result<()> {
-    let mut file = load(path)?;
-    file.dtype = dtype;
+    let file = load(path)?.with_dtype(dtype);
     let bytes =
         file.to_bytes().map_err(|e| anyhow::anyhow!("{}: cannot store as {}: {e}", path.display(), dtype.name()))?;
     write_atomic(out, &bytes).with_context(|| out.display().to_string())?;
-    println!("wrote {} ({} bytes, {})", out.display(), bytes.len(), file.dtype.name());
+    println!("wrote {} ({} bytes, {})", out.display(), bytes.len(), file.dtype().name());
     Ok(())
 }
 
@@ -190,13 +189,13 @@ impl ConfigEmbeddings {
             return Err(anyhow::anyhow!("{config_name}: predicting by key or text needs survey data"));
         };
         let (task, info) = load_task(&config.data).map_err(|e| anyhow::anyhow!("{config_name}: {e}"))?;
-        check_same_embeddings(&file.metadata, model_name, &config_name, &info.model, info.template)?;
+        check_same_embeddings(file.metadata(), model_name, &config_name, &info.model, info.template)?;
         let template = info.template.context("the survey's embeddings are made from text")?;
-        if task.dim != file.config.dim_x {
+        if task.dim != file.config().dim_x {
             return Err(anyhow::anyhow!(
                 "{config_name}: the config's embeddings are {}-d, {model_name} expects {}",
                 task.dim,
-                file.config.dim_x
+                file.config().dim_x
             ));
         }
         Ok(Self { task, cache: EmbeddingCache::load(cache)?, template, embedding_model: embedding_model.clone() })

@@ -273,7 +273,7 @@ fn load_resumed<B: AutodiffBackend>(
             return Err(invalid(format!("its best model (update {step}, score {score}) is not one of its updates")));
         }
         let file = ModelFile::from_bytes(bytes).map_err(|e| invalid(format!("best model: {e}")))?;
-        if file.config != method.config {
+        if file.config() != &method.config {
             return Err(invalid("its best model has another network configuration".into()));
         }
         file.to_model::<B::InnerBackend>(device).map_err(|e| invalid(format!("best model: {e}")))?;
@@ -291,7 +291,7 @@ fn model_file_bytes<B: Backend>(
 ) -> Result<Vec<u8>, TrainError> {
     let metadata = ModelMetadata::new("", config.dim_x, None);
     let prior = prior.map(|p| p.prior().clone());
-    Ok(ModelFile::from_model(model, config, metadata, WeightDType::F32, prior).to_bytes()?)
+    Ok(ModelFile::from_model(model, config, metadata, WeightDType::F32, prior).and_then(|f| f.to_bytes())?)
 }
 
 /// Where a training run keeps its state, and how much of it to do now.

@@ -81,7 +81,8 @@ fn write_model(path: &Path, config: &RunConfig, prior_groups: &[usize]) {
     let prior = SurveyPrior::new(&task, PriorKind::KnnGroups { temperature: 0.05 }, prior_groups).unwrap();
     let mut metadata = ModelMetadata::new(&info.model, task.dim, info.template);
     metadata.method = "gpo_knn".into();
-    let file = ModelFile::from_model(&model, &gpo_config, metadata, WeightDType::F16, Some(prior.prior().clone()));
+    let file =
+        ModelFile::from_model(&model, &gpo_config, metadata, WeightDType::F16, Some(prior.prior().clone())).unwrap();
     std::fs::write(path, file.to_bytes().unwrap()).unwrap();
 }
 

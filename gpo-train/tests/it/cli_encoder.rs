@@ -107,7 +107,7 @@ fn predict_reads_text_through_an_encoder_file() {
     assert!(ok, "{err}");
     let model = repo().join("fixtures/demo/model.gpo");
     let file = ModelFile::from_bytes(&std::fs::read(&model).expect("the demo model")).expect("decodes");
-    assert_eq!(file.metadata.text_template, Some(Template::Gpo));
+    assert_eq!(file.metadata().text_template, Some(Template::Gpo));
 
     let questions = [
         ("How much, if at all, do you trust the news media?", vec!["A lot", "Some", "Not too much", "Not at all"]),
@@ -178,8 +178,10 @@ fn predict_reads_text_through_an_encoder_file() {
     );
 
     // A model trained through another template than the config's: refused, naming both.
-    let mut plain = file.clone();
-    plain.metadata = ModelMetadata { text_template: Some(Template::Plain), ..file.metadata.clone() };
+    let plain = file
+        .clone()
+        .with_metadata(ModelMetadata { text_template: Some(Template::Plain), ..file.metadata().clone() })
+        .unwrap();
     let plain_path = dir.path().join("plain.gpo");
     std::fs::write(&plain_path, plain.to_bytes().expect("encodes")).expect("written");
     let body = serde_json::json!({ "context": [], "targets": [{ "key": "SAFECRIME_W26" }] });

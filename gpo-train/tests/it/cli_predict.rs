@@ -36,7 +36,7 @@ fn keys_texts_and_embeddings_agree() {
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 3).unwrap();
     let model_path = dir.path().join("m.gpo");
     let metadata = ModelMetadata::new("sentence-transformers/all-MiniLM-L6-v2", 384, Some(Template::Gpo));
-    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None);
+    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, None).unwrap();
     std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     let model_arg = model_path.to_str().unwrap();
     let request = |targets: serde_json::Value| {
@@ -96,7 +96,7 @@ fn prior_models_compute_their_prior_from_the_model_file() {
     let mut metadata = ModelMetadata::new("test", 4, Some(Template::Gpo));
     metadata.method = "gpo_mean".into();
     let model_path = dir.path().join("prior.gpo");
-    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior()));
+    let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(small_prior())).unwrap();
     std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     let model_arg = model_path.to_str().unwrap();
 
@@ -154,7 +154,8 @@ fn context_distributions_must_sum_to_one() {
     let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
     let model_path = dir.path().join("m.gpo");
-    let file = ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None);
+    let file =
+        ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None).unwrap();
     std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     for (distribution, expected) in [
         (serde_json::json!([1.5, 1.5]), "sums to 3"),
@@ -180,7 +181,8 @@ fn oversized_requests_are_one_clear_error() {
     let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
     let model_path = dir.path().join("m.gpo");
-    let file = ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None);
+    let file =
+        ModelFile::from_model(&model, &config, ModelMetadata::new("test", 4, None), WeightDType::F32, None).unwrap();
     std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
     let question =
         serde_json::json!({"embeddings": [[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], "distribution": [0.5, 0.5]});

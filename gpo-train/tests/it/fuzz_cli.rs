@@ -79,7 +79,9 @@ fn faithful() -> GpoConfig {
 
 fn file(config: &GpoConfig, prior: Option<PopulationPrior>, dtype: WeightDType) -> Vec<u8> {
     let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 1).unwrap();
-    ModelFile::from_model(&model, config, ModelMetadata::new("fuzz", DIM, None), dtype, prior).to_bytes().unwrap()
+    ModelFile::from_model(&model, config, ModelMetadata::new("fuzz", DIM, None), dtype, prior)
+        .and_then(|f| f.to_bytes())
+        .unwrap()
 }
 
 /// The faithful model in f32 and f16, then the prior model in f16 and f32.
