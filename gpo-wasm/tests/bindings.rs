@@ -20,7 +20,7 @@ fn model_bytes() -> Vec<u8> {
     let config = GpoConfig::new(DIM).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1);
     let model = config.init_seeded::<NdArray>(&NdArrayDevice::Cpu, 7).unwrap();
     ModelFile::from_model(&model, &config, ModelMetadata::new("test", DIM, None), WeightDType::F32, None)
-        .to_bytes()
+        .and_then(|f| f.to_bytes())
         .unwrap()
 }
 
