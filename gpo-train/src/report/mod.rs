@@ -13,7 +13,6 @@ use crate::config::RunConfig;
 pub use crate::eval::context::ContextUse;
 pub use crate::eval::{LlmMethodRun, LlmRun, MethodScore};
 use crate::method::Method;
-use crate::prior::PriorKind;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
 
@@ -176,12 +175,6 @@ pub struct MarginEntry {
     pub seeds: usize,
 }
 
-/// The baseline that predicts exactly what a prior of `kind` gives under `protocol` (the
-/// variant's network with its residual head off).
-pub fn prior_baseline(kind: &PriorKind, protocol: Protocol) -> Method {
-    Method::prior_baseline(kind, protocol)
-}
-
 /// The GPO variants of `config` that read a prior, with their prior's baseline under
 /// `protocol`, in config order.
 pub fn prior_variants(config: &RunConfig, protocol: Protocol) -> Vec<(Method, Method)> {
@@ -189,7 +182,7 @@ pub fn prior_variants(config: &RunConfig, protocol: Protocol) -> Vec<(Method, Me
         .variants
         .iter()
         .filter_map(|(name, v)| {
-            let prior = prior_baseline(v.model.prior.as_ref()?, protocol);
+            let prior = Method::prior_baseline(v.model.prior.as_ref()?, protocol);
             Some((Method::Variant(name.clone()), prior))
         })
         .collect()
