@@ -7,9 +7,11 @@
 //!
 //! Weights are stored as f32, f16 or bf16, little-endian. A prior model ([`GpoConfig::prior`])
 //! carries everything its prior needs ([`PopulationPrior`]): the prior kind and its parameters,
-//! the metric, the prior groups' answer distributions keyed by question, and each known question's
-//! ordinal values and mean option embedding (for questions no prior group answered); stored as f32
-//! with f32 weights, else as f16. So a `.gpo` file is used with no other file.
+//! the metric, the rule for questions no prior group answered ([`crate::prior::NeighbourRule`]:
+//! how many nearest questions, weighted how; format 4, format-3 files weigh them equally), the
+//! prior groups' answer distributions keyed by question, and each known question's ordinal values
+//! and mean option embedding; stored as f32 with f32 weights, else as f16. So a `.gpo` file is
+//! used with no other file.
 //!
 //! Loading reads the payload field by field and returns a [`ModelFileError`] that names the field
 //! (and its byte offset) or the tensor; it never panics, and allocates only what the checked
@@ -25,16 +27,23 @@ use serde::{Deserialize, Serialize};
 use crate::container::{self, ContainerError, FieldError, FieldReader, FieldSpan};
 use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
-use crate::prior::{PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion};
+use crate::prior::{
+    NeighbourRule, NeighbourWeights, PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion,
+};
 use crate::template::Template;
 use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors};
 
 /// First bytes of every `.gpo` file.
 pub const MAGIC: [u8; 8] = *b"GPOMODEL";
 /// Version of the layout written by this crate (3: prior models carry their prior's data; the
-/// metadata's template and prior are typed). Older files are refused with
+/// metadata's template and prior are typed; 4: the prior's rule for unknown questions says how
+/// it weighs the nearest questions). [`READ_VERSIONS`] are read; older files are refused with
 /// [`ModelFileError::Container`] ([`ContainerError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The versions this crate reads: 3 (its unknown questions' priors weigh the nearest questions
+/// equally, the only rule then) and 4.
+pub const READ_VERSIONS: [u32; 2] = [3, 4];
 
 /// Storage type of the weights (`f32`, `f16` or `bf16` in configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,8 +179,8 @@ fn container_message(error: &ContainerError) -> String {
     match error {
         ContainerError::BadMagic { .. } => "not a .gpo model file (bad magic bytes)".into(),
         ContainerError::UnsupportedVersion { found } => alloc::format!(
-            "unsupported .gpo format version {found} (this build reads version {FORMAT_VERSION}; version 2 files lack \
-             the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
+            "unsupported .gpo format version {found} (this build reads versions 3 and {FORMAT_VERSION}; version 2 files \
+             lack the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
         ),
         other => other.to_string(),
     }
@@ -291,12 +300,39 @@ impl From<StoredKind> for PriorKind {
     }
 }
 
+/// [`NeighbourWeights`] as postcard stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum StoredWeights {
+    Equal,
+    Similarity { temperature: f64 },
+}
+
+impl From<NeighbourWeights> for StoredWeights {
+    fn from(weights: NeighbourWeights) -> Self {
+        match weights {
+            NeighbourWeights::Equal => Self::Equal,
+            NeighbourWeights::Similarity { temperature } => Self::Similarity { temperature },
+        }
+    }
+}
+
+impl From<StoredWeights> for NeighbourWeights {
+    fn from(weights: StoredWeights) -> Self {
+        match weights {
+            StoredWeights::Equal => Self::Equal,
+            StoredWeights::Similarity { temperature } => Self::Similarity { temperature },
+        }
+    }
+}
+
 /// A [`PopulationPrior`] as stored: group-major answered bitmap and concatenated answers.
 #[derive(Serialize)]
 struct StoredPrior {
     kind: StoredKind,
     metric: Metric,
     neighbours: u32,
+    /// Absent from version-3 files (equal weights).
+    neighbour_weights: StoredWeights,
     dim: u32,
     dtype: WeightDType,
     groups: Vec<String>,
@@ -358,6 +394,7 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
         metric: prior.metric(),
         neighbours: u32::try_from(prior.neighbours())
             .map_err(|_| ModelFileError::Prior("too many neighbours".into()))?,
+        neighbour_weights: prior.neighbour_rule().weights.into(),
         dim: u32::try_from(prior.dim()).map_err(|_| ModelFileError::Prior("dimension too large".into()))?,
         dtype,
         groups: prior.groups().iter().map(|g| g.name.clone()).collect(),
@@ -412,6 +449,8 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
     }
     let kind: PriorKind = stored.kind.into();
     kind.validate().map_err(|e| bad("kind", e.to_string()))?;
+    let rule = NeighbourRule { neighbours, weights: stored.neighbour_weights.into() };
+    rule.validate().map_err(|e| bad("neighbour_weights", e.to_string()))?;
     for (q, question) in stored.questions.iter().enumerate() {
         let options = question.ordinal.len();
         if options == 0 || options > crate::predictor::MAX_OPTIONS {
@@ -497,7 +536,7 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
             vector: vectors[i * dim..(i + 1) * dim].to_vec(),
         })
         .collect();
-    Ok(PopulationPrior::new(kind, stored.metric, neighbours, dim, questions, groups)?)
+    Ok(PopulationPrior::new(kind, stored.metric, neighbours, dim, questions, groups)?.with_neighbour_rule(rule)?)
 }
 
 /// A stored tensor's values, checked against its shape and the dtype.
@@ -520,12 +559,14 @@ fn decode_tensor(
     Err(ModelFileError::TensorBytes { bytes: data.len(), name, shape, dtype: dtype.name() })
 }
 
-/// Reads a stored prior's fields (the counts against the bytes left and the limits; the
-/// consistency of the whole is [`decode_prior`]'s).
-fn read_prior(r: &mut FieldReader<'_, '_>) -> Result<StoredPrior, FieldError> {
+/// Reads a stored prior's fields of a file of `version` (the counts against the bytes left and
+/// the limits; the consistency of the whole is [`decode_prior`]'s).
+fn read_prior(r: &mut FieldReader<'_, '_>, version: u32) -> Result<StoredPrior, FieldError> {
     let kind = r.value(|| "prior.kind".into())?;
     let metric = r.value(|| "prior.metric".into())?;
     let neighbours = r.value(|| "prior.neighbours".into())?;
+    let neighbour_weights =
+        if version >= 4 { r.value(|| "prior.neighbour_weights".into())? } else { StoredWeights::Equal };
     let dim = r.value(|| "prior.dim".into())?;
     let dtype = r.value(|| "prior.dtype".into())?;
     let n_groups = r.len(|| "prior.groups".into(), MAX_PRIOR_GROUPS, "groups")?;
@@ -548,7 +589,19 @@ fn read_prior(r: &mut FieldReader<'_, '_>) -> Result<StoredPrior, FieldError> {
     let vectors = r.bytes(|| "prior.vectors".into())?.to_vec();
     let answered = r.bytes(|| "prior.answered".into())?.to_vec();
     let answers = r.bytes(|| "prior.answers".into())?.to_vec();
-    Ok(StoredPrior { kind, metric, neighbours, dim, dtype, groups, questions, vectors, answered, answers })
+    Ok(StoredPrior {
+        kind,
+        metric,
+        neighbours,
+        neighbour_weights,
+        dim,
+        dtype,
+        groups,
+        questions,
+        vectors,
+        answered,
+        answers,
+    })
 }
 
 /// A model file: a configuration, its weights, their storage type, provenance, and the prior a
@@ -682,7 +735,8 @@ impl ModelFile {
     ///
     /// The fields: `config`, `metadata`, `dtype`, `tensors.len`, then per tensor
     /// `tensors[i].name`, `.shape`, `.data.len`, `.data`; `prior` (the option tag), then for a
-    /// prior model `prior.kind`, `prior.metric`, `prior.neighbours`, `prior.dim`, `prior.dtype`,
+    /// prior model `prior.kind`, `prior.metric`, `prior.neighbours`, `prior.neighbour_weights` (not
+    /// in version-3 files), `prior.dim`, `prior.dtype`,
     /// `prior.groups.len`, `prior.groups[g]`, `prior.questions.len`, `prior.questions[q].key`,
     /// `prior.questions[q].ordinal.len`, `prior.questions[q].ordinal[o]`, and `prior.vectors`,
     /// `prior.answered` and `prior.answers`, each after its `.len`.
@@ -695,7 +749,7 @@ impl ModelFile {
     /// Decodes a file field by field (so that an error names the field and its byte offset, and
     /// every count is checked against the bytes left before anything is allocated for it).
     fn read(bytes: &[u8], spans: Option<&mut Vec<FieldSpan>>) -> Result<Self, ModelFileError> {
-        let (_, payload) = container::open(bytes, &MAGIC, &[FORMAT_VERSION]).map_err(ModelFileError::Container)?;
+        let (version, payload) = container::open(bytes, &MAGIC, &READ_VERSIONS).map_err(ModelFileError::Container)?;
         let mut r = FieldReader::new(payload, spans);
         let config: GpoConfig = r.value(|| "config".into())?;
         let parameters = config.parameter_shapes()?.len();
@@ -714,7 +768,7 @@ impl ModelFile {
         let start = r.at();
         let prior = match r.value::<u8>(|| "prior".into())? {
             0 => None,
-            1 => Some(decode_prior(read_prior(&mut r)?)?),
+            1 => Some(decode_prior(read_prior(&mut r, version)?)?),
             tag => {
                 let reason = alloc::format!("option tag {tag}, expected 0 (no prior) or 1");
                 return Err(r.error_at(start, "prior".into(), reason).into());
@@ -765,6 +819,7 @@ mod tests {
             kind: StoredKind::KnnGroups { temperature: 0.05 },
             metric: Metric::Wasserstein,
             neighbours: 5,
+            neighbour_weights: StoredWeights::Equal,
             dim: DIM as u32,
             dtype: WeightDType::F32,
             groups: (0..groups).map(|g| format!("g{g}")).collect(),
@@ -853,6 +908,34 @@ mod tests {
             assert_eq!(names.contains(&"prior.answered"), prior);
             assert_eq!(names.contains(&"prior.questions[1].ordinal[1]"), prior);
         }
+    }
+
+    #[test]
+    fn version_3_files_read_with_equal_weights_and_version_4_keeps_the_rule() {
+        let bytes = valid(true);
+        let file = ModelFile::from_bytes(&bytes).unwrap();
+        assert_eq!(file.prior().unwrap().neighbour_rule(), NeighbourRule { neighbours: 1, ..Default::default() });
+        // The same file as version 3 wrote it: no `prior.neighbour_weights` field.
+        let spans = ModelFile::layout(&bytes).unwrap();
+        let span = &spans.iter().find(|s| s.field == "prior.neighbour_weights").unwrap().range;
+        let mut payload = bytes[container::HEADER_LEN..span.start].to_vec();
+        payload.extend_from_slice(&bytes[span.end..]);
+        let old = container::seal(&MAGIC, 3, &payload);
+        assert_eq!(ModelFile::from_bytes(&old).unwrap(), file);
+        assert!(ModelFile::layout(&old).unwrap().iter().all(|s| s.field != "prior.neighbour_weights"));
+        // Without the version, the version-3 payload is a version-4 file cut short.
+        assert!(ModelFile::from_bytes(&container::seal(&MAGIC, 4, &payload)).is_err());
+        for version in [2, 5] {
+            let m = decode_error(&container::seal(&MAGIC, version, &payload));
+            assert!(m.contains(&format!("unsupported .gpo format version {version}")), "{m}");
+        }
+        // A similarity-weighted rule is stored and read back.
+        let rule = NeighbourRule { neighbours: 1, weights: NeighbourWeights::Similarity { temperature: 0.05 } };
+        let prior = file.prior().unwrap().clone().with_neighbour_rule(rule).unwrap();
+        let weighted = ModelFile { prior: Some(prior), ..file.clone() }.to_bytes().unwrap();
+        let read = ModelFile::from_bytes(&weighted).unwrap();
+        assert_eq!(read.prior().unwrap().neighbour_rule(), rule);
+        assert_ne!(read, file);
     }
 
     /// `bytes` with the field `field`'s bytes replaced by `with` (the container resealed).
@@ -977,6 +1060,9 @@ mod tests {
         let mut p = stored(2, 3);
         p.kind = StoredKind::KnnGroups { temperature: 1e-300 };
         assert!(error(p).contains("`kind`: prior temperature must be between 1e-6 and 1e6"));
+        let mut p = stored(2, 3);
+        p.neighbour_weights = StoredWeights::Similarity { temperature: 0.0 };
+        assert!(error(p).contains("`neighbour_weights`: prior temperature must be between 1e-6 and 1e6"));
         let mut p = stored(2, 3);
         p.questions[1].ordinal = vec![1.0, 1e308];
         let m = error(p);

@@ -13,7 +13,8 @@
 //! key the prior does not hold) has no population answer. Its prior is then the mean of the
 //! `neighbours` questions nearest to it in embedding space (cosine similarity of the questions'
 //! mean option embeddings) among those with the same number of options, options aligned by
-//! position ([`PriorSource::Nearest`]). The candidates are the known questions, each with its
+//! position ([`PriorSource::Nearest`]), weighted as the prior's [`NeighbourRule`] says: equally,
+//! or by `exp((s − s₁) / temperature)`, `s` a neighbour's similarity and `s₁` the nearest one's. The candidates are the known questions, each with its
 //! prior, and the group's own context questions, each with the group's answer: where the group
 //! answered a neighbour, its answer stands in for the population's estimate of it, so a group's
 //! answers to questions like a new one shape its prior for it. A question is never its own
@@ -47,6 +48,91 @@ pub const TEMPERATURE_RANGE: core::ops::RangeInclusive<f64> = 1e-6..=1e6;
 /// Largest magnitude of an option's ordinal value: Wasserstein distances between groups stay
 /// finite (far below `f64::MAX`) for any answers.
 pub const MAX_ORDINAL: f64 = 1e9;
+
+/// How an unknown question's prior weighs its nearest questions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NeighbourWeights {
+    /// Every neighbour counts the same (the only rule of format-3 model files).
+    Equal,
+    /// Neighbour `i` weighs `exp((s_i − s_1) / temperature)`, `s_i` its cosine similarity to the
+    /// question and `s_1` the nearest neighbour's: a low temperature trusts the nearest
+    /// questions, a high one tends to equal weights.
+    Similarity {
+        /// Softmax temperature, in [`TEMPERATURE_RANGE`].
+        temperature: f64,
+    },
+}
+
+/// The rule for unknown questions (see the module docs): how many nearest questions with as many
+/// options make the prior, and how they are weighted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourRule {
+    /// How many nearest questions (1 to [`MAX_NEIGHBOURS`]).
+    pub neighbours: usize,
+    /// Their weights.
+    pub weights: NeighbourWeights,
+}
+
+impl Default for NeighbourRule {
+    /// [`DEFAULT_NEIGHBOURS`] questions, equally weighted.
+    fn default() -> Self {
+        Self { neighbours: DEFAULT_NEIGHBOURS, weights: NeighbourWeights::Equal }
+    }
+}
+
+impl NeighbourRule {
+    /// Checks the parameters: a count in 1..=[`MAX_NEIGHBOURS`], a temperature in
+    /// [`TEMPERATURE_RANGE`].
+    pub fn validate(&self) -> Result<(), PriorError> {
+        if self.neighbours == 0 || self.neighbours > MAX_NEIGHBOURS {
+            return Err(PriorError::Neighbours(self.neighbours));
+        }
+        match self.weights {
+            NeighbourWeights::Similarity { temperature } if !TEMPERATURE_RANGE.contains(&temperature) => {
+                Err(PriorError::Temperature(temperature))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The weighted mean of the neighbours' `values` (each a distribution over `options`), given
+    /// their similarities to the question.
+    fn mean(&self, values: &[(&[f64], f64)], options: usize) -> Vec<f64> {
+        let mut mean = alloc::vec![0.0; options];
+        match self.weights {
+            NeighbourWeights::Equal => {
+                for (p, _) in values {
+                    mean.iter_mut().zip(*p).for_each(|(m, v)| *m += v / values.len() as f64);
+                }
+            }
+            NeighbourWeights::Similarity { temperature } => {
+                let best = values.iter().map(|(_, s)| *s).fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = values.iter().map(|(_, s)| libm::exp((s - best) / temperature)).collect();
+                // The nearest neighbour weighs 1, so the total is at least 1.
+                let total: f64 = weights.iter().sum();
+                for ((p, _), w) in values.iter().zip(&weights) {
+                    mean.iter_mut().zip(*p).for_each(|(m, v)| *m += w / total * v);
+                }
+            }
+        }
+        mean
+    }
+}
+
+impl core::fmt::Display for NeighbourRule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.weights {
+            NeighbourWeights::Equal => write!(f, "the mean of the {} nearest questions", self.neighbours),
+            NeighbourWeights::Similarity { temperature } => write!(
+                f,
+                "the {} nearest questions weighted by similarity (temperature {temperature})",
+                self.neighbours
+            ),
+        }
+    }
+}
 
 /// Which population prior a model reads (or a baseline predicts).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -254,7 +340,8 @@ pub enum QuestionRef {
 pub enum PriorSource {
     /// The prior groups' answers to the question itself.
     Answered,
-    /// No prior group answered it: the mean of its nearest questions with as many options.
+    /// No prior group answered it: the weighted mean of its nearest questions with as many
+    /// options ([`NeighbourRule`]).
     Nearest {
         /// The known questions whose prior it averages (indices into
         /// [`PopulationPrior::questions`]), nearest first.
@@ -279,7 +366,7 @@ pub struct PriorValue {
 pub struct PopulationPrior {
     kind: PriorKind,
     metric: Metric,
-    neighbours: usize,
+    rule: NeighbourRule,
     dim: usize,
     questions: Vec<PriorQuestion>,
     groups: Vec<PriorGroup>,
@@ -292,7 +379,7 @@ pub struct PopulationPrior {
 /// Equal priors give equal values: the neighbour ranking is a cache and does not count.
 impl PartialEq for PopulationPrior {
     fn eq(&self, other: &Self) -> bool {
-        (self.kind, self.metric, self.neighbours, self.dim) == (other.kind, other.metric, other.neighbours, other.dim)
+        (self.kind, self.metric, self.rule, self.dim) == (other.kind, other.metric, other.rule, other.dim)
             && self.questions == other.questions
             && self.groups == other.groups
     }
@@ -315,8 +402,9 @@ fn check_distribution(p: &[f64], options: usize) -> Result<(), &'static str> {
 
 impl PopulationPrior {
     /// A prior of `kind` over `groups`' answers to `questions` (embeddings of dimension `dim`),
-    /// scored with `metric`; unknown questions take the prior of their `neighbours` nearest known
-    /// questions. Every size and value is checked.
+    /// scored with `metric`; unknown questions take the mean prior of their `neighbours` nearest
+    /// known questions ([`Self::with_neighbour_rule`] weighs them otherwise). Every size and value
+    /// is checked.
     pub fn new(
         kind: PriorKind,
         metric: Metric,
@@ -326,9 +414,8 @@ impl PopulationPrior {
         groups: Vec<PriorGroup>,
     ) -> Result<Self, PriorError> {
         kind.validate()?;
-        if neighbours == 0 || neighbours > MAX_NEIGHBOURS {
-            return Err(PriorError::Neighbours(neighbours));
-        }
+        let rule = NeighbourRule { neighbours, weights: NeighbourWeights::Equal };
+        rule.validate()?;
         if groups.is_empty() {
             return Err(PriorError::NoGroups);
         }
@@ -370,7 +457,7 @@ impl PopulationPrior {
                 }
             }
         }
-        Ok(Self { kind, metric, neighbours, dim, questions, groups, index, ranked: Vec::new() })
+        Ok(Self { kind, metric, rule, dim, questions, groups, index, ranked: Vec::new() })
     }
 
     /// The same prior with each known question's neighbours ranked once (the other known
@@ -413,7 +500,19 @@ impl PopulationPrior {
 
     /// Nearest known questions averaged for an unknown question.
     pub fn neighbours(&self) -> usize {
-        self.neighbours
+        self.rule.neighbours
+    }
+
+    /// The rule for unknown questions.
+    pub fn neighbour_rule(&self) -> NeighbourRule {
+        self.rule
+    }
+
+    /// The same prior with another rule for unknown questions (checked).
+    pub fn with_neighbour_rule(mut self, rule: NeighbourRule) -> Result<Self, PriorError> {
+        rule.validate()?;
+        self.rule = rule;
+        Ok(self)
     }
 
     /// Embedding dimension of the question vectors.
@@ -623,14 +722,20 @@ impl PopulationPrior {
             })
             .collect();
         // A candidate's value: the group's own answer where the context has one (a known question
-        // it answered becomes that context answer), else its prior.
-        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>)> {
+        // it answered becomes that context answer), else its prior; with its similarity.
+        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, f64)> {
             match candidate {
-                Neighbour::Known(i) => match answered(i) {
-                    Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec())),
-                    None => Some((candidate, self.weighted_mean(i, weights)?)),
-                },
-                Neighbour::Context(c) => Some((candidate, context[c].1.to_vec())),
+                Neighbour::Known(i) => {
+                    let similarity = dot(&self.questions[i].vector, vector);
+                    match answered(i) {
+                        Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), similarity)),
+                        None => Some((candidate, self.weighted_mean(i, weights)?, similarity)),
+                    }
+                }
+                Neighbour::Context(c) => {
+                    let shown = unknown_context.iter().find(|&&(u, _)| u == c).map_or(&[][..], |&(_, v)| v);
+                    Some((candidate, context[c].1.to_vec(), dot(shown, vector)))
+                }
             }
         };
         // Most similar first, ties by index (known questions before context ones), so the choice
@@ -651,16 +756,14 @@ impl PopulationPrior {
                 )
             }
         };
-        let nearest: Vec<(Neighbour, Vec<f64>)> = ranked.filter_map(value).take(self.neighbours).collect();
+        let nearest: Vec<(Neighbour, Vec<f64>, f64)> = ranked.filter_map(value).take(self.rule.neighbours).collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
-        let mut distribution = alloc::vec![0.0; options];
-        for (_, p) in &nearest {
-            distribution.iter_mut().zip(p).for_each(|(d, v)| *d += v / nearest.len() as f64);
-        }
+        let values: Vec<(&[f64], f64)> = nearest.iter().map(|(_, p, s)| (p.as_slice(), *s)).collect();
+        let distribution = self.rule.mean(&values, options);
         let (mut known, mut shown) = (Vec::new(), Vec::new());
-        for (n, _) in &nearest {
+        for (n, _, _) in &nearest {
             match *n {
                 Neighbour::Known(i) => known.push(i),
                 Neighbour::Context(c) => shown.push(c),
@@ -912,6 +1015,57 @@ mod tests {
         let other = plain.resolve(None, &[deg(30.0), deg(30.0), deg(30.0)].concat(), 3).unwrap();
         let v = plain.distributions(&[(three, &[0.2, 0.3, 0.5])], &[other], None).unwrap();
         assert!(close(&v[0].distribution, &[0.2, 0.3, 0.5]));
+    }
+
+    #[test]
+    fn similarity_weights_trust_the_nearest_questions() {
+        // The geometry above (q0..q3 at 0°, 20°, 50°, 90°; train mean of a and b: 0.3, 0.4, 0.5,
+        // 0.6 on the first option). q1 hidden, its 3 nearest others: q0 (cos 20°), q2 (cos 30°),
+        // q3 (cos 70°). At temperature 0.1 their weights are 1, exp((cos 30° − cos 20°) / 0.1) =
+        // 0.478704 and exp((cos 70° − cos 20°) / 0.1) = 0.002537, so the prior's first option is
+        // (0.3 + 0.5 · 0.478704 + 0.6 · 0.002537) / 1.481241 = 0.365149 (python3's math, f64).
+        // Tolerance 1e-6: the question vectors are f32 (cosines to ~1e-7, divided by 0.1).
+        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
+        let questions: Vec<PriorQuestion> = [0.0, 20.0, 50.0, 90.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| question(&alloc::format!("q{i}"), 2, &deg(d)))
+            .collect();
+        let answers = |a: [f64; 4]| a.iter().map(|&x| Some(vec![x, 1.0 - x])).collect::<Vec<_>>();
+        let groups = vec![
+            PriorGroup { name: "a".into(), answers: answers([0.1, 0.2, 0.3, 0.4]) },
+            PriorGroup { name: "b".into(), answers: answers([0.5, 0.6, 0.7, 0.8]) },
+        ];
+        let equal = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 3, 2, questions, groups).unwrap();
+        let rule = NeighbourRule { neighbours: 3, weights: NeighbourWeights::Similarity { temperature: 0.1 } };
+        let weighted = equal.clone().with_neighbour_rule(rule).unwrap();
+        assert_eq!(weighted.neighbour_rule(), rule);
+        assert_ne!(weighted, equal);
+        let near = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        for p in [weighted.clone(), weighted.clone().with_ranked_neighbours()] {
+            let v = p.distributions(&[], &[QuestionRef::Hidden(1)], None).unwrap();
+            assert!(near(&v[0].distribution, &[0.365149, 0.634851]), "{:?}", v[0].distribution);
+            assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0, 2, 3], context: vec![] });
+        }
+        // Equal weights: (0.3 + 0.5 + 0.6) / 3.
+        let v = equal.distributions(&[], &[QuestionRef::Hidden(1)], None).unwrap();
+        assert!(close(&v[0].distribution, &[1.4 / 3.0, 1.6 / 3.0]), "{:?}", v[0].distribution);
+        // A typed context question (15°, the group's answer 0.2) as a neighbour of an unknown
+        // question at 10°, then q0 (0.3): weights 1 and exp((cos 10° − cos 5°) / 0.1) = 0.892374,
+        // (0.2 + 0.3 · 0.892374) / 1.892374 = 0.247156.
+        let two = weighted.with_neighbour_rule(NeighbourRule { neighbours: 2, ..rule }).unwrap();
+        let typed = |d: f64| two.resolve(None, &[deg(d), deg(d)].concat(), 2).unwrap();
+        let v = two.distributions(&[(typed(15.0), &[0.2, 0.8])], &[typed(10.0)], None).unwrap();
+        assert!(near(&v[0].distribution, &[0.247156, 0.752844]), "{:?}", v[0].distribution);
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0], context: vec![0] });
+        // Checked like the kNN temperature and the count.
+        for bad in [
+            NeighbourRule { neighbours: 0, weights: NeighbourWeights::Equal },
+            NeighbourRule { neighbours: 2, weights: NeighbourWeights::Similarity { temperature: 0.0 } },
+            NeighbourRule { neighbours: 2, weights: NeighbourWeights::Similarity { temperature: f64::NAN } },
+        ] {
+            assert!(two.clone().with_neighbour_rule(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -75,7 +75,9 @@ fn setup() -> Setup {
 fn bench_update(group: &mut BenchmarkGroup<WallTime>, setup: &Setup, method: &GpoMethod) {
     let Setup { task, split, .. } = setup;
     let device = Default::default();
-    let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions()).expect("prior");
+    let prior = method
+        .population_prior(task, &split.train_groups, split.training_prior_questions(), split.neighbour_rule)
+        .expect("prior");
     let sampler = EpisodeSampler::new(
         task,
         &split.train_groups,
@@ -152,7 +154,7 @@ fn predict_one_group(c: &mut Criterion) {
     for method in &methods {
         let model = method.config.init_seeded::<Cpu>(&device, SEED).expect("model");
         let prior = method
-            .population_prior(&task, &split.meta_train_groups(), &split.seen_questions)
+            .population_prior(&task, &split.meta_train_groups(), &split.seen_questions, split.neighbour_rule)
             .expect("prior")
             .map(|p| p.prior().clone());
         // What an app runs: gpo-core's Predictor, priors computed from the model's prior data.

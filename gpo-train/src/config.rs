@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::llm::prompt::PromptFormat;
 use crate::method::{LmMethod, Method};
-use crate::prior::PriorKind;
+use crate::prior::{NeighbourRule, PriorKind};
 use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 use crate::train::{GpoMethod, Sampling, SplitOptions, TrainOptions};
@@ -187,6 +187,35 @@ pub struct LlmOptions {
     pub methods: Vec<LmMethod>,
 }
 
+/// The rule that gives a question no meta-training group answered (a new question) its prior,
+/// the weighted mean of its nearest answered questions (`[nearest_questions]`): its candidates,
+/// every count with equal weights and with similarity weights at every temperature. Each run
+/// selects one on its meta-training data ([`crate::prior::select_rule`]), and every population
+/// prior of the run uses it: the prior variants' (in training and in the exported model), the
+/// `train_mean`, `nearest_question` and `knn_groups` baselines'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearestQuestionsOptions {
+    /// Numbers of nearest questions tried.
+    pub neighbours: Vec<usize>,
+    /// Softmax temperatures of the similarity weights tried with each number (equal weights are
+    /// always tried); empty: equal weights only.
+    pub temperatures: Vec<f64>,
+}
+
+impl Default for NearestQuestionsOptions {
+    fn default() -> Self {
+        Self { neighbours: vec![5, 10, 20, 40, 80, 160], temperatures: vec![0.2, 0.1, 0.07, 0.05, 0.03, 0.02] }
+    }
+}
+
+impl NearestQuestionsOptions {
+    /// The candidates, gpo-core's default rule (5, equal) first where listed.
+    pub fn candidates(&self) -> Vec<NeighbourRule> {
+        crate::prior::rule_candidates(&self.neighbours, &self.temperatures)
+    }
+}
+
 /// What `gpo run` exports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -221,6 +250,9 @@ pub struct RunConfig {
     /// Variants of GPO trained beside the faithful model (`[variants.<name>]`), by name.
     #[serde(default)]
     pub variants: BTreeMap<String, VariantOptions>,
+    /// The rule for new questions' priors.
+    #[serde(default)]
+    pub nearest_questions: NearestQuestionsOptions,
     /// Evaluation.
     #[serde(default)]
     pub evaluation: EvalOptions,
@@ -436,6 +468,8 @@ pub const MAX_SEEDS: usize = 1024;
 pub const MAX_SWEEP: usize = 1024;
 /// Most `[variants.<name>]` tables.
 pub const MAX_VARIANTS: usize = 64;
+/// Most entries of each list of `[nearest_questions]` (the candidates are their product).
+pub const MAX_RULE_CANDIDATES: usize = 16;
 /// Largest synthetic survey (`[data] format = "synthetic"`): groups and questions each.
 pub const MAX_SYNTHETIC_COUNT: usize = 100_000;
 /// Largest synthetic embedding dimension.
@@ -599,6 +633,27 @@ impl RunConfig {
         let SplitOptions { validation_fraction, new_questions, .. } = self.split;
         for (key, value) in [("validation_fraction", validation_fraction), ("new_questions", new_questions)] {
             check(value > 0.0 && value < 1.0, "split", key, Rule::Fraction(value))?;
+        }
+        let n = &self.nearest_questions;
+        check(!n.neighbours.is_empty(), "nearest_questions", "neighbours", Rule::NotEmpty { what: "" })?;
+        for (key, got) in [("neighbours", n.neighbours.len()), ("temperatures", n.temperatures.len())] {
+            check(
+                got <= MAX_RULE_CANDIDATES,
+                "nearest_questions",
+                key,
+                Rule::Entries { max: MAX_RULE_CANDIDATES, got },
+            )?;
+        }
+        if let Some(&bad) = n.neighbours.iter().find(|&&k| k == 0 || k > gpo_core::prior::MAX_NEIGHBOURS) {
+            let rule = match bad {
+                0 => Rule::AtLeastOne { why: "" },
+                got => Rule::AtMost { max: gpo_core::prior::MAX_NEIGHBOURS, got },
+            };
+            check(false, "nearest_questions", "neighbours entries", rule)?;
+        }
+        let (min, max) = (*gpo_core::prior::TEMPERATURE_RANGE.start(), *gpo_core::prior::TEMPERATURE_RANGE.end());
+        if let Some(&got) = n.temperatures.iter().find(|&&t| !(min <= t && t <= max)) {
+            check(false, "nearest_questions", "temperatures entries", Rule::Between { min, max, got })?;
         }
         let e = &self.evaluation;
         let not_empty = Rule::NotEmpty { what: "" };

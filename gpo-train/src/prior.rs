@@ -6,7 +6,7 @@
 
 use gpo_core::prior::{DEFAULT_NEIGHBOURS, PopulationPrior, PriorError, PriorGroup, PriorQuestion, QuestionRef};
 
-pub use gpo_core::prior::PriorKind;
+pub use gpo_core::prior::{NeighbourRule, NeighbourWeights, PriorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::task::EmbeddedSurvey;
@@ -83,6 +83,11 @@ impl SurveyPrior {
             .collect();
         let prior = PopulationPrior::new(kind, task.metric(), DEFAULT_NEIGHBOURS, task.dim, questions, prior_groups)?;
         Ok(Self { prior, groups: groups.to_vec() })
+    }
+
+    /// The same prior with another rule for new questions.
+    pub fn with_neighbour_rule(self, rule: NeighbourRule) -> Result<Self, PriorError> {
+        Ok(Self { prior: self.prior.with_neighbour_rule(rule)?, groups: self.groups })
     }
 
     /// The same prior with every question's neighbours ranked once
@@ -162,5 +167,185 @@ impl SurveyPrior {
             context.iter().filter_map(|&q| Some((QuestionRef::Known(q), task.answer(group, q)?))).collect();
         let exclude = self.groups.iter().position(|&g| g == group);
         Ok(self.prior.distributions(&shown, &targets, exclude)?.into_iter().map(|v| v.distribution).collect())
+    }
+}
+
+/// The candidates for the rule that gives a new question its prior ([`NeighbourRule`]): every
+/// count of `neighbours`, each with equal weights and with similarity weights at every one of
+/// `temperatures`, in that order.
+pub fn rule_candidates(neighbours: &[usize], temperatures: &[f64]) -> Vec<NeighbourRule> {
+    neighbours
+        .iter()
+        .flat_map(|&n| {
+            let similarity = temperatures.iter().map(|&t| NeighbourWeights::Similarity { temperature: t });
+            std::iter::once(NeighbourWeights::Equal)
+                .chain(similarity)
+                .map(move |weights| NeighbourRule { neighbours: n, weights })
+        })
+        .collect()
+}
+
+/// A rule for new questions with its score in the selection.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RuleScore {
+    /// The rule.
+    pub rule: NeighbourRule,
+    /// Mean alignment of its priors with the left-out groups' answers.
+    pub score: f64,
+}
+
+/// The rule for new questions a run uses, and how it was chosen ([`select_rule`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleSelection {
+    /// The candidate with the best score (the first of equals).
+    pub selected: NeighbourRule,
+    /// Every candidate, in the order given.
+    pub candidates: Vec<RuleScore>,
+    /// The (group, question) pairs scored.
+    pub pairs: usize,
+}
+
+/// Selects the rule for new questions among `candidates` on `groups`' answers to `questions`
+/// (the meta-training data: never a test group, never a new question), leaving one group and one
+/// question out at a time: each question's prior as a new question ([`QuestionRef::Hidden`], its
+/// own answers set aside) from the *other* groups' answers (train mean) is scored against the
+/// left-out group's answer, as a held-out group's answer to a new question is at test time. The
+/// candidate with the best mean alignment wins; the first of equals, so a grid that starts with
+/// the default rule keeps it unless another does better.
+pub fn select_rule(
+    task: &EmbeddedSurvey,
+    groups: &[usize],
+    questions: &[usize],
+    candidates: &[NeighbourRule],
+) -> Result<RuleSelection, PriorError> {
+    let base = SurveyPrior::over(task, PriorKind::TrainMean, groups, questions)?.with_ranked_neighbours();
+    // Per prior group, the questions it answered that have a prior without it.
+    let items: Vec<(usize, Vec<usize>)> = base
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            let scored = questions
+                .iter()
+                .copied()
+                .filter(|&q| task.answer(g, q).is_some())
+                .filter(|&q| base.prior.has_prior(&QuestionRef::Hidden(q), Some(i)))
+                .collect();
+            (i, scored)
+        })
+        .collect();
+    let mut scored = Vec::with_capacity(candidates.len());
+    let mut pairs = 0;
+    for &rule in candidates {
+        let prior = base.prior.clone().with_neighbour_rule(rule)?;
+        let mut scores = Vec::new();
+        for (i, targets) in &items {
+            let g = base.groups[*i];
+            let hidden: Vec<QuestionRef> = targets.iter().map(|&q| QuestionRef::Hidden(q)).collect();
+            let priors = prior.distributions(&[], &hidden, Some(*i))?;
+            for (&q, value) in targets.iter().zip(priors) {
+                let truth = task.answer(g, q).unwrap_or_default();
+                scores.extend(task.score(q, &value.distribution, truth));
+            }
+        }
+        pairs = scores.len();
+        let score = gpo_core::metrics::mean(&scores).unwrap_or(f64::NEG_INFINITY);
+        scored.push(RuleScore { rule, score });
+    }
+    let best = scored.iter().fold(None, |best: Option<&RuleScore>, c| match best {
+        Some(b) if b.score >= c.score => Some(b),
+        _ => Some(c),
+    });
+    let selected = best.map_or_else(NeighbourRule::default, |b| b.rule);
+    Ok(RuleSelection { selected, candidates: scored, pairs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{SyntheticSpec, synthetic_survey};
+
+    /// The selection's score of a rule recomputed independently in f64: per group and question,
+    /// the other groups' mean answers to the n other questions with as many options whose unit
+    /// mean option embeddings are most similar to the question's, weighted as the rule says,
+    /// scored against the group's answer, averaged over every (group, question). Tolerance 1e-9
+    /// (gpo-core's question vectors are f32; the equal-weights scores agree to ~1e-15, the
+    /// similarity weights to ~1e-6 relative per weight, averaged over hundreds of items).
+    fn reference_score(task: &EmbeddedSurvey, groups: &[usize], questions: &[usize], rule: NeighbourRule) -> f64 {
+        let unit = |q: usize| -> Vec<f64> {
+            let mut v = vec![0.0; task.dim];
+            task.embeddings[q]
+                .chunks_exact(task.dim)
+                .for_each(|r| v.iter_mut().zip(r).for_each(|(s, &x)| *s += f64::from(x)));
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| x / norm).collect()
+        };
+        let options = |q: usize| task.survey.questions[q].options.len();
+        let mut scores = Vec::new();
+        for &g in groups {
+            let others: Vec<usize> = groups.iter().copied().filter(|&o| o != g).collect();
+            for &q in questions {
+                let mut near: Vec<(f64, usize)> = questions
+                    .iter()
+                    .filter(|&&c| c != q && options(c) == options(q))
+                    .map(|&c| (unit(c).iter().zip(unit(q)).map(|(a, b)| a * b).sum(), c))
+                    .collect();
+                near.sort_by(|a, b| b.0.total_cmp(&a.0));
+                near.truncate(rule.neighbours);
+                let weights: Vec<f64> = match rule.weights {
+                    NeighbourWeights::Equal => vec![1.0; near.len()],
+                    NeighbourWeights::Similarity { temperature } => {
+                        near.iter().map(|(s, _)| ((s - near[0].0) / temperature).exp()).collect()
+                    }
+                };
+                let total: f64 = weights.iter().sum();
+                let predicted: Vec<f64> = (0..options(q))
+                    .map(|o| {
+                        let mean = |c: usize| {
+                            others.iter().map(|&h| task.answer(h, c).unwrap()[o]).sum::<f64>() / others.len() as f64
+                        };
+                        near.iter().zip(&weights).map(|(&(_, c), w)| w * mean(c)).sum::<f64>() / total
+                    })
+                    .collect();
+                scores.extend(task.score(q, &predicted, task.answer(g, q).unwrap()));
+            }
+        }
+        scores.iter().sum::<f64>() / scores.len() as f64
+    }
+
+    #[test]
+    fn the_rule_is_selected_by_leaving_one_group_and_question_out() {
+        let task =
+            synthetic_survey(SyntheticSpec { groups: 5, questions: 40, dim: 6, clusters: 2, sharpness: 3.0, seed: 7 });
+        let (groups, questions): (Vec<usize>, Vec<usize>) = ((0..4).collect(), (0..30).collect());
+        let candidates = rule_candidates(&[5, 2], &[0.05]);
+        let similarity = |t: f64| NeighbourWeights::Similarity { temperature: t };
+        assert_eq!(
+            candidates,
+            vec![
+                NeighbourRule { neighbours: 5, weights: NeighbourWeights::Equal },
+                NeighbourRule { neighbours: 5, weights: similarity(0.05) },
+                NeighbourRule { neighbours: 2, weights: NeighbourWeights::Equal },
+                NeighbourRule { neighbours: 2, weights: similarity(0.05) },
+            ]
+        );
+        let selection = select_rule(&task, &groups, &questions, &candidates).unwrap();
+        assert_eq!(selection.pairs, 4 * 30);
+        for (c, &rule) in selection.candidates.iter().zip(&candidates) {
+            assert_eq!(c.rule, rule);
+            let expected = reference_score(&task, &groups, &questions, rule);
+            assert!((c.score - expected).abs() < 1e-9, "{rule:?}: {} vs {expected}", c.score);
+        }
+        let best = selection.candidates.iter().map(|c| c.score).fold(f64::NEG_INFINITY, f64::max);
+        let first_best = selection.candidates.iter().find(|c| c.score == best).unwrap();
+        assert_eq!(selection.selected, first_best.rule);
+        // Equal candidates: the first is kept.
+        let twice = [candidates[1], candidates[1], candidates[0]];
+        let again = select_rule(&task, &groups, &questions, &twice).unwrap();
+        assert_eq!(again.candidates[0].score, again.candidates[1].score);
+        let best = if again.candidates[2].score > again.candidates[0].score { candidates[0] } else { candidates[1] };
+        assert_eq!(again.selected, best);
+        // Deterministic.
+        assert_eq!(select_rule(&task, &groups, &questions, &candidates).unwrap(), selection);
     }
 }

@@ -135,10 +135,12 @@ pub fn run_experiment<B: AutodiffBackend>(
     }
     let methods = config.methods(task.dim);
     let (runs, export_run) = plan(&config.evaluation);
+    let rules = config.nearest_questions.candidates();
     let mut experiment = Experiment {
         task: &task,
         methods: &methods,
         split: &config.split,
+        rules: &rules,
         evaluation: &config.evaluation,
         out_dir,
         resume,

@@ -1,6 +1,7 @@
 //! How a run divides its data: meta-training, validation (carved out of meta-training) and test
 //! groups, and in the `questions` protocol the new questions.
 
+use gpo_core::prior::NeighbourRule;
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +105,11 @@ pub struct Split {
     pub seen_questions: Vec<usize>,
     /// The held-out questions of the `Questions` protocol, the test targets (empty in `Groups`).
     pub new_questions: Vec<usize>,
+    /// The rule that gives a question no prior group answered its prior (every population prior
+    /// of the run, in training and at test time): gpo-core's default until a run selects one on
+    /// its meta-training data ([`crate::prior::select_rule`]).
+    #[serde(default)]
+    pub neighbour_rule: NeighbourRule,
 }
 
 impl Split {
@@ -251,6 +257,7 @@ impl Split {
             validation_questions,
             seen_questions,
             new_questions,
+            neighbour_rule: NeighbourRule::default(),
         })
     }
 }

@@ -89,7 +89,8 @@ export interface GpoTargets {
 }
 
 /** A target question's population prior, and where it came from: `"answered"` (the prior groups
- * answered it) or `"nearest"` (the mean prior of the known questions `nearest`, by key). */
+ * answered it) or `"nearest"` (the prior of the known questions `nearest`, by key, nearest first,
+ * weighted by the model's rule for unknown questions, `GpoModel.priorRule`). */
 export interface GpoPrior {
   distribution: Float64Array;
   source: "answered" | "nearest";
@@ -361,6 +362,13 @@ impl GpoModel {
     #[wasm_bindgen(getter)]
     pub fn prior(&self) -> String {
         self.file.prior().map(|p| kind_json(p.kind())).unwrap_or_default()
+    }
+
+    /// The prior's rule for questions it does not know, in words (e.g. "the 40 nearest questions
+    /// weighted by similarity (temperature 0.05)"); empty for models without a prior.
+    #[wasm_bindgen(getter, js_name = priorRule)]
+    pub fn prior_rule(&self) -> String {
+        self.file.prior().map(|p| p.neighbour_rule().to_string()).unwrap_or_default()
     }
 
     /// The groups the prior is computed from (empty for models without a prior).

@@ -435,10 +435,12 @@ function ruleOf(result) {
   if (!model.usesPrior) return `This model reads no population prior: it predicts from the question's embedding; ${context}.`;
   if (prior?.source === "nearest") {
     const own = prior.context?.length ?? 0;
-    return `No group of the model's prior answered this question, so its prior is the new-question rule's: the mean `
-      + `of the ${prior.nearest.length + own} questions with ${result.options.length} options nearest to it, `
-      + `the ${JSON.parse(model.prior).kind === "knn_groups" ? "kNN-groups" : "train-mean"} prior of `
-      + `${prior.nearest.length ? prior.nearest.join(", ") : "none of the known questions"}`
+    const shown = prior.nearest.slice(0, 3).join(", ");
+    const more = prior.nearest.length > 3 ? ` and ${prior.nearest.length - 3} more` : "";
+    return `No group of the model's prior answered this question, so its prior is the new-question rule's, over `
+      + `the questions with ${result.options.length} options: ${model.priorRule} (${prior.nearest.length + own} here), `
+      + `with the ${JSON.parse(model.prior).kind === "knn_groups" ? "kNN-groups" : "train-mean"} prior of `
+      + `${prior.nearest.length ? `${shown}${more}` : "none of the known questions"}`
       + `${own ? ` and, where the group answered a neighbour, its own answer (${own} of them for ${result.groups[0].name})` : ""}; `
       + `the network corrects that prior, and ${context}.`;
   }

@@ -100,6 +100,7 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
             "kind": p.kind(),
             "metric": p.metric(),
             "neighbours": p.neighbours(),
+            "neighbour_weights": p.neighbour_rule().weights,
             "groups": p.groups().iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
             "questions": p.questions().len(),
         })
@@ -124,11 +125,11 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
     if let Some(p) = file.prior() {
         let names: Vec<&str> = p.groups().iter().map(|g| g.name.as_str()).collect();
         println!(
-            "prior           {} over {} groups and {} questions ({} nearest questions for unknown ones): {}",
+            "prior           {} over {} groups and {} questions (an unknown question's: {}): {}",
             serde_json::to_string(&p.kind()).unwrap_or_default(),
             names.len(),
             p.questions().len(),
-            p.neighbours(),
+            p.neighbour_rule(),
             names.join(", ")
         );
     }

@@ -21,7 +21,7 @@
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor, normalise};
 use crate::method::Method;
-use crate::prior::{PriorKind, SurveyPrior};
+use crate::prior::{NeighbourRule, PriorKind, SurveyPrior};
 use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
 
@@ -63,9 +63,16 @@ pub struct TrainGroupMean {
 
 impl TrainGroupMean {
     /// Averages over `train_groups`' answers to `questions` (the others take their nearest
-    /// questions' averages).
-    pub fn new(task: &EmbeddedSurvey, train_groups: &[usize], questions: &[usize]) -> Result<Self, EvalError> {
-        Ok(Self { prior: SurveyPrior::over(task, PriorKind::TrainMean, train_groups, questions)? })
+    /// questions' averages, by `rule`).
+    pub fn new(
+        task: &EmbeddedSurvey,
+        train_groups: &[usize],
+        questions: &[usize],
+        rule: NeighbourRule,
+    ) -> Result<Self, EvalError> {
+        Ok(Self {
+            prior: SurveyPrior::over(task, PriorKind::TrainMean, train_groups, questions)?.with_neighbour_rule(rule)?,
+        })
     }
 }
 
@@ -88,15 +95,17 @@ pub struct KnnGroups {
 
 impl KnnGroups {
     /// Neighbours among `train_groups`, with their answers to `questions` (the others take their
-    /// nearest questions' mixtures); `temperature` sets how sharply the closest dominate.
+    /// nearest questions' mixtures, by `rule`); `temperature` sets how sharply the closest
+    /// groups dominate.
     pub fn new(
         task: &EmbeddedSurvey,
         train_groups: &[usize],
         questions: &[usize],
         temperature: f64,
+        rule: NeighbourRule,
     ) -> Result<Self, EvalError> {
         let kind = PriorKind::KnnGroups { temperature };
-        Ok(Self { prior: SurveyPrior::over(task, kind, train_groups, questions)? })
+        Ok(Self { prior: SurveyPrior::over(task, kind, train_groups, questions)?.with_neighbour_rule(rule)? })
     }
 }
 
@@ -111,9 +120,9 @@ impl Predictor for KnnGroups {
 }
 
 /// A new question's prior from its nearest answered questions: the train-group mean of the
-/// [`gpo_core::prior::DEFAULT_NEIGHBOURS`] answered questions most similar to it (cosine of the
-/// mean option embeddings) with as many options, options aligned by position. It reads no group
-/// answer: the context is not given to the rule.
+/// answered questions most similar to it (cosine of the mean option embeddings) with as many
+/// options, options aligned by position, as many and weighted as the run's [`NeighbourRule`]
+/// says. It reads no group answer: the context is not given to the rule.
 pub struct NearestQuestion {
     /// The train-group mean over the answered questions; on a new question it is the rule.
     mean: TrainGroupMean,
@@ -121,8 +130,13 @@ pub struct NearestQuestion {
 
 impl NearestQuestion {
     /// The answers of `train_groups` to `questions`, the only questions it treats as answered.
-    pub fn new(task: &EmbeddedSurvey, train_groups: &[usize], questions: &[usize]) -> Result<Self, EvalError> {
-        Ok(Self { mean: TrainGroupMean::new(task, train_groups, questions)? })
+    pub fn new(
+        task: &EmbeddedSurvey,
+        train_groups: &[usize],
+        questions: &[usize],
+        rule: NeighbourRule,
+    ) -> Result<Self, EvalError> {
+        Ok(Self { mean: TrainGroupMean::new(task, train_groups, questions, rule)? })
     }
 }
 
@@ -363,6 +377,9 @@ pub struct BaselineOptions {
     pub knn_temperature: f64,
     /// Ridge penalty of [`RidgeRewardModel`] and [`RidgePopulation`].
     pub ridge_lambda: f64,
+    /// The rule for new questions of the population priors ([`TrainGroupMean`],
+    /// [`NearestQuestion`], [`KnnGroups`]): the run's.
+    pub neighbour_rule: NeighbourRule,
 }
 
 /// The baselines of `protocol` ([`Method::baselines`]), in report order, reading the answers of
@@ -374,15 +391,15 @@ pub fn baselines(
     seen: &[usize],
     options: BaselineOptions,
 ) -> Result<Vec<Box<dyn Predictor>>, EvalError> {
-    let BaselineOptions { knn_temperature, ridge_lambda } = options;
+    let BaselineOptions { knn_temperature, ridge_lambda, neighbour_rule: rule } = options;
     let mut baselines: Vec<Box<dyn Predictor>> = Vec::new();
     for baseline in Method::baselines(protocol) {
         baselines.push(match baseline {
             Method::Uniform => Box::new(Uniform),
-            Method::TrainMean => Box::new(TrainGroupMean::new(task, meta_train, seen)?),
-            Method::NearestQuestion => Box::new(NearestQuestion::new(task, meta_train, seen)?),
+            Method::TrainMean => Box::new(TrainGroupMean::new(task, meta_train, seen, rule)?),
+            Method::NearestQuestion => Box::new(NearestQuestion::new(task, meta_train, seen, rule)?),
             Method::RidgePopulation => Box::new(RidgePopulation::new(task, meta_train, seen, ridge_lambda)?),
-            Method::KnnGroups => Box::new(KnnGroups::new(task, meta_train, seen, knn_temperature)?),
+            Method::KnnGroups => Box::new(KnnGroups::new(task, meta_train, seen, knn_temperature, rule)?),
             Method::RidgeRm => Box::new(RidgeRewardModel::new(ridge_lambda)),
             Method::Gpo | Method::Variant(_) | Method::Selected | Method::Lm(_) => continue,
         });
@@ -436,18 +453,30 @@ mod tests {
     }
 
     /// `nearest_question` recomputed independently in f64: for a new question, the mean over the
-    /// meta-training groups of their answers, averaged over the 5 seen questions with as many
-    /// options whose unit mean option embeddings are most similar (cosine) to the new one's.
+    /// meta-training groups of their answers, averaged over the n seen questions with as many
+    /// options whose unit mean option embeddings are most similar (cosine) to the new one's:
+    /// equally (n = 5), or (n = 8) weighted by `exp((s − s₁) / 0.05)`, `s` the cosine and `s₁` the
+    /// nearest one's. Tolerance 1e-12 with equal weights (the same sums in f64), 1e-6 with
+    /// similarity weights (gpo-core's question vectors are f32: cosines to ~1e-7, over 0.05).
     #[test]
     fn nearest_question_is_the_mean_answer_of_the_nearest_seen_questions() {
+        use crate::prior::{NeighbourRule, NeighbourWeights};
+        let similarity = NeighbourRule { neighbours: 8, weights: NeighbourWeights::Similarity { temperature: 0.05 } };
+        for (rule, tolerance) in [(NeighbourRule::default(), 1e-12), (similarity, 1e-6)] {
+            nearest_question_with(rule, tolerance);
+        }
+    }
+
+    fn nearest_question_with(rule: crate::prior::NeighbourRule, tolerance: f64) {
         use super::super::{EvalEpisode, Predictor};
         use super::NearestQuestion;
+        use crate::prior::NeighbourWeights;
         use crate::synthetic::{SyntheticSpec, synthetic_survey};
         let task =
             synthetic_survey(SyntheticSpec { groups: 6, questions: 60, dim: 5, clusters: 2, sharpness: 3.0, seed: 2 });
         let (groups, seen, new): (Vec<usize>, Vec<usize>, Vec<usize>) =
             ((0..4).collect(), (0..50).collect(), (50..60).collect());
-        let baseline = NearestQuestion::new(&task, &groups, &seen).unwrap();
+        let baseline = NearestQuestion::new(&task, &groups, &seen, rule).unwrap();
         let episodes = [EvalEpisode::new(5, vec![0, 1, 2], new.clone())];
         let predicted = baseline.predict(&task, &episodes).unwrap().remove(0);
         let unit_mean = |q: usize| -> Vec<f64> {
@@ -466,15 +495,22 @@ mod tests {
                 .map(|&c| (unit_mean(c).iter().zip(&target).map(|(a, b)| a * b).sum(), c))
                 .collect();
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let nearest: Vec<usize> = candidates.iter().take(5).map(|c| c.1).collect();
+            let nearest: Vec<(f64, usize)> = candidates.iter().take(rule.neighbours).copied().collect();
+            let weights: Vec<f64> = match rule.weights {
+                NeighbourWeights::Equal => vec![1.0; nearest.len()],
+                NeighbourWeights::Similarity { temperature } => {
+                    nearest.iter().map(|(s, _)| ((s - nearest[0].0) / temperature).exp()).collect()
+                }
+            };
+            let total: f64 = weights.iter().sum();
             let expected: Vec<f64> = (0..options(q))
                 .map(|o| {
                     let mean_of = |c: usize| groups.iter().map(|&g| task.answer(g, c).unwrap()[o]).sum::<f64>() / 4.0;
-                    nearest.iter().map(|&c| mean_of(c)).sum::<f64>() / nearest.len() as f64
+                    nearest.iter().zip(&weights).map(|(&(_, c), w)| w * mean_of(c)).sum::<f64>() / total
                 })
                 .collect();
             for (a, b) in p.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-12, "question {q}: {p:?} vs {expected:?}");
+                assert!((a - b).abs() < tolerance, "question {q}: {p:?} vs {expected:?}");
             }
         }
         // A seen question is not new: asking for it is an error, not its own average.

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::svg::{LineChart, LineStyle, Marker, Reference, Series, XScale, okabe_ito, render_stack};
-use super::{LlmRun, Results, SummaryEntry, margins, prior_variants};
+use super::{LlmRun, Results, RunResult, SummaryEntry, margins, prior_variants};
 use crate::data::Metric;
 use crate::fsutil::write_atomic;
 use crate::method::{LmMethod, Method};
@@ -408,6 +408,47 @@ fn context_section(results: &Results) -> String {
     md
 }
 
+/// The rule for new questions each run selected (`results` holds one protocol's runs), beside the
+/// default rule's score in the same selection.
+fn rule_section(results: &Results) -> String {
+    let mut md = String::new();
+    let runs: Vec<&RunResult> = results.runs.iter().filter(|r| r.neighbour_rule.is_some()).collect();
+    let Some(candidates) = runs.first().and_then(|r| r.neighbour_rule.as_ref()).map(|s| s.candidates.len()) else {
+        return md;
+    };
+    let default = gpo_core::prior::NeighbourRule::default();
+    let _ = writeln!(md, "### The rule for new questions\n");
+    let _ = writeln!(
+        md,
+        "A question no meta-training group answered gets as prior the meta-training groups' answers to its \
+         nearest answered questions with as many options. Each run selects how many and how they are weighted \
+         among {candidates} candidates (`[nearest_questions]`) on its meta-training data alone: each seen \
+         question's prior as a new question, from the other groups' answers, scored against each meta-training \
+         group's own answer (one group and one question left out at a time). Every population prior of the run \
+         uses the selected rule: the prior variants', `{}`'s and `{}`'s.\n",
+        Method::NearestQuestion,
+        Method::KnnGroups
+    );
+    let _ = writeln!(md, "| Split | Seed | Selected rule | Its score | {default} |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for r in runs {
+        let Some(selection) = &r.neighbour_rule else { continue };
+        let score_of = |rule| selection.candidates.iter().find(|c| c.rule == rule).map(|c| c.score);
+        let cell = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.4}"));
+        let _ = writeln!(
+            md,
+            "| {:.0}% | {} | {} | {} | {} |",
+            r.train_fraction * 100.0,
+            r.seed,
+            selection.selected,
+            cell(score_of(selection.selected)),
+            cell(score_of(default)),
+        );
+    }
+    md.push('\n');
+    md
+}
+
 /// The protocols `results` holds, in order (`groups` first).
 fn protocols_in(results: &Results) -> Vec<Protocol> {
     let mut protocols: Vec<Protocol> = results.runs.iter().map(|r| r.protocol).collect();
@@ -456,13 +497,12 @@ fn protocol_sections(
             "{held} of the {} questions ({:.0}%) are held out of meta-training, validation and every population \
              statistic; each held-out group shows {k} answers to the other questions and is scored on the held-out \
              ones. Only baselines that exist for a question nobody answered are run: `{nearest}` (the \
-             train-group mean of the {} nearest answered questions in embedding space with as many options), \
-             `{ridge}` (ridge from option embedding to population probability), `{knn}` (the kNN group weights with \
-             the same nearest-question rule), `{rm}` and `{uniform}`. Models are selected on validation groups \
-             scored on their own held-out questions.\n",
+             train-group mean of the nearest answered questions in embedding space with as many options, by the \
+             run's rule for new questions, below), `{ridge}` (ridge from option embedding to population \
+             probability), `{knn}` (the kNN group weights with the same rule), `{rm}` and `{uniform}`. Models are \
+             selected on validation groups scored on their own held-out questions.\n",
             results.n_questions,
             results.config.split.new_questions * 100.0,
-            gpo_core::prior::DEFAULT_NEIGHBOURS,
             nearest = Method::NearestQuestion,
             ridge = Method::RidgePopulation,
             knn = Method::KnnGroups,
@@ -521,6 +561,9 @@ fn protocol_sections(
 
     md.push_str(&margins_section(results, protocol));
     md.push_str(&context_section(results));
+    if protocol == Protocol::Questions {
+        md.push_str(&rule_section(results));
+    }
 
     let _ = writeln!(md, "## {heading}: alignment vs number of context questions\n");
     let _ = writeln!(
@@ -865,6 +908,7 @@ prior = { kind = "train_mean" }
                     selected: None,
                     scores,
                     context_use: Vec::new(),
+                    neighbour_rule: None,
                 });
             }
         }

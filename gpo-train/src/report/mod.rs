@@ -13,6 +13,7 @@ use crate::config::RunConfig;
 pub use crate::eval::context::ContextUse;
 pub use crate::eval::{LlmMethodRun, LlmRun, MethodScore};
 use crate::method::Method;
+use crate::prior::RuleSelection;
 use crate::protocol::Protocol;
 use crate::train::CurvePoint;
 
@@ -66,6 +67,10 @@ pub struct RunResult {
     /// (`eval::context`; absent in results written before it).
     #[serde(default)]
     pub context_use: Vec<ContextUse>,
+    /// The rule for new questions' priors the run selected, with every candidate's score
+    /// (absent in results written before it: the mean of the 5 nearest questions).
+    #[serde(default)]
+    pub neighbour_rule: Option<RuleSelection>,
 }
 
 /// Mean ± std over seeds of one method at one (protocol, split, k).

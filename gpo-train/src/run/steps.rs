@@ -12,6 +12,7 @@ use crate::eval::{
     TestEpisodes, baselines, score_methods,
 };
 use crate::method::Method;
+use crate::prior::{NeighbourRule, select_rule};
 use crate::protocol::Protocol;
 use crate::report::{RunResult, TrainedModel};
 use crate::split::{Split, SplitError, SplitOptions};
@@ -23,6 +24,8 @@ pub(super) struct Experiment<'a> {
     pub(super) task: &'a EmbeddedSurvey,
     pub(super) methods: &'a [GpoMethod],
     pub(super) split: &'a SplitOptions,
+    /// The candidates for the rule for new questions' priors.
+    pub(super) rules: &'a [NeighbourRule],
     pub(super) evaluation: &'a EvalOptions,
     /// The run's folder and whether training continues from its checkpoints.
     pub(super) out_dir: &'a Path,
@@ -51,15 +54,23 @@ impl Experiment<'_> {
         progress: &dyn TrainProgress,
     ) -> Result<RunOutcome<B::InnerBackend>, RunError> {
         let (task, evaluation) = (self.task, self.evaluation);
-        let split = self.split(key)?;
+        let mut split = self.split(key)?;
         let (protocol, fraction, seed) = (key.protocol.name(), key.fraction, key.seed);
+        // Step "rule": the rule for new questions' priors, on the meta-training data.
+        let rules = select_rule(task, &split.meta_train_groups(), &split.seen_questions, self.rules)
+            .map_err(|e| RunError::Eval(e.into()))?;
+        split.neighbour_rule = rules.selected;
+        tracing::info!(protocol, fraction, seed, rule = %rules.selected, "rule for new questions");
         let (train, test) = (split.train_groups.len(), split.test_groups.len());
         tracing::info!(protocol, fraction, seed, train, test, new_questions = split.new_questions.len(), "training");
         let trained = train_methods::<B>(task, &split, self.methods, (self.out_dir, self.resume), device, progress)?;
         let (gpo, priors) = predictors(task, &split, self.methods, &trained)?;
         let meta_train = split.meta_train_groups();
-        let options =
-            BaselineOptions { knn_temperature: evaluation.knn_temperature, ridge_lambda: evaluation.ridge_lambda };
+        let options = BaselineOptions {
+            knn_temperature: evaluation.knn_temperature,
+            ridge_lambda: evaluation.ridge_lambda,
+            neighbour_rule: split.neighbour_rule,
+        };
         let baselines = baselines(key.protocol, task, &meta_train, &split.seen_questions, options)?;
         let episodes = TestEpisodes::draw(task, &split, seed, &evaluation.context_sizes(), evaluation.max_targets)?;
         if !episodes.no_prior.is_empty() {
@@ -102,6 +113,7 @@ impl Experiment<'_> {
             selected,
             scores,
             context_use,
+            neighbour_rule: Some(rules),
         };
         drop(gpo);
         let kept = best.and_then(|i| trained.into_iter().zip(priors).nth(i).map(|(t, prior)| (t, prior, i)));
@@ -157,7 +169,9 @@ fn predictors<B: Backend>(
     let mut predictors = Vec::new();
     let mut priors = Vec::new();
     for (method, (model, _)) in methods.iter().zip(trained) {
-        let prior = method.population_prior(task, &meta_train, &split.seen_questions)?.map(|p| p.prior().clone());
+        let prior = method
+            .population_prior(task, &meta_train, &split.seen_questions, split.neighbour_rule)?
+            .map(|p| p.prior().clone());
         predictors.push(GpoPredictor::new(model.clone(), method.method.clone(), prior.clone())?);
         priors.push(prior);
     }

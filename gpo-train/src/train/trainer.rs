@@ -7,6 +7,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use gpo_core::prior::NeighbourRule;
 use gpo_core::rng::SplitMix64;
 use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use serde::{Deserialize, Serialize};
@@ -101,14 +102,16 @@ pub struct GpoMethod {
 }
 
 impl GpoMethod {
-    /// The method's prior over `groups`' answers to `questions`, if it reads one.
+    /// The method's prior over `groups`' answers to `questions`, new questions' priors by `rule`,
+    /// if it reads one.
     pub fn population_prior(
         &self,
         task: &EmbeddedSurvey,
         groups: &[usize],
         questions: &[usize],
+        rule: NeighbourRule,
     ) -> Result<Option<SurveyPrior>, gpo_core::PriorError> {
-        self.prior.map(|kind| SurveyPrior::over(task, kind, groups, questions)).transpose()
+        self.prior.map(|kind| SurveyPrior::over(task, kind, groups, questions)?.with_neighbour_rule(rule)).transpose()
     }
 }
 
@@ -345,7 +348,8 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
-    let prior = method.population_prior(task, &split.train_groups, split.training_prior_questions())?;
+    let prior =
+        method.population_prior(task, &split.train_groups, split.training_prior_questions(), split.neighbour_rule)?;
     // Priors of questions as new ones search every question's neighbours: ranked once here.
     let prior =
         prior.map(|p| if options.target_priors == TargetPriors::AsNew { p.with_ranked_neighbours() } else { p });

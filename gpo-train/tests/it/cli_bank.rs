@@ -55,6 +55,7 @@ fn write_results(path: &Path, config: &RunConfig, runs: usize, dim: usize) {
         selected: None,
         scores: Vec::new(),
         context_use: Vec::new(),
+        neighbour_rule: None,
     };
     let results = Results {
         name: config.name.clone(),

@@ -95,6 +95,20 @@ fn gpo_learns_planted_group_structure() {
     assert_eq!(run.new_questions.len(), 16);
     assert!(results.runs.iter().filter(|r| r.protocol == Protocol::Groups).all(|r| r.new_questions.is_empty()));
     assert!(run.scores.iter().all(|s| s.method != Method::TrainMean));
+    // Each run selected its rule for new questions among the default candidates, the best
+    // leave-one-out score, and the report shows it.
+    for r in &results.runs {
+        let selection = r.neighbour_rule.as_ref().expect("a selected rule");
+        let candidates = config.nearest_questions.candidates();
+        assert_eq!(selection.candidates.iter().map(|c| c.rule).collect::<Vec<_>>(), candidates);
+        let best = selection.candidates.iter().map(|c| c.score).fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            best.is_finite() && selection.candidates.iter().any(|c| c.rule == selection.selected && c.score == best)
+        );
+        assert!(selection.pairs > 0);
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("### The rule for new questions"), "{report}");
 
     for file in [
         "results.json",
@@ -187,6 +201,13 @@ fn bad_configs_are_clear_errors() {
     check(config_text(5).replace("eval_every = 50", "eval_every = 0"), "[training] eval_every must be at least 1");
     let cold = config_text(5).replace("[evaluation]", "[evaluation]\nknn_temperature = 1e-300");
     check(cold, "[evaluation] knn_temperature must be between 1e-6 and 1e6, got 1e-300");
+    // The candidates for the rule for new questions.
+    let rules = |table: &str| format!("{}\n[nearest_questions]\n{table}\n", config_text(5));
+    check(rules("neighbours = []"), "[nearest_questions] neighbours must not be empty");
+    check(rules("neighbours = [5, 0]"), "[nearest_questions] neighbours entries must be at least 1, got 0");
+    check(rules("neighbours = [2000]"), "[nearest_questions] neighbours entries must be at most 1024, got 2000");
+    check(rules("temperatures = [0.1, 0.0]"), "[nearest_questions] temperatures entries must be between 1e-6 and 1e6");
+    check(rules("neighbours = [5]\nmean = true"), "unknown field `mean`");
     // Split settings are the run's, in `[split]`; the old per-method keys say where they went.
     let split = "[variants.v.training]\nvalidation = \"groups\"\n";
     check(format!("{}\n{split}", config_text(5)), "[variants.v.training] validation: moved to [split]");
