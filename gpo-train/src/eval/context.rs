@@ -130,6 +130,9 @@ pub struct ContextUse {
     pub swap_drop: Option<f64>,
     /// Predicted over true contrast between held-out groups (1: as different as the groups).
     pub contrast: Option<f64>,
+    /// The same with each target's related context (absent in results written before it).
+    #[serde(default)]
+    pub related_contrast: Option<f64>,
 }
 
 /// Measures `method` on `episodes` (random context, `k` questions each), whose `predictions` it
@@ -164,10 +167,11 @@ pub fn measure(
         })
         .unzip();
     let related_episodes = related_episodes(task, episodes, pool, k, RELATED_TARGETS);
-    let related = if related_episodes.is_empty() {
-        None
+    let (related, related_contrast) = if related_episodes.is_empty() {
+        (None, None)
     } else {
-        score(task, &related_episodes, &method.predict(task, &related_episodes)?).micro()
+        let predicted = method.predict(task, &related_episodes)?;
+        (score(task, &related_episodes, &predicted).micro(), contrast(task, &related_episodes, &predicted))
     };
     Ok(ContextUse {
         method: method.name(),
@@ -177,6 +181,7 @@ pub fn measure(
         swap_tv,
         swap_drop,
         contrast: contrast(task, episodes, predictions),
+        related_contrast,
     })
 }
 

@@ -369,7 +369,8 @@ fn context_section(results: &Results) -> String {
          group is shown another held-out group's answers to its context questions; **swap drop**: how much \
          its alignment falls then. **Contrast**: over pairs of held-out groups, the mean total variation \
          between their predictions over that between their true answers (1: as different as the groups; 0: \
-         one prediction for all). A method that reads no answer has swap TV 0 and contrast 0.\n",
+         one prediction for all), with the random context and with the related one. A method that reads no \
+         answer has swap TV 0 and contrast 0.\n",
         crate::eval::context::RELATED_TARGETS
     );
     let stat =
@@ -380,8 +381,11 @@ fn context_section(results: &Results) -> String {
         };
     for s in splits_in(&results.summary) {
         let _ = writeln!(md, "{:.0}% meta-train groups:\n", s * 100.0);
-        let _ = writeln!(md, "| Method | Random context | Related context | Swap TV | Swap drop | Contrast |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| Method | Random context | Related context | Swap TV | Swap drop | Contrast | Contrast (related) |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
         let mut methods: Vec<&Method> = Vec::new();
         for (_, c) in entries.iter().filter(|(f, _)| *f == s) {
             if !methods.contains(&&c.method) {
@@ -394,13 +398,14 @@ fn context_section(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 m.display_name(),
                 stat(of(|c| c.random), 4),
                 stat(of(|c| c.related), 4),
                 stat(of(|c| c.swap_tv), 4),
                 stat(of(|c| c.swap_drop), 5),
                 stat(of(|c| c.contrast), 3),
+                stat(of(|c| c.related_contrast), 3),
             );
         }
         md.push('\n');
@@ -429,7 +434,7 @@ fn rule_section(results: &Results) -> String {
         Method::NearestQuestion,
         Method::KnnGroups
     );
-    let _ = writeln!(md, "| Split | Seed | Selected rule | Its score | {default} |");
+    let _ = writeln!(md, "| Split | Seed | Selected rule | Its score | Score of {default} |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in runs {
         let Some(selection) = &r.neighbour_rule else { continue };

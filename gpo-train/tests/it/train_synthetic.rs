@@ -254,10 +254,12 @@ fn variants_are_reported_and_jobs_do_not_change_results() {
         for c in &run.context_use {
             assert!(c.random.is_some() && c.related.is_some() && c.contrast.is_some(), "{c:?}");
             if [Method::Uniform, Method::TrainMean].contains(&c.method) {
-                assert_eq!((c.swap_tv, c.swap_drop, c.contrast), (Some(0.0), Some(0.0), Some(0.0)), "{c:?}");
+                let zeros = (Some(0.0), Some(0.0), Some(0.0), Some(0.0));
+                assert_eq!((c.swap_tv, c.swap_drop, c.contrast, c.related_contrast), zeros, "{c:?}");
             }
             if [Method::KnnGroups, Method::RidgeRm].contains(&c.method) {
                 assert!(c.swap_tv.is_some_and(|tv| tv > 0.0) && c.contrast.is_some_and(|x| x > 0.0), "{c:?}");
+                assert!(c.related_contrast.is_some_and(|x| x > 0.0), "{c:?}");
             }
         }
     }
