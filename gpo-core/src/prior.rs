@@ -907,7 +907,6 @@ mod tests {
     #[test]
     fn hidden_questions_take_their_other_nearest_questions_and_ranking_changes_nothing() {
         // Four 2-option questions along directions at 0°, 20°, 50° and 90°, one 3-option question.
-        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
         let questions = vec![
             question("q0", 2, &deg(0.0)),
             question("q1", 2, &deg(20.0)),
@@ -967,13 +966,15 @@ mod tests {
         assert!(PriorKind::KnnGroups { temperature: 0.0 }.validate().is_err());
     }
 
-    #[test]
-    fn the_groups_own_answers_stand_in_for_its_neighbours() {
-        // The hidden-question geometry above: q0..q3 at 0°, 20°, 50°, 90°; the prior is the
-        // train mean of a and b (q0 0.3, q1 0.4, q2 0.5, q3 0.6 on the first option). q1 hidden,
-        // its 2 nearest others are q0 and q2. The group answered q0 (0.9) in its context: q0's
-        // place takes that answer, q2 keeps the prior's 0.5, so (0.9 + 0.5) / 2 = 0.7.
-        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
+    /// A unit vector at `d` degrees.
+    fn deg(d: f64) -> [f32; 2] {
+        [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32]
+    }
+
+    /// Four 2-option questions q0..q3 along 0°, 20°, 50° and 90°, answered by groups a (0.1, 0.2,
+    /// 0.3, 0.4 on the first option) and b (0.5 … 0.8): a train-mean prior of 0.3, 0.4, 0.5, 0.6
+    /// whose unknown questions take their `neighbours` nearest.
+    fn fan(neighbours: usize) -> PopulationPrior {
         let questions: Vec<PriorQuestion> = [0.0, 20.0, 50.0, 90.0]
             .iter()
             .enumerate()
@@ -984,7 +985,16 @@ mod tests {
             PriorGroup { name: "a".into(), answers: answers([0.1, 0.2, 0.3, 0.4]) },
             PriorGroup { name: "b".into(), answers: answers([0.5, 0.6, 0.7, 0.8]) },
         ];
-        let plain = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 2, 2, questions, groups).unwrap();
+        PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, neighbours, 2, questions, groups).unwrap()
+    }
+
+    #[test]
+    fn the_groups_own_answers_stand_in_for_its_neighbours() {
+        // The hidden-question geometry above: q0..q3 at 0°, 20°, 50°, 90°; the prior is the
+        // train mean of a and b (q0 0.3, q1 0.4, q2 0.5, q3 0.6 on the first option). q1 hidden,
+        // its 2 nearest others are q0 and q2. The group answered q0 (0.9) in its context: q0's
+        // place takes that answer, q2 keeps the prior's 0.5, so (0.9 + 0.5) / 2 = 0.7.
+        let plain = fan(2);
         let ranked = plain.clone().with_ranked_neighbours();
         let mine = [0.9, 0.1];
         for p in [&plain, &ranked] {
@@ -1025,18 +1035,7 @@ mod tests {
         // 0.478704 and exp((cos 70° − cos 20°) / 0.1) = 0.002537, so the prior's first option is
         // (0.3 + 0.5 · 0.478704 + 0.6 · 0.002537) / 1.481241 = 0.365149 (python3's math, f64).
         // Tolerance 1e-6: the question vectors are f32 (cosines to ~1e-7, divided by 0.1).
-        let deg = |d: f64| [libm::cos(d.to_radians()) as f32, libm::sin(d.to_radians()) as f32];
-        let questions: Vec<PriorQuestion> = [0.0, 20.0, 50.0, 90.0]
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| question(&alloc::format!("q{i}"), 2, &deg(d)))
-            .collect();
-        let answers = |a: [f64; 4]| a.iter().map(|&x| Some(vec![x, 1.0 - x])).collect::<Vec<_>>();
-        let groups = vec![
-            PriorGroup { name: "a".into(), answers: answers([0.1, 0.2, 0.3, 0.4]) },
-            PriorGroup { name: "b".into(), answers: answers([0.5, 0.6, 0.7, 0.8]) },
-        ];
-        let equal = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 3, 2, questions, groups).unwrap();
+        let equal = fan(3);
         let rule = NeighbourRule { neighbours: 3, weights: NeighbourWeights::Similarity { temperature: 0.1 } };
         let weighted = equal.clone().with_neighbour_rule(rule).unwrap();
         assert_eq!(weighted.neighbour_rule(), rule);

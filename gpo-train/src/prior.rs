@@ -261,17 +261,21 @@ pub fn select_rule(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::synthetic::{SyntheticSpec, synthetic_survey};
 
-    /// The selection's score of a rule recomputed independently in f64: per group and question,
-    /// the other groups' mean answers to the n other questions with as many options whose unit
-    /// mean option embeddings are most similar to the question's, weighted as the rule says,
-    /// scored against the group's answer, averaged over every (group, question). Tolerance 1e-9
-    /// (gpo-core's question vectors are f32; the equal-weights scores agree to ~1e-15, the
-    /// similarity weights to ~1e-6 relative per weight, averaged over hundreds of items).
-    fn reference_score(task: &EmbeddedSurvey, groups: &[usize], questions: &[usize], rule: NeighbourRule) -> f64 {
+    /// The rule for new questions recomputed independently in f64, for the tests of its users:
+    /// question `q`'s distribution as the mean of `mean_of(c)` (a distribution over `q`'s options)
+    /// over the `rule.neighbours` questions `c` of `pool` other than `q` with as many options whose
+    /// unit mean option embeddings are most similar to `q`'s, weighted as `rule` says.
+    pub(crate) fn reference_rule(
+        task: &EmbeddedSurvey,
+        pool: &[usize],
+        q: usize,
+        rule: NeighbourRule,
+        mean_of: impl Fn(usize) -> Vec<f64>,
+    ) -> Vec<f64> {
         let unit = |q: usize| -> Vec<f64> {
             let mut v = vec![0.0; task.dim];
             task.embeddings[q]
@@ -281,32 +285,44 @@ mod tests {
             v.iter().map(|x| x / norm).collect()
         };
         let options = |q: usize| task.survey.questions[q].options.len();
+        let mut near: Vec<(f64, usize)> = pool
+            .iter()
+            .filter(|&&c| c != q && options(c) == options(q))
+            .map(|&c| (unit(c).iter().zip(unit(q)).map(|(a, b)| a * b).sum(), c))
+            .collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0));
+        near.truncate(rule.neighbours);
+        let weights: Vec<f64> = match rule.weights {
+            NeighbourWeights::Equal => vec![1.0; near.len()],
+            NeighbourWeights::Similarity { temperature } => {
+                near.iter().map(|(s, _)| ((s - near[0].0) / temperature).exp()).collect()
+            }
+        };
+        let total: f64 = weights.iter().sum();
+        let mut mean = vec![0.0; options(q)];
+        for (&(_, c), w) in near.iter().zip(&weights) {
+            mean.iter_mut().zip(mean_of(c)).for_each(|(m, v)| *m += w * v / total);
+        }
+        mean
+    }
+
+    /// The selection's score of a rule recomputed independently in f64: per group and question,
+    /// the other groups' mean answers to the question's nearest others ([`reference_rule`]),
+    /// scored against the group's answer, averaged over every (group, question). Tolerance 1e-9
+    /// (gpo-core's question vectors are f32; the equal-weights scores agree to ~1e-15, the
+    /// similarity weights to ~1e-6 relative per weight, averaged over hundreds of items).
+    fn reference_score(task: &EmbeddedSurvey, groups: &[usize], questions: &[usize], rule: NeighbourRule) -> f64 {
         let mut scores = Vec::new();
         for &g in groups {
             let others: Vec<usize> = groups.iter().copied().filter(|&o| o != g).collect();
+            let mean_of = |c: usize| -> Vec<f64> {
+                let answers: Vec<&[f64]> = others.iter().map(|&h| task.answer(h, c).unwrap()).collect();
+                (0..answers[0].len())
+                    .map(|o| answers.iter().map(|a| a[o]).sum::<f64>() / answers.len() as f64)
+                    .collect()
+            };
             for &q in questions {
-                let mut near: Vec<(f64, usize)> = questions
-                    .iter()
-                    .filter(|&&c| c != q && options(c) == options(q))
-                    .map(|&c| (unit(c).iter().zip(unit(q)).map(|(a, b)| a * b).sum(), c))
-                    .collect();
-                near.sort_by(|a, b| b.0.total_cmp(&a.0));
-                near.truncate(rule.neighbours);
-                let weights: Vec<f64> = match rule.weights {
-                    NeighbourWeights::Equal => vec![1.0; near.len()],
-                    NeighbourWeights::Similarity { temperature } => {
-                        near.iter().map(|(s, _)| ((s - near[0].0) / temperature).exp()).collect()
-                    }
-                };
-                let total: f64 = weights.iter().sum();
-                let predicted: Vec<f64> = (0..options(q))
-                    .map(|o| {
-                        let mean = |c: usize| {
-                            others.iter().map(|&h| task.answer(h, c).unwrap()[o]).sum::<f64>() / others.len() as f64
-                        };
-                        near.iter().zip(&weights).map(|(&(_, c), w)| w * mean(c)).sum::<f64>() / total
-                    })
-                    .collect();
+                let predicted = reference_rule(task, questions, q, rule, mean_of);
                 scores.extend(task.score(q, &predicted, task.answer(g, q).unwrap()));
             }
         }

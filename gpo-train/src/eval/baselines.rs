@@ -470,7 +470,6 @@ mod tests {
     fn nearest_question_with(rule: crate::prior::NeighbourRule, tolerance: f64) {
         use super::super::{EvalEpisode, Predictor};
         use super::NearestQuestion;
-        use crate::prior::NeighbourWeights;
         use crate::synthetic::{SyntheticSpec, synthetic_survey};
         let task =
             synthetic_survey(SyntheticSpec { groups: 6, questions: 60, dim: 5, clusters: 2, sharpness: 3.0, seed: 2 });
@@ -479,36 +478,12 @@ mod tests {
         let baseline = NearestQuestion::new(&task, &groups, &seen, rule).unwrap();
         let episodes = [EvalEpisode::new(5, vec![0, 1, 2], new.clone())];
         let predicted = baseline.predict(&task, &episodes).unwrap().remove(0);
-        let unit_mean = |q: usize| -> Vec<f64> {
-            let rows: Vec<&[f32]> = task.embeddings[q].chunks_exact(task.dim).collect();
-            let mean: Vec<f64> =
-                (0..task.dim).map(|d| rows.iter().map(|r| f64::from(r[d])).sum::<f64>() / rows.len() as f64).collect();
-            let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
-            mean.iter().map(|v| v / norm).collect()
+        let mean_of = |c: usize| -> Vec<f64> {
+            let options = task.survey.questions[c].options.len();
+            (0..options).map(|o| groups.iter().map(|&g| task.answer(g, c).unwrap()[o]).sum::<f64>() / 4.0).collect()
         };
-        let options = |q: usize| task.survey.questions[q].options.len();
         for (&q, p) in new.iter().zip(&predicted) {
-            let target = unit_mean(q);
-            let mut candidates: Vec<(f64, usize)> = seen
-                .iter()
-                .filter(|&&c| options(c) == options(q))
-                .map(|&c| (unit_mean(c).iter().zip(&target).map(|(a, b)| a * b).sum(), c))
-                .collect();
-            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let nearest: Vec<(f64, usize)> = candidates.iter().take(rule.neighbours).copied().collect();
-            let weights: Vec<f64> = match rule.weights {
-                NeighbourWeights::Equal => vec![1.0; nearest.len()],
-                NeighbourWeights::Similarity { temperature } => {
-                    nearest.iter().map(|(s, _)| ((s - nearest[0].0) / temperature).exp()).collect()
-                }
-            };
-            let total: f64 = weights.iter().sum();
-            let expected: Vec<f64> = (0..options(q))
-                .map(|o| {
-                    let mean_of = |c: usize| groups.iter().map(|&g| task.answer(g, c).unwrap()[o]).sum::<f64>() / 4.0;
-                    nearest.iter().zip(&weights).map(|(&(_, c), w)| w * mean_of(c)).sum::<f64>() / total
-                })
-                .collect();
+            let expected = crate::prior::tests::reference_rule(&task, &seen, q, rule, mean_of);
             for (a, b) in p.iter().zip(&expected) {
                 assert!((a - b).abs() < tolerance, "question {q}: {p:?} vs {expected:?}");
             }
