@@ -14,8 +14,8 @@
 //! `neighbours` questions nearest to it in embedding space (cosine similarity of the questions'
 //! mean option embeddings) among those with the same number of options, options aligned by
 //! position ([`PriorSource::Nearest`]), weighted as the prior's [`NeighbourRule`] says: equally,
-//! or by `exp((s − s₁) / temperature)`, `s` a neighbour's similarity and `s₁` the nearest one's. The candidates are the known questions, each with its
-//! prior, and the group's own context questions, each with the group's answer: where the group
+//! or by `exp((s − s₁) / temperature)`, `s` a neighbour's similarity and `s₁` the nearest one's.
+//! The candidates are the known questions, each with its prior, and the group's own context questions, each with the group's answer: where the group
 //! answered a neighbour, its answer stands in for the population's estimate of it, so a group's
 //! answers to questions like a new one shape its prior for it. A question is never its own
 //! neighbour. Where no candidate has that many options the prior is undefined and
@@ -97,9 +97,10 @@ impl NeighbourRule {
         }
     }
 
-    /// The weighted mean of the neighbours' `values` (each a distribution over `options`), given
-    /// their similarities to the question.
-    fn mean(&self, values: &[(&[f64], f64)], options: usize) -> Vec<f64> {
+    /// The weighted mean of the neighbours' `values` (each a distribution over `options`, with
+    /// the neighbour's question vector) for the question of unit vector `vector`; similarities are
+    /// computed only where the weights read them.
+    fn mean(&self, values: &[(&[f64], &[f32])], vector: &[f32], options: usize) -> Vec<f64> {
         let mut mean = alloc::vec![0.0; options];
         match self.weights {
             NeighbourWeights::Equal => {
@@ -108,8 +109,9 @@ impl NeighbourRule {
                 }
             }
             NeighbourWeights::Similarity { temperature } => {
-                let best = values.iter().map(|(_, s)| *s).fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = values.iter().map(|(_, s)| libm::exp((s - best) / temperature)).collect();
+                let similarities: Vec<f64> = values.iter().map(|(_, u)| dot(u, vector)).collect();
+                let best = similarities.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = similarities.iter().map(|s| libm::exp((s - best) / temperature)).collect();
                 // The nearest neighbour weighs 1, so the total is at least 1.
                 let total: f64 = weights.iter().sum();
                 for ((p, _), w) in values.iter().zip(&weights) {
@@ -722,19 +724,19 @@ impl PopulationPrior {
             })
             .collect();
         // A candidate's value: the group's own answer where the context has one (a known question
-        // it answered becomes that context answer), else its prior; with its similarity.
-        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, f64)> {
+        // it answered becomes that context answer), else its prior; with its question vector.
+        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, &[f32])> {
             match candidate {
                 Neighbour::Known(i) => {
-                    let similarity = dot(&self.questions[i].vector, vector);
+                    let v = self.questions[i].vector.as_slice();
                     match answered(i) {
-                        Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), similarity)),
-                        None => Some((candidate, self.weighted_mean(i, weights)?, similarity)),
+                        Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), v)),
+                        None => Some((candidate, self.weighted_mean(i, weights)?, v)),
                     }
                 }
                 Neighbour::Context(c) => {
-                    let shown = unknown_context.iter().find(|&&(u, _)| u == c).map_or(&[][..], |&(_, v)| v);
-                    Some((candidate, context[c].1.to_vec(), dot(shown, vector)))
+                    let v = unknown_context.iter().find(|&&(u, _)| u == c).map_or(&[][..], |&(_, v)| v);
+                    Some((candidate, context[c].1.to_vec(), v))
                 }
             }
         };
@@ -756,12 +758,12 @@ impl PopulationPrior {
                 )
             }
         };
-        let nearest: Vec<(Neighbour, Vec<f64>, f64)> = ranked.filter_map(value).take(self.rule.neighbours).collect();
+        let nearest: Vec<(Neighbour, Vec<f64>, &[f32])> = ranked.filter_map(value).take(self.rule.neighbours).collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
-        let values: Vec<(&[f64], f64)> = nearest.iter().map(|(_, p, s)| (p.as_slice(), *s)).collect();
-        let distribution = self.rule.mean(&values, options);
+        let values: Vec<(&[f64], &[f32])> = nearest.iter().map(|(_, p, u)| (p.as_slice(), *u)).collect();
+        let distribution = self.rule.mean(&values, vector, options);
         let (mut known, mut shown) = (Vec::new(), Vec::new());
         for (n, _, _) in &nearest {
             match *n {

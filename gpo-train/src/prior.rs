@@ -218,44 +218,34 @@ pub fn select_rule(
     questions: &[usize],
     candidates: &[NeighbourRule],
 ) -> Result<RuleSelection, PriorError> {
-    let base = SurveyPrior::over(task, PriorKind::TrainMean, groups, questions)?.with_ranked_neighbours();
-    // Per prior group, the questions it answered that have a prior without it.
-    let items: Vec<(usize, Vec<usize>)> = base
-        .groups
-        .iter()
-        .enumerate()
+    let SurveyPrior { mut prior, groups: prior_groups } =
+        SurveyPrior::over(task, PriorKind::TrainMean, groups, questions)?.with_ranked_neighbours();
+    // Per prior group (its index in the prior and in the survey), the questions it answered that
+    // have a prior without it, as new questions.
+    let items: Vec<(usize, usize, Vec<usize>)> = (prior_groups.iter().enumerate())
         .map(|(i, &g)| {
-            let scored = questions
-                .iter()
-                .copied()
-                .filter(|&q| task.answer(g, q).is_some())
-                .filter(|&q| base.prior.has_prior(&QuestionRef::Hidden(q), Some(i)))
-                .collect();
-            (i, scored)
+            let answered = |q: usize| task.answer(g, q).is_some();
+            let targets =
+                questions.iter().copied().filter(|&q| answered(q) && prior.has_prior(&QuestionRef::Hidden(q), Some(i)));
+            (i, g, targets.collect())
         })
         .collect();
     let mut scored = Vec::with_capacity(candidates.len());
     let mut pairs = 0;
     for &rule in candidates {
-        let prior = base.prior.clone().with_neighbour_rule(rule)?;
+        prior = prior.with_neighbour_rule(rule)?;
         let mut scores = Vec::new();
-        for (i, targets) in &items {
-            let g = base.groups[*i];
+        for (i, g, targets) in &items {
             let hidden: Vec<QuestionRef> = targets.iter().map(|&q| QuestionRef::Hidden(q)).collect();
-            let priors = prior.distributions(&[], &hidden, Some(*i))?;
-            for (&q, value) in targets.iter().zip(priors) {
-                let truth = task.answer(g, q).unwrap_or_default();
-                scores.extend(task.score(q, &value.distribution, truth));
+            for (&q, value) in targets.iter().zip(prior.distributions(&[], &hidden, Some(*i))?) {
+                scores.extend(task.answer(*g, q).and_then(|truth| task.score(q, &value.distribution, truth)));
             }
         }
         pairs = scores.len();
-        let score = gpo_core::metrics::mean(&scores).unwrap_or(f64::NEG_INFINITY);
-        scored.push(RuleScore { rule, score });
+        scored.push(RuleScore { rule, score: gpo_core::metrics::mean(&scores).unwrap_or(f64::NEG_INFINITY) });
     }
-    let best = scored.iter().fold(None, |best: Option<&RuleScore>, c| match best {
-        Some(b) if b.score >= c.score => Some(b),
-        _ => Some(c),
-    });
+    // The best score, the first of equals.
+    let best = scored.iter().reduce(|best, c| if c.score > best.score { c } else { best });
     let selected = best.map_or_else(NeighbourRule::default, |b| b.rule);
     Ok(RuleSelection { selected, candidates: scored, pairs })
 }
