@@ -19,8 +19,9 @@ use burn::prelude::*;
 
 use super::LlmError;
 use super::embed::prefix_groups;
-use super::llama::{KvCache, token_ids};
+use super::llama::{KvCache, LlamaTail, token_ids};
 use super::lm::LanguageModel;
+use super::lora::TailBatch;
 use crate::embed::in_parts;
 
 /// A prompt whose next token answers a question with `options` lettered options.
@@ -86,6 +87,30 @@ impl<B: Backend> ChoiceScorer<B> {
             'A'..='Z' => &self.letter_ids[letter as usize - 'A' as usize],
             _ => &[],
         }
+    }
+
+    /// The model's last `blocks` blocks with this scorer's letter tokens, for adapters
+    /// ([`super::lora`]); its answers are this scorer's (`ChoiceScorer::choose`) up to f32 sums.
+    pub fn tail(&self, blocks: usize) -> Result<LlamaTail<B>, LlmError> {
+        let letters: Vec<Vec<u32>> = self.letter_ids.iter().take_while(|ids| !ids.is_empty()).cloned().collect();
+        self.lm.model().tail(blocks, &letters).map_err(LlmError::Prompt)
+    }
+
+    /// The residual streams entering block `block` for `prompts` (checked as
+    /// [`ChoiceScorer::tokens`] checks them), stacked for a [`LlamaTail`] starting there.
+    pub fn tail_batch(&self, prompts: &[ChoicePrompt], block: usize) -> Result<TailBatch<B>, LlmError> {
+        let tokens = self.tokens(prompts)?;
+        let (model, device) = (self.lm.model(), self.lm.device());
+        let mut streams = Vec::with_capacity(prompts.len());
+        for chunk in tokens.chunks(MAX_BATCH) {
+            let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            let x = model.residual(token_ids(&rows, device), block);
+            let d = x.dims()[2];
+            for (row, t) in chunk.iter().enumerate() {
+                streams.push(x.clone().slice([row..row + 1, 0..t.len(), 0..d]).reshape([t.len(), d]));
+            }
+        }
+        Ok(TailBatch::new(&streams, prompts.iter().map(|p| p.options).collect()))
     }
 
     /// Token ids of every prompt, checked against the model's context and letters.

@@ -18,11 +18,13 @@
 //! ```
 
 use burn::module::{Module, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use super::llama::LlamaConfig;
+use super::llama::{LlamaConfig, LlamaTail};
 
 /// A projection of a Llama block that an adapter can change (peft's `target_modules`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -230,6 +232,16 @@ impl<B: Backend> BlockLora<B> {
     }
 }
 
+impl<A: AutodiffBackend> LoraAdapter<A> {
+    /// The gradients of [`LoraAdapter::weights`] in `grads` (from a loss's `backward`), same
+    /// layout; `None` where not adapted or not reached.
+    pub fn gradients(&self, grads: &A::Gradients, block: usize, p: Projection) -> Option<(Vec<f32>, Vec<f32>)> {
+        let lora = self.blocks.get(block)?.get(p)?;
+        let read = |t: Tensor<A::InnerBackend, 2>| t.into_data().convert::<f32>().into_vec::<f32>().ok();
+        Some((read(lora.a.grad(grads)?)?, read(lora.b.grad(grads)?)?))
+    }
+}
+
 /// The adapters of a model's last blocks ([`LoraConfig::init`]), in block order.
 #[derive(Module, Debug)]
 pub struct LoraAdapter<B: Backend> {
@@ -242,6 +254,40 @@ impl<B: Backend> LoraAdapter<B> {
         self.blocks.get(i)
     }
 
+    /// Projection `p` of the tail's block `block`: `A` (`[in, r]`, row-major) and `B` (`[r, out]`),
+    /// the transposes of peft's `lora_A` and `lora_B` weights (a query's or key's outputs in
+    /// the GGUF file's order). `None` where not adapted.
+    pub fn weights(&self, block: usize, p: Projection) -> Option<(Vec<f32>, Vec<f32>)> {
+        let lora = self.blocks.get(block)?.get(p)?;
+        let read = |t: Tensor<B, 2>| t.into_data().convert::<f32>().into_vec::<f32>().ok();
+        Some((read(lora.a.val())?, read(lora.b.val())?))
+    }
+
+    /// Replaces [`LoraAdapter::weights`] of an adapted projection (same layout and sizes).
+    pub fn set_weights(&mut self, block: usize, p: Projection, a: &[f32], b: &[f32]) -> Result<(), String> {
+        let lora = self.blocks.get_mut(block).and_then(|bl| bl.slot(p).as_mut());
+        let lora = lora.ok_or_else(|| format!("block {block} has no adapter on {p:?}"))?;
+        let (a_dims, b_dims) = (lora.a.val().dims(), lora.b.val().dims());
+        if a.len() != a_dims[0] * a_dims[1] || b.len() != b_dims[0] * b_dims[1] {
+            return Err(format!(
+                "{p:?}: A needs {}×{} values and B {}×{}, got {} and {}",
+                a_dims[0],
+                a_dims[1],
+                b_dims[0],
+                b_dims[1],
+                a.len(),
+                b.len()
+            ));
+        }
+        let device = lora.a.val().device();
+        let make = |v: &[f32], dims: [usize; 2]| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(v.to_vec(), dims).convert::<B::FloatElem>(), &device))
+        };
+        lora.a = make(a, a_dims);
+        lora.b = make(b, b_dims);
+        Ok(())
+    }
+
     /// How many blocks it adapts.
     pub fn len(&self) -> usize {
         self.blocks.len()
@@ -251,6 +297,172 @@ impl<B: Backend> LoraAdapter<B> {
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
     }
+}
+
+/// Prompts as an adapted tail reads them: the residual streams entering it
+/// ([`super::Llama::residual`]), padded on the right, with each prompt's options.
+#[derive(Debug, Clone)]
+pub struct TailBatch<B: Backend> {
+    /// `[prompts, longest, d_model]`.
+    pub x: Tensor<B, 3>,
+    /// Each prompt's tokens.
+    pub lengths: Vec<usize>,
+    /// Each prompt's options (letters A, B, …).
+    pub options: Vec<usize>,
+}
+
+impl<B: Backend> TailBatch<B> {
+    /// Stacks one `[tokens, d_model]` stream per prompt (each at least one token), padding with
+    /// zeros on the right (causal attention never lets a real token see them).
+    pub fn new(streams: &[Tensor<B, 2>], options: Vec<usize>) -> Self {
+        let lengths: Vec<usize> = streams.iter().map(|s| s.dims()[0]).collect();
+        let longest = lengths.iter().copied().max().unwrap_or(1);
+        let rows: Vec<Tensor<B, 3>> = streams
+            .iter()
+            .map(|s| {
+                let [len, d] = s.dims();
+                let row = match len < longest {
+                    true => Tensor::cat(
+                        vec![s.clone(), s.clone().slice([0..1, 0..d]).zeros_like().repeat_dim(0, longest - len)],
+                        0,
+                    ),
+                    false => s.clone(),
+                };
+                row.unsqueeze::<3>()
+            })
+            .collect();
+        Self { x: Tensor::cat(rows, 0), lengths, options }
+    }
+
+    /// The prompts at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Self {
+        let device = self.x.device();
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &device);
+        let longest = rows.iter().map(|&r| self.lengths[r]).max().unwrap_or(1);
+        let x = self.x.clone().select(0, index);
+        let [n, _, d] = x.dims();
+        Self {
+            x: x.slice([0..n, 0..longest, 0..d]),
+            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
+            options: rows.iter().map(|&r| self.options[r]).collect(),
+        }
+    }
+
+    /// How many prompts.
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+}
+
+/// How an adapter is trained: AdamW (β = (0.9, 0.999), ε = 10⁻⁸, decoupled weight decay, as
+/// PyTorch's and the original's Hugging Face trainer) at a constant learning rate on the
+/// cross-entropy between each prompt's target distribution and the model's letter distribution
+/// at its answer position ([`letter_cross_entropy`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraTraining {
+    /// Updates.
+    pub steps: usize,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Prompts per update (all of them when `None` or larger than the set), drawn without
+    /// replacement, a new permutation when one is used up.
+    pub batch: Option<usize>,
+}
+
+/// The mean over prompts of `−Σ p log q`: `targets[i]` (the first `options[i]` letters) against
+/// the log-probabilities `log_q` of [`super::LlamaTail::letter_log_probs`]. Equal to the KL
+/// divergence up to the targets' entropy, which no adapter changes.
+///
+/// # Shapes
+/// - `log_q`: `[prompts, letters]`; output: `[1]`
+pub fn letter_cross_entropy<B: Backend>(log_q: Tensor<B, 2>, targets: &[Vec<f64>]) -> Tensor<B, 1> {
+    let [n, letters] = log_q.dims();
+    let p: Vec<f64> =
+        targets.iter().flat_map(|t| (0..letters).map(move |l| t.get(l).copied().unwrap_or(0.0))).collect();
+    let p = Tensor::<B, 2>::from_data(TensorData::new(p, [n, letters]).convert::<B::FloatElem>(), &log_q.device());
+    (p * log_q).sum().neg().div_scalar(n.max(1) as f64)
+}
+
+/// Trains `adapter` on `batch` towards `targets` (one distribution per prompt), dropout and
+/// minibatches drawn from `seed`; `on_step` is told each update's loss (before the update).
+pub fn fit<A: AutodiffBackend>(
+    tail: &LlamaTail<A>,
+    adapter: LoraAdapter<A>,
+    batch: &TailBatch<A::InnerBackend>,
+    targets: &[Vec<f64>],
+    training: &LoraTraining,
+    seed: u64,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> LoraAdapter<A> {
+    let mut optimizer = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(training.weight_decay as f32)
+        .init::<A, LoraAdapter<A>>();
+    let mut rng = SplitMix64::new(seed);
+    let mut adapter = adapter;
+    let n = batch.len();
+    let size = training.batch.unwrap_or(n).clamp(1, n.max(1));
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut next = n;
+    for step in 0..training.steps {
+        let (part, picked) = match size < n {
+            true => {
+                let mut rows = Vec::with_capacity(size);
+                while rows.len() < size {
+                    if next == n {
+                        rng.shuffle(&mut order);
+                        next = 0;
+                    }
+                    rows.push(order[next]);
+                    next += 1;
+                }
+                (batch.select(&rows), rows.iter().map(|&r| targets[r].clone()).collect())
+            }
+            false => (batch.clone(), targets.to_vec()),
+        };
+        let x = Tensor::<A, 3>::from_inner(part.x);
+        let h = tail.forward(x, &part.lengths, Some(&adapter), Some(&mut rng));
+        let loss = letter_cross_entropy(tail.letter_log_probs(h, &part.options), &picked);
+        let value: f64 = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &adapter);
+        adapter = optimizer.step(training.learning_rate, adapter, grads);
+        on_step(step, value);
+    }
+    adapter
+}
+
+/// The letter distributions of `batch`'s prompts through `tail` adapted by `adapter` (`None`: the
+/// model itself), without dropout: per prompt its first `options` letters, summing to 1.
+pub fn letter_distributions<B: Backend>(
+    tail: &LlamaTail<B>,
+    adapter: Option<&LoraAdapter<B>>,
+    batch: &TailBatch<B>,
+) -> Result<Vec<Vec<f64>>, String> {
+    let h = tail.forward(batch.x.clone(), &batch.lengths, adapter, None);
+    let log_q = tail.letter_log_probs(h, &batch.options);
+    let letters = log_q.dims()[1];
+    let values = log_q.into_data().convert::<f64>().into_vec::<f64>().map_err(|e| format!("reading letters: {e:?}"))?;
+    values
+        .chunks_exact(letters)
+        .zip(&batch.options)
+        .map(|(row, &n)| {
+            let p: Vec<f64> = row[..n].iter().map(|l| l.exp()).collect();
+            let sum: f64 = p.iter().sum();
+            match sum > 0.0 && sum.is_finite() {
+                true => Ok(p.iter().map(|x| x / sum).collect()),
+                false => Err(format!("the option letters' probabilities sum to {sum}")),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -329,6 +541,68 @@ mod tests {
         let log_q = tail.letter_log_probs(h, &options);
         let p = Tensor::<B, 2>::from_data(TensorData::new(targets.to_vec(), [3, 4]).convert::<B::FloatElem>(), &device);
         (p * log_q).sum().neg().div_scalar(3.0)
+    }
+
+    #[test]
+    fn fitting_lowers_the_loss_deterministically_in_full_and_minibatches() {
+        type Cpu = NdArray<f32>;
+        type Ad = Autodiff<Cpu>;
+        let device = Default::default();
+        let model = Llama::<Cpu>::random(tiny_config(), 8, &device);
+        let prompts = tiny_prompts();
+        let streams: Vec<Tensor<Cpu, 2>> = prompts
+            .iter()
+            .map(|p| {
+                let x = model.residual(token_ids(&[p.as_slice()], &device), 2);
+                let [_, len, d] = x.dims();
+                x.reshape([len, d])
+            })
+            .collect();
+        let batch = TailBatch::new(&streams, vec![2, 4, 3]);
+        assert_eq!((batch.len(), batch.x.dims()), (3, [3, 7, 16]));
+        let targets = vec![vec![0.9, 0.1], vec![0.1, 0.1, 0.1, 0.7], vec![0.2, 0.6, 0.2]];
+        let tail = model.tail(1, &tiny_letters()).unwrap();
+        let config = LoraConfig {
+            rank: 4,
+            projections: vec![Projection::Q, Projection::V, Projection::Down],
+            ..LoraConfig::default()
+        };
+        let before = letter_distributions(&tail, None, &batch).unwrap();
+        for batch_size in [None, Some(2)] {
+            let training = LoraTraining { steps: 60, learning_rate: 0.02, weight_decay: 0.01, batch: batch_size };
+            let run = || {
+                let mut losses = Vec::new();
+                let adapter = fit(
+                    &tail.autodiff::<Ad>(),
+                    config.init::<Ad>(model.config(), 1, &device),
+                    &batch,
+                    &targets,
+                    &training,
+                    5,
+                    &mut |_, loss| losses.push(loss),
+                );
+                (adapter.valid(), losses)
+            };
+            let (adapter, losses) = run();
+            let (_, again) = run();
+            assert_eq!(losses, again, "the same seed gives the same losses");
+            let after = letter_distributions(&tail, Some(&adapter), &batch).unwrap();
+            let ce = |q: &[Vec<f64>]| -> f64 {
+                targets.iter().zip(q).map(|(t, q)| -t.iter().zip(q).map(|(p, q)| p * q.ln()).sum::<f64>()).sum::<f64>()
+                    / 3.0
+            };
+            // The full-batch loss of the first step is the untrained model's (B = 0), dropout aside.
+            assert!(ce(&after) < ce(&before) - 0.2, "{batch_size:?}: {} → {}", ce(&before), ce(&after));
+            for (q, &n) in after.iter().zip(&batch.options) {
+                assert_eq!(q.len(), n);
+                assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            }
+        }
+        let picked = batch.select(&[2, 0]);
+        assert_eq!(
+            (picked.lengths.clone(), picked.options.clone(), picked.x.dims()),
+            (vec![7, 5], vec![3, 2], [2, 7, 16])
+        );
     }
 
     #[test]
