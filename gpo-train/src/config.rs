@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use gpo_core::{GpoConfig, WeightDType};
 use serde::{Deserialize, Serialize};
 
+use crate::llm::lora::{LoraConfig, LoraTraining};
 use crate::llm::prompt::PromptFormat;
 use crate::method::{LmMethod, Method};
 use crate::prior::{NeighbourRule, PriorKind};
@@ -183,8 +184,15 @@ pub struct LlmOptions {
     pub model: PathBuf,
     /// The template the model was tuned with (`chatml` for SmolLM2-Instruct, `alpaca`).
     pub prompt: PromptFormat,
-    /// The methods (`base`, `steered`, `fewshot`), each reported as `lm_<name>`.
+    /// The methods (`base`, `steered`, `fewshot`, `sft`), each reported as `lm_<name>`.
     pub methods: Vec<LmMethod>,
+    /// The adapters of the trained methods (`[llm.lora]`; the original's by default: rank 12,
+    /// α 32, dropout 0.05, query and value, here on the last block).
+    #[serde(default)]
+    pub lora: LoraConfig,
+    /// How `lm_sft` trains each held-out group's adapter on its context questions (`[llm.sft]`).
+    #[serde(default)]
+    pub sft: LoraTraining,
 }
 
 /// The rule that gives a question no meta-training group answered (a new question) its prior,
@@ -688,7 +696,7 @@ impl RunConfig {
             at_most("evaluation", "max_targets", n, MAX_QUESTIONS)?;
         }
         if let Some(llm) = &self.llm {
-            let what = ": name at least one of base, steered, fewshot";
+            let what = ": name at least one of base, steered, fewshot, sft";
             check(!llm.methods.is_empty(), "llm", "methods", Rule::NotEmpty { what })?;
             if let Some(m) = llm.methods.iter().enumerate().find_map(|(i, m)| llm.methods[..i].contains(m).then_some(m))
             {
@@ -696,6 +704,31 @@ impl RunConfig {
             }
             if !matches!(self.data, DataConfig::Survey { .. }) {
                 return Err(ConfigProblem::LlmWithoutText);
+            }
+            let l = &llm.lora;
+            check(l.rank > 0, "llm.lora", "rank", Rule::AtLeastOne { why: "" })?;
+            at_most("llm.lora", "rank", l.rank, crate::llm::lora::MAX_RANK)?;
+            check(l.alpha > 0.0 && l.alpha.is_finite(), "llm.lora", "alpha", Rule::Positive(l.alpha))?;
+            let got = l.dropout;
+            check((0.0..1.0).contains(&got), "llm.lora", "dropout", Rule::Between { min: 0.0, max: 0.99, got })?;
+            let what = ": name at least one of q, k, v, o, gate, up, down";
+            check(!l.projections.is_empty(), "llm.lora", "projections", Rule::NotEmpty { what })?;
+            if let Some(p) =
+                l.projections.iter().enumerate().find_map(|(i, p)| l.projections[..i].contains(p).then_some(p))
+            {
+                check(false, "llm.lora", "projections", Rule::Twice(format!("{p:?}").to_lowercase()))?;
+            }
+            check(l.blocks > 0, "llm.lora", "blocks", Rule::AtLeastOne { why: " (adapted final blocks)" })?;
+            at_most("llm.lora", "blocks", l.blocks, 1024)?;
+            let t = &llm.sft;
+            check(t.steps > 0, "llm.sft", "steps", Rule::AtLeastOne { why: " (updates per adapter)" })?;
+            at_most("llm.sft", "steps", t.steps, 1_000_000)?;
+            let lr = t.learning_rate;
+            check(lr > 0.0 && lr.is_finite(), "llm.sft", "learning_rate", Rule::Positive(lr))?;
+            let got = t.weight_decay;
+            check((0.0..1.0).contains(&got), "llm.sft", "weight_decay", Rule::Between { min: 0.0, max: 0.99, got })?;
+            if let Some(b) = t.batch {
+                check(b > 0, "llm.sft", "batch", Rule::AtLeastOne { why: " (prompts per update)" })?;
             }
         }
         Ok(())

@@ -47,18 +47,27 @@ pub enum LmMethod {
     /// Few-shot prompt: the group's answer distributions on its context questions, then the
     /// question.
     Fewshot,
+    /// SFT per group: a LoRA adapter trained on the group's context questions (the zero-shot
+    /// prompt, its answer distribution as the target), asked the question alone.
+    Sft,
 }
 
 impl LmMethod {
     /// All of them, in report order.
-    pub const ALL: [LmMethod; 3] = [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot];
+    pub const ALL: [LmMethod; 4] = [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot, LmMethod::Sft];
 
-    /// The name in configs (`base`, `steered`, `fewshot`).
+    /// Whether it trains adapters (on the group's context questions) rather than only prompting.
+    pub fn is_trained(self) -> bool {
+        matches!(self, Self::Sft)
+    }
+
+    /// The name in configs (`base`, `steered`, `fewshot`, `sft`).
     pub fn id(self) -> &'static str {
         match self {
             Self::Base => "base",
             Self::Steered => "steered",
             Self::Fewshot => "fewshot",
+            Self::Sft => "sft",
         }
     }
 }
@@ -122,6 +131,7 @@ impl Method {
             Self::Lm(LmMethod::Base) => "LM base".into(),
             Self::Lm(LmMethod::Steered) => "LM steered".into(),
             Self::Lm(LmMethod::Fewshot) => "Few-shot prompt".into(),
+            Self::Lm(LmMethod::Sft) => "SFT per group".into(),
         }
     }
 

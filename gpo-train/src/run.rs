@@ -148,7 +148,7 @@ pub fn run_experiment<B: AutodiffBackend>(
     };
     // The LLM baselines first: every distinct prompt of every run, asked once.
     let llm = match &config.llm {
-        Some(options) => Some(ask_llm::<B::InnerBackend>(&experiment, options, &runs, jobs, device, progress)?),
+        Some(options) => Some(ask_llm::<B>(&experiment, options, &runs, jobs, device, progress)?),
         None => None,
     };
     experiment.llm = config.llm.as_ref().zip(llm.as_ref().map(|(answers, _)| answers));
@@ -204,7 +204,7 @@ pub fn run_experiment<B: AutodiffBackend>(
 /// (at the headline number of context questions), on `threads` threads of backend `B`, keeping
 /// the answers in the run's folder (`llm-answers.bin`) so that a resumed run asks only what is
 /// missing.
-fn ask_llm<B: Backend>(
+fn ask_llm<B: AutodiffBackend>(
     experiment: &Experiment,
     options: &LlmOptions,
     runs: &[RunKey],
@@ -213,7 +213,8 @@ fn ask_llm<B: Backend>(
     progress: &dyn ExperimentProgress,
 ) -> Result<(LlmAnswers, LlmRun), RunError> {
     let (task, evaluation) = (experiment.task, experiment.evaluation);
-    let scorer = ChoiceScorer::<B>::open(&options.model, device).map_err(EvalError::from)?.with_threads(threads);
+    let scorer =
+        ChoiceScorer::<B::InnerBackend>::open(&options.model, device).map_err(EvalError::from)?.with_threads(threads);
     let mut episodes = Vec::new();
     for &key in runs {
         let split = experiment.split(key)?;
@@ -222,8 +223,7 @@ fn ask_llm<B: Backend>(
         episodes.extend(drawn.per_k.into_iter().flat_map(|(_, e)| e).map(|e| (key.seed, e)));
     }
     let store = (experiment.out_dir.join("llm-answers.bin"), experiment.resume);
-    let (methods, format) = (&options.methods, options.prompt);
-    Ok(ask_all(task, &scorer, threads, methods, format, &episodes, (&store.0, store.1), progress)?)
+    Ok(ask_all::<B>(task, &scorer, threads, options, &episodes, (&store.0, store.1), progress)?)
 }
 
 /// `runs/<name>` under `root`.

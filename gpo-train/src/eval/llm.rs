@@ -10,18 +10,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor};
+use crate::config::LlmOptions;
 use crate::llm::prompt::{AnsweredQuestion, PromptFormat, QuestionText, few_shot, persona, zero_shot};
 use crate::llm::{ChoicePrompt, ChoiceScorer};
 use crate::method::{LmMethod, Method};
 use crate::task::EmbeddedSurvey;
 
-/// How one LLM baseline prompts: the method, the model's prompt format, and the run's seed (it
-/// orders the letters of the few-shot context's answer distributions).
+/// How one LLM baseline prompts: the method, the model's prompt format, the run's seed (it
+/// orders the letters of the few-shot context's answer distributions and seeds adapters) and,
+/// for the trained methods, a fingerprint of how they train ([`trained_fingerprint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlmPrompting {
     /// Which baseline.
@@ -30,6 +32,14 @@ pub struct LlmPrompting {
     pub format: PromptFormat,
     /// The run's seed.
     pub seed: u64,
+    /// [`trained_fingerprint`] of the run's LLM options (part of a trained method's answer keys,
+    /// so that answers trained otherwise are not reused).
+    pub trained: u64,
+}
+
+/// FNV-1a of the adapters' shape and training ([`LlmOptions::lora`], [`LlmOptions::sft`]).
+pub fn trained_fingerprint(options: &LlmOptions) -> u64 {
+    fnv1a(&format!("{:?}\n{:?}", options.lora, options.sft))
 }
 
 impl LlmPrompting {
@@ -56,14 +66,14 @@ impl LlmPrompting {
                     Some(AnsweredQuestion { question: text(q), distribution, order })
                 })
                 .collect(),
-            LmMethod::Base | LmMethod::Steered => Vec::new(),
+            LmMethod::Base | LmMethod::Steered | LmMethod::Sft => Vec::new(),
         };
         episode
             .targets
             .iter()
             .map(|&q| {
                 let rendered = match self.method {
-                    LmMethod::Base => zero_shot(self.format, text(q), None),
+                    LmMethod::Base | LmMethod::Sft => zero_shot(self.format, text(q), None),
                     LmMethod::Steered => zero_shot(self.format, text(q), Some(&steer)),
                     LmMethod::Fewshot => few_shot(self.format, &context, text(q)),
                 };
@@ -77,6 +87,33 @@ impl LlmPrompting {
                 Ok(ChoicePrompt { text: rendered, options: task.survey.questions[q].options.len() })
             })
             .collect()
+    }
+}
+
+impl LlmPrompting {
+    /// What a trained method's adapter for `episode` learns from: the method, how it trains, the
+    /// seed, the group whose answers it reads and its context questions. Episodes with equal keys
+    /// (one group, seed and context in several splits) share one adapter.
+    pub fn adapter_key(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> String {
+        let keys: Vec<&str> = episode.context.iter().map(|&q| task.survey.questions[q].key.as_str()).collect();
+        format!(
+            "{}\n{:016x}\n{}\n{}\n{}",
+            Method::Lm(self.method),
+            self.trained,
+            self.seed,
+            task.survey.groups[episode.context_group].name,
+            keys.join(",")
+        )
+    }
+
+    /// The key a prompt's answer is kept under: the prompt itself for the prompting methods
+    /// (one answer in every run and group); for a trained method, its adapter's key and the
+    /// prompt.
+    pub fn answer_key(&self, task: &EmbeddedSurvey, episode: &EvalEpisode, prompt: &str) -> String {
+        match self.method.is_trained() {
+            false => prompt.to_owned(),
+            true => format!("{}\n{prompt}", self.adapter_key(task, episode)),
+        }
     }
 }
 
@@ -167,6 +204,11 @@ impl LlmAnswers {
         let answers = scorer.choose(&prompts, on_tokens)?;
         self.answers.extend(prompts.iter().map(|p| fnv1a(&p.text)).zip(answers));
         Ok(())
+    }
+
+    /// Keeps `answer` under `key` ([`LlmPrompting::answer_key`]).
+    pub fn insert(&mut self, key: &str, answer: Vec<f64>) {
+        self.answers.insert(fnv1a(key), answer);
     }
 
     /// The answer to a prompt, if asked.
@@ -261,22 +303,22 @@ pub trait LlmProgress: Sync {
 
 impl LlmProgress for () {}
 
-/// Asks `scorer` every prompt that the LLM baselines `methods` (prompting in `format`) render for
-/// `episodes` (`(seed, episode)` of every run that scores them), each distinct prompt once,
-/// method after method: the answers are kept in the file at `path` after each method, and with
+/// Asks `scorer` every prompt that the LLM baselines of `options` render for `episodes` (`(seed,
+/// episode)` of every run that scores them), each distinct prompt once, method after method;
+/// the trained methods train their adapters on autodiff backend `A` ([`super::llm_trained`]).
+/// The answers are kept in the file at `path` after each method (and each adapter), and with
 /// `resume` a run starts from what the file holds and asks only what is missing. `threads` is
 /// recorded with each method's cost.
-#[allow(clippy::too_many_arguments)]
-pub fn ask_all<B: Backend>(
+pub fn ask_all<A: AutodiffBackend>(
     task: &EmbeddedSurvey,
-    scorer: &ChoiceScorer<B>,
+    scorer: &ChoiceScorer<A::InnerBackend>,
     threads: usize,
-    methods: &[LmMethod],
-    format: PromptFormat,
+    options: &LlmOptions,
     episodes: &[(u64, EvalEpisode)],
     (path, resume): (&Path, bool),
     progress: &dyn LlmProgress,
 ) -> Result<(LlmAnswers, LlmRun), EvalError> {
+    let (methods, format) = (&options.methods, options.prompt);
     let model = scorer.name().to_owned();
     let file = |error| EvalError::AnswersFile { path: path.to_path_buf(), error };
     let mut answers = match resume && path.exists() {
@@ -287,26 +329,50 @@ pub fn ask_all<B: Backend>(
         }
         false => LlmAnswers::new(),
     };
+    let save = |answers: &LlmAnswers| -> Result<(), EvalError> {
+        let bytes = answers.to_bytes(&model, format).map_err(file)?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })
+    };
+    let trained = trained_fingerprint(options);
     for &method in methods {
-        let mut prompts = Vec::new();
-        for (seed, episode) in episodes {
-            prompts.extend(LlmPrompting { method, format, seed: *seed }.prompts(task, episode)?);
-        }
-        let asked = prompts.len();
-        let prompts = answers.missing(prompts);
         let name = Method::Lm(method);
-        if prompts.is_empty() && answers.costs.iter().any(|c| c.method == name) {
+        let prompting = |seed| LlmPrompting { method, format, seed, trained };
+        let start = std::time::Instant::now();
+        let (asked, distinct, tokens) = match method.is_trained() {
+            true => super::llm_trained::train_all::<A>(
+                task,
+                scorer,
+                threads,
+                options,
+                &prompting,
+                episodes,
+                &mut answers,
+                &save,
+                progress,
+            )?,
+            false => {
+                let mut prompts = Vec::new();
+                for (seed, episode) in episodes {
+                    prompts.extend(prompting(*seed).prompts(task, episode)?);
+                }
+                let asked = prompts.len();
+                let prompts = answers.missing(prompts);
+                let tokens = scorer.run_tokens(&prompts)?;
+                let distinct = prompts.len();
+                if distinct > 0 {
+                    tracing::info!(method = %name, prompts = distinct, asked, tokens, "language model: prompting");
+                    progress.lm_start(&name, tokens);
+                    answers.ask(scorer, prompts, &|n| progress.lm_tokens(n))?;
+                    progress.lm_done();
+                }
+                (asked, distinct, tokens)
+            }
+        };
+        if distinct == 0 && answers.costs.iter().any(|c| c.method == name) {
             tracing::info!(method = %name, path = %path.display(), "language model: every answer kept from before");
             continue;
         }
-        let tokens = scorer.run_tokens(&prompts)?;
-        tracing::info!(method = %name, prompts = prompts.len(), asked, tokens, "language model: prompting");
-        progress.lm_start(&name, tokens);
-        let start = std::time::Instant::now();
-        let distinct = prompts.len();
-        answers.ask(scorer, prompts, &|n| progress.lm_tokens(n))?;
         let seconds = start.elapsed().as_secs_f64();
-        progress.lm_done();
         tracing::info!(method = %name, seconds, tokens_per_second = tokens as f64 / seconds.max(1e-9), "language model: done");
         // A resumed method's cost adds to what it had cost before.
         let before = answers.costs.iter().position(|c| c.method == name).map(|i| answers.costs.remove(i));
@@ -320,8 +386,7 @@ pub fn ask_all<B: Backend>(
             seconds: seconds_before + seconds,
             threads,
         });
-        let bytes = answers.to_bytes(&model, format).map_err(file)?;
-        crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })?;
+        save(&answers)?;
     }
     let costs = methods.iter().filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m)));
     let run = LlmRun { model, prompt: format, methods: costs.cloned().collect() };
@@ -355,7 +420,8 @@ impl Predictor for LlmPredictor<'_> {
                     .iter()
                     .zip(&e.targets)
                     .map(|(p, &q)| {
-                        self.answers.get(&p.text).map(<[f64]>::to_vec).ok_or_else(|| {
+                        let key = self.prompting.answer_key(task, e, &p.text);
+                        self.answers.get(&key).map(<[f64]>::to_vec).ok_or_else(|| {
                             EvalError::Baseline(format!(
                                 "{}: no answer was computed for group {}'s question {}",
                                 self.name(),

@@ -6,6 +6,7 @@ pub mod context;
 mod episodes;
 mod gpo;
 mod llm;
+mod llm_trained;
 
 pub use baselines::{
     BaselineOptions, KnnGroups, NearestQuestion, RidgePopulation, RidgeRewardModel, TrainGroupMean, Uniform, baselines,
@@ -14,6 +15,7 @@ pub use episodes::{EvalEpisode, TestEpisodes, draw_episodes, draw_episodes_with_
 pub use gpo::GpoPredictor;
 pub use llm::{
     AnswersFileError, LlmAnswers, LlmMethodRun, LlmPredictor, LlmProgress, LlmPrompting, LlmRun, ask_all, fnv1a,
+    trained_fingerprint,
 };
 
 use std::collections::BTreeMap;

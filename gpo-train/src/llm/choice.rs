@@ -97,8 +97,14 @@ impl<B: Backend> ChoiceScorer<B> {
     }
 
     /// The residual streams entering block `block` for `prompts` (checked as
-    /// [`ChoiceScorer::tokens`] checks them), stacked for a [`LlamaTail`] starting there.
-    pub fn tail_batch(&self, prompts: &[ChoicePrompt], block: usize) -> Result<TailBatch<B>, LlmError> {
+    /// [`ChoiceScorer::tokens`] checks them), one `[tokens, d_model]` tensor per prompt;
+    /// `on_tokens` is told the tokens of each finished batch.
+    pub fn residuals(
+        &self,
+        prompts: &[ChoicePrompt],
+        block: usize,
+        on_tokens: &dyn Fn(usize),
+    ) -> Result<Vec<Tensor<B, 2>>, LlmError> {
         let tokens = self.tokens(prompts)?;
         let (model, device) = (self.lm.model(), self.lm.device());
         let mut streams = Vec::with_capacity(prompts.len());
@@ -109,7 +115,14 @@ impl<B: Backend> ChoiceScorer<B> {
             for (row, t) in chunk.iter().enumerate() {
                 streams.push(x.clone().slice([row..row + 1, 0..t.len(), 0..d]).reshape([t.len(), d]));
             }
+            on_tokens(chunk.iter().map(Vec::len).sum());
         }
+        Ok(streams)
+    }
+
+    /// [`ChoiceScorer::residuals`] stacked for a [`LlamaTail`] starting at block `block`.
+    pub fn tail_batch(&self, prompts: &[ChoicePrompt], block: usize) -> Result<TailBatch<B>, LlmError> {
+        let streams = self.residuals(prompts, block, &|_| {})?;
         Ok(TailBatch::new(&streams, prompts.iter().map(|p| p.options).collect()))
     }
 

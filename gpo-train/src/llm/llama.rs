@@ -194,24 +194,29 @@ impl<B: Backend> LlamaBlock<B> {
         x: Tensor<B, 3>,
         at: &Attention<B>,
         past: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+        frozen: Option<&Frozen<B>>,
         lora: Option<&BlockLora<B>>,
         mut rng: Option<&mut SplitMix64>,
     ) -> (Tensor<B, 3>, (Tensor<B, 4>, Tensor<B, 4>)) {
         let [batch, seq, _] = x.dims();
         let (h, kv, hd) = (at.heads, at.kv_heads, at.head_dim);
         let lo = |p: Projection| lora.and_then(|l| l.get(p));
-        let a = self.attn_norm.forward(x.clone());
+        let a = match frozen {
+            Some(f) => f.a.clone(),
+            None => self.attn_norm.forward(x.clone()),
+        };
         let (a_q, x) = match &at.rows {
             Some(rows) => (a.clone().gather(1, rows.clone()), x.gather(1, rows.clone())),
             None => (a.clone(), x),
         };
         let queries = a_q.dims()[1];
         let heads = |t: Tensor<B, 3>, n: usize, len: usize| t.reshape([batch, len, n, hd]).swap_dims(1, 2);
-        let q = project(&self.q, lo(Projection::Q), a_q, rng.as_deref_mut());
+        let q = project(&self.q, lo(Projection::Q), a_q, None, rng.as_deref_mut());
         let q = rotate(heads(q, h, queries), &at.q_rope);
-        let k = project(&self.k, lo(Projection::K), a.clone(), rng.as_deref_mut());
+        let k = project(&self.k, lo(Projection::K), a.clone(), frozen.map(|f| f.k.clone()), rng.as_deref_mut());
         let mut k = rotate(heads(k, kv, seq), &at.k_rope);
-        let mut v = heads(project(&self.v, lo(Projection::V), a, rng.as_deref_mut()), kv, seq);
+        let v = project(&self.v, lo(Projection::V), a, frozen.map(|f| f.v.clone()), rng.as_deref_mut());
+        let mut v = heads(v, kv, seq);
         if let Some((past_k, past_v)) = past {
             k = Tensor::cat(vec![past_k, k], 2);
             v = Tensor::cat(vec![past_v, v], 2);
@@ -227,25 +232,58 @@ impl<B: Backend> LlamaBlock<B> {
             queries,
             h * hd,
         ]);
-        let x = x + project(&self.o, lo(Projection::O), context, rng.as_deref_mut());
+        let x = x + project(&self.o, lo(Projection::O), context, None, rng.as_deref_mut());
         let f = self.ffn_norm.forward(x.clone());
-        let gate = project(&self.gate, lo(Projection::Gate), f.clone(), rng.as_deref_mut());
-        let up = project(&self.up, lo(Projection::Up), f, rng.as_deref_mut());
-        let x = x + project(&self.down, lo(Projection::Down), silu(gate) * up, rng);
+        let gate = project(&self.gate, lo(Projection::Gate), f.clone(), None, rng.as_deref_mut());
+        let up = project(&self.up, lo(Projection::Up), f, None, rng.as_deref_mut());
+        let x = x + project(&self.down, lo(Projection::Down), silu(gate) * up, None, rng);
         (x, (k, v))
     }
 }
 
-/// `linear(x)`, plus the adapter's low-rank correction where there is one.
+/// `linear(x)` (or `base`, that product computed before), plus the adapter's low-rank
+/// correction where there is one.
 fn project<B: Backend>(
     linear: &Linear<B>,
     lora: Option<&LoraLinear<B>>,
     x: Tensor<B, 3>,
+    base: Option<Tensor<B, 3>>,
     rng: Option<&mut SplitMix64>,
 ) -> Tensor<B, 3> {
-    match lora {
-        None => linear.forward(x),
-        Some(lora) => linear.forward(x.clone()) + lora.forward(x, rng),
+    match (lora, base) {
+        (None, None) => linear.forward(x),
+        (None, Some(base)) => base,
+        (Some(lora), None) => linear.forward(x.clone()) + lora.forward(x, rng),
+        (Some(lora), Some(base)) => base + lora.forward(x, rng),
+    }
+}
+
+/// What a tail's first block computes from its input alone, whatever the adapters: the
+/// normalised stream and its unadapted key and value projections ([`LlamaTail::freeze`]).
+/// Training computes it once for its prompts instead of at every update.
+#[derive(Debug, Clone)]
+pub struct Frozen<B: Backend> {
+    /// `[batch, seq, d_model]`.
+    a: Tensor<B, 3>,
+    /// `[batch, seq, kv_heads · head_dim]` each.
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+}
+
+impl<B: Backend> Frozen<B> {
+    /// The rows `index`, cut to their first `longest` positions (as [`super::lora::TailBatch::select`]).
+    pub fn select(&self, index: Tensor<B, 1, Int>, longest: usize) -> Self {
+        let cut = |t: &Tensor<B, 3>| {
+            let t = t.clone().select(0, index.clone());
+            let [n, _, w] = t.dims();
+            t.slice([0..n, 0..longest, 0..w])
+        };
+        Self { a: cut(&self.a), k: cut(&self.k), v: cut(&self.v) }
+    }
+
+    /// Their device.
+    pub fn device(&self) -> B::Device {
+        self.a.device()
     }
 }
 
@@ -458,7 +496,7 @@ impl<B: Backend> Llama<B> {
         let at = Attention::causal(&self.config, batch, past, seq, &device);
         let mut x = self.embed.forward(ids);
         for i in blocks {
-            let (out, kv) = self.blocks[i].forward(x, &at, cache.layers.get(i).cloned(), None, None);
+            let (out, kv) = self.blocks[i].forward(x, &at, cache.layers.get(i).cloned(), None, None, None);
             x = out;
             match cache.layers.get_mut(i) {
                 Some(slot) => *slot = kv,
@@ -565,7 +603,8 @@ impl<B: Backend> LlamaTail<B> {
 
     /// The final normalised hidden state at each row's last position `lengths[i] − 1`, from the
     /// residual streams `x` entering the tail, through its blocks adapted by `lora` (dropout drawn
-    /// from `rng` where given; none without). Earlier blocks run every position; the last one
+    /// from `rng` where given; none without), with what [`LlamaTail::freeze`] computed from `x`
+    /// where given (the same result, sooner). Earlier blocks run every position; the last one
     /// only the answer position (its keys and values over every position).
     ///
     /// # Shapes
@@ -576,6 +615,7 @@ impl<B: Backend> LlamaTail<B> {
         &self,
         x: Tensor<B, 3>,
         lengths: &[usize],
+        frozen: Option<&Frozen<B>>,
         lora: Option<&LoraAdapter<B>>,
         mut rng: Option<&mut SplitMix64>,
     ) -> Tensor<B, 2> {
@@ -586,9 +626,20 @@ impl<B: Backend> LlamaTail<B> {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let at = if i + 1 == self.blocks.len() { &last } else { &every };
-            x = block.forward(x, at, None, lora.and_then(|l| l.block(i)), rng.as_deref_mut()).0;
+            let frozen = frozen.filter(|_| i == 0);
+            x = block.forward(x, at, None, frozen, lora.and_then(|l| l.block(i)), rng.as_deref_mut()).0;
         }
         self.norm.forward(x).reshape([batch, d])
+    }
+
+    /// [`Frozen`] of the residual streams `x` entering the tail, for [`LlamaTail::forward`].
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, d_model]`
+    pub fn freeze(&self, x: Tensor<B, 3>) -> Frozen<B> {
+        let block = &self.blocks[0];
+        let a = block.attn_norm.forward(x);
+        Frozen { k: block.k.forward(a.clone()), v: block.v.forward(a.clone()), a }
     }
 
     /// Log-probabilities of the first `options[i]` letters for each row's hidden state, read as
@@ -773,7 +824,10 @@ pub(crate) mod tests {
             let tail = model.tail(blocks, &letters).unwrap();
             assert_eq!((tail.first_block(), tail.len(), tail.letters()), (3 - blocks, blocks, 4));
             let x = model.residual(token_ids(&rows, &device), tail.first_block());
-            let last = values(tail.forward(x, &lengths, None, None));
+            let last = values(tail.forward(x.clone(), &lengths, None, None, None));
+            let frozen = tail.freeze(x.clone());
+            let sooner = values(tail.forward(x, &lengths, Some(&frozen), None, None));
+            assert_eq!(last, sooner, "what freeze computed is what the first block computes");
             for (row, &len) in lengths.iter().enumerate() {
                 let want = values(hidden.clone().slice([row..row + 1, len - 1..len]).reshape([16]));
                 for (a, b) in last[row * 16..(row + 1) * 16].iter().zip(&want) {
@@ -788,8 +842,13 @@ pub(crate) mod tests {
                     .collect();
                 let options = [2, 4, 3][row];
                 let lse = best[..options].iter().map(|b| b.exp()).sum::<f64>().ln();
-                let h =
-                    tail.forward(model.residual(token_ids(&rows, &device), tail.first_block()), &lengths, None, None);
+                let h = tail.forward(
+                    model.residual(token_ids(&rows, &device), tail.first_block()),
+                    &lengths,
+                    None,
+                    None,
+                    None,
+                );
                 let read = values(tail.letter_log_probs(h, &[2, 4, 3]));
                 for l in 0..4 {
                     let got = read[row * 4 + l] as f64;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub use choice::{ChoicePrompt, ChoiceScorer};
 pub use embed::LlmEmbedder;
 pub use gguf::{Gguf, GgufError, TensorInfo, TensorType, Value};
-pub use llama::{KvCache, Llama, LlamaConfig, LlamaTail};
+pub use llama::{Frozen, KvCache, Llama, LlamaConfig, LlamaTail};
 pub use lm::LanguageModel;
 pub use tokenizer::{PreTokenizer, gguf_tokenizer};
 

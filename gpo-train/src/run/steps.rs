@@ -9,7 +9,7 @@ use super::{RunError, RunKey};
 use crate::config::{EvalOptions, LlmOptions};
 use crate::eval::{
     BaselineOptions, EvalError, GpoPredictor, LlmAnswers, LlmPredictor, LlmPrompting, MethodScore, Predictor,
-    TestEpisodes, baselines, score_methods,
+    TestEpisodes, baselines, score_methods, trained_fingerprint,
 };
 use crate::method::Method;
 use crate::prior::{NeighbourRule, select_rule};
@@ -85,7 +85,8 @@ impl Experiment<'_> {
         }
         let llm: Vec<LlmPredictor> = (self.llm.iter())
             .flat_map(|&(options, answers)| {
-                let prompting = move |method| LlmPrompting { method, format: options.prompt, seed };
+                let trained = trained_fingerprint(options);
+                let prompting = move |method| LlmPrompting { method, format: options.prompt, seed, trained };
                 options.methods.iter().map(move |&m| LlmPredictor::new(prompting(m), answers))
             })
             .collect();

