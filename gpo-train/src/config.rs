@@ -193,6 +193,21 @@ pub struct LlmOptions {
     /// How `lm_sft` trains each held-out group's adapter on its context questions (`[llm.sft]`).
     #[serde(default)]
     pub sft: LoraTraining,
+    /// How `lm_reward_model` trains each held-out group's adapter and score head on its context
+    /// questions (`[llm.reward_model]`; minibatches count questions).
+    #[serde(default)]
+    pub reward_model: LoraTraining,
+}
+
+impl LlmOptions {
+    /// How a trained method trains (`None` for the prompting methods).
+    pub fn training(&self, method: LmMethod) -> Option<&LoraTraining> {
+        match method {
+            LmMethod::Sft => Some(&self.sft),
+            LmMethod::RewardModel => Some(&self.reward_model),
+            LmMethod::Base | LmMethod::Steered | LmMethod::Fewshot => None,
+        }
+    }
 }
 
 /// The rule that gives a question no meta-training group answered (a new question) its prior,
@@ -696,7 +711,7 @@ impl RunConfig {
             at_most("evaluation", "max_targets", n, MAX_QUESTIONS)?;
         }
         if let Some(llm) = &self.llm {
-            let what = ": name at least one of base, steered, fewshot, sft";
+            let what = ": name at least one of base, steered, fewshot, sft, reward_model";
             check(!llm.methods.is_empty(), "llm", "methods", Rule::NotEmpty { what })?;
             if let Some(m) = llm.methods.iter().enumerate().find_map(|(i, m)| llm.methods[..i].contains(m).then_some(m))
             {
@@ -720,15 +735,16 @@ impl RunConfig {
             }
             check(l.blocks > 0, "llm.lora", "blocks", Rule::AtLeastOne { why: " (adapted final blocks)" })?;
             at_most("llm.lora", "blocks", l.blocks, 1024)?;
-            let t = &llm.sft;
-            check(t.steps > 0, "llm.sft", "steps", Rule::AtLeastOne { why: " (updates per adapter)" })?;
-            at_most("llm.sft", "steps", t.steps, 1_000_000)?;
-            let lr = t.learning_rate;
-            check(lr > 0.0 && lr.is_finite(), "llm.sft", "learning_rate", Rule::Positive(lr))?;
-            let got = t.weight_decay;
-            check((0.0..1.0).contains(&got), "llm.sft", "weight_decay", Rule::Between { min: 0.0, max: 0.99, got })?;
-            if let Some(b) = t.batch {
-                check(b > 0, "llm.sft", "batch", Rule::AtLeastOne { why: " (prompts per update)" })?;
+            for (table, t) in [("llm.sft", &llm.sft), ("llm.reward_model", &llm.reward_model)] {
+                check(t.steps > 0, table, "steps", Rule::AtLeastOne { why: " (updates per adapter)" })?;
+                at_most(table, "steps", t.steps, 1_000_000)?;
+                let lr = t.learning_rate;
+                check(lr > 0.0 && lr.is_finite(), table, "learning_rate", Rule::Positive(lr))?;
+                let got = t.weight_decay;
+                check((0.0..1.0).contains(&got), table, "weight_decay", Rule::Between { min: 0.0, max: 0.99, got })?;
+                if let Some(b) = t.batch {
+                    check(b > 0, table, "batch", Rule::AtLeastOne { why: " (prompts per update)" })?;
+                }
             }
         }
         Ok(())

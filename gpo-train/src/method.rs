@@ -50,24 +50,30 @@ pub enum LmMethod {
     /// SFT per group: a LoRA adapter trained on the group's context questions (the zero-shot
     /// prompt, its answer distribution as the target), asked the question alone.
     Sft,
+    /// Reward model: the LM with a scalar head (and an adapter) trained per group to score each
+    /// option of its context questions (the prompt followed by the option's letter), the
+    /// options' scores normalised by a softmax.
+    RewardModel,
 }
 
 impl LmMethod {
     /// All of them, in report order.
-    pub const ALL: [LmMethod; 4] = [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot, LmMethod::Sft];
+    pub const ALL: [LmMethod; 5] =
+        [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot, LmMethod::Sft, LmMethod::RewardModel];
 
     /// Whether it trains adapters (on the group's context questions) rather than only prompting.
     pub fn is_trained(self) -> bool {
-        matches!(self, Self::Sft)
+        matches!(self, Self::Sft | Self::RewardModel)
     }
 
-    /// The name in configs (`base`, `steered`, `fewshot`, `sft`).
+    /// The name in configs (`base`, `steered`, `fewshot`, `sft`, `reward_model`).
     pub fn id(self) -> &'static str {
         match self {
             Self::Base => "base",
             Self::Steered => "steered",
             Self::Fewshot => "fewshot",
             Self::Sft => "sft",
+            Self::RewardModel => "reward_model",
         }
     }
 }
@@ -132,6 +138,7 @@ impl Method {
             Self::Lm(LmMethod::Steered) => "LM steered".into(),
             Self::Lm(LmMethod::Fewshot) => "Few-shot prompt".into(),
             Self::Lm(LmMethod::Sft) => "SFT per group".into(),
+            Self::Lm(LmMethod::RewardModel) => "Reward model".into(),
         }
     }
 

@@ -37,9 +37,10 @@ pub struct LlmPrompting {
     pub trained: u64,
 }
 
-/// FNV-1a of the adapters' shape and training ([`LlmOptions::lora`], [`LlmOptions::sft`]).
-pub fn trained_fingerprint(options: &LlmOptions) -> u64 {
-    fnv1a(&format!("{:?}\n{:?}", options.lora, options.sft))
+/// FNV-1a of the adapters' shape and how `method` trains them ([`LlmOptions::lora`],
+/// [`LlmOptions::training`]).
+pub fn trained_fingerprint(options: &LlmOptions, method: LmMethod) -> u64 {
+    fnv1a(&format!("{:?}\n{:?}", options.lora, options.training(method)))
 }
 
 impl LlmPrompting {
@@ -66,14 +67,14 @@ impl LlmPrompting {
                     Some(AnsweredQuestion { question: text(q), distribution, order })
                 })
                 .collect(),
-            LmMethod::Base | LmMethod::Steered | LmMethod::Sft => Vec::new(),
+            LmMethod::Base | LmMethod::Steered | LmMethod::Sft | LmMethod::RewardModel => Vec::new(),
         };
         episode
             .targets
             .iter()
             .map(|&q| {
                 let rendered = match self.method {
-                    LmMethod::Base | LmMethod::Sft => zero_shot(self.format, text(q), None),
+                    LmMethod::Base | LmMethod::Sft | LmMethod::RewardModel => zero_shot(self.format, text(q), None),
                     LmMethod::Steered => zero_shot(self.format, text(q), Some(&steer)),
                     LmMethod::Fewshot => few_shot(self.format, &context, text(q)),
                 };
@@ -333,9 +334,9 @@ pub fn ask_all<A: AutodiffBackend>(
         let bytes = answers.to_bytes(&model, format).map_err(file)?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })
     };
-    let trained = trained_fingerprint(options);
     for &method in methods {
         let name = Method::Lm(method);
+        let trained = trained_fingerprint(options, method);
         let prompting = |seed| LlmPrompting { method, format, seed, trained };
         let start = std::time::Instant::now();
         let (asked, distinct, tokens) = match method.is_trained() {

@@ -17,14 +17,16 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use burn::module::{Module, Param};
+use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use super::llama::{LlamaConfig, LlamaTail};
+use burn::tensor::activation::log_softmax;
+
+use super::llama::{Frozen, LlamaConfig, LlamaTail};
 
 /// A projection of a Llama block that an adapter can change (peft's `target_modules`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -401,6 +403,75 @@ pub fn letter_cross_entropy<B: Backend>(log_q: Tensor<B, 2>, targets: &[Vec<f64>
     (p * log_q).sum().neg().div_scalar(n.max(1) as f64)
 }
 
+/// Which items an update reads: `size` of `n` drawn without replacement, a new permutation when
+/// one is used up; every item, in order, when `size` is `None` or at least `n`.
+struct Minibatches {
+    order: Vec<usize>,
+    next: usize,
+    size: usize,
+}
+
+impl Minibatches {
+    fn new(n: usize, size: Option<usize>) -> Self {
+        Self { order: (0..n).collect(), next: n, size: size.unwrap_or(n).clamp(1, n.max(1)) }
+    }
+
+    /// The items of the next update; `None`: all of them.
+    fn draw(&mut self, rng: &mut SplitMix64) -> Option<Vec<usize>> {
+        let n = self.order.len();
+        if self.size >= n {
+            return None;
+        }
+        let mut rows = Vec::with_capacity(self.size);
+        while rows.len() < self.size {
+            if self.next == n {
+                rng.shuffle(&mut self.order);
+                self.next = 0;
+            }
+            rows.push(self.order[self.next]);
+            self.next += 1;
+        }
+        Some(rows)
+    }
+}
+
+/// `training.steps` AdamW updates of `model` on `loss` (told the model and the generator that
+/// draws dropout and minibatches, seeded with `seed`); `on_step` is told each update's loss
+/// (before the update).
+fn train<A: AutodiffBackend, M: AutodiffModule<A>>(
+    model: M,
+    training: &LoraTraining,
+    seed: u64,
+    mut loss: impl FnMut(&M, &mut SplitMix64) -> Tensor<A, 1>,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> M {
+    let mut optimizer =
+        AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(training.weight_decay as f32).init::<A, M>();
+    let mut rng = SplitMix64::new(seed);
+    let mut model = model;
+    for step in 0..training.steps {
+        let loss = loss(&model, &mut rng);
+        let value: f64 = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(training.learning_rate, model, grads);
+        on_step(step, value);
+    }
+    model
+}
+
+/// The prompts `rows` of `batch` and of its `frozen` products.
+fn pick<A: AutodiffBackend>(
+    batch: &TailBatch<A::InnerBackend>,
+    frozen: &Frozen<A>,
+    rows: &[usize],
+) -> (TailBatch<A::InnerBackend>, Frozen<A>) {
+    let part = batch.select(rows);
+    let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    let index = Tensor::<A, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &frozen.device());
+    let frozen = frozen.select(index, part.x.dims()[1]);
+    (part, frozen)
+}
+
 /// Trains `adapter` on `batch` towards `targets` (one distribution per prompt), dropout and
 /// minibatches drawn from `seed`; `on_step` is told each update's loss (before the update).
 pub fn fit<A: AutodiffBackend>(
@@ -412,47 +483,123 @@ pub fn fit<A: AutodiffBackend>(
     seed: u64,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> LoraAdapter<A> {
-    let mut optimizer = AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(training.weight_decay as f32)
-        .init::<A, LoraAdapter<A>>();
-    let mut rng = SplitMix64::new(seed);
-    let mut adapter = adapter;
-    let n = batch.len();
-    let size = training.batch.unwrap_or(n).clamp(1, n.max(1));
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut next = n;
     // What the tail's first block computes from the prompts alone, once.
     let frozen = tail.freeze(Tensor::from_inner(batch.x.clone()));
-    for step in 0..training.steps {
-        let (part, frozen, picked) = match size < n {
-            true => {
-                let mut rows = Vec::with_capacity(size);
-                while rows.len() < size {
-                    if next == n {
-                        rng.shuffle(&mut order);
-                        next = 0;
-                    }
-                    rows.push(order[next]);
-                    next += 1;
-                }
-                let part = batch.select(&rows);
-                let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-                let index = Tensor::<A, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &frozen.device());
-                let frozen = frozen.select(index, part.x.dims()[1]);
+    let mut batches = Minibatches::new(batch.len(), training.batch);
+    let loss = |adapter: &LoraAdapter<A>, rng: &mut SplitMix64| {
+        let (part, frozen, picked) = match batches.draw(rng) {
+            Some(rows) => {
+                let (part, frozen) = pick(batch, &frozen, &rows);
                 (part, frozen, rows.iter().map(|&r| targets[r].clone()).collect())
             }
-            false => (batch.clone(), frozen.clone(), targets.to_vec()),
+            None => (batch.clone(), frozen.clone(), targets.to_vec()),
         };
-        let x = Tensor::<A, 3>::from_inner(part.x);
-        let h = tail.forward(x, &part.lengths, Some(&frozen), Some(&adapter), Some(&mut rng));
-        let loss = letter_cross_entropy(tail.letter_log_probs(h, &part.options), &picked);
-        let value: f64 = loss.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(loss.backward(), &adapter);
-        adapter = optimizer.step(training.learning_rate, adapter, grads);
-        on_step(step, value);
+        let h = tail.forward(Tensor::from_inner(part.x), &part.lengths, Some(&frozen), Some(adapter), Some(rng));
+        letter_cross_entropy(tail.letter_log_probs(h, &part.options), &picked)
+    };
+    train(adapter, training, seed, loss, on_step)
+}
+
+/// The LM as a reward model (`lm_reward_model`): the final hidden state of a question's prompt
+/// followed by an option's letter, through the adapted tail, times a scalar head, scores the
+/// option; a question's options' scores, softmax-normalised, are the predicted distribution.
+#[derive(Module, Debug)]
+pub struct RewardModel<B: Backend> {
+    adapter: LoraAdapter<B>,
+    /// `[d_model, 1]`, zero when new: every option scores the same (the uniform distribution).
+    head: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> RewardModel<B> {
+    /// A new head (zero) on `adapter`, for hidden states of width `d_model`.
+    pub fn new(adapter: LoraAdapter<B>, d_model: usize, device: &B::Device) -> Self {
+        let zeros = TensorData::zeros::<B::FloatElem, _>([d_model, 1]);
+        Self { adapter, head: Param::from_tensor(Tensor::from_data(zeros, device)) }
     }
-    adapter
+
+    /// The adapter.
+    pub fn adapter(&self) -> &LoraAdapter<B> {
+        &self.adapter
+    }
+
+    /// Log-probabilities over each question's options: `questions[i]` are the rows of `batch`
+    /// holding question `i`'s options in order (consecutive rows).
+    ///
+    /// # Shapes
+    /// - output: `[questions, most options]`, −10⁹ past a question's options
+    fn log_probs(
+        &self,
+        tail: &LlamaTail<B>,
+        batch: &TailBatch<B>,
+        frozen: Option<&Frozen<B>>,
+        questions: &[std::ops::Range<usize>],
+        rng: Option<&mut SplitMix64>,
+    ) -> Tensor<B, 2> {
+        let h = tail.forward(batch.x.clone(), &batch.lengths, frozen, Some(&self.adapter), rng);
+        let scores = h.matmul(self.head.val());
+        let width = questions.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+        let ids: Vec<i64> = questions
+            .iter()
+            .flat_map(|r| (0..width).map(move |o| (r.start + o.min(r.len().max(1) - 1)) as i64))
+            .collect();
+        let device = scores.device();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [questions.len() * width]), &device);
+        let grid = scores.select(0, index).reshape([questions.len(), width]);
+        let beyond: Vec<bool> = questions.iter().flat_map(|r| (0..width).map(move |o| o >= r.len())).collect();
+        let beyond = Tensor::<B, 2, Bool>::from_data(TensorData::new(beyond, [questions.len(), width]), &device);
+        log_softmax(grid.mask_fill(beyond, -1e9), 1)
+    }
+}
+
+/// Trains `model` on the option prompts of `batch` (question `i`'s at rows `questions[i]`)
+/// towards `targets` (question `i`'s answer distribution): cross-entropy of the options'
+/// softmax-normalised scores. Minibatches (`training.batch`) count questions.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_reward<A: AutodiffBackend>(
+    tail: &LlamaTail<A>,
+    model: RewardModel<A>,
+    batch: &TailBatch<A::InnerBackend>,
+    questions: &[std::ops::Range<usize>],
+    targets: &[Vec<f64>],
+    training: &LoraTraining,
+    seed: u64,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> RewardModel<A> {
+    let frozen = tail.freeze(Tensor::from_inner(batch.x.clone()));
+    let mut batches = Minibatches::new(questions.len(), training.batch);
+    let loss = |model: &RewardModel<A>, rng: &mut SplitMix64| {
+        let (part, frozen, ranges, picked) = match batches.draw(rng) {
+            Some(chosen) => {
+                let rows: Vec<usize> = chosen.iter().flat_map(|&q| questions[q].clone()).collect();
+                let (part, frozen) = pick(batch, &frozen, &rows);
+                let mut start = 0;
+                let ranges = chosen
+                    .iter()
+                    .map(|&q| {
+                        start += questions[q].len();
+                        start - questions[q].len()..start
+                    })
+                    .collect();
+                (part, frozen, ranges, chosen.iter().map(|&q| targets[q].clone()).collect())
+            }
+            None => (batch.clone(), frozen.clone(), questions.to_vec(), targets.to_vec()),
+        };
+        let part = TailBatch { x: Tensor::from_inner(part.x), lengths: part.lengths, options: part.options };
+        letter_cross_entropy(model.log_probs(tail, &part, Some(&frozen), &ranges, Some(rng)), &picked)
+    };
+    train(model, training, seed, loss, on_step)
+}
+
+/// The option distributions `model` gives the questions of `batch` (question `i`'s options at
+/// rows `questions[i]`), without dropout.
+pub fn reward_distributions<B: Backend>(
+    tail: &LlamaTail<B>,
+    model: &RewardModel<B>,
+    batch: &TailBatch<B>,
+    questions: &[std::ops::Range<usize>],
+) -> Result<Vec<Vec<f64>>, String> {
+    let log_q = model.log_probs(tail, batch, None, questions, None);
+    rows_to_distributions(log_q, questions.iter().map(|r| r.len()))
 }
 
 /// The letter distributions of `batch`'s prompts through `tail` adapted by `adapter` (`None`: the
@@ -463,18 +610,25 @@ pub fn letter_distributions<B: Backend>(
     batch: &TailBatch<B>,
 ) -> Result<Vec<Vec<f64>>, String> {
     let h = tail.forward(batch.x.clone(), &batch.lengths, None, adapter, None);
-    let log_q = tail.letter_log_probs(h, &batch.options);
-    let letters = log_q.dims()[1];
-    let values = log_q.into_data().convert::<f64>().into_vec::<f64>().map_err(|e| format!("reading letters: {e:?}"))?;
+    rows_to_distributions(tail.letter_log_probs(h, &batch.options), batch.options.iter().copied())
+}
+
+/// Each row's first `n` log-probabilities, exponentiated and normalised, in f64.
+fn rows_to_distributions<B: Backend>(
+    log_q: Tensor<B, 2>,
+    sizes: impl Iterator<Item = usize>,
+) -> Result<Vec<Vec<f64>>, String> {
+    let width = log_q.dims()[1];
+    let values = log_q.into_data().convert::<f64>().into_vec::<f64>().map_err(|e| format!("reading scores: {e:?}"))?;
     values
-        .chunks_exact(letters)
-        .zip(&batch.options)
-        .map(|(row, &n)| {
+        .chunks_exact(width)
+        .zip(sizes)
+        .map(|(row, n)| {
             let p: Vec<f64> = row[..n].iter().map(|l| l.exp()).collect();
             let sum: f64 = p.iter().sum();
             match sum > 0.0 && sum.is_finite() {
                 true => Ok(p.iter().map(|x| x / sum).collect()),
-                false => Err(format!("the option letters' probabilities sum to {sum}")),
+                false => Err(format!("the options' probabilities sum to {sum}")),
             }
         })
         .collect()
@@ -618,6 +772,64 @@ mod tests {
             (picked.lengths.clone(), picked.options.clone(), picked.x.dims()),
             (vec![7, 5], vec![3, 2], [2, 7, 16])
         );
+    }
+
+    #[test]
+    fn a_reward_model_starts_uniform_and_learns_the_options_distributions() {
+        type Cpu = NdArray<f32>;
+        type Ad = Autodiff<Cpu>;
+        let device = Default::default();
+        let model = Llama::<Cpu>::random(tiny_config(), 12, &device);
+        // Two questions: the first with 2 options (prompt + letter token each), the second 3.
+        let rows: Vec<Vec<u32>> =
+            vec![vec![7, 3, 9, 1], vec![7, 3, 9, 2], vec![4, 4, 19, 1], vec![4, 4, 19, 2], vec![4, 4, 19, 3]];
+        let streams: Vec<Tensor<Cpu, 2>> = rows
+            .iter()
+            .map(|p| {
+                let x = model.residual(token_ids(&[p.as_slice()], &device), 1);
+                let [_, len, d] = x.dims();
+                x.reshape([len, d])
+            })
+            .collect();
+        let batch = TailBatch::new(&streams, vec![2, 2, 3, 3, 3]);
+        let questions = [0..2, 2..5];
+        let targets = vec![vec![0.8, 0.2], vec![0.1, 0.3, 0.6]];
+        let tail = model.tail(2, &tiny_letters()).unwrap();
+        let config = LoraConfig { rank: 2, ..LoraConfig::default() };
+        let new = RewardModel::new(config.init::<Cpu>(model.config(), 3, &device), 16, &device);
+        let uniform = reward_distributions(&tail, &new, &batch, &questions).unwrap();
+        let want = [vec![0.5, 0.5], vec![1.0 / 3.0; 3]];
+        for (got, want) in uniform.iter().zip(&want) {
+            // exp(0) normalised: exact up to the division's rounding.
+            assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-15), "a zero head scores alike: {got:?}");
+        }
+        let ce = |q: &[Vec<f64>]| -> f64 {
+            targets.iter().zip(q).map(|(t, q)| -t.iter().zip(q).map(|(p, q)| p * q.ln()).sum::<f64>()).sum::<f64>()
+                / 2.0
+        };
+        for batch_size in [None, Some(1)] {
+            let training = LoraTraining { steps: 80, learning_rate: 0.02, weight_decay: 0.0, batch: batch_size };
+            let run = || {
+                let mut losses = Vec::new();
+                let start = RewardModel::new(config.init::<Ad>(model.config(), 3, &device), 16, &device);
+                let trained = fit_reward(
+                    &tail.autodiff::<Ad>(),
+                    start,
+                    &batch,
+                    &questions,
+                    &targets,
+                    &training,
+                    4,
+                    &mut |_, l| losses.push(l),
+                );
+                (trained.valid(), losses)
+            };
+            let (trained, losses) = run();
+            assert_eq!(losses, run().1, "the same seed gives the same losses");
+            let after = reward_distributions(&tail, &trained, &batch, &questions).unwrap();
+            assert!(ce(&after) < ce(&uniform) - 0.1, "{batch_size:?}: {} → {}", ce(&uniform), ce(&after));
+            assert!(after[0][0] > 0.6 && after[1][2] > after[1][0], "{after:?}");
+        }
     }
 
     #[test]

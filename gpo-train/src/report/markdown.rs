@@ -29,6 +29,7 @@ fn baseline_style(method: &Method) -> Option<(&'static str, &'static str, Marker
         Method::Lm(LmMethod::Steered) => ("#762a83", "6 2", Marker::Diamond),
         Method::Lm(LmMethod::Fewshot) => ("#b2182b", "10 2 2 2 2 2", Marker::Square),
         Method::Lm(LmMethod::Sft) => ("#2166ac", "4 2 1 2", Marker::TriangleUp),
+        Method::Lm(LmMethod::RewardModel) => ("#8073ac", "1 2", Marker::TriangleDown),
         Method::Gpo | Method::Variant(_) | Method::Selected => return None,
     })
 }
@@ -102,10 +103,12 @@ fn paper_value(metric: Metric, method: &Method, split: f64) -> Option<f64> {
         (Metric::Wasserstein, Method::Lm(LmMethod::Steered)) => [0.823, 0.826, 0.831],
         (Metric::Wasserstein, Method::Lm(LmMethod::Fewshot)) => [0.755, 0.753, 0.749],
         (Metric::Wasserstein, Method::Lm(LmMethod::Sft)) => [0.838, 0.840, 0.843],
+        (Metric::Wasserstein, Method::Lm(LmMethod::RewardModel)) => [0.822, 0.830, 0.837],
         (Metric::JensenShannon, Method::Lm(LmMethod::Base)) => [0.672, 0.667, 0.674],
         (Metric::JensenShannon, Method::Lm(LmMethod::Steered)) => [0.670, 0.667, 0.673],
         (Metric::JensenShannon, Method::Lm(LmMethod::Fewshot)) => [0.521, 0.499, 0.496],
         (Metric::JensenShannon, Method::Lm(LmMethod::Sft)) => [0.736, 0.734, 0.738],
+        (Metric::JensenShannon, Method::Lm(LmMethod::RewardModel)) => [0.688, 0.682, 0.687],
         _ => return None,
     };
     Some(row[column])

