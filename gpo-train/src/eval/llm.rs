@@ -40,7 +40,10 @@ pub struct LlmPrompting {
 /// FNV-1a of the adapters' shape and how `method` trains them ([`LlmOptions::lora`],
 /// [`LlmOptions::training`]).
 pub fn trained_fingerprint(options: &LlmOptions, method: LmMethod) -> u64 {
-    fnv1a(&format!("{:?}\n{:?}", options.lora, options.training(method)))
+    match options.training(method) {
+        Some(training) => fnv1a(&format!("{:?}\n{:?}", options.lora, training)),
+        None => 0,
+    }
 }
 
 impl LlmPrompting {

@@ -103,21 +103,29 @@ impl<B: Backend> ChoiceScorer<B> {
         &self,
         prompts: &[ChoicePrompt],
         block: usize,
-        on_tokens: &dyn Fn(usize),
+        on_tokens: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Tensor<B, 2>>, LlmError> {
         let tokens = self.tokens(prompts)?;
         let (model, device) = (self.lm.model(), self.lm.device());
-        let mut streams = Vec::with_capacity(prompts.len());
-        for chunk in tokens.chunks(MAX_BATCH) {
-            let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-            let x = model.residual(token_ids(&rows, device), block);
-            let d = x.dims()[2];
-            for (row, t) in chunk.iter().enumerate() {
-                streams.push(x.clone().slice([row..row + 1, 0..t.len(), 0..d]).reshape([t.len(), d]));
+        // Batches of at most MAX_BATCH prompts, the same for any number of threads, spread over
+        // the threads: a prompt's stream does not depend on the threads.
+        let batches: Vec<&[Vec<u32>]> = tokens.chunks(MAX_BATCH).collect();
+        let run = |part: &[&[Vec<u32>]]| {
+            let mut streams = Vec::new();
+            for chunk in part {
+                let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+                let x = model.residual(token_ids(&rows, device), block);
+                let d = x.dims()[2];
+                for (row, t) in chunk.iter().enumerate() {
+                    streams.push(x.clone().slice([row..row + 1, 0..t.len(), 0..d]).reshape([t.len(), d]));
+                }
+                on_tokens(chunk.iter().map(Vec::len).sum());
             }
-            on_tokens(chunk.iter().map(Vec::len).sum());
-        }
-        Ok(streams)
+            Ok(streams)
+        };
+        in_parts(&batches, self.threads, run, || {
+            LlmError::Prompt("a thread computing residual streams panicked".into())
+        })
     }
 
     /// [`ChoiceScorer::residuals`] stacked for a [`LlamaTail`] starting at block `block`.
