@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use gpo_core::{GpoConfig, WeightDType};
 use serde::{Deserialize, Serialize};
 
-use crate::llm::lora::{LoraConfig, LoraTraining};
-use crate::llm::prompt::PromptFormat;
-use crate::method::{LmMethod, Method};
+pub use crate::eval::LlmOptions;
+use crate::method::Method;
 use crate::prior::{NeighbourRule, PriorKind};
 use crate::protocol::Protocol;
 use crate::task::EmbeddedSurvey;
@@ -171,41 +170,6 @@ impl Default for EvalOptions {
             ridge_lambda: 1.0,
             protocols: vec![Protocol::Groups],
             max_targets: None,
-        }
-    }
-}
-
-/// The LLM baselines of a run (`[llm]`): a GGUF causal language model prompted with each held-out
-/// group's target questions at the headline number of context questions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmOptions {
-    /// The `.gguf` file, or a wheel/zip holding one (relative to the config's folder).
-    pub model: PathBuf,
-    /// The template the model was tuned with (`chatml` for SmolLM2-Instruct, `alpaca`).
-    pub prompt: PromptFormat,
-    /// The methods (`base`, `steered`, `fewshot`, `sft`), each reported as `lm_<name>`.
-    pub methods: Vec<LmMethod>,
-    /// The adapters of the trained methods (`[llm.lora]`; the original's by default: rank 12,
-    /// α 32, dropout 0.05, query and value, here on the last block).
-    #[serde(default)]
-    pub lora: LoraConfig,
-    /// How `lm_sft` trains each held-out group's adapter on its context questions (`[llm.sft]`).
-    #[serde(default)]
-    pub sft: LoraTraining,
-    /// How `lm_reward_model` trains each held-out group's adapter and score head on its context
-    /// questions (`[llm.reward_model]`; minibatches count questions).
-    #[serde(default)]
-    pub reward_model: LoraTraining,
-}
-
-impl LlmOptions {
-    /// How a trained method trains (`None` for the prompting methods).
-    pub fn training(&self, method: LmMethod) -> Option<&LoraTraining> {
-        match method {
-            LmMethod::Sft => Some(&self.sft),
-            LmMethod::RewardModel => Some(&self.reward_model),
-            LmMethod::Base | LmMethod::Steered | LmMethod::Fewshot => None,
         }
     }
 }

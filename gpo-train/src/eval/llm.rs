@@ -8,18 +8,53 @@
 //! [`LlmPredictor`] renders its prompts again and looks their answers up.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use super::{EvalEpisode, EvalError, Predictions, Predictor};
-use crate::config::LlmOptions;
+use crate::llm::lora::{LoraConfig, LoraTraining};
 use crate::llm::prompt::{AnsweredQuestion, PromptFormat, QuestionText, few_shot, persona, zero_shot};
 use crate::llm::{ChoicePrompt, ChoiceScorer};
 use crate::method::{LmMethod, Method};
 use crate::task::EmbeddedSurvey;
+
+/// The LLM baselines of a run (`[llm]`): a GGUF causal language model prompted with each held-out
+/// group's target questions at the headline number of context questions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmOptions {
+    /// The `.gguf` file, or a wheel/zip holding one (relative to the config's folder).
+    pub model: PathBuf,
+    /// The template the model was tuned with (`chatml` for SmolLM2-Instruct, `alpaca`).
+    pub prompt: PromptFormat,
+    /// The methods (`base`, `steered`, `fewshot`, `sft`), each reported as `lm_<name>`.
+    pub methods: Vec<LmMethod>,
+    /// The adapters of the trained methods (`[llm.lora]`; the original's by default: rank 12,
+    /// α 32, dropout 0.05, query and value, here on the last block).
+    #[serde(default)]
+    pub lora: LoraConfig,
+    /// How `lm_sft` trains each held-out group's adapter on its context questions (`[llm.sft]`).
+    #[serde(default)]
+    pub sft: LoraTraining,
+    /// How `lm_reward_model` trains each held-out group's adapter and score head on its context
+    /// questions (`[llm.reward_model]`; minibatches count questions).
+    #[serde(default)]
+    pub reward_model: LoraTraining,
+}
+
+impl LlmOptions {
+    /// How a trained method trains (`None` for the prompting methods).
+    pub fn training(&self, method: LmMethod) -> Option<&LoraTraining> {
+        match method {
+            LmMethod::Sft => Some(&self.sft),
+            LmMethod::RewardModel => Some(&self.reward_model),
+            LmMethod::Base | LmMethod::Steered | LmMethod::Fewshot => None,
+        }
+    }
+}
 
 /// How one LLM baseline prompts: the method, the model's prompt format, the run's seed (it
 /// orders the letters of the few-shot context's answer distributions and seeds adapters) and,

@@ -18,9 +18,9 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use gpo_core::template::letters;
 
+use super::llm::LlmOptions;
 use super::llm::{LlmAnswers, LlmProgress, LlmPrompting, fnv1a};
 use super::{EvalEpisode, EvalError};
-use crate::config::LlmOptions;
 use crate::llm::lora::{RewardModel, TailBatch, fit, fit_reward, letter_distributions, reward_distributions};
 use crate::llm::prompt::{QuestionText, zero_shot};
 use crate::llm::{ChoicePrompt, ChoiceScorer};

@@ -14,8 +14,8 @@ pub use baselines::{
 pub use episodes::{EvalEpisode, TestEpisodes, draw_episodes, draw_episodes_with_targets};
 pub use gpo::GpoPredictor;
 pub use llm::{
-    AnswersFileError, LlmAnswers, LlmMethodRun, LlmPredictor, LlmProgress, LlmPrompting, LlmRun, ask_all, fnv1a,
-    trained_fingerprint,
+    AnswersFileError, LlmAnswers, LlmMethodRun, LlmOptions, LlmPredictor, LlmProgress, LlmPrompting, LlmRun, ask_all,
+    fnv1a, trained_fingerprint,
 };
 
 use std::collections::BTreeMap;
