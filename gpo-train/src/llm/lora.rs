@@ -8,7 +8,6 @@
 //! training runs the adapted [`super::LlamaTail`] only, its last block at the answer position only.
 //!
 //! ```
-//! use burn_ndarray::NdArray;
 //! use gpo_train::llm::lora::{LoraConfig, Projection};
 //!
 //! let config = LoraConfig { projections: vec![Projection::Q, Projection::V], ..LoraConfig::default() };

@@ -674,12 +674,19 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
          \"LLM baselines\", lists the prompts and the fixes to the original scripts). `{}` asks the question \
          alone (every group gets the same answer), `{}` asks it \"as if you are\" a member of the group, `{}` \
          after the group's answer distributions on its {k} context questions. Distinct prompts run once; a shared \
-         prefix (a group's few-shot context) runs once per group.\n",
+         prefix (a group's few-shot context) runs once per group. The trained methods learn from the same {k} \
+         answers, one LoRA adapter on the model's last block per held-out group, seed and context \
+         (docs/llm.md, \"The trained LLM baselines\"): `{}` on the letter distribution of each context question's \
+         prompt, `{}` with a score head on each option after the prompt, its scores softmax-normalised; for them \
+         \"Distinct prompts run\" counts the prompts through the frozen blocks (once each), and the seconds include \
+         training.\n",
         llm.model,
         llm.prompt,
         Method::Lm(LmMethod::Base),
         Method::Lm(LmMethod::Steered),
         Method::Lm(LmMethod::Fewshot),
+        Method::Lm(LmMethod::Sft),
+        Method::Lm(LmMethod::RewardModel),
     );
     let _ = writeln!(
         md,
