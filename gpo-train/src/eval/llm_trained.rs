@@ -21,7 +21,9 @@ use gpo_core::template::letters;
 use super::llm::LlmOptions;
 use super::llm::{LlmAnswers, LlmProgress, LlmPrompting, fnv1a};
 use super::{EvalEpisode, EvalError};
-use crate::llm::lora::{RewardModel, TailBatch, fit, fit_reward, letter_distributions, reward_distributions};
+use crate::llm::lora::{
+    RewardModel, TailBatch, end_to_end, fit, fit_reward, letter_distributions, reward_distributions,
+};
 use crate::llm::prompt::{QuestionText, zero_shot};
 use crate::llm::{ChoicePrompt, ChoiceScorer};
 use crate::method::{LmMethod, Method};
@@ -54,14 +56,7 @@ fn question_prompts(task: &EmbeddedSurvey, p: &LlmPrompting, q: usize) -> Result
 
 /// The rows of each question's prompts when they are laid end to end.
 fn rows(questions: &[&Vec<ChoicePrompt>]) -> Vec<Range<usize>> {
-    let mut start = 0;
-    questions
-        .iter()
-        .map(|prompts| {
-            start += prompts.len();
-            start - prompts.len()..start
-        })
-        .collect()
+    end_to_end(questions.iter().map(|prompts| prompts.len()))
 }
 
 /// Trains the adapters that `prompting`'s trained method needs for `episodes` and keeps their

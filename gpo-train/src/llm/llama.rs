@@ -621,11 +621,16 @@ impl<B: Backend> LlamaTail<B> {
     ) -> Tensor<B, 2> {
         let [batch, seq, d] = x.dims();
         let device = x.device();
-        let every = Attention::causal(&self.config, batch, 0, seq, &device);
+        // Every position's attention only for blocks before the last (none in a one-block tail,
+        // the training hot path).
+        let every = (self.blocks.len() > 1).then(|| Attention::causal(&self.config, batch, 0, seq, &device));
         let last = Attention::last(&self.config, lengths, seq, &device);
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
-            let at = if i + 1 == self.blocks.len() { &last } else { &every };
+            let at = match &every {
+                Some(every) if i + 1 < self.blocks.len() => every,
+                _ => &last,
+            };
             let frozen = frozen.filter(|_| i == 0);
             x = block.forward(x, at, None, frozen, lora.and_then(|l| l.block(i)), rng.as_deref_mut()).0;
         }

@@ -402,6 +402,18 @@ pub fn letter_cross_entropy<B: Backend>(log_q: Tensor<B, 2>, targets: &[Vec<f64>
     (p * log_q).sum().neg().div_scalar(n.max(1) as f64)
 }
 
+/// The rows of consecutive items of `sizes` rows each, laid end to end.
+pub fn end_to_end(sizes: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+    let mut start = 0;
+    sizes
+        .into_iter()
+        .map(|n| {
+            start += n;
+            start - n..start
+        })
+        .collect()
+}
+
 /// Which items an update reads: `size` of `n` drawn without replacement, a new permutation when
 /// one is used up; every item, in order, when `size` is `None` or at least `n`.
 struct Minibatches {
@@ -571,14 +583,7 @@ pub fn fit_reward<A: AutodiffBackend>(
             Some(chosen) => {
                 let rows: Vec<usize> = chosen.iter().flat_map(|&q| questions[q].clone()).collect();
                 let (part, frozen) = pick(batch, &frozen, &rows);
-                let mut start = 0;
-                let ranges = chosen
-                    .iter()
-                    .map(|&q| {
-                        start += questions[q].len();
-                        start - questions[q].len()..start
-                    })
-                    .collect();
+                let ranges = end_to_end(chosen.iter().map(|&q| questions[q].len()));
                 (part, frozen, ranges, chosen.iter().map(|&q| targets[q].clone()).collect())
             }
             None => (batch.clone(), frozen.clone(), questions.to_vec(), targets.to_vec()),
