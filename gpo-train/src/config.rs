@@ -396,6 +396,12 @@ pub enum Rule {
     /// An entry listed twice.
     #[error("has `{0}` listed twice")]
     Twice(String),
+    /// A key this table does not use (`why` says why).
+    #[error("is not used here: {why}")]
+    Unsupported {
+        /// Why, e.g. `only lm_incontext_ft has validation groups to select on`.
+        why: &'static str,
+    },
 }
 
 /// `Err(value problem)` unless `ok`.
@@ -675,7 +681,7 @@ impl RunConfig {
             at_most("evaluation", "max_targets", n, MAX_QUESTIONS)?;
         }
         if let Some(llm) = &self.llm {
-            let what = ": name at least one of base, steered, fewshot, sft, reward_model";
+            let what = ": name at least one of base, steered, fewshot, sft, reward_model, incontext_ft";
             check(!llm.methods.is_empty(), "llm", "methods", Rule::NotEmpty { what })?;
             if let Some(m) = llm.methods.iter().enumerate().find_map(|(i, m)| llm.methods[..i].contains(m).then_some(m))
             {
@@ -699,7 +705,12 @@ impl RunConfig {
             }
             check(l.blocks > 0, "llm.lora", "blocks", Rule::AtLeastOne { why: " (adapted final blocks)" })?;
             at_most("llm.lora", "blocks", l.blocks, 1024)?;
-            for (table, t) in [("llm.sft", &llm.sft), ("llm.reward_model", &llm.reward_model)] {
+            let tables = [
+                ("llm.sft", &llm.sft),
+                ("llm.reward_model", &llm.reward_model),
+                ("llm.incontext_ft", &llm.incontext_ft),
+            ];
+            for (table, t) in tables {
                 check(t.steps > 0, table, "steps", Rule::AtLeastOne { why: " (updates per adapter)" })?;
                 at_most(table, "steps", t.steps, 1_000_000)?;
                 let lr = t.learning_rate;
@@ -708,6 +719,18 @@ impl RunConfig {
                 check((0.0..1.0).contains(&got), table, "weight_decay", Rule::Between { min: 0.0, max: 0.99, got })?;
                 if let Some(b) = t.batch {
                     check(b > 0, table, "batch", Rule::AtLeastOne { why: " (prompts per update)" })?;
+                }
+                if let Some(n) = t.eval_every {
+                    let why = " (updates between validations)";
+                    check(
+                        n > 0 && table == "llm.incontext_ft",
+                        table,
+                        "eval_every",
+                        match table {
+                            "llm.incontext_ft" => Rule::AtLeastOne { why },
+                            _ => Rule::Unsupported { why: "only lm_incontext_ft has validation groups to select on" },
+                        },
+                    )?;
                 }
             }
         }

@@ -54,19 +54,31 @@ pub enum LmMethod {
     /// option of its context questions (the prompt followed by the option's letter), the
     /// options' scores normalised by a softmax.
     RewardModel,
+    /// In-context finetune: one adapter per split and seed meta-trained on the meta-training
+    /// groups' few-shot prompts (their answer distributions on the context questions, then a
+    /// question, its distribution the target), selected on the validation groups', asked the
+    /// held-out groups' few-shot prompts.
+    IncontextFt,
 }
 
 impl LmMethod {
     /// All of them, in report order.
-    pub const ALL: [LmMethod; 5] =
-        [LmMethod::Base, LmMethod::Steered, LmMethod::Fewshot, LmMethod::Sft, LmMethod::RewardModel];
+    pub const ALL: [LmMethod; 6] = [
+        LmMethod::Base,
+        LmMethod::Steered,
+        LmMethod::Fewshot,
+        LmMethod::Sft,
+        LmMethod::RewardModel,
+        LmMethod::IncontextFt,
+    ];
 
-    /// Whether it trains adapters (on the group's context questions) rather than only prompting.
+    /// Whether it trains adapters (per group on its context questions, or on the meta-training
+    /// groups) rather than only prompting.
     pub fn is_trained(self) -> bool {
-        matches!(self, Self::Sft | Self::RewardModel)
+        matches!(self, Self::Sft | Self::RewardModel | Self::IncontextFt)
     }
 
-    /// The name in configs (`base`, `steered`, `fewshot`, `sft`, `reward_model`).
+    /// The name in configs (`base`, `steered`, `fewshot`, `sft`, `reward_model`, `incontext_ft`).
     pub fn id(self) -> &'static str {
         match self {
             Self::Base => "base",
@@ -74,6 +86,7 @@ impl LmMethod {
             Self::Fewshot => "fewshot",
             Self::Sft => "sft",
             Self::RewardModel => "reward_model",
+            Self::IncontextFt => "incontext_ft",
         }
     }
 }
@@ -139,6 +152,7 @@ impl Method {
             Self::Lm(LmMethod::Fewshot) => "Few-shot prompt".into(),
             Self::Lm(LmMethod::Sft) => "SFT per group".into(),
             Self::Lm(LmMethod::RewardModel) => "Reward model".into(),
+            Self::Lm(LmMethod::IncontextFt) => "In-context finetune".into(),
         }
     }
 

@@ -13,7 +13,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::{Gpo, ModelFile, ModelFileError, ModelMetadata, PopulationPrior};
 
 use crate::config::{EvalOptions, LlmOptions, RunConfig, TooFewQuestions};
-use crate::eval::{EvalError, LlmAnswers, LlmRun, TestEpisodes, ask_all};
+use crate::eval::{EvalError, LlmAnswers, LlmRun, LlmRunEpisodes, TestEpisodes, ask_all, split_fingerprint};
 use crate::fsutil::write_atomic;
 use crate::llm::ChoiceScorer;
 use crate::pipeline::{EmbeddingInfo, LoadError, load_task_with_progress};
@@ -215,12 +215,19 @@ fn ask_llm<B: AutodiffBackend>(
     let (task, evaluation) = (experiment.task, experiment.evaluation);
     let scorer =
         ChoiceScorer::<B::InnerBackend>::open(&options.model, device).map_err(EvalError::from)?.with_threads(threads);
+    let (k, max_targets) = (evaluation.context_questions, evaluation.max_targets);
     let mut episodes = Vec::new();
     for &key in runs {
         let split = experiment.split(key)?;
-        let drawn =
-            TestEpisodes::draw(task, &split, key.seed, &[evaluation.context_questions], evaluation.max_targets)?;
-        episodes.extend(drawn.per_k.into_iter().flat_map(|(_, e)| e).map(|e| (key.seed, e)));
+        let drawn = TestEpisodes::draw(task, &split, key.seed, &[k], max_targets)?;
+        let (train, validation) = TestEpisodes::meta_training(task, &split, key.seed, k, max_targets);
+        episodes.push(LlmRunEpisodes {
+            seed: key.seed,
+            split: split_fingerprint(task, &split),
+            test: drawn.per_k.into_iter().flat_map(|(_, e)| e).collect(),
+            train,
+            validation,
+        });
     }
     let store = (experiment.out_dir.join("llm-answers.bin"), experiment.resume);
     Ok(ask_all::<B>(task, &scorer, threads, options, &episodes, (&store.0, store.1), progress)?)

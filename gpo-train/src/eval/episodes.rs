@@ -145,21 +145,48 @@ impl TestEpisodes {
                     k,
                     &mut rng,
                 );
-                if let Some(max) = max_targets {
-                    for e in &mut episodes {
-                        e.targets.sort_by_key(|&q| (fnv1a(&task.survey.questions[q].key), q));
-                        e.targets.truncate(max);
-                        e.targets.sort_unstable();
-                    }
-                }
+                cut_targets(task, &mut episodes, max_targets);
                 (k, episodes)
             })
             .collect();
         Ok(Self { per_k, no_prior, context_pool })
     }
 
+    /// The meta-training groups' episodes with `k` context questions, drawn as [`TestEpisodes::draw`]
+    /// draws the test groups' (the same generator: where every group answered the same
+    /// questions, the same context questions; the same cut of the targets): the training
+    /// groups' (context and targets among the training questions) and the validation groups'
+    /// (from [`Split::validation_pools`]). What `lm_incontext_ft` learns from and is selected on.
+    pub fn meta_training(
+        task: &EmbeddedSurvey,
+        split: &Split,
+        seed: u64,
+        k: usize,
+        max_targets: Option<usize>,
+    ) -> (Vec<EvalEpisode>, Vec<EvalEpisode>) {
+        let rng = || SplitMix64::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64));
+        let mut train =
+            draw_episodes_with_targets(task, &split.train_groups, &split.train_questions, None, k, &mut rng());
+        let (pool, targets) = split.validation_pools();
+        let mut validation = draw_episodes_with_targets(task, &split.validation_groups, pool, targets, k, &mut rng());
+        cut_targets(task, &mut train, max_targets);
+        cut_targets(task, &mut validation, max_targets);
+        (train, validation)
+    }
+
     /// The episodes with `k` context questions (empty when `k` was not drawn).
     pub fn at(&self, k: usize) -> &[EvalEpisode] {
         self.per_k.iter().find(|(kk, _)| *kk == k).map_or(&[], |(_, e)| e)
+    }
+}
+
+/// Keeps at most `max` targets per episode (all when `None`): the first in a fixed order of the
+/// questions, by the FNV-1a hash of their keys ([`fnv1a`]), the same in every run.
+fn cut_targets(task: &EmbeddedSurvey, episodes: &mut [EvalEpisode], max: Option<usize>) {
+    let Some(max) = max else { return };
+    for e in episodes {
+        e.targets.sort_by_key(|&q| (fnv1a(&task.survey.questions[q].key), q));
+        e.targets.truncate(max);
+        e.targets.sort_unstable();
     }
 }

@@ -19,6 +19,7 @@ use crate::llm::lora::{LoraConfig, LoraTraining};
 use crate::llm::prompt::{AnsweredQuestion, PromptFormat, QuestionText, few_shot, persona, zero_shot};
 use crate::llm::{ChoicePrompt, ChoiceScorer};
 use crate::method::{LmMethod, Method};
+use crate::split::Split;
 use crate::task::EmbeddedSurvey;
 
 /// The LLM baselines of a run (`[llm]`): a GGUF causal language model prompted with each held-out
@@ -30,7 +31,8 @@ pub struct LlmOptions {
     pub model: PathBuf,
     /// The template the model was tuned with (`chatml` for SmolLM2-Instruct, `alpaca`).
     pub prompt: PromptFormat,
-    /// The methods (`base`, `steered`, `fewshot`, `sft`), each reported as `lm_<name>`.
+    /// The methods (`base`, `steered`, `fewshot`, `sft`, `reward_model`, `incontext_ft`), each
+    /// reported as `lm_<name>`.
     pub methods: Vec<LmMethod>,
     /// The adapters of the trained methods (`[llm.lora]`; the original's by default: rank 12,
     /// α 32, dropout 0.05, query and value, here on the last block).
@@ -43,6 +45,11 @@ pub struct LlmOptions {
     /// questions (`[llm.reward_model]`; minibatches count questions).
     #[serde(default)]
     pub reward_model: LoraTraining,
+    /// How `lm_incontext_ft` meta-trains one adapter per split and seed on the meta-training
+    /// groups' few-shot prompts, selected on the validation groups' (`[llm.incontext_ft]`;
+    /// [`LoraTraining::incontext`] by default).
+    #[serde(default = "LoraTraining::incontext")]
+    pub incontext_ft: LoraTraining,
 }
 
 impl LlmOptions {
@@ -51,6 +58,7 @@ impl LlmOptions {
         match method {
             LmMethod::Sft => Some(&self.sft),
             LmMethod::RewardModel => Some(&self.reward_model),
+            LmMethod::IncontextFt => Some(&self.incontext_ft),
             LmMethod::Base | LmMethod::Steered | LmMethod::Fewshot => None,
         }
     }
@@ -70,6 +78,18 @@ pub struct LlmPrompting {
     /// [`trained_fingerprint`] of the run's LLM options (part of a trained method's answer keys,
     /// so that answers trained otherwise are not reused).
     pub trained: u64,
+    /// [`split_fingerprint`] of the run's split (part of `lm_incontext_ft`'s answer keys: its
+    /// adapter learns from the split's meta-training groups).
+    pub split: u64,
+}
+
+/// FNV-1a of a split's training and validation groups (by name, in order): what
+/// `lm_incontext_ft`'s adapter of a run learns from and is selected on.
+pub fn split_fingerprint(task: &EmbeddedSurvey, split: &Split) -> u64 {
+    let names = |groups: &[usize]| {
+        groups.iter().map(|&g| task.survey.groups[g].name.as_str()).collect::<Vec<_>>().join("\u{1f}")
+    };
+    fnv1a(&format!("{}\n{}", names(&split.train_groups), names(&split.validation_groups)))
 }
 
 /// FNV-1a of the adapters' shape and how `method` trains them ([`LlmOptions::lora`],
@@ -91,7 +111,7 @@ impl LlmPrompting {
         let group = &task.survey.groups[episode.group];
         let steer = persona(&group.attribute, &group.name);
         let context: Vec<AnsweredQuestion> = match self.method {
-            LmMethod::Fewshot => episode
+            LmMethod::Fewshot | LmMethod::IncontextFt => episode
                 .context
                 .iter()
                 .filter_map(|&q| {
@@ -114,7 +134,7 @@ impl LlmPrompting {
                 let rendered = match self.method {
                     LmMethod::Base | LmMethod::Sft | LmMethod::RewardModel => zero_shot(self.format, text(q), None),
                     LmMethod::Steered => zero_shot(self.format, text(q), Some(&steer)),
-                    LmMethod::Fewshot => few_shot(self.format, &context, text(q)),
+                    LmMethod::Fewshot | LmMethod::IncontextFt => few_shot(self.format, &context, text(q)),
                 };
                 let rendered = rendered.map_err(|e| {
                     EvalError::Baseline(format!(
@@ -131,9 +151,13 @@ impl LlmPrompting {
 
 impl LlmPrompting {
     /// What a trained method's adapter for `episode` learns from: the method, how it trains, the
-    /// seed, the group whose answers it reads and its context questions. Episodes with equal keys
-    /// (one group, seed and context in several splits) share one adapter.
+    /// seed, and the group whose answers it reads and its context questions (the per-group
+    /// methods: episodes of one group, seed and context in several splits share one adapter) or
+    /// the split (`lm_incontext_ft`: one adapter for every episode of a run).
     pub fn adapter_key(&self, task: &EmbeddedSurvey, episode: &EvalEpisode) -> String {
+        if self.method == LmMethod::IncontextFt {
+            return format!("{}\n{:016x}\n{}\n{:016x}", Method::Lm(self.method), self.trained, self.seed, self.split);
+        }
         let keys: Vec<&str> = episode.context.iter().map(|&q| task.survey.questions[q].key.as_str()).collect();
         format!(
             "{}\n{:016x}\n{}\n{}\n{}",
@@ -342,9 +366,27 @@ pub trait LlmProgress: Sync {
 
 impl LlmProgress for () {}
 
-/// Asks `scorer` every prompt that the LLM baselines of `options` render for `episodes` (`(seed,
-/// episode)` of every run that scores them), each distinct prompt once, method after method;
-/// the trained methods train their adapters on autodiff backend `A` ([`super::llm_trained`]).
+/// What the LLM baselines of one run (a split and a seed) are asked and may learn from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmRunEpisodes {
+    /// The run's seed.
+    pub seed: u64,
+    /// [`split_fingerprint`] of its split.
+    pub split: u64,
+    /// The held-out groups' episodes at the headline number of context questions: what every
+    /// method is scored on.
+    pub test: Vec<EvalEpisode>,
+    /// The training groups' episodes, drawn as the test groups' ([`super::TestEpisodes::meta_training`]):
+    /// what `lm_incontext_ft` learns from.
+    pub train: Vec<EvalEpisode>,
+    /// The validation groups' episodes: what `lm_incontext_ft` is selected on.
+    pub validation: Vec<EvalEpisode>,
+}
+
+/// Asks `scorer` every prompt that the LLM baselines of `options` render for `runs`' test
+/// episodes, each distinct prompt once, method after method; the trained methods train their
+/// adapters on autodiff backend `A` ([`super::llm_trained`], [`super::llm_incontext`]; when
+/// `lm_incontext_ft` runs, `lm_fewshot`'s answers come from its pass over the same prompts).
 /// The answers are kept in the file at `path` after each method (and each adapter), and with
 /// `resume` a run starts from what the file holds and asks only what is missing. `threads` is
 /// recorded with each method's cost.
@@ -353,7 +395,7 @@ pub fn ask_all<A: AutodiffBackend>(
     scorer: &ChoiceScorer<A::InnerBackend>,
     threads: usize,
     options: &LlmOptions,
-    episodes: &[(u64, EvalEpisode)],
+    runs: &[LlmRunEpisodes],
     (path, resume): (&Path, bool),
     progress: &dyn LlmProgress,
 ) -> Result<(LlmAnswers, LlmRun), EvalError> {
@@ -372,13 +414,43 @@ pub fn ask_all<A: AutodiffBackend>(
         let bytes = answers.to_bytes(&model, format).map_err(file)?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|error| EvalError::Io { path: path.to_path_buf(), error })
     };
+    let episodes: Vec<(u64, EvalEpisode)> =
+        runs.iter().flat_map(|r| r.test.iter().map(|e| (r.seed, e.clone()))).collect();
+    let episodes = &episodes[..];
+    // lm_fewshot's answers come from lm_incontext_ft's pass when both run.
+    let shared_fewshot = methods.contains(&LmMethod::Fewshot) && methods.contains(&LmMethod::IncontextFt);
     for &method in methods {
+        if method == LmMethod::Fewshot && shared_fewshot {
+            continue;
+        }
         let name = Method::Lm(method);
         let trained = trained_fingerprint(options, method);
-        let prompting = |seed| LlmPrompting { method, format, seed, trained };
+        let prompting = |seed| LlmPrompting { method, format, seed, trained, split: 0 };
         let start = std::time::Instant::now();
-        let (asked, distinct, tokens) = match method.is_trained() {
-            true => super::llm_trained::train_all::<A>(
+        let (asked, distinct, tokens) = match method {
+            LmMethod::IncontextFt => {
+                let with_split = |seed, split| LlmPrompting { method, format, seed, trained, split };
+                let fewshot = |seed| LlmPrompting { method: LmMethod::Fewshot, format, seed, trained: 0, split: 0 };
+                let outcome = super::llm_incontext::train_all::<A>(
+                    task,
+                    scorer,
+                    threads,
+                    options,
+                    &with_split,
+                    shared_fewshot.then_some(&fewshot as &dyn Fn(u64) -> LlmPrompting),
+                    runs,
+                    &mut answers,
+                    &save,
+                    progress,
+                )?;
+                if let Some((asked, answered, seconds)) = outcome.fewshot {
+                    // Its cost: the unadapted block on the shared streams (their pass counts
+                    // as lm_incontext_ft's).
+                    record(&mut answers, Method::Lm(LmMethod::Fewshot), (asked, answered, 0), seconds, threads);
+                }
+                outcome.incontext
+            }
+            _ if method.is_trained() => super::llm_trained::train_all::<A>(
                 task,
                 scorer,
                 threads,
@@ -389,7 +461,7 @@ pub fn ask_all<A: AutodiffBackend>(
                 &save,
                 progress,
             )?,
-            false => {
+            _ => {
                 let mut prompts = Vec::new();
                 for (seed, episode) in episodes {
                     prompts.extend(prompting(*seed).prompts(task, episode)?);
@@ -413,23 +485,41 @@ pub fn ask_all<A: AutodiffBackend>(
         }
         let seconds = start.elapsed().as_secs_f64();
         tracing::info!(method = %name, seconds, tokens_per_second = tokens as f64 / seconds.max(1e-9), "language model: done");
-        // A resumed method's cost adds to what it had cost before.
-        let before = answers.costs.iter().position(|c| c.method == name).map(|i| answers.costs.remove(i));
-        let (run_before, tokens_before, seconds_before) =
-            before.map_or((0, 0, 0.0), |c| (c.prompts_run, c.tokens, c.seconds));
-        answers.costs.push(LlmMethodRun {
-            method: name,
-            prompts_scored: asked,
-            prompts_run: run_before + distinct,
-            tokens: tokens_before + tokens,
-            seconds: seconds_before + seconds,
-            threads,
-        });
+        record(&mut answers, name, (asked, distinct, tokens), seconds, threads);
         save(&answers)?;
     }
     let costs = methods.iter().filter_map(|&m| answers.costs.iter().find(|c| c.method == Method::Lm(m)));
     let run = LlmRun { model, prompt: format, methods: costs.cloned().collect() };
     Ok((answers, run))
+}
+
+/// Records what `method` cost: `(prompts scored, distinct prompts run, tokens run)` in `seconds`
+/// on `threads` threads; a resumed method's cost adds to what it had cost before (a method
+/// that ran nothing keeps its record).
+fn record(
+    answers: &mut LlmAnswers,
+    method: Method,
+    (asked, run, tokens): (usize, usize, usize),
+    seconds: f64,
+    threads: usize,
+) {
+    let before = answers.costs.iter().position(|c| c.method == method).map(|i| answers.costs.remove(i));
+    if run == 0
+        && let Some(before) = before
+    {
+        answers.costs.push(before);
+        return;
+    }
+    let (run_before, tokens_before, seconds_before) =
+        before.map_or((0, 0, 0.0), |c| (c.prompts_run, c.tokens, c.seconds));
+    answers.costs.push(LlmMethodRun {
+        method,
+        prompts_scored: asked,
+        prompts_run: run_before + run,
+        tokens: tokens_before + tokens,
+        seconds: seconds_before + seconds,
+        threads,
+    });
 }
 
 /// An LLM baseline in a run: its prompts' answers, looked up.

@@ -6,6 +6,7 @@ pub mod context;
 mod episodes;
 mod gpo;
 mod llm;
+mod llm_incontext;
 mod llm_trained;
 
 pub use baselines::{
@@ -14,8 +15,8 @@ pub use baselines::{
 pub use episodes::{EvalEpisode, TestEpisodes, draw_episodes, draw_episodes_with_targets};
 pub use gpo::GpoPredictor;
 pub use llm::{
-    AnswersFileError, LlmAnswers, LlmMethodRun, LlmOptions, LlmPredictor, LlmProgress, LlmPrompting, LlmRun, ask_all,
-    fnv1a, trained_fingerprint,
+    AnswersFileError, LlmAnswers, LlmMethodRun, LlmOptions, LlmPredictor, LlmProgress, LlmPrompting, LlmRun,
+    LlmRunEpisodes, ask_all, fnv1a, split_fingerprint, trained_fingerprint,
 };
 
 use std::collections::BTreeMap;

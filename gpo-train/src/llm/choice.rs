@@ -21,7 +21,7 @@ use super::LlmError;
 use super::embed::prefix_groups;
 use super::llama::{KvCache, LlamaTail, token_ids};
 use super::lm::LanguageModel;
-use super::lora::TailBatch;
+use super::lora::{SharedStreams, TailBatch};
 use crate::embed::in_parts;
 
 /// A prompt whose next token answers a question with `options` lettered options.
@@ -126,6 +126,67 @@ impl<B: Backend> ChoiceScorer<B> {
         in_parts(&batches, self.threads, run, || {
             LlmError::Prompt("a thread computing residual streams panicked".into())
         })
+    }
+
+    /// [`ChoiceScorer::residuals`] with each prefix shared by consecutive prompts (as
+    /// [`ChoiceScorer::choose`] finds them) run and kept once: the few-shot prompts of a group
+    /// cost their ~2,000-token context once, not once per question. A prompt's stream is the
+    /// one [`ChoiceScorer::residuals`] gives, up to f32 sums in another order; it does not
+    /// depend on the threads.
+    pub fn shared_residuals(
+        &self,
+        prompts: &[ChoicePrompt],
+        block: usize,
+        on_tokens: &(dyn Fn(usize) + Sync),
+    ) -> Result<SharedStreams<B>, LlmError> {
+        let tokens = self.tokens(prompts)?;
+        let groups = prefix_groups(&tokens);
+        let (model, device) = (self.lm.model(), self.lm.device());
+        let c = model.config();
+        let d = c.d_model;
+        type Group<B> = (Option<Tensor<B, 2>>, Vec<Tensor<B, 2>>);
+        let run = |part: &[(std::ops::Range<usize>, usize)]| -> Result<Vec<Group<B>>, LlmError> {
+            let mut out = Vec::new();
+            for (range, shared) in part {
+                let shared = *shared;
+                let mut cache = model.cache();
+                let prefix = (shared > 0).then(|| {
+                    let ids = token_ids(&[&tokens[range.start][..shared]], device);
+                    model.residual_after(ids, &mut cache, block).reshape([shared, d])
+                });
+                let suffixes: Vec<&[u32]> = tokens[range.clone()].iter().map(|t| &t[shared..]).collect();
+                let longest = suffixes.iter().map(|s| s.len()).max().unwrap_or(0);
+                let row_bytes = (shared + longest) * block.max(1) * 2 * c.n_kv_heads * c.head_dim() * 4;
+                let batch = (BATCH_CACHE_BYTES / row_bytes.max(1)).clamp(1, MAX_BATCH);
+                let mut own = Vec::with_capacity(suffixes.len());
+                for chunk in suffixes.chunks(batch) {
+                    let mut cache = match prefix.is_some() {
+                        true => cache.repeat(chunk.len()),
+                        false => model.cache(),
+                    };
+                    let x = model.residual_after(token_ids(chunk, device), &mut cache, block);
+                    for (row, s) in chunk.iter().enumerate() {
+                        own.push(x.clone().slice([row..row + 1, 0..s.len(), 0..d]).reshape([s.len(), d]));
+                    }
+                }
+                on_tokens(shared + suffixes.iter().map(|s| s.len()).sum::<usize>());
+                out.push((prefix, own));
+            }
+            Ok(out)
+        };
+        let groups = in_parts(&groups, self.threads, run, || {
+            LlmError::Prompt("a thread computing residual streams panicked".into())
+        })?;
+        let (mut prefixes, mut parts) = (Vec::new(), Vec::with_capacity(prompts.len()));
+        for (prefix, own) in groups {
+            let index = prefix.map(|p| {
+                prefixes.push(p);
+                prefixes.len() - 1
+            });
+            parts.extend(own.into_iter().map(|s| (index, s)));
+        }
+        let parts = parts.into_iter().zip(prompts).map(|((p, s), prompt)| (p, s, prompt.options)).collect();
+        SharedStreams::new(prefixes, parts).map_err(LlmError::Prompt)
     }
 
     /// [`ChoiceScorer::residuals`] stacked for a [`LlamaTail`] starting at block `block`.

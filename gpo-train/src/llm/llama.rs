@@ -485,7 +485,17 @@ impl<B: Backend> Llama<B> {
     /// # Shapes
     /// - `ids`: `[batch, seq]`; output: `[batch, seq, d_model]`
     pub fn residual(&self, ids: Tensor<B, 2, Int>, block: usize) -> Tensor<B, 3> {
-        self.run(ids, &mut self.cache(), 0..block.min(self.blocks.len()))
+        self.residual_after(ids, &mut self.cache(), block)
+    }
+
+    /// [`Llama::residual`] of `ids` following the positions in `cache` (appended to it; it holds
+    /// the blocks before `block` only): a shared prefix runs once, then each continuation
+    /// ([`KvCache::repeat`]) reads it.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]`; `cache`: `[batch, …]` (or empty); output: `[batch, seq, d_model]`
+    pub fn residual_after(&self, ids: Tensor<B, 2, Int>, cache: &mut KvCache<B>, block: usize) -> Tensor<B, 3> {
+        self.run(ids, cache, 0..block.min(self.blocks.len()))
     }
 
     /// The embedding of `ids`, then `blocks` in turn, with `cache` holding what came before.
@@ -882,6 +892,30 @@ pub(crate) mod tests {
         let rest = values(model.forward(token_ids(&[&ids[5..]], &device), &mut cache));
         for (a, b) in rest.iter().zip(&whole[5 * 16..]) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn residual_streams_after_a_shared_prefix_are_those_of_the_whole_prompts() {
+        let device = Default::default();
+        let model = Llama::<Cpu>::random(tiny_config(), 9, &device);
+        let prefix: Vec<u32> = vec![3, 1, 4, 1, 5, 9];
+        let suffixes: [&[u32]; 2] = [&[2, 6, 5], &[7]];
+        for block in 0..=3 {
+            let mut cache = model.cache();
+            let head = values(model.residual_after(token_ids(&[&prefix], &device), &mut cache, block));
+            let rest = values(model.residual_after(token_ids(&suffixes, &device), &mut cache.repeat(2), block));
+            for (row, suffix) in suffixes.iter().enumerate() {
+                let whole: Vec<u32> = prefix.iter().chain(suffix.iter()).copied().collect();
+                let want = values(model.residual(token_ids(&[&whole], &device), block));
+                let got: Vec<f32> =
+                    head.iter().chain(&rest[row * 3 * 16..(row * 3 + suffix.len()) * 16]).copied().collect();
+                assert_eq!(got.len(), want.len());
+                // f32 sums in another order (the cached keys): ~1e-6 apart.
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-5, "block {block}, row {row}: {a} vs {b}");
+                }
+            }
         }
     }
 }

@@ -361,6 +361,68 @@ impl<B: Backend> TailBatch<B> {
     }
 }
 
+/// The residual streams of prompts, a prefix shared by several of them kept once
+/// ([`super::ChoiceScorer::shared_residuals`]): the few-shot prompts of one group share its
+/// ~2,000-token context, and only their questions differ.
+#[derive(Debug, Clone)]
+pub struct SharedStreams<B: Backend> {
+    /// `[tokens, d_model]` per shared prefix.
+    prefixes: Vec<Tensor<B, 2>>,
+    /// Per prompt: its prefix (an index of `prefixes`), the stream of its own tokens after it
+    /// (`[tokens, d_model]`, at least one) and its options.
+    prompts: Vec<(Option<usize>, Tensor<B, 2>, usize)>,
+}
+
+impl<B: Backend> SharedStreams<B> {
+    /// Streams of `prefixes`, and per prompt its prefix (an index of `prefixes`), the stream
+    /// of its own tokens and its options; `Err` names a prompt whose prefix is missing.
+    pub fn new(
+        prefixes: Vec<Tensor<B, 2>>,
+        prompts: Vec<(Option<usize>, Tensor<B, 2>, usize)>,
+    ) -> Result<Self, String> {
+        match prompts.iter().position(|(p, _, _)| p.is_some_and(|p| p >= prefixes.len())) {
+            Some(i) => Err(format!("prompt {i}: no prefix {:?} among {}", prompts[i].0, prefixes.len())),
+            None => Ok(Self { prefixes, prompts }),
+        }
+    }
+
+    /// Prompt `i`'s whole stream, `[tokens, d_model]`.
+    pub fn stream(&self, i: usize) -> Tensor<B, 2> {
+        let (prefix, own, _) = &self.prompts[i];
+        match prefix {
+            Some(p) => Tensor::cat(vec![self.prefixes[*p].clone(), own.clone()], 0),
+            None => own.clone(),
+        }
+    }
+
+    /// Prompt `i`'s tokens.
+    pub fn tokens(&self, i: usize) -> usize {
+        let (prefix, own, _) = &self.prompts[i];
+        own.dims()[0] + prefix.map_or(0, |p| self.prefixes[p].dims()[0])
+    }
+
+    /// The prompts `rows`, in that order, as a batch for a [`LlamaTail`].
+    pub fn batch(&self, rows: &[usize]) -> TailBatch<B> {
+        let streams: Vec<Tensor<B, 2>> = rows.iter().map(|&r| self.stream(r)).collect();
+        TailBatch::new(&streams, rows.iter().map(|&r| self.prompts[r].2).collect())
+    }
+
+    /// How many prompts.
+    pub fn len(&self) -> usize {
+        self.prompts.len()
+    }
+
+    /// The device the streams are on (the default when there are none).
+    pub fn device(&self) -> B::Device {
+        self.prompts.first().map(|(_, s, _)| s.device()).unwrap_or_default()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+}
+
 /// How an adapter is trained: AdamW (β = (0.9, 0.999), ε = 10⁻⁸, decoupled weight decay, as
 /// PyTorch's and the original's Hugging Face trainer) at a constant learning rate on the
 /// cross-entropy between each prompt's target distribution and the model's letter distribution
@@ -377,6 +439,10 @@ pub struct LoraTraining {
     /// Prompts per update (all of them when `None` or larger than the set), drawn without
     /// replacement, a new permutation when one is used up.
     pub batch: Option<usize>,
+    /// Validation every this many updates (and before the first), the adapter with the lowest
+    /// validation loss kept: `lm_incontext_ft` only, which has validation groups (the per-group
+    /// methods train to the end).
+    pub eval_every: Option<usize>,
 }
 
 impl Default for LoraTraining {
@@ -384,7 +450,16 @@ impl Default for LoraTraining {
     /// lr 1e-3, weight decay 0.01 (the original: 2,000 epochs of 15 questions, 8 per update, at
     /// lr 3e-4, ~3,750 updates).
     fn default() -> Self {
-        Self { steps: 100, learning_rate: 1e-3, weight_decay: 0.01, batch: None }
+        Self { steps: 100, learning_rate: 1e-3, weight_decay: 0.01, batch: None, eval_every: None }
+    }
+}
+
+impl LoraTraining {
+    /// `lm_incontext_ft`'s, cut down for 2 CPU cores: 100 AdamW updates of 8 few-shot prompts at
+    /// lr 1e-3, weight decay 0.01, validated every 20 updates (the original: 1 prompt × 8
+    /// accumulated per update at lr 1e-4, 10,000 epochs, evaluated every 200 steps).
+    pub fn incontext() -> Self {
+        Self { batch: Some(8), eval_every: Some(20), ..Self::default() }
     }
 }
 
@@ -448,13 +523,13 @@ impl Minibatches {
 
 /// `training.steps` AdamW updates of `model` on `loss` (told the model and the generator that
 /// draws dropout and minibatches, seeded with `seed`); `on_step` is told each update's loss
-/// (before the update).
+/// (before the update) and the model after it.
 fn train<A: AutodiffBackend, M: AutodiffModule<A>>(
     model: M,
     training: &LoraTraining,
     seed: u64,
     mut loss: impl FnMut(&M, &mut SplitMix64) -> Tensor<A, 1>,
-    on_step: &mut dyn FnMut(usize, f64),
+    on_step: &mut dyn FnMut(usize, f64, &M),
 ) -> M {
     let mut optimizer =
         AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(training.weight_decay as f32).init::<A, M>();
@@ -465,7 +540,7 @@ fn train<A: AutodiffBackend, M: AutodiffModule<A>>(
         let value: f64 = loss.clone().into_scalar().elem();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(training.learning_rate, model, grads);
-        on_step(step, value);
+        on_step(step, value, &model);
     }
     model
 }
@@ -508,7 +583,95 @@ pub fn fit<A: AutodiffBackend>(
         let h = tail.forward(Tensor::from_inner(part.x), &part.lengths, Some(&frozen), Some(adapter), Some(rng));
         letter_cross_entropy(tail.letter_log_probs(h, &part.options), &picked)
     };
-    train(adapter, training, seed, loss, on_step)
+    train(adapter, training, seed, loss, &mut |step, loss, _| on_step(step, loss))
+}
+
+/// Prompts of a [`SharedStreams`] and the distribution each is trained towards (or scored
+/// against).
+pub type Labelled<'a> = (&'a [usize], &'a [Vec<f64>]);
+
+/// What [`fit_selected`] kept: the adapter after `step` updates (0: the new adapter, the model
+/// itself), the one with the lowest validation loss, and the validation loss at every check.
+#[derive(Debug)]
+pub struct Selected<B: Backend> {
+    /// The kept adapter.
+    pub adapter: LoraAdapter<B>,
+    /// Its updates.
+    pub step: usize,
+    /// `(updates, validation loss)` at every check, the first before any update.
+    pub validation: Vec<(usize, f64)>,
+}
+
+/// The mean [`letter_cross_entropy`] of `prompts` of `streams` against their distributions
+/// through `tail` adapted by `adapter`, without dropout, `chunk` prompts at a time.
+pub fn streams_loss<B: Backend>(
+    tail: &LlamaTail<B>,
+    adapter: Option<&LoraAdapter<B>>,
+    streams: &SharedStreams<B>,
+    (rows, targets): Labelled,
+    chunk: usize,
+) -> f64 {
+    let mut total = 0.0;
+    for (rows, targets) in rows.chunks(chunk.max(1)).zip(targets.chunks(chunk.max(1))) {
+        let batch = streams.batch(rows);
+        let h = tail.forward(batch.x, &batch.lengths, None, adapter, None);
+        let loss: f64 = letter_cross_entropy(tail.letter_log_probs(h, &batch.options), targets).into_scalar().elem();
+        total += loss * rows.len() as f64;
+    }
+    total / rows.len().max(1) as f64
+}
+
+/// Trains `adapter` on the prompts `train` of `streams` towards their distributions, in
+/// minibatches of `training.batch` (8 when unset) drawn with dropout from `seed`, and keeps the
+/// adapter with the lowest loss on `validation` (checked before the first update and every
+/// `training.eval_every` updates, 20 when unset; ties keep the earlier); `on_step` is told each
+/// update's loss (before the update). `inner` is `tail` on the inner backend (validation runs
+/// there, without autodiff).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_selected<A: AutodiffBackend>(
+    tail: &LlamaTail<A>,
+    inner: &LlamaTail<A::InnerBackend>,
+    adapter: LoraAdapter<A>,
+    streams: &SharedStreams<A::InnerBackend>,
+    train_set: Labelled,
+    validation: Labelled,
+    training: &LoraTraining,
+    seed: u64,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Selected<A::InnerBackend> {
+    const CHUNK: usize = 16;
+    let (rows, targets) = train_set;
+    let every = training.eval_every.unwrap_or(20).max(1);
+    let mut batches = Minibatches::new(rows.len(), Some(training.batch.unwrap_or(8)));
+    let first = adapter.valid();
+    let mut kept = Selected {
+        validation: vec![(0, streams_loss(inner, Some(&first), streams, validation, CHUNK))],
+        adapter: first,
+        step: 0,
+    };
+    let loss = |adapter: &LoraAdapter<A>, rng: &mut SplitMix64| {
+        let chosen = batches.draw(rng).unwrap_or_else(|| (0..rows.len()).collect());
+        let picked: Vec<usize> = chosen.iter().map(|&i| rows[i]).collect();
+        let part = streams.batch(&picked);
+        let h = tail.forward(Tensor::from_inner(part.x), &part.lengths, None, Some(adapter), Some(rng));
+        let wanted: Vec<Vec<f64>> = chosen.iter().map(|&i| targets[i].clone()).collect();
+        letter_cross_entropy(tail.letter_log_probs(h, &part.options), &wanted)
+    };
+    let mut check = |step: usize, value: f64, adapter: &LoraAdapter<A>| {
+        on_step(step, value);
+        let updates = step + 1;
+        if updates.is_multiple_of(every) || updates == training.steps {
+            let valid = adapter.valid();
+            let loss = streams_loss(inner, Some(&valid), streams, validation, CHUNK);
+            kept.validation.push((updates, loss));
+            if loss < kept.validation[..kept.validation.len() - 1].iter().map(|v| v.1).fold(f64::INFINITY, f64::min) {
+                kept.adapter = valid;
+                kept.step = updates;
+            }
+        }
+    };
+    train(adapter, training, seed, loss, &mut check);
+    kept
 }
 
 /// The LM as a reward model (`lm_reward_model`): the final hidden state of a question's prompt
@@ -591,7 +754,7 @@ pub fn fit_reward<A: AutodiffBackend>(
         let part = TailBatch { x: Tensor::from_inner(part.x), lengths: part.lengths, options: part.options };
         letter_cross_entropy(model.log_probs(tail, &part, Some(&frozen), &ranges, Some(rng)), &picked)
     };
-    train(model, training, seed, loss, on_step)
+    train(model, training, seed, loss, &mut |step, loss, _| on_step(step, loss))
 }
 
 /// The option distributions `model` gives the questions of `batch` (question `i`'s options at
@@ -742,7 +905,13 @@ mod tests {
         };
         let before = letter_distributions(&tail, None, &batch).unwrap();
         for batch_size in [None, Some(2)] {
-            let training = LoraTraining { steps: 60, learning_rate: 0.02, weight_decay: 0.01, batch: batch_size };
+            let training = LoraTraining {
+                steps: 60,
+                learning_rate: 0.02,
+                weight_decay: 0.01,
+                batch: batch_size,
+                eval_every: None,
+            };
             let run = || {
                 let mut losses = Vec::new();
                 let adapter = fit(
@@ -779,6 +948,76 @@ mod tests {
     }
 
     #[test]
+    fn selection_keeps_the_adapter_with_the_lowest_validation_loss_over_shared_prefixes() {
+        type Cpu = NdArray<f32>;
+        type Ad = Autodiff<Cpu>;
+        let device = Default::default();
+        let model = Llama::<Cpu>::random(tiny_config(), 21, &device);
+        // Two "groups", each a shared prefix (its context) and three questions after it.
+        let prefixes: [&[u32]; 2] = [&[3, 1, 4, 1, 5, 9, 2, 6], &[2, 7, 1, 8, 2, 8, 1, 8]];
+        let questions: [&[u32]; 3] = [&[11, 12], &[13, 14, 15], &[16]];
+        let (mut heads, mut parts) = (Vec::new(), Vec::new());
+        for prefix in prefixes {
+            let mut cache = model.cache();
+            let head = model.residual_after(token_ids(&[prefix], &device), &mut cache, 2);
+            heads.push(head.reshape([prefix.len(), 16]));
+            for q in questions {
+                let own = model.residual_after(token_ids(&[q], &device), &mut cache.repeat(1), 2);
+                parts.push((Some(heads.len() - 1), own.reshape([q.len(), 16]), 3));
+            }
+        }
+        let streams = SharedStreams::new(heads, parts).unwrap();
+        assert!(SharedStreams::<Cpu>::new(Vec::new(), vec![(Some(0), Tensor::zeros([1, 16], &device), 2)]).is_err());
+        assert_eq!((streams.len(), streams.tokens(1)), (6, 11));
+        // A prompt's stream is the whole prompt's, prefix and question.
+        let whole: Vec<u32> = prefixes[1].iter().chain(questions[1]).copied().collect();
+        let want = model.residual(token_ids(&[whole.as_slice()], &device), 2).into_data().into_vec::<f32>().unwrap();
+        let got = streams.stream(4).into_data().into_vec::<f32>().unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5) && got.len() == want.len());
+
+        let tail = model.tail(1, &tiny_letters()).unwrap();
+        let config = LoraConfig { rank: 4, dropout: 0.0, ..LoraConfig::default() };
+        // Group 0's prompts teach answer A. Validation on group 1's prompts wanting A too: the
+        // loss falls, a later adapter is kept; on group 0's own prompts wanting B: the loss only
+        // rises, the new adapter is kept.
+        let wanting = |l: usize| vec![(0..3).map(|i| if i == l { 1.0 } else { 0.0 }).collect::<Vec<f64>>(); 3];
+        let training =
+            LoraTraining { steps: 30, learning_rate: 0.05, weight_decay: 0.0, batch: Some(2), eval_every: Some(5) };
+        let run = |validation: (&[usize], &[Vec<f64>])| {
+            let mut steps = 0;
+            let kept = fit_selected(
+                &tail.autodiff::<Ad>(),
+                &tail,
+                config.init::<Ad>(model.config(), 4, &device),
+                &streams,
+                (&[0, 1, 2], &wanting(0)),
+                validation,
+                &training,
+                6,
+                &mut |_, _| steps += 1,
+            );
+            assert_eq!(steps, 30);
+            kept
+        };
+        let agrees = run((&[3, 4, 5], &wanting(0)));
+        let checks: Vec<usize> = agrees.validation.iter().map(|v| v.0).collect();
+        assert_eq!(checks, vec![0, 5, 10, 15, 20, 25, 30]);
+        let best = agrees.validation.iter().map(|v| v.1).fold(f64::INFINITY, f64::min);
+        assert_eq!(agrees.validation.iter().find(|v| v.1 == best).map(|v| v.0), Some(agrees.step));
+        assert!(agrees.step > 0 && best < agrees.validation[0].1 - 0.05, "{:?}", agrees.validation);
+        // The kept adapter is the one whose loss was recorded.
+        let again = streams_loss(&tail, Some(&agrees.adapter), &streams, (&[3, 4, 5], &wanting(0)), 2);
+        assert!((again - best).abs() < 1e-5, "{again} vs {best}");
+        let opposite = run((&[0, 1, 2], &wanting(1)));
+        assert_eq!(opposite.step, 0, "{:?}", opposite.validation);
+        let untrained = streams_loss(&tail, None, &streams, (&[0, 1, 2], &wanting(1)), 4);
+        assert!((opposite.validation[0].1 - untrained).abs() < 1e-6);
+        assert!(opposite.validation.last().is_some_and(|v| v.1 > untrained + 0.5), "{:?}", opposite.validation);
+        // The same seed, the same losses.
+        assert_eq!(run((&[3, 4, 5], &wanting(0))).validation, agrees.validation);
+    }
+
+    #[test]
     fn a_reward_model_starts_uniform_and_learns_the_options_distributions() {
         type Cpu = NdArray<f32>;
         type Ad = Autodiff<Cpu>;
@@ -812,7 +1051,8 @@ mod tests {
                 / 2.0
         };
         for batch_size in [None, Some(1)] {
-            let training = LoraTraining { steps: 80, learning_rate: 0.02, weight_decay: 0.0, batch: batch_size };
+            let training =
+                LoraTraining { steps: 80, learning_rate: 0.02, weight_decay: 0.0, batch: batch_size, eval_every: None };
             let run = || {
                 let mut losses = Vec::new();
                 let start = RewardModel::new(config.init::<Ad>(model.config(), 3, &device), 16, &device);

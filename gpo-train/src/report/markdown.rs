@@ -30,6 +30,7 @@ fn baseline_style(method: &Method) -> Option<(&'static str, &'static str, Marker
         Method::Lm(LmMethod::Fewshot) => ("#b2182b", "10 2 2 2 2 2", Marker::Square),
         Method::Lm(LmMethod::Sft) => ("#2166ac", "4 2 1 2", Marker::TriangleUp),
         Method::Lm(LmMethod::RewardModel) => ("#8073ac", "1 2", Marker::TriangleDown),
+        Method::Lm(LmMethod::IncontextFt) => ("#e08214", "8 3", Marker::Circle),
         Method::Gpo | Method::Variant(_) | Method::Selected => return None,
     })
 }
@@ -104,11 +105,13 @@ fn paper_value(metric: Metric, method: &Method, split: f64) -> Option<f64> {
         (Metric::Wasserstein, Method::Lm(LmMethod::Fewshot)) => [0.755, 0.753, 0.749],
         (Metric::Wasserstein, Method::Lm(LmMethod::Sft)) => [0.838, 0.840, 0.843],
         (Metric::Wasserstein, Method::Lm(LmMethod::RewardModel)) => [0.822, 0.830, 0.837],
+        (Metric::Wasserstein, Method::Lm(LmMethod::IncontextFt)) => [0.869, 0.861, 0.863],
         (Metric::JensenShannon, Method::Lm(LmMethod::Base)) => [0.672, 0.667, 0.674],
         (Metric::JensenShannon, Method::Lm(LmMethod::Steered)) => [0.670, 0.667, 0.673],
         (Metric::JensenShannon, Method::Lm(LmMethod::Fewshot)) => [0.521, 0.499, 0.496],
         (Metric::JensenShannon, Method::Lm(LmMethod::Sft)) => [0.736, 0.734, 0.738],
         (Metric::JensenShannon, Method::Lm(LmMethod::RewardModel)) => [0.688, 0.682, 0.687],
+        (Metric::JensenShannon, Method::Lm(LmMethod::IncontextFt)) => [0.709, 0.704, 0.720],
         _ => return None,
     };
     Some(row[column])
@@ -674,10 +677,13 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
          \"LLM baselines\", lists the prompts and the fixes to the original scripts). `{}` asks the question \
          alone (every group gets the same answer), `{}` asks it \"as if you are\" a member of the group, `{}` \
          after the group's answer distributions on its {k} context questions. Distinct prompts run once; a shared \
-         prefix (a group's few-shot context) runs once per group. The trained methods learn from the same {k} \
+         prefix (a group's few-shot context) runs once per group. The per-group trained methods learn from the same {k} \
          answers, one LoRA adapter on the model's last block per held-out group, seed and context \
          (docs/llm.md, \"The trained LLM baselines\"): `{}` on the letter distribution of each context question's \
-         prompt, `{}` with a score head on each option after the prompt, its scores softmax-normalised; for them \
+         prompt, `{}` with a score head on each option after the prompt, its scores softmax-normalised; `{}` is \
+         one adapter per split and seed meta-trained on the meta-training groups' few-shot prompts, selected on the \
+         validation groups', asked the held-out groups' few-shot prompts (when it runs, `{}`'s answers are read \
+         off its pass over the same prompts: its seconds are the last block's only). For the trained methods \
          \"Distinct prompts run\" counts the prompts through the frozen blocks (once each), and the seconds include \
          training.\n",
         llm.model,
@@ -687,6 +693,8 @@ fn llm_section(results: &Results, llm: &LlmRun) -> String {
         Method::Lm(LmMethod::Fewshot),
         Method::Lm(LmMethod::Sft),
         Method::Lm(LmMethod::RewardModel),
+        Method::Lm(LmMethod::IncontextFt),
+        Method::Lm(LmMethod::Fewshot),
     );
     let _ = writeln!(
         md,

@@ -9,7 +9,7 @@ use super::{RunError, RunKey};
 use crate::config::{EvalOptions, LlmOptions};
 use crate::eval::{
     BaselineOptions, EvalError, GpoPredictor, LlmAnswers, LlmPredictor, LlmPrompting, MethodScore, Predictor,
-    TestEpisodes, baselines, score_methods, trained_fingerprint,
+    TestEpisodes, baselines, score_methods, split_fingerprint, trained_fingerprint,
 };
 use crate::method::Method;
 use crate::prior::{NeighbourRule, select_rule};
@@ -83,6 +83,7 @@ impl Experiment<'_> {
                 "held-out questions without a population prior: not scored"
             );
         }
+        let split_fingerprint = split_fingerprint(task, &split);
         let llm: Vec<LlmPredictor> = (self.llm.iter())
             .flat_map(|&(options, answers)| {
                 let prompting = move |method| LlmPrompting {
@@ -90,6 +91,7 @@ impl Experiment<'_> {
                     format: options.prompt,
                     seed,
                     trained: trained_fingerprint(options, method),
+                    split: split_fingerprint,
                 };
                 options.methods.iter().map(move |&m| LlmPredictor::new(prompting(m), answers))
             })

