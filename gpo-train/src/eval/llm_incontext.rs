@@ -221,21 +221,14 @@ pub(crate) fn train_all<A: AutodiffBackend>(
         );
         answer(&tail, &kept.adapter, &streams, &job.test.iter().map(|(r, _)| at[*r]).collect::<Vec<_>>())
     };
-    for round in todo.chunks(threads.max(1)) {
-        let results: Vec<Result<Vec<Vec<f64>>, EvalError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = round.iter().map(|job| scope.spawn(|| train(job))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(EvalError::Baseline("an adapter's thread panicked".into()))))
-                .collect()
-        });
-        for (job, predicted) in round.iter().zip(results) {
-            for ((_, key), answer) in job.test.iter().zip(predicted?) {
-                answers.insert(key, answer);
-            }
-        }
-        save(answers)?;
-    }
+    super::llm_trained::in_rounds(
+        &todo,
+        threads,
+        train,
+        |job| job.test.iter().map(|(_, k)| k.as_str()).collect(),
+        answers,
+        save,
+    )?;
     progress.lm_done();
     Ok(Outcome {
         incontext: (scored, if todo.is_empty() { 0 } else { distinct.len() }, frozen_tokens),

@@ -180,9 +180,23 @@ pub(crate) fn train_all<A: AutodiffBackend>(
         tracing::debug!(method = %name, adapter = %job.key.replace('\n', " "), first, last, "adapter trained");
         predicted.map_err(EvalError::Baseline)
     };
-    // Adapters train `threads` at a time, one per thread (each result depends on its job
-    // alone), their answers kept after each round.
-    for round in todo.chunks(threads.max(1)) {
+    in_rounds(&todo, threads, train, |job| job.targets.iter().map(|(_, k)| k.as_str()).collect(), answers, save)?;
+    progress.lm_done();
+    Ok((scored, distinct.len(), frozen_tokens))
+}
+
+/// Trains `jobs` `threads` at a time, one per thread (each result depends on its job alone):
+/// `train` gives a job's answers, one per key of `keys`, kept in `answers` and `save`d after
+/// each round.
+pub(super) fn in_rounds<J: Sync>(
+    jobs: &[J],
+    threads: usize,
+    train: impl Fn(&J) -> Result<Vec<Vec<f64>>, EvalError> + Sync,
+    keys: impl Fn(&J) -> Vec<&str>,
+    answers: &mut LlmAnswers,
+    save: &dyn Fn(&LlmAnswers) -> Result<(), EvalError>,
+) -> Result<(), EvalError> {
+    for round in jobs.chunks(threads.max(1)) {
         let results: Vec<Result<Vec<Vec<f64>>, EvalError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = round.iter().map(|job| scope.spawn(|| train(job))).collect();
             handles
@@ -191,12 +205,11 @@ pub(crate) fn train_all<A: AutodiffBackend>(
                 .collect()
         });
         for (job, predicted) in round.iter().zip(results) {
-            for ((_, key), answer) in job.targets.iter().zip(predicted?) {
+            for (key, answer) in keys(job).into_iter().zip(predicted?) {
                 answers.insert(key, answer);
             }
         }
         save(answers)?;
     }
-    progress.lm_done();
-    Ok((scored, distinct.len(), frozen_tokens))
+    Ok(())
 }
