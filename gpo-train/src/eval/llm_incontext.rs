@@ -132,11 +132,12 @@ pub(crate) fn train_all<A: AutodiffBackend>(
     fewshot_missing.sort_unstable();
     fewshot_missing.dedup();
     let todo: Vec<Job> = jobs.into_values().filter(|j| j.test.iter().any(|(_, k)| answers.get(k).is_none())).collect();
-    if let Some(job) = todo.iter().find(|j| j.train.0.is_empty()) {
-        return Err(EvalError::Baseline(format!(
-            "{name}: run with seed {} has no meta-training prompt to learn from",
-            job.seed
-        )));
+    if let Some(job) = todo.iter().find(|j| j.train.0.is_empty() || j.validation.0.is_empty()) {
+        let what = match job.train.0.is_empty() {
+            true => "no training group's prompt to learn from",
+            false => "no validation group's prompt to select on",
+        };
+        return Err(EvalError::Baseline(format!("{name}: the run with seed {} has {what}", job.seed)));
     }
     let fewshot_outcome = |answered: usize, seconds: f64| fewshot.map(|_| (fewshot_asked, answered, seconds));
     if todo.is_empty() && fewshot_missing.is_empty() {
