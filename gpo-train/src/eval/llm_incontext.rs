@@ -66,7 +66,7 @@ pub(crate) struct Outcome {
 /// Trains the adapters `lm_incontext_ft` needs for `runs` (`prompting(seed, split)`) and keeps
 /// their answers in `answers` (`save`d after each round of `threads` adapters), skipping
 /// adapters whose answers are all kept; with `fewshot`, also answers `lm_fewshot`'s prompts
-/// (`fewshot_prompting(seed)`) that `answers` lacks, from the same streams.
+/// (`fewshot(seed)`) that `answers` lacks, from the same streams.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_all<A: AutodiffBackend>(
     task: &EmbeddedSurvey,
