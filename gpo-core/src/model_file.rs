@@ -28,7 +28,8 @@ use crate::container::{self, ContainerError, FieldError, FieldReader, FieldSpan}
 use crate::metrics::Metric;
 use crate::model::{ConfigError, Gpo, GpoConfig};
 use crate::prior::{
-    NeighbourRule, NeighbourWeights, PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion,
+    NeighbourRule, NeighbourWeights, OptionMatch, PopulationPrior, PriorError, PriorGroup, PriorKind, PriorQuestion,
+    SIGNATURE_DIM,
 };
 use crate::template::Template;
 use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors};
@@ -37,13 +38,14 @@ use crate::weights::{NamedTensor, WeightError, load_named_tensors, named_tensors
 pub const MAGIC: [u8; 8] = *b"GPOMODEL";
 /// Version of the layout written by this crate (3: prior models carry their prior's data; the
 /// metadata's template and prior are typed; 4: the prior's rule for unknown questions says how
-/// it weighs the nearest questions). [`READ_VERSIONS`] are read; older files are refused with
+/// it weighs the nearest questions; 5: and how it pairs their options, with the prior questions'
+/// option signatures). [`READ_VERSIONS`] are read; older files are refused with
 /// [`ModelFileError::Container`] ([`ContainerError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The versions this crate reads: 3 (its unknown questions' priors weigh the nearest questions
-/// equally, the only rule then) and 4.
-pub const READ_VERSIONS: [u32; 2] = [3, 4];
+/// equally, the only rule then), 4 (options paired by position, the only pairing then) and 5.
+pub const READ_VERSIONS: [u32; 3] = [3, 4, 5];
 
 /// Storage type of the weights (`f32`, `f16` or `bf16` in configs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +181,7 @@ fn container_message(error: &ContainerError) -> String {
     match error {
         ContainerError::BadMagic { .. } => "not a .gpo model file (bad magic bytes)".into(),
         ContainerError::UnsupportedVersion { found } => alloc::format!(
-            "unsupported .gpo format version {found} (this build reads versions 3 and {FORMAT_VERSION}; version 2 files \
+            "unsupported .gpo format version {found} (this build reads versions 3 to {FORMAT_VERSION}; version 2 files \
              lack the prior data that version 3 carries: re-export the model with this gpo, e.g. `gpo run` again)"
         ),
         other => other.to_string(),
@@ -300,6 +302,31 @@ impl From<StoredKind> for PriorKind {
     }
 }
 
+/// [`OptionMatch`] as postcard stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum StoredMatch {
+    Position,
+    Meaning { weight: f64 },
+}
+
+impl From<OptionMatch> for StoredMatch {
+    fn from(options: OptionMatch) -> Self {
+        match options {
+            OptionMatch::Position => Self::Position,
+            OptionMatch::Meaning { weight } => Self::Meaning { weight },
+        }
+    }
+}
+
+impl From<StoredMatch> for OptionMatch {
+    fn from(options: StoredMatch) -> Self {
+        match options {
+            StoredMatch::Position => Self::Position,
+            StoredMatch::Meaning { weight } => Self::Meaning { weight },
+        }
+    }
+}
+
 /// [`NeighbourWeights`] as postcard stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum StoredWeights {
@@ -333,12 +360,18 @@ struct StoredPrior {
     neighbours: u32,
     /// Absent from version-3 files (equal weights).
     neighbour_weights: StoredWeights,
+    /// Absent from version-3 and 4 files (by position).
+    option_match: StoredMatch,
     dim: u32,
     dtype: WeightDType,
     groups: Vec<String>,
     questions: Vec<StoredQuestion>,
     /// `n_questions × dim` question vectors.
     vectors: Vec<u8>,
+    /// Every question's option signatures (`options × SIGNATURE_DIM` each), in question order,
+    /// where the rule reads them (options matched by meaning), none otherwise (absent from
+    /// version-3 and 4 files).
+    signatures: Vec<u8>,
     /// Bit `g · n_questions + q` (LSB first): group `g` answered question `q`.
     answered: Vec<u8>,
     /// The answered distributions, group-major, question order.
@@ -377,6 +410,13 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
     for q in prior.questions() {
         dtype.encode(&q.vector, &mut vectors).map_err(range("prior question vector"))?;
     }
+    // All questions have signatures, or none has (a prior decoded from an older file).
+    let mut signatures = Vec::new();
+    if prior.questions().iter().all(|q| !q.signatures.is_empty()) {
+        for q in prior.questions() {
+            dtype.encode(&q.signatures, &mut signatures).map_err(range("prior option signature"))?;
+        }
+    }
     let mut answered = alloc::vec![0u8; (prior.groups().len() * n_q).div_ceil(8)];
     let mut answers = Vec::new();
     for (g, group) in prior.groups().iter().enumerate() {
@@ -395,6 +435,7 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
         neighbours: u32::try_from(prior.neighbours())
             .map_err(|_| ModelFileError::Prior("too many neighbours".into()))?,
         neighbour_weights: prior.neighbour_rule().weights.into(),
+        option_match: prior.neighbour_rule().options.into(),
         dim: u32::try_from(prior.dim()).map_err(|_| ModelFileError::Prior("dimension too large".into()))?,
         dtype,
         groups: prior.groups().iter().map(|g| g.name.clone()).collect(),
@@ -404,6 +445,7 @@ fn encode_prior(prior: &PopulationPrior, dtype: WeightDType) -> Result<StoredPri
             .map(|q| StoredQuestion { key: q.key.clone(), ordinal: q.ordinal.clone() })
             .collect(),
         vectors,
+        signatures,
         answered,
         answers,
     })
@@ -449,8 +491,10 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
     }
     let kind: PriorKind = stored.kind.into();
     kind.validate().map_err(|e| bad("kind", e.to_string()))?;
-    let rule = NeighbourRule { neighbours, weights: stored.neighbour_weights.into() };
+    let rule = NeighbourRule { neighbours, weights: stored.neighbour_weights.into(), options: OptionMatch::Position };
     rule.validate().map_err(|e| bad("neighbour_weights", e.to_string()))?;
+    let rule = NeighbourRule { options: stored.option_match.into(), ..rule };
+    rule.validate().map_err(|e| bad("option_match", e.to_string()))?;
     for (q, question) in stored.questions.iter().enumerate() {
         let options = question.ordinal.len();
         if options == 0 || options > crate::predictor::MAX_OPTIONS {
@@ -486,6 +530,21 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
             ),
         ));
     }
+    let n_options: usize = stored.questions.iter().map(|q| q.ordinal.len()).sum(); // ≤ 2^20 · 2^6
+    let signature_bytes = n_options * SIGNATURE_DIM * dtype.size();
+    if !stored.signatures.is_empty() && stored.signatures.len() != signature_bytes {
+        return Err(bad(
+            "signatures",
+            alloc::format!(
+                "{} bytes, expected none or {signature_bytes} ({n_options} options × {SIGNATURE_DIM} × {})",
+                stored.signatures.len(),
+                dtype.name()
+            ),
+        ));
+    }
+    if stored.signatures.is_empty() && matches!(rule.options, OptionMatch::Meaning { .. }) {
+        return Err(bad("signatures", "none stored, but the rule matches options by meaning".into()));
+    }
     let is_answered = |bit: usize| stored.answered[bit / 8] & (1 << (bit % 8)) != 0;
     if (slots..slots.div_ceil(8) * 8).any(is_answered) {
         return Err(bad("answered", "bits past the last (group, question) slot are set".into()));
@@ -504,6 +563,11 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
         ));
     }
     let vectors = dtype.decode(&stored.vectors).ok_or(bad("vectors", "not a whole number of values".into()))?;
+    let signatures =
+        dtype.decode(&stored.signatures).ok_or(bad("signatures", "not a whole number of values".into()))?;
+    if let Some(at) = signatures.iter().position(|v| !v.is_finite()) {
+        return Err(bad("signatures", alloc::format!("value {at} is not finite")));
+    }
     let values = dtype.decode(&stored.answers).ok_or(bad("answers", "not a whole number of values".into()))?;
     let mut at = 0usize;
     let mut groups = Vec::with_capacity(n_g);
@@ -526,14 +590,20 @@ fn decode_prior(stored: StoredPrior) -> Result<PopulationPrior, ModelFileError> 
         }
         groups.push(PriorGroup { name, answers });
     }
+    let mut signature_at = 0;
     let questions = stored
         .questions
         .into_iter()
         .enumerate()
-        .map(|(i, q)| PriorQuestion {
-            key: q.key,
-            ordinal: q.ordinal,
-            vector: vectors[i * dim..(i + 1) * dim].to_vec(),
+        .map(|(i, q)| {
+            let n = if signatures.is_empty() { 0 } else { q.ordinal.len() * SIGNATURE_DIM };
+            signature_at += n;
+            PriorQuestion {
+                key: q.key,
+                vector: vectors[i * dim..(i + 1) * dim].to_vec(),
+                signatures: signatures[signature_at - n..signature_at].to_vec(),
+                ordinal: q.ordinal,
+            }
         })
         .collect();
     Ok(PopulationPrior::new(kind, stored.metric, neighbours, dim, questions, groups)?.with_neighbour_rule(rule)?)
@@ -567,6 +637,7 @@ fn read_prior(r: &mut FieldReader<'_, '_>, version: u32) -> Result<StoredPrior, 
     let neighbours = r.value(|| "prior.neighbours".into())?;
     let neighbour_weights =
         if version >= 4 { r.value(|| "prior.neighbour_weights".into())? } else { StoredWeights::Equal };
+    let option_match = if version >= 5 { r.value(|| "prior.option_match".into())? } else { StoredMatch::Position };
     let dim = r.value(|| "prior.dim".into())?;
     let dtype = r.value(|| "prior.dtype".into())?;
     let n_groups = r.len(|| "prior.groups".into(), MAX_PRIOR_GROUPS, "groups")?;
@@ -587,6 +658,7 @@ fn read_prior(r: &mut FieldReader<'_, '_>, version: u32) -> Result<StoredPrior, 
         questions.push(StoredQuestion { key, ordinal });
     }
     let vectors = r.bytes(|| "prior.vectors".into())?.to_vec();
+    let signatures = if version >= 5 { r.bytes(|| "prior.signatures".into())?.to_vec() } else { Vec::new() };
     let answered = r.bytes(|| "prior.answered".into())?.to_vec();
     let answers = r.bytes(|| "prior.answers".into())?.to_vec();
     Ok(StoredPrior {
@@ -594,11 +666,13 @@ fn read_prior(r: &mut FieldReader<'_, '_>, version: u32) -> Result<StoredPrior, 
         metric,
         neighbours,
         neighbour_weights,
+        option_match,
         dim,
         dtype,
         groups,
         questions,
         vectors,
+        signatures,
         answered,
         answers,
     })
@@ -628,6 +702,8 @@ impl ModelFile {
         dtype: WeightDType,
         prior: Option<PopulationPrior>,
     ) -> Result<Self, ModelFileError> {
+        // Option signatures are stored only where the rule reads them.
+        let prior = prior.map(PopulationPrior::without_unread_signatures);
         let file = Self { config: config.clone(), metadata, dtype, tensors: named_tensors::<B, _>(model), prior };
         file.check()?;
         Ok(file)
@@ -820,6 +896,7 @@ mod tests {
             metric: Metric::Wasserstein,
             neighbours: 5,
             neighbour_weights: StoredWeights::Equal,
+            option_match: StoredMatch::Position,
             dim: DIM as u32,
             dtype: WeightDType::F32,
             groups: (0..groups).map(|g| format!("g{g}")).collect(),
@@ -827,6 +904,7 @@ mod tests {
                 .map(|q| StoredQuestion { key: format!("q{q}"), ordinal: vec![1.0, 2.0] })
                 .collect(),
             vectors: vec![0; questions * DIM * 4],
+            signatures: Vec::new(),
             answered: vec![0; (groups * questions).div_ceil(8)],
             answers: Vec::new(),
         }
@@ -910,32 +988,92 @@ mod tests {
         }
     }
 
+    /// `bytes` without the fields named `fields`, sealed as `version`.
+    fn without(bytes: &[u8], fields: &[&str], version: u32) -> Vec<u8> {
+        let spans = ModelFile::layout(bytes).unwrap();
+        let mut payload = Vec::new();
+        let mut at = container::HEADER_LEN;
+        for span in spans.iter().filter(|s| fields.contains(&s.field.as_str())) {
+            payload.extend_from_slice(&bytes[at..span.range.start]);
+            at = span.range.end;
+        }
+        payload.extend_from_slice(&bytes[at..]);
+        container::seal(&MAGIC, version, &payload)
+    }
+
     #[test]
-    fn version_3_files_read_with_equal_weights_and_version_4_keeps_the_rule() {
+    fn older_versions_read_with_the_rules_of_their_time_and_version_5_keeps_the_rule() {
         let bytes = valid(true);
         let file = ModelFile::from_bytes(&bytes).unwrap();
-        assert_eq!(file.prior().unwrap().neighbour_rule(), NeighbourRule { neighbours: 1, ..Default::default() });
-        // The same file as version 3 wrote it: no `prior.neighbour_weights` field.
-        let spans = ModelFile::layout(&bytes).unwrap();
-        let span = &spans.iter().find(|s| s.field == "prior.neighbour_weights").unwrap().range;
-        let mut payload = bytes[container::HEADER_LEN..span.start].to_vec();
-        payload.extend_from_slice(&bytes[span.end..]);
-        let old = container::seal(&MAGIC, 3, &payload);
-        assert_eq!(ModelFile::from_bytes(&old).unwrap(), file);
-        assert!(ModelFile::layout(&old).unwrap().iter().all(|s| s.field != "prior.neighbour_weights"));
-        // Without the version, the version-3 payload is a version-4 file cut short.
-        assert!(ModelFile::from_bytes(&container::seal(&MAGIC, 4, &payload)).is_err());
-        for version in [2, 5] {
-            let m = decode_error(&container::seal(&MAGIC, version, &payload));
+        let prior = file.prior().unwrap();
+        assert_eq!(prior.neighbour_rule(), NeighbourRule { neighbours: 1, ..Default::default() });
+        // Options by position: no signatures stored.
+        assert!(prior.questions().iter().all(|q| q.signatures.is_empty()));
+        // The same file as version 4 wrote it (no option pairing, no signatures), and as version 3
+        // (no weights either): the same prior without signatures.
+        let unsigned = |f: &ModelFile| -> Vec<PriorQuestion> {
+            f.prior().unwrap().questions().iter().map(|q| PriorQuestion { signatures: vec![], ..q.clone() }).collect()
+        };
+        let v4 = without(&bytes, &["prior.option_match", "prior.signatures.len", "prior.signatures"], 4);
+        let v3 = without(
+            &bytes,
+            &["prior.neighbour_weights", "prior.option_match", "prior.signatures.len", "prior.signatures"],
+            3,
+        );
+        for old in [&v4, &v3] {
+            let read = ModelFile::from_bytes(old).unwrap();
+            assert_eq!(read.prior().unwrap().neighbour_rule(), prior.neighbour_rule());
+            assert_eq!(read.prior().unwrap().questions(), unsigned(&file).as_slice());
+            assert!(ModelFile::layout(old).unwrap().iter().all(|s| s.field != "prior.signatures"));
+            // Options cannot be matched by meaning without signatures.
+            let meaning = NeighbourRule { options: OptionMatch::Meaning { weight: 0.3 }, ..prior.neighbour_rule() };
+            assert_eq!(
+                read.prior().unwrap().clone().with_neighbour_rule(meaning).unwrap_err(),
+                PriorError::NoSignatures("A".into())
+            );
+            // Written again, it is a version-5 file without signatures, read back equal.
+            let again = read.to_bytes().unwrap();
+            assert_eq!(ModelFile::from_bytes(&again).unwrap(), read);
+        }
+        // Without the version, an older payload is a newer file cut short.
+        assert!(ModelFile::from_bytes(&container::seal(&MAGIC, 5, &v4[container::HEADER_LEN..])).is_err());
+        for version in [2, 6] {
+            let m = decode_error(&container::seal(&MAGIC, version, &v4[container::HEADER_LEN..]));
             assert!(m.contains(&format!("unsupported .gpo format version {version}")), "{m}");
         }
-        // A similarity-weighted rule is stored and read back.
-        let rule = NeighbourRule { neighbours: 1, weights: NeighbourWeights::Similarity { temperature: 0.05 } };
-        let prior = file.prior().unwrap().clone().with_neighbour_rule(rule).unwrap();
-        let weighted = ModelFile { prior: Some(prior), ..file.clone() }.to_bytes().unwrap();
+        // Similarity weights and options matched by meaning are stored and read back.
+        let rule = NeighbourRule {
+            neighbours: 1,
+            weights: NeighbourWeights::Similarity { temperature: 0.05 },
+            options: OptionMatch::Meaning { weight: 0.3 },
+        };
+        let signed = |key: &str, x: f32| {
+            let rows: Vec<f32> = (0..2 * DIM).map(|i| x * (i * i) as f32).collect();
+            PriorQuestion::new(key, vec![1.0, 2.0], &rows, DIM)
+        };
+        let groups = vec![PriorGroup { name: "g".into(), answers: vec![Some(vec![0.25, 0.75]), None] }];
+        let questions = vec![signed("A", 0.1), signed("B", -0.2)];
+        let prior = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 1, DIM, questions, groups)
+            .unwrap()
+            .with_neighbour_rule(rule)
+            .unwrap();
+        assert!(prior.questions().iter().all(|q| q.signatures.len() == 2 * SIGNATURE_DIM));
+        let weighted = ModelFile { prior: Some(prior.clone()), ..file.clone() }.to_bytes().unwrap();
         let read = ModelFile::from_bytes(&weighted).unwrap();
-        assert_eq!(read.prior().unwrap().neighbour_rule(), rule);
+        // An f32 file: the prior exactly, signatures included.
+        assert_eq!(read.prior().unwrap(), &prior);
         assert_ne!(read, file);
+        // Built from a model, a prior whose rule does not read signatures is stored without them.
+        let unread =
+            prior.clone().with_neighbour_rule(NeighbourRule { options: OptionMatch::Position, ..rule }).unwrap();
+        let config = file.config().clone();
+        let model = config.init_seeded::<burn_ndarray::NdArray<f32>>(&Default::default(), 3).unwrap();
+        let metadata = file.metadata().clone();
+        let stored = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(unread)).unwrap();
+        assert!(stored.prior().unwrap().questions().iter().all(|q| q.signatures.is_empty()));
+        let stored_bytes = stored.to_bytes().unwrap();
+        assert_eq!(ModelFile::from_bytes(&stored_bytes).unwrap(), stored);
+        assert!(stored_bytes.len() < weighted.len());
     }
 
     /// `bytes` with the field `field`'s bytes replaced by `with` (the container resealed).
@@ -1063,6 +1201,19 @@ mod tests {
         let mut p = stored(2, 3);
         p.neighbour_weights = StoredWeights::Similarity { temperature: 0.0 };
         assert!(error(p).contains("`neighbour_weights`: prior temperature must be between 1e-6 and 1e6"));
+        let mut p = stored(2, 3);
+        p.option_match = StoredMatch::Meaning { weight: f64::NAN };
+        assert!(error(p).contains("`option_match`: the option-matching weight must be between 0 and 100"));
+        let mut p = stored(2, 3);
+        p.option_match = StoredMatch::Meaning { weight: 0.3 };
+        assert!(error(p).contains("`signatures`: none stored, but the rule matches options by meaning"));
+        let mut p = stored(2, 3);
+        p.signatures = vec![0; 3 * 2 * SIGNATURE_DIM * 4 - 4];
+        let m = error(p);
+        assert!(m.contains("`signatures`: 380 bytes, expected none or 384 (6 options × 16 × f32)"), "{m}");
+        let mut p = stored(2, 3);
+        p.signatures = [f32::NAN.to_le_bytes(); 3 * 2 * SIGNATURE_DIM].concat();
+        assert!(error(p).contains("`signatures`: value 0 is not finite"));
         let mut p = stored(2, 3);
         p.questions[1].ordinal = vec![1.0, 1e308];
         let m = error(p);

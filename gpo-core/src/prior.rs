@@ -12,9 +12,12 @@
 //! **Unknown questions.** A question that no prior group answered (a new question, or one whose
 //! key the prior does not hold) has no population answer. Its prior is then the mean of the
 //! `neighbours` questions nearest to it in embedding space (cosine similarity of the questions'
-//! mean option embeddings) among those with the same number of options, options aligned by
-//! position ([`PriorSource::Nearest`]), weighted as the prior's [`NeighbourRule`] says: equally,
-//! or by `exp((s − s₁) / temperature)`, `s` a neighbour's similarity and `s₁` the nearest one's.
+//! mean option embeddings) among those with the same number of options, weighted as the prior's
+//! [`NeighbourRule`] says: equally, or by `exp((s − s₁) / temperature)`, `s` a neighbour's
+//! similarity and `s₁` the nearest one's ([`PriorSource::Nearest`]). Options are paired by position,
+//! or by meaning ([`OptionMatch::Meaning`]: each option with the neighbour's option whose
+//! [`option_signatures`] are most alike, and neighbours whose options say the same things rank
+//! higher).
 //! The candidates are the known questions, each with its prior, and the group's own context questions, each with the group's answer: where the group
 //! answered a neighbour, its answer stands in for the population's estimate of it, so a group's
 //! answers to questions like a new one shape its prior for it. A question is never its own
@@ -49,6 +52,31 @@ pub const TEMPERATURE_RANGE: core::ops::RangeInclusive<f64> = 1e-6..=1e6;
 /// finite (far below `f64::MAX`) for any answers.
 pub const MAX_ORDINAL: f64 = 1e9;
 
+/// Length of an option signature ([`option_signatures`]).
+pub const SIGNATURE_DIM: usize = 16;
+
+/// Largest accepted [`OptionMatch::Meaning`] weight (the question similarities it adds to are at
+/// most 1).
+pub const MAX_OPTION_WEIGHT: f64 = 100.0;
+
+/// How an unknown question's options are paired with a neighbour's.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptionMatch {
+    /// Option `i` with the neighbour's option `i` (the only pairing of format-3 and 4 model files).
+    #[default]
+    Position,
+    /// By meaning: the question's options are paired one to one with the neighbour's so that the
+    /// summed similarity of their [`option_signatures`] is largest ([`match_options`]), and the
+    /// neighbour's similarity to the question gains `weight` × the mean similarity of the pairs,
+    /// so a neighbour whose options say what the question's say ranks higher ("A top priority"
+    /// with "Top priority", whichever their positions).
+    Meaning {
+        /// In `[0, MAX_OPTION_WEIGHT]`.
+        weight: f64,
+    },
+}
+
 /// How an unknown question's prior weighs its nearest questions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -73,49 +101,99 @@ pub struct NeighbourRule {
     pub neighbours: usize,
     /// Their weights.
     pub weights: NeighbourWeights,
+    /// How their options are paired with the question's (by position in results and model
+    /// files written before it existed).
+    #[serde(default)]
+    pub options: OptionMatch,
 }
 
 impl Default for NeighbourRule {
-    /// [`DEFAULT_NEIGHBOURS`] questions, equally weighted.
+    /// [`DEFAULT_NEIGHBOURS`] questions, equally weighted, options by position.
     fn default() -> Self {
-        Self { neighbours: DEFAULT_NEIGHBOURS, weights: NeighbourWeights::Equal }
+        Self { neighbours: DEFAULT_NEIGHBOURS, weights: NeighbourWeights::Equal, options: OptionMatch::Position }
     }
 }
 
 impl NeighbourRule {
     /// Checks the parameters: a count in 1..=[`MAX_NEIGHBOURS`], a temperature in
-    /// [`TEMPERATURE_RANGE`].
+    /// [`TEMPERATURE_RANGE`], an option weight in `[0, MAX_OPTION_WEIGHT]`.
     pub fn validate(&self) -> Result<(), PriorError> {
         if self.neighbours == 0 || self.neighbours > MAX_NEIGHBOURS {
             return Err(PriorError::Neighbours(self.neighbours));
         }
-        match self.weights {
-            NeighbourWeights::Similarity { temperature } if !TEMPERATURE_RANGE.contains(&temperature) => {
-                Err(PriorError::Temperature(temperature))
+        if let NeighbourWeights::Similarity { temperature } = self.weights
+            && !TEMPERATURE_RANGE.contains(&temperature)
+        {
+            return Err(PriorError::Temperature(temperature));
+        }
+        match self.options {
+            OptionMatch::Meaning { weight } if !(0.0..=MAX_OPTION_WEIGHT).contains(&weight) => {
+                Err(PriorError::OptionWeight(weight))
             }
             _ => Ok(()),
         }
     }
 
-    /// The weighted mean of the neighbours' `values` (each a distribution over `options`, with
-    /// the neighbour's question vector) for the question of unit vector `vector`; similarities are
-    /// computed only where the weights read them.
-    fn mean(&self, values: &[(&[f64], &[f32])], vector: &[f32], options: usize) -> Vec<f64> {
+    /// How a candidate neighbour compares with the question: its similarity as the rule ranks
+    /// and weighs it, and, options matched by meaning, which of its options each of the
+    /// question's takes.
+    fn compare(&self, question: Side<'_>, neighbour: Side<'_>) -> Pairing {
+        let similarity = dot(neighbour.vector, question.vector);
+        match self.options {
+            OptionMatch::Position => Pairing { similarity, order: None },
+            OptionMatch::Meaning { weight } => {
+                let (order, matched) = match_options(question.signatures, neighbour.signatures);
+                Pairing { similarity: similarity + weight * matched, order: Some(order) }
+            }
+        }
+    }
+
+    /// A cached candidate's pairing ([`Self::compare`] without recomputing it).
+    fn cached(&self, candidate: &Candidate) -> Pairing {
+        match (self.options, &candidate.matched) {
+            (OptionMatch::Meaning { .. }, Some((order, _))) => {
+                Pairing { similarity: self.cached_similarity(candidate), order: Some(order.clone()) }
+            }
+            // Without signatures a prior cannot take options by meaning (`with_neighbour_rule`).
+            _ => Pairing { similarity: candidate.dot, order: None },
+        }
+    }
+
+    /// A cached candidate's similarity as the rule ranks it.
+    fn cached_similarity(&self, candidate: &Candidate) -> f64 {
+        match (self.options, &candidate.matched) {
+            (OptionMatch::Meaning { weight }, Some((_, matched))) => candidate.dot + weight * matched,
+            _ => candidate.dot,
+        }
+    }
+
+    /// The weighted mean of the `neighbours`' values (each a distribution over the neighbour's
+    /// `options` options, with how it compares with the question), its options taken in the
+    /// pairing's order.
+    fn mean(&self, neighbours: &[(&[f64], Pairing)], options: usize) -> Vec<f64> {
         let mut mean = alloc::vec![0.0; options];
+        let value = |p: &[f64], pairing: &Pairing, j: usize| match &pairing.order {
+            Some(order) => order.get(j).and_then(|&k| p.get(k)).copied().unwrap_or(0.0),
+            None => p.get(j).copied().unwrap_or(0.0),
+        };
         match self.weights {
             NeighbourWeights::Equal => {
-                for (p, _) in values {
-                    mean.iter_mut().zip(*p).for_each(|(m, v)| *m += v / values.len() as f64);
+                for (p, pairing) in neighbours {
+                    for (j, m) in mean.iter_mut().enumerate() {
+                        *m += value(p, pairing, j) / neighbours.len() as f64;
+                    }
                 }
             }
             NeighbourWeights::Similarity { temperature } => {
-                let similarities: Vec<f64> = values.iter().map(|(_, u)| dot(u, vector)).collect();
-                let best = similarities.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let weights: Vec<f64> = similarities.iter().map(|s| libm::exp((s - best) / temperature)).collect();
+                let best = neighbours.iter().map(|(_, c)| c.similarity).fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> =
+                    neighbours.iter().map(|(_, c)| libm::exp((c.similarity - best) / temperature)).collect();
                 // The nearest neighbour weighs 1, so the total is at least 1.
                 let total: f64 = weights.iter().sum();
-                for ((p, _), w) in values.iter().zip(&weights) {
-                    mean.iter_mut().zip(*p).for_each(|(m, v)| *m += w / total * v);
+                for ((p, pairing), w) in neighbours.iter().zip(&weights) {
+                    for (j, m) in mean.iter_mut().enumerate() {
+                        *m += w / total * value(p, pairing, j);
+                    }
                 }
             }
         }
@@ -123,15 +201,159 @@ impl NeighbourRule {
     }
 }
 
+/// A question or candidate neighbour as the rule for unknown questions reads it: its unit mean
+/// option embedding and its options' signatures (empty where a model file did not store them).
+#[derive(Debug, Clone, Copy)]
+struct Side<'a> {
+    vector: &'a [f32],
+    signatures: &'a [f32],
+}
+
+/// How a candidate neighbour compares with a question ([`NeighbourRule::compare`]).
+#[derive(Debug, Clone, PartialEq)]
+struct Pairing {
+    /// What the rule ranks and weighs by.
+    similarity: f64,
+    /// Options matched by meaning: the neighbour's option paired with each of the question's.
+    order: Option<Vec<usize>>,
+}
+
+/// Each option's signature, `options × SIGNATURE_DIM` values: what tells it from the question's
+/// other options (its embedding minus the mean of the question's option embeddings, which says
+/// what the question asks), projected on [`SIGNATURE_DIM`] fixed pseudo-random ±1 directions and
+/// scaled to unit length (all zero where an option does not differ from the mean). Cosines
+/// between signatures approximate those between the differences (Johnson–Lindenstrauss); the
+/// directions are the same for every model and platform (SplitMix64 bits), so a signature stored
+/// in a model file and one computed for a typed question compare. Zeros when
+/// `option_embeddings` is not `options × dim` values.
+pub fn option_signatures(option_embeddings: &[f32], options: usize, dim: usize) -> Vec<f32> {
+    let mut signatures = alloc::vec![0.0f32; options * SIGNATURE_DIM];
+    if options == 0 || dim == 0 || option_embeddings.len() != options * dim {
+        return signatures;
+    }
+    let mut mean = alloc::vec![0.0f64; dim];
+    for row in option_embeddings.chunks_exact(dim) {
+        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += f64::from(v) / options as f64);
+    }
+    let mut projected = alloc::vec![0.0f64; options * SIGNATURE_DIM];
+    for r in 0..SIGNATURE_DIM {
+        let mut bits = crate::rng::SplitMix64::new(SIGNATURE_SEED.wrapping_add(r as u64));
+        let mut word = 0u64;
+        for c in 0..dim {
+            if c % 64 == 0 {
+                word = bits.next_u64();
+            }
+            let sign = if (word >> (c % 64)) & 1 == 1 { 1.0 } else { -1.0 };
+            for (o, row) in option_embeddings.chunks_exact(dim).enumerate() {
+                projected[o * SIGNATURE_DIM + r] += sign * (f64::from(row[c]) - mean[c]);
+            }
+        }
+    }
+    for (out, row) in signatures.chunks_exact_mut(SIGNATURE_DIM).zip(projected.chunks_exact(SIGNATURE_DIM)) {
+        let norm = libm::sqrt(row.iter().map(|v| v * v).sum::<f64>());
+        if norm > 1e-12 && norm.is_finite() {
+            out.iter_mut().zip(row).for_each(|(o, &v)| *o = (v / norm) as f32);
+        }
+    }
+    signatures
+}
+
+/// Seed of the signature directions (row `r` draws its signs from `SIGNATURE_SEED + r`).
+const SIGNATURE_SEED: u64 = 0x6770_6f2d_6f70_7473;
+
+/// The pairing of question `a`'s options with question `b`'s, one to one, with the largest summed
+/// similarity (dot product) of their signatures ([`option_signatures`], `SIGNATURE_DIM` values
+/// per option): `order[i]` is `b`'s option paired with `a`'s option `i`; and the pairs' mean
+/// similarity. Assignments within 1e-9 of the best keep options by position where they can (a
+/// question compared with itself, or options with equal signatures, pair by position). The
+/// Hungarian algorithm (Kuhn–Munkres with potentials, O(n³)). Questions with different numbers of
+/// signatures pair by position, with similarity 0.
+pub fn match_options(a: &[f32], b: &[f32]) -> (Vec<usize>, f64) {
+    let n = a.len() / SIGNATURE_DIM;
+    if a.len() != b.len() || !a.len().is_multiple_of(SIGNATURE_DIM) || n == 0 {
+        return ((0..n).collect(), 0.0);
+    }
+    let similarity = |i: usize, j: usize| -> f64 {
+        let (x, y) = (&a[i * SIGNATURE_DIM..(i + 1) * SIGNATURE_DIM], &b[j * SIGNATURE_DIM..(j + 1) * SIGNATURE_DIM]);
+        dot(x, y)
+    };
+    // Costs to minimise; the diagonal's bonus breaks ties towards positions.
+    let cost = |i: usize, j: usize| -similarity(i, j) - if i == j { 1e-9 } else { 0.0 };
+    // 1-based rows and columns, 0 the virtual start (e-maxx's formulation).
+    let (mut u, mut v) = (alloc::vec![0.0f64; n + 1], alloc::vec![0.0f64; n + 1]);
+    let (mut row_of, mut way) = (alloc::vec![0usize; n + 1], alloc::vec![0usize; n + 1]);
+    for i in 1..=n {
+        row_of[0] = i;
+        let mut j0 = 0;
+        let mut min_to = alloc::vec![f64::INFINITY; n + 1];
+        let mut used = alloc::vec![false; n + 1];
+        loop {
+            used[j0] = true;
+            let i0 = row_of[j0];
+            let (mut delta, mut j1) = (f64::INFINITY, 0);
+            for j in 1..=n {
+                if used[j] {
+                    continue;
+                }
+                let reduced = cost(i0 - 1, j - 1) - u[i0] - v[j];
+                if reduced < min_to[j] {
+                    min_to[j] = reduced;
+                    way[j] = j0;
+                }
+                if min_to[j] < delta {
+                    delta = min_to[j];
+                    j1 = j;
+                }
+            }
+            if j1 == 0 {
+                // Only reachable with non-finite costs; signatures are finite.
+                break;
+            }
+            for j in 0..=n {
+                if used[j] {
+                    u[row_of[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    min_to[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if row_of[j0] == 0 {
+                break;
+            }
+        }
+        loop {
+            let j1 = way[j0];
+            row_of[j0] = row_of[j1];
+            j0 = j1;
+            if j0 == 0 {
+                break;
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    for j in 1..=n {
+        if row_of[j] > 0 {
+            order[row_of[j] - 1] = j - 1;
+        }
+    }
+    let matched = order.iter().enumerate().map(|(i, &j)| similarity(i, j)).sum::<f64>() / n as f64;
+    (order, matched)
+}
+
 impl core::fmt::Display for NeighbourRule {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.weights {
-            NeighbourWeights::Equal => write!(f, "the mean of the {} nearest questions", self.neighbours),
+            NeighbourWeights::Equal => write!(f, "the mean of the {} nearest questions", self.neighbours)?,
             NeighbourWeights::Similarity { temperature } => write!(
                 f,
                 "the {} nearest questions weighted by similarity (temperature {temperature})",
                 self.neighbours
-            ),
+            )?,
+        }
+        match self.options {
+            OptionMatch::Position => Ok(()),
+            OptionMatch::Meaning { weight } => write!(f, ", options matched by meaning (weight {weight})"),
         }
     }
 }
@@ -174,6 +396,27 @@ pub enum PriorError {
     /// A kNN temperature outside [`TEMPERATURE_RANGE`].
     #[error("prior temperature must be between 1e-6 and 1e6, got {0:e}")]
     Temperature(f64),
+    /// An [`OptionMatch::Meaning`] weight outside `[0, MAX_OPTION_WEIGHT]`.
+    #[error("the option-matching weight must be between 0 and 100, got {0:e}")]
+    OptionWeight(f64),
+    /// Options matched by meaning in a prior whose questions carry no option signatures (a
+    /// prior from a format-3 or 4 model file).
+    #[error(
+        "options cannot be matched by meaning: prior question `{0}` has no option signatures (a model file older than format 5)"
+    )]
+    NoSignatures(String),
+    /// A question's option signatures are not `options × SIGNATURE_DIM` finite values.
+    #[error(
+        "{question}: {found} option signature values, expected none or {expected} finite values ({SIGNATURE_DIM} per option)"
+    )]
+    Signatures {
+        /// `prior question `KEY`` or `an unknown question`.
+        question: String,
+        /// Values given.
+        found: usize,
+        /// `options × SIGNATURE_DIM`.
+        expected: usize,
+    },
     /// `neighbours` is zero or above [`MAX_NEIGHBOURS`].
     #[error("the number of neighbour questions must be between 1 and 1024, got {0}")]
     Neighbours(usize),
@@ -280,12 +523,24 @@ pub struct PriorQuestion {
     pub ordinal: Vec<f64>,
     /// Unit-length mean option embedding.
     pub vector: Vec<f32>,
+    /// Its options' signatures ([`option_signatures`], `options × SIGNATURE_DIM`), or none (a
+    /// prior from a model file older than format 5: options then pair by position only).
+    pub signatures: Vec<f32>,
 }
 
 impl PriorQuestion {
     /// A question from its option embeddings (`ordinal.len() × dim`, row-major).
     pub fn new(key: &str, ordinal: Vec<f64>, option_embeddings: &[f32], dim: usize) -> Self {
-        Self { key: key.into(), vector: question_vector(option_embeddings, dim), ordinal }
+        Self {
+            key: key.into(),
+            vector: question_vector(option_embeddings, dim),
+            signatures: option_signatures(option_embeddings, ordinal.len(), dim),
+            ordinal,
+        }
+    }
+
+    fn side(&self) -> Side<'_> {
+        Side { vector: &self.vector, signatures: &self.signatures }
     }
 
     /// Number of options.
@@ -334,6 +589,8 @@ pub enum QuestionRef {
         vector: Vec<f32>,
         /// Number of options.
         options: usize,
+        /// Its options' signatures ([`option_signatures`], `options × SIGNATURE_DIM`).
+        signatures: Vec<f32>,
     },
 }
 
@@ -373,9 +630,20 @@ pub struct PopulationPrior {
     questions: Vec<PriorQuestion>,
     groups: Vec<PriorGroup>,
     index: BTreeMap<String, usize>,
-    /// Per known question, the other known questions with as many options, most similar first
-    /// ([`Self::with_ranked_neighbours`]); empty until then.
-    ranked: Vec<Vec<u32>>,
+    /// Per known question, the other known questions with as many options, with how they
+    /// compare, most similar first under the rule's pairing ([`Self::with_ranked_neighbours`]);
+    /// empty until then.
+    ranked: Vec<Vec<Candidate>>,
+}
+
+/// A known question as a cached candidate neighbour of another ([`PopulationPrior::ranked`]).
+#[derive(Debug, Clone)]
+struct Candidate {
+    index: u32,
+    /// Dot product of the two question vectors.
+    dot: f64,
+    /// The options matched by meaning ([`match_options`]), where both questions have signatures.
+    matched: Option<(Vec<usize>, f64)>,
 }
 
 /// Equal priors give equal values: the neighbour ranking is a cache and does not count.
@@ -385,6 +653,14 @@ impl PartialEq for PopulationPrior {
             && self.questions == other.questions
             && self.groups == other.groups
     }
+}
+
+/// Checks that `signatures` are `options × SIGNATURE_DIM` finite values (or none, where `may_lack`);
+/// `Err((found, expected))` otherwise.
+fn check_signatures(signatures: &[f32], options: usize, may_lack: bool) -> Result<(), (usize, usize)> {
+    let expected = options.saturating_mul(SIGNATURE_DIM);
+    let fits = signatures.len() == expected || (may_lack && signatures.is_empty());
+    if fits && signatures.iter().all(|v| v.is_finite()) { Ok(()) } else { Err((signatures.len(), expected)) }
 }
 
 /// Checks that `p` is a distribution over `options` options.
@@ -416,7 +692,7 @@ impl PopulationPrior {
         groups: Vec<PriorGroup>,
     ) -> Result<Self, PriorError> {
         kind.validate()?;
-        let rule = NeighbourRule { neighbours, weights: NeighbourWeights::Equal };
+        let rule = NeighbourRule { neighbours, weights: NeighbourWeights::Equal, options: OptionMatch::Position };
         rule.validate()?;
         if groups.is_empty() {
             return Err(PriorError::NoGroups);
@@ -437,6 +713,9 @@ impl PopulationPrior {
             if let Some(index) = q.vector.iter().position(|v| !v.is_finite()) {
                 return Err(PriorError::VectorValue { key: q.key.clone(), index });
             }
+            check_signatures(&q.signatures, q.n_options(), true).map_err(|(found, expected)| {
+                PriorError::Signatures { question: alloc::format!("prior question `{}`", q.key), found, expected }
+            })?;
             if index.insert(q.key.clone(), i).is_some() {
                 return Err(PriorError::DuplicateKey(q.key.clone()));
             }
@@ -463,10 +742,11 @@ impl PopulationPrior {
     }
 
     /// The same prior with each known question's neighbours ranked once (the other known
-    /// questions with as many options, by similarity): priors of unanswered and
-    /// [`QuestionRef::Hidden`] questions then skip the search over every question. Values are
-    /// identical to the unranked prior's; costs `questions² × dim` once, so it is meant for a
-    /// prior that computes many such priors (training for new questions).
+    /// questions with as many options, by the rule's similarity; their options matched by meaning
+    /// once too): priors of unanswered and [`QuestionRef::Hidden`] questions then skip the search
+    /// over every question. Values are identical to the unranked prior's; costs `questions² × dim`
+    /// once, so it is meant for a prior that computes many such priors (training for new
+    /// questions, selecting the rule).
     pub fn with_ranked_neighbours(mut self) -> Self {
         let n = self.questions.len();
         let mut similarity = alloc::vec![0.0f64; n * n];
@@ -479,15 +759,33 @@ impl PopulationPrior {
         }
         self.ranked = (0..n)
             .map(|i| {
-                let options = self.questions[i].n_options();
-                let mut order: Vec<u32> =
-                    (0..n).filter(|&j| j != i && self.questions[j].n_options() == options).map(|j| j as u32).collect();
-                let row = &similarity[i * n..(i + 1) * n];
-                order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-                order
+                let question = &self.questions[i];
+                (0..n)
+                    .filter(|&j| j != i && self.questions[j].n_options() == question.n_options())
+                    .map(|j| {
+                        let neighbour = &self.questions[j];
+                        let signed = !question.signatures.is_empty() && !neighbour.signatures.is_empty();
+                        Candidate {
+                            index: j as u32,
+                            dot: similarity[i * n + j],
+                            matched: signed.then(|| match_options(&question.signatures, &neighbour.signatures)),
+                        }
+                    })
+                    .collect()
             })
             .collect();
+        self.sort_ranked();
         self
+    }
+
+    /// Orders the cached candidates by the rule's similarity, most similar first, ties by index.
+    fn sort_ranked(&mut self) {
+        let rule = self.rule;
+        for list in &mut self.ranked {
+            list.sort_by(|a, b| {
+                rule.cached_similarity(b).total_cmp(&rule.cached_similarity(a)).then(a.index.cmp(&b.index))
+            });
+        }
     }
 
     /// The prior's kind.
@@ -510,10 +808,20 @@ impl PopulationPrior {
         self.rule
     }
 
-    /// The same prior with another rule for unknown questions (checked).
+    /// The same prior with another rule for unknown questions (checked; options can be matched
+    /// by meaning only where every question has option signatures).
     pub fn with_neighbour_rule(mut self, rule: NeighbourRule) -> Result<Self, PriorError> {
         rule.validate()?;
+        if let OptionMatch::Meaning { .. } = rule.options
+            && let Some(q) = self.questions.iter().find(|q| q.signatures.is_empty())
+        {
+            return Err(PriorError::NoSignatures(q.key.clone()));
+        }
+        let resort = !self.ranked.is_empty() && rule.options != self.rule.options;
         self.rule = rule;
+        if resort {
+            self.sort_ranked();
+        }
         Ok(self)
     }
 
@@ -542,6 +850,16 @@ impl PopulationPrior {
         self.groups.iter().position(|g| g.name == name)
     }
 
+    /// The same prior without its questions' option signatures where its rule does not read
+    /// them (options paired by position): what a model file stores.
+    pub(crate) fn without_unread_signatures(mut self) -> Self {
+        if self.rule.options == OptionMatch::Position {
+            self.questions.iter_mut().for_each(|q| q.signatures = Vec::new());
+            self.ranked.iter_mut().flatten().for_each(|c| c.matched = None);
+        }
+        self
+    }
+
     /// The same prior with another kind (same groups and questions).
     pub fn with_kind(mut self, kind: PriorKind) -> Result<Self, PriorError> {
         kind.validate()?;
@@ -565,7 +883,11 @@ impl PopulationPrior {
             }
             return Ok(QuestionRef::Known(i));
         }
-        Ok(QuestionRef::Unknown { vector: question_vector(option_embeddings, self.dim), options })
+        Ok(QuestionRef::Unknown {
+            vector: question_vector(option_embeddings, self.dim),
+            options,
+            signatures: option_signatures(option_embeddings, options, self.dim),
+        })
     }
 
     /// The prior of each of `targets` for a group whose answers to `context` are given; with
@@ -588,6 +910,19 @@ impl PopulationPrior {
                 QuestionRef::Unknown { options, .. } => *options,
             };
             check_distribution(answer, options).map_err(|why| PriorError::BadContext { index, why })?;
+        }
+        if let OptionMatch::Meaning { .. } = self.rule.options {
+            let unknown = context.iter().map(|(q, _)| q).chain(targets).filter_map(|q| match q {
+                QuestionRef::Unknown { options, signatures, .. } => Some((*options, signatures.as_slice())),
+                _ => None,
+            });
+            for (options, signatures) in unknown {
+                check_signatures(signatures, options, false).map_err(|(found, expected)| PriorError::Signatures {
+                    question: "an unknown question".into(),
+                    found,
+                    expected,
+                })?;
+            }
         }
         let weights = self.weights(context, exclude);
         targets.iter().map(|q| self.prior_of(q, &weights, context)).collect()
@@ -697,81 +1032,121 @@ impl PopulationPrior {
         weights: &[f64],
         context: &[(QuestionRef, &[f64])],
     ) -> Result<PriorValue, PriorError> {
-        let (vector, options, own) = match question {
+        let (me, options, own) = match question {
             QuestionRef::Known(q) => {
                 if let Some(distribution) = self.weighted_mean(*q, weights) {
                     return Ok(PriorValue { distribution, source: PriorSource::Answered });
                 }
-                (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q))
+                (self.questions[*q].side(), self.questions[*q].n_options(), Some(*q))
             }
-            QuestionRef::Hidden(q) => (self.questions[*q].vector.as_slice(), self.questions[*q].n_options(), Some(*q)),
-            QuestionRef::Unknown { vector, options } => (vector.as_slice(), *options, None),
+            QuestionRef::Hidden(q) => (self.questions[*q].side(), self.questions[*q].n_options(), Some(*q)),
+            QuestionRef::Unknown { vector, options, signatures } => (Side { vector, signatures }, *options, None),
         };
         // The group's answer to known question `i`, where its context shows one.
         let answered = |i: usize| {
             context.iter().position(|(r, _)| matches!(r, QuestionRef::Known(k) | QuestionRef::Hidden(k) if *k == i))
         };
         // Context questions the prior does not know, with as many options (never the question
-        // itself), as candidates: `(position in the context, vector)`.
-        let unknown_context: Vec<(usize, &[f32])> = context
+        // itself), as candidates: `(position in the context, how the rule reads it)`.
+        let unknown_context: Vec<(usize, Side<'_>)> = context
             .iter()
             .enumerate()
             .filter_map(|(c, (r, _))| match r {
-                QuestionRef::Unknown { vector: v, options: o } if *o == options && r != question => {
-                    Some((c, v.as_slice()))
+                QuestionRef::Unknown { vector, options: o, signatures } if *o == options && r != question => {
+                    Some((c, Side { vector, signatures }))
                 }
                 _ => None,
             })
             .collect();
         // A candidate's value: the group's own answer where the context has one (a known question
-        // it answered becomes that context answer), else its prior; with its question vector.
-        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, &[f32])> {
+        // it answered becomes that context answer), else its prior; with how the rule reads it.
+        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, Side<'_>)> {
             match candidate {
                 Neighbour::Known(i) => {
-                    let v = self.questions[i].vector.as_slice();
+                    let side = self.questions[i].side();
                     match answered(i) {
-                        Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), v)),
-                        None => Some((candidate, self.weighted_mean(i, weights)?, v)),
+                        Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), side)),
+                        None => Some((candidate, self.weighted_mean(i, weights)?, side)),
                     }
                 }
                 Neighbour::Context(c) => {
-                    let v = unknown_context.iter().find(|&&(u, _)| u == c).map_or(&[][..], |&(_, v)| v);
-                    Some((candidate, context[c].1.to_vec(), v))
+                    let side = unknown_context.iter().find(|&&(u, _)| u == c).map(|&(_, side)| side)?;
+                    Some((candidate, context[c].1.to_vec(), side))
                 }
             }
         };
         // Most similar first, ties by index (known questions before context ones), so the choice
         // is deterministic; the ranking cached by `with_ranked_neighbours` where it applies (read
-        // lazily: only until enough neighbours have a value).
-        let ranked: Box<dyn Iterator<Item = Neighbour> + '_> = match own.and_then(|q| self.ranked.get(q)) {
-            Some(order) if unknown_context.is_empty() => Box::new(order.iter().map(|&i| Neighbour::Known(i as usize))),
-            _ => {
-                let n_known = self.questions.len();
-                let known = self.questions.iter().enumerate().filter_map(|(i, q)| {
-                    (Some(i) != own && q.n_options() == options).then_some((i, q.vector.as_slice()))
-                });
-                let shown = unknown_context.iter().map(|&(c, v)| (n_known + c, v));
-                Box::new(
-                    rank_by_similarity(vector, known.chain(shown))
-                        .into_iter()
-                        .map(move |i| if i < n_known { Neighbour::Known(i) } else { Neighbour::Context(i - n_known) }),
-                )
-            }
-        };
-        let nearest: Vec<(Neighbour, Vec<f64>, &[f32])> = ranked.filter_map(value).take(self.rule.neighbours).collect();
+        // lazily: only until enough neighbours have a value), with each candidate's pairing where
+        // it is known.
+        let ranked: Box<dyn Iterator<Item = (Neighbour, Option<Pairing>)> + '_> =
+            match own.and_then(|q| self.ranked.get(q)) {
+                Some(list) if unknown_context.is_empty() => {
+                    Box::new(list.iter().map(|c| (Neighbour::Known(c.index as usize), Some(self.rule.cached(c)))))
+                }
+                _ => {
+                    let n_known = self.questions.len();
+                    let known = self
+                        .questions
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, q)| (Some(i) != own && q.n_options() == options).then_some((i, q.side())));
+                    let shown = unknown_context.iter().map(|&(c, side)| (n_known + c, side));
+                    Box::new(self.rank(me, known.chain(shown)).into_iter().map(move |(i, pairing)| {
+                        (if i < n_known { Neighbour::Known(i) } else { Neighbour::Context(i - n_known) }, pairing)
+                    }))
+                }
+            };
+        let nearest: Vec<(Neighbour, Vec<f64>, Side<'_>, Option<Pairing>)> = ranked
+            .filter_map(|(n, pairing)| value(n).map(|(n, p, side)| (n, p, side, pairing)))
+            .take(self.rule.neighbours)
+            .collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
-        let values: Vec<(&[f64], &[f32])> = nearest.iter().map(|(_, p, u)| (p.as_slice(), *u)).collect();
-        let distribution = self.rule.mean(&values, vector, options);
+        // Similarities and pairings are computed only where the rule reads them.
+        let reads = !matches!((self.rule.weights, self.rule.options), (NeighbourWeights::Equal, OptionMatch::Position));
+        let values: Vec<(&[f64], Pairing)> = nearest
+            .iter()
+            .map(|(_, p, side, pairing)| {
+                let pairing = match pairing {
+                    Some(pairing) => pairing.clone(),
+                    None if reads => self.rule.compare(me, *side),
+                    None => Pairing { similarity: 0.0, order: None },
+                };
+                (p.as_slice(), pairing)
+            })
+            .collect();
+        let distribution = self.rule.mean(&values, options);
         let (mut known, mut shown) = (Vec::new(), Vec::new());
-        for (n, _, _) in &nearest {
+        for (n, ..) in &nearest {
             match *n {
                 Neighbour::Known(i) => known.push(i),
                 Neighbour::Context(c) => shown.push(c),
             }
         }
         Ok(PriorValue { distribution, source: PriorSource::Nearest { known, context: shown } })
+    }
+
+    /// The `candidates` most similar to `question` first as the rule ranks them (ties by index),
+    /// with their pairings where ranking computed them (options matched by meaning).
+    fn rank<'a>(
+        &self,
+        question: Side<'_>,
+        candidates: impl Iterator<Item = (usize, Side<'a>)>,
+    ) -> Vec<(usize, Option<Pairing>)> {
+        match self.rule.options {
+            OptionMatch::Position => rank_by_similarity(question.vector, candidates.map(|(i, side)| (i, side.vector)))
+                .into_iter()
+                .map(|i| (i, None))
+                .collect(),
+            OptionMatch::Meaning { .. } => {
+                let mut scored: Vec<(usize, Pairing)> =
+                    candidates.map(|(i, side)| (i, self.rule.compare(question, side))).collect();
+                scored.sort_by(|a, b| b.1.similarity.total_cmp(&a.1.similarity).then(a.0.cmp(&b.0)));
+                scored.into_iter().map(|(i, pairing)| (i, Some(pairing))).collect()
+            }
+        }
     }
 }
 
@@ -800,6 +1175,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
     use alloc::vec;
 
     fn question(key: &str, options: usize, direction: &[f32]) -> PriorQuestion {
@@ -1038,7 +1414,11 @@ mod tests {
         // (0.3 + 0.5 · 0.478704 + 0.6 · 0.002537) / 1.481241 = 0.365149 (python3's math, f64).
         // Tolerance 1e-6: the question vectors are f32 (cosines to ~1e-7, divided by 0.1).
         let equal = fan(3);
-        let rule = NeighbourRule { neighbours: 3, weights: NeighbourWeights::Similarity { temperature: 0.1 } };
+        let rule = NeighbourRule {
+            neighbours: 3,
+            weights: NeighbourWeights::Similarity { temperature: 0.1 },
+            ..Default::default()
+        };
         let weighted = equal.clone().with_neighbour_rule(rule).unwrap();
         assert_eq!(weighted.neighbour_rule(), rule);
         assert_ne!(weighted, equal);
@@ -1061,12 +1441,215 @@ mod tests {
         assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0], context: vec![0] });
         // Checked like the kNN temperature and the count.
         for bad in [
-            NeighbourRule { neighbours: 0, weights: NeighbourWeights::Equal },
-            NeighbourRule { neighbours: 2, weights: NeighbourWeights::Similarity { temperature: 0.0 } },
-            NeighbourRule { neighbours: 2, weights: NeighbourWeights::Similarity { temperature: f64::NAN } },
+            NeighbourRule { neighbours: 0, weights: NeighbourWeights::Equal, ..Default::default() },
+            NeighbourRule {
+                neighbours: 2,
+                weights: NeighbourWeights::Similarity { temperature: 0.0 },
+                ..Default::default()
+            },
+            NeighbourRule {
+                neighbours: 2,
+                weights: NeighbourWeights::Similarity { temperature: f64::NAN },
+                ..Default::default()
+            },
         ] {
             assert!(two.clone().with_neighbour_rule(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn option_signatures_are_the_projected_option_differences() {
+        // Reference: python3, the same definition in f64 (SplitMix64 rows seeded SIGNATURE_SEED + r,
+        // bit c % 64 of the row's (c / 64)-th draw the sign of coordinate c). Tolerance 1e-6: the
+        // signatures are f32.
+        let embeddings = [0.5, -1.0, 2.0, 1.5, 0.25, -0.75, -0.5, 1.0, 0.0];
+        let s = option_signatures(&embeddings, 3, 3);
+        assert_eq!(s.len(), 3 * SIGNATURE_DIM);
+        let expected = [
+            [0.0538122, 0.2869984, 0.2869984, 0.2869984],
+            [0.0, -0.3888889, -0.3888889, -0.0555556],
+            [-0.075665, -0.0504433, -0.0504433, -0.3531033],
+        ];
+        for (row, want) in s.chunks_exact(SIGNATURE_DIM).zip(expected) {
+            assert!(row.iter().zip(want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-6), "{row:?} vs {want:?}");
+            let norm: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            assert!((norm - 1.0).abs() < 1e-6);
+        }
+        // The question's part (what every option shares) does not count; options that do not
+        // differ have no signature; a wrong length gives zeros.
+        let shifted: Vec<f32> = embeddings.iter().zip([3.0, -2.0, 1.0].iter().cycle()).map(|(e, d)| e + d).collect();
+        let t = option_signatures(&shifted, 3, 3);
+        assert!(s.iter().zip(&t).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert!(option_signatures(&[0.3, 0.4, 0.3, 0.4], 2, 2).iter().all(|&v| v == 0.0));
+        assert_eq!(option_signatures(&[0.3; 5], 2, 2), vec![0.0; 2 * SIGNATURE_DIM]);
+    }
+
+    #[test]
+    fn options_are_matched_by_the_best_assignment() {
+        // Against every permutation (n ≤ 6), on signatures of pseudo-random options.
+        let mut rng = crate::rng::SplitMix64::new(11);
+        for n in 1..=6 {
+            for _ in 0..20 {
+                let mut random = |k: usize| (0..k).map(|_| rng.next_f64() as f32 - 0.5).collect::<Vec<f32>>();
+                let (a, b) = (option_signatures(&random(n * 8), n, 8), option_signatures(&random(n * 8), n, 8));
+                let (order, matched) = match_options(&a, &b);
+                let sim = |i: usize, j: usize| {
+                    dot(&a[i * SIGNATURE_DIM..(i + 1) * SIGNATURE_DIM], &b[j * SIGNATURE_DIM..(j + 1) * SIGNATURE_DIM])
+                };
+                let mut best = f64::NEG_INFINITY;
+                let mut perm: Vec<usize> = (0..n).collect();
+                permutations(&mut perm, 0, &mut |p| {
+                    best = best.max(p.iter().enumerate().map(|(i, &j)| sim(i, j)).sum())
+                });
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation");
+                assert!((matched * n as f64 - best).abs() < 1e-9, "n {n}: {} vs {best}", matched * n as f64);
+            }
+        }
+        // A question with itself, or options without signatures: by position.
+        let a = option_signatures(&[0.1, 0.9, 0.4, 0.2, 0.7, 0.3, 0.5, 0.5, 0.0], 3, 3);
+        let (order, matched) = match_options(&a, &a);
+        assert_eq!(order, [0, 1, 2]);
+        assert!((matched - 1.0).abs() < 1e-6);
+        assert_eq!(match_options(&[0.0; 3 * SIGNATURE_DIM], &[0.0; 3 * SIGNATURE_DIM]), (vec![0, 1, 2], 0.0));
+        assert_eq!(match_options(&a, &a[..2 * SIGNATURE_DIM]), (vec![0, 1, 2], 0.0));
+    }
+
+    fn permutations(p: &mut Vec<usize>, k: usize, visit: &mut impl FnMut(&[usize])) {
+        if k == p.len() {
+            return visit(p);
+        }
+        for i in k..p.len() {
+            p.swap(k, i);
+            permutations(p, k + 1, visit);
+            p.swap(k, i);
+        }
+    }
+
+    /// A 3-option question in 6 dimensions: its part `base` (dims 0–1, at `degrees`) shared by its
+    /// options, and each option's own part (dims 2–5).
+    fn worded(key: &str, degrees: f64, options: [[f32; 4]; 3]) -> (PriorQuestion, Vec<f32>) {
+        let base = deg(degrees);
+        let rows: Vec<f32> = options.iter().flat_map(|o| base.iter().chain(o).copied()).collect();
+        (PriorQuestion::new(key, vec![1.0, 2.0, 3.0], &rows, 6), rows)
+    }
+
+    #[test]
+    fn options_matched_by_meaning_take_the_neighbours_values_of_the_same_option() {
+        // Options A, B, C (dims 2–3) and D, E, F (dims 4–5, unrelated to them).
+        let [a, b, c] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-1.0, -1.0, 0.0, 0.0]];
+        let [d, e, f] = [[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, -1.0, -1.0]];
+        // q0: the nearest question (10°), other options; q1: at 30°, A B C in reverse order.
+        let (q0, _) = worded("q0", 10.0, [d, e, f]);
+        let (q1, _) = worded("q1", 30.0, [c, b, a]);
+        let groups =
+            vec![PriorGroup { name: "g".into(), answers: vec![Some(vec![0.5, 0.3, 0.2]), Some(vec![0.6, 0.3, 0.1])] }];
+        let position =
+            PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 1, 6, vec![q0, q1], groups).unwrap();
+        let (_, typed) = worded("new", 0.0, [a, b, c]);
+        let new = position.resolve(None, &typed, 3).unwrap();
+        // By position: the nearest question, q0, option by option.
+        let v = position.distributions(&[], core::slice::from_ref(&new), None).unwrap();
+        assert_eq!(v[0].distribution, [0.5, 0.3, 0.2]);
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0], context: vec![] });
+        // By meaning, weight 1: q1 (cos 30° + 1 · 1) outranks q0 (cos 10° + 1 · the mean
+        // similarity of unrelated options, |·| ≤ ~0.5 after the projection), and its values come
+        // option by option in reverse: A takes q1's A (its third option).
+        let rule = NeighbourRule { options: OptionMatch::Meaning { weight: 1.0 }, ..position.neighbour_rule() };
+        let meaning = position.clone().with_neighbour_rule(rule).unwrap();
+        let v = meaning.distributions(&[], core::slice::from_ref(&new), None).unwrap();
+        assert!(close(&v[0].distribution, &[0.1, 0.3, 0.6]), "{:?}", v[0].distribution);
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![1], context: vec![] });
+        // Weight 0: ranked by question only (q0), its options still paired by meaning (which
+        // for unrelated options is some one-to-one pairing of its values).
+        let zero = NeighbourRule { options: OptionMatch::Meaning { weight: 0.0 }, ..rule };
+        let v = position
+            .clone()
+            .with_neighbour_rule(zero)
+            .unwrap()
+            .distributions(&[], core::slice::from_ref(&new), None)
+            .unwrap();
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![0], context: vec![] });
+        let mut sorted = v[0].distribution.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(close(&sorted, &[0.2, 0.3, 0.5]));
+        // A typed context question with C B A reversed, answered by the group, is a neighbour as
+        // well, its answer taken by meaning.
+        let (_, context) = worded("ctx", 5.0, [c, b, a]);
+        let shown = meaning.resolve(None, &context, 3).unwrap();
+        let two = meaning.clone().with_neighbour_rule(NeighbourRule { neighbours: 2, ..rule }).unwrap();
+        let v = two.distributions(&[(shown, &[0.7, 0.2, 0.1])], core::slice::from_ref(&new), None).unwrap();
+        assert_eq!(v[0].source, PriorSource::Nearest { known: vec![1], context: vec![0] });
+        assert!(close(&v[0].distribution, &[(0.1 + 0.1) / 2.0, (0.3 + 0.2) / 2.0, (0.6 + 0.7) / 2.0]));
+        // Ranked once or searched each time: the same values, hidden questions included.
+        for p in [meaning.clone(), meaning.clone().with_ranked_neighbours()] {
+            let hidden = p.distributions(&[], &[QuestionRef::Hidden(0), QuestionRef::Hidden(1)], None).unwrap();
+            assert_eq!(
+                hidden,
+                meaning.distributions(&[], &[QuestionRef::Hidden(0), QuestionRef::Hidden(1)], None).unwrap()
+            );
+        }
+        let ranked = position.clone().with_ranked_neighbours();
+        let switched = ranked.clone().with_neighbour_rule(rule).unwrap();
+        assert_eq!(
+            switched.distributions(&[], &[QuestionRef::Hidden(0)], None).unwrap(),
+            meaning.distributions(&[], &[QuestionRef::Hidden(0)], None).unwrap()
+        );
+        // Checked: the weight's range, and signatures where options are matched by meaning.
+        for weight in [-0.1, 100.5, f64::NAN] {
+            let bad = NeighbourRule { options: OptionMatch::Meaning { weight }, ..rule };
+            assert!(matches!(position.clone().with_neighbour_rule(bad), Err(PriorError::OptionWeight(_))));
+        }
+        let QuestionRef::Unknown { vector, options, .. } = new.clone() else { unreachable!() };
+        let unsigned = QuestionRef::Unknown { vector, options, signatures: vec![] };
+        let m = meaning.distributions(&[], core::slice::from_ref(&unsigned), None).unwrap_err().to_string();
+        assert_eq!(
+            m,
+            "an unknown question: 0 option signature values, expected none or 48 finite values (16 per option)"
+        );
+        assert!(position.distributions(&[], &[unsigned], None).is_ok());
+        assert_eq!(rule.to_string(), "the mean of the 1 nearest questions, options matched by meaning (weight 1)");
+    }
+
+    /// An app may list a question's options in any order: options matched by meaning give the
+    /// same prior, option for option, whichever order a new question lists them in (options by
+    /// position give another). Options here differ only in what they say (no letters in these
+    /// embeddings), so the pairing is exact.
+    #[test]
+    fn a_new_questions_prior_follows_its_options_in_any_order() {
+        let [a, b, c] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.5]];
+        let (q0, _) = worded("q0", 10.0, [a, b, c]);
+        let (q1, _) = worded("q1", 25.0, [c, a, b]);
+        let (q2, _) = worded("q2", 40.0, [b, c, a]);
+        let groups = vec![PriorGroup {
+            name: "g".into(),
+            answers: vec![Some(vec![0.5, 0.3, 0.2]), Some(vec![0.1, 0.6, 0.3]), Some(vec![0.2, 0.2, 0.6])],
+        }];
+        let position =
+            PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 3, 6, vec![q0, q1, q2], groups).unwrap();
+        let similarity = NeighbourWeights::Similarity { temperature: 0.1 };
+        let rule = NeighbourRule { neighbours: 3, weights: similarity, options: OptionMatch::Meaning { weight: 0.3 } };
+        let meaning = position.clone().with_neighbour_rule(rule).unwrap();
+        let asked = |p: &PopulationPrior, order: [usize; 3]| {
+            let options = order.map(|i| [a, b, c][i]);
+            let (_, rows) = worded("new", 0.0, options);
+            let new = p.resolve(None, &rows, 3).unwrap();
+            p.distributions(&[], &[new], None).unwrap().remove(0).distribution
+        };
+        let listed = asked(&meaning, [0, 1, 2]);
+        for order in [[2, 1, 0], [1, 2, 0], [0, 2, 1]] {
+            let reordered = asked(&meaning, order);
+            let expected: Vec<f64> = order.iter().map(|&i| listed[i]).collect();
+            assert!(
+                reordered.iter().zip(&expected).all(|(x, y)| (x - y).abs() < 1e-12),
+                "{order:?}: {reordered:?} vs {expected:?}"
+            );
+        }
+        // By position the reversed question gets the values in the neighbours' order.
+        let (forward, reversed) = (asked(&position, [0, 1, 2]), asked(&position, [2, 1, 0]));
+        assert!(forward.iter().zip(&reversed).all(|(x, y)| (x - y).abs() < 1e-12));
+        assert!((reversed[0] - listed[2]).abs() > 0.05, "{reversed:?} vs {listed:?}");
     }
 
     #[test]

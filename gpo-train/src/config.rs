@@ -176,7 +176,8 @@ impl Default for EvalOptions {
 
 /// The rule that gives a question no meta-training group answered (a new question) its prior,
 /// the weighted mean of its nearest answered questions (`[nearest_questions]`): its candidates,
-/// every count with equal weights and with similarity weights at every temperature. Each run
+/// every count with equal weights and with similarity weights at every temperature, options
+/// paired by position and then by meaning at every option weight. Each run
 /// selects one on its meta-training data ([`crate::prior::select_rule`]), and every population
 /// prior of the run uses it: the prior variants' (in training and in the exported model), the
 /// `train_mean`, `nearest_question` and `knn_groups` baselines'.
@@ -188,18 +189,27 @@ pub struct NearestQuestionsOptions {
     /// Softmax temperatures of the similarity weights tried with each number (equal weights are
     /// always tried); empty: equal weights only.
     pub temperatures: Vec<f64>,
+    /// Weights of options matched by meaning tried with every count and weighting (options by
+    /// position are always tried, first): how much the mean similarity of a neighbour's matched
+    /// options adds to its similarity ([`gpo_core::prior::OptionMatch::Meaning`]); empty: by
+    /// position only.
+    pub option_weights: Vec<f64>,
 }
 
 impl Default for NearestQuestionsOptions {
     fn default() -> Self {
-        Self { neighbours: vec![5, 10, 20, 40, 80, 160], temperatures: vec![0.2, 0.1, 0.07, 0.05, 0.03, 0.02] }
+        Self {
+            neighbours: vec![5, 10, 20, 40, 80, 160],
+            temperatures: vec![0.2, 0.1, 0.07, 0.05, 0.03, 0.02],
+            option_weights: vec![0.3, 1.0],
+        }
     }
 }
 
 impl NearestQuestionsOptions {
-    /// The candidates, gpo-core's default rule (5, equal) first where listed.
+    /// The candidates, gpo-core's default rule (5, equal, by position) first where listed.
     pub fn candidates(&self) -> Vec<NeighbourRule> {
-        crate::prior::rule_candidates(&self.neighbours, &self.temperatures)
+        crate::prior::rule_candidates(&self.neighbours, &self.temperatures, &self.option_weights)
     }
 }
 
@@ -629,7 +639,11 @@ impl RunConfig {
         }
         let n = &self.nearest_questions;
         check(!n.neighbours.is_empty(), "nearest_questions", "neighbours", Rule::NotEmpty { what: "" })?;
-        for (key, got) in [("neighbours", n.neighbours.len()), ("temperatures", n.temperatures.len())] {
+        for (key, got) in [
+            ("neighbours", n.neighbours.len()),
+            ("temperatures", n.temperatures.len()),
+            ("option_weights", n.option_weights.len()),
+        ] {
             check(
                 got <= MAX_RULE_CANDIDATES,
                 "nearest_questions",
@@ -647,6 +661,10 @@ impl RunConfig {
         let (min, max) = (*gpo_core::prior::TEMPERATURE_RANGE.start(), *gpo_core::prior::TEMPERATURE_RANGE.end());
         if let Some(&got) = n.temperatures.iter().find(|&&t| !(min <= t && t <= max)) {
             check(false, "nearest_questions", "temperatures entries", Rule::Between { min, max, got })?;
+        }
+        let max = gpo_core::prior::MAX_OPTION_WEIGHT;
+        if let Some(&got) = n.option_weights.iter().find(|&&w| !(0.0..=max).contains(&w)) {
+            check(false, "nearest_questions", "option_weights entries", Rule::Between { min: 0.0, max, got })?;
         }
         let e = &self.evaluation;
         let not_empty = Rule::NotEmpty { what: "" };

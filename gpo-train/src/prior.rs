@@ -6,7 +6,7 @@
 
 use gpo_core::prior::{DEFAULT_NEIGHBOURS, PopulationPrior, PriorError, PriorGroup, PriorQuestion, QuestionRef};
 
-pub use gpo_core::prior::{NeighbourRule, NeighbourWeights, PriorKind};
+pub use gpo_core::prior::{NeighbourRule, NeighbourWeights, OptionMatch, PriorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::task::EmbeddedSurvey;
@@ -170,17 +170,23 @@ impl SurveyPrior {
     }
 }
 
-/// The candidates for the rule that gives a new question its prior ([`NeighbourRule`]): every
-/// count of `neighbours`, each with equal weights and with similarity weights at every one of
-/// `temperatures`, in that order.
-pub fn rule_candidates(neighbours: &[usize], temperatures: &[f64]) -> Vec<NeighbourRule> {
-    neighbours
-        .iter()
-        .flat_map(|&n| {
-            let similarity = temperatures.iter().map(|&t| NeighbourWeights::Similarity { temperature: t });
-            std::iter::once(NeighbourWeights::Equal)
-                .chain(similarity)
-                .map(move |weights| NeighbourRule { neighbours: n, weights })
+/// The candidates for the rule that gives a new question its prior ([`NeighbourRule`]): options
+/// by position, then by meaning at every one of `option_weights`; with each, every count of
+/// `neighbours`, each with equal weights and with similarity weights at every one of
+/// `temperatures`; in that order.
+pub fn rule_candidates(neighbours: &[usize], temperatures: &[f64], option_weights: &[f64]) -> Vec<NeighbourRule> {
+    let pairings = std::iter::once(OptionMatch::Position)
+        .chain(option_weights.iter().map(|&weight| OptionMatch::Meaning { weight }));
+    pairings
+        .flat_map(|options| {
+            neighbours.iter().flat_map(move |&n| {
+                let similarity = temperatures.iter().map(|&t| NeighbourWeights::Similarity { temperature: t });
+                std::iter::once(NeighbourWeights::Equal).chain(similarity).map(move |weights| NeighbourRule {
+                    neighbours: n,
+                    weights,
+                    options,
+                })
+            })
         })
         .collect()
 }
@@ -256,9 +262,12 @@ pub(crate) mod tests {
     use crate::synthetic::{SyntheticSpec, synthetic_survey};
 
     /// The rule for new questions recomputed independently in f64, for the tests of its users:
-    /// question `q`'s distribution as the mean of `mean_of(c)` (a distribution over `q`'s options)
+    /// question `q`'s distribution as the mean of `mean_of(c)` (a distribution over `c`'s options)
     /// over the `rule.neighbours` questions `c` of `pool` other than `q` with as many options whose
-    /// unit mean option embeddings are most similar to `q`'s, weighted as `rule` says.
+    /// unit mean option embeddings are most similar to `q`'s (plus, options matched by meaning,
+    /// the weight × their matched options' mean similarity: gpo-core's `option_signatures` and
+    /// `match_options`, tested there against independent values), weighted as `rule` says, each
+    /// value taken for `q`'s option from the option it is paired with.
     pub(crate) fn reference_rule(
         task: &EmbeddedSurvey,
         pool: &[usize],
@@ -275,11 +284,19 @@ pub(crate) mod tests {
             v.iter().map(|x| x / norm).collect()
         };
         let options = |q: usize| task.survey.questions[q].options.len();
-        let mut near: Vec<(f64, usize)> = pool
-            .iter()
-            .filter(|&&c| c != q && options(c) == options(q))
-            .map(|&c| (unit(c).iter().zip(unit(q)).map(|(a, b)| a * b).sum(), c))
-            .collect();
+        let signatures = |q: usize| gpo_core::prior::option_signatures(&task.embeddings[q], options(q), task.dim);
+        let pairing = |c: usize| -> (f64, Vec<usize>) {
+            let cosine: f64 = unit(c).iter().zip(unit(q)).map(|(a, b)| a * b).sum();
+            match rule.options {
+                OptionMatch::Position => (cosine, (0..options(q)).collect()),
+                OptionMatch::Meaning { weight } => {
+                    let (order, matched) = gpo_core::prior::match_options(&signatures(q), &signatures(c));
+                    (cosine + weight * matched, order)
+                }
+            }
+        };
+        let mut near: Vec<(f64, usize)> =
+            pool.iter().filter(|&&c| c != q && options(c) == options(q)).map(|&c| (pairing(c).0, c)).collect();
         near.sort_by(|a, b| b.0.total_cmp(&a.0));
         near.truncate(rule.neighbours);
         let weights: Vec<f64> = match rule.weights {
@@ -291,7 +308,8 @@ pub(crate) mod tests {
         let total: f64 = weights.iter().sum();
         let mut mean = vec![0.0; options(q)];
         for (&(_, c), w) in near.iter().zip(&weights) {
-            mean.iter_mut().zip(mean_of(c)).for_each(|(m, v)| *m += w * v / total);
+            let (values, order) = (mean_of(c), pairing(c).1);
+            mean.iter_mut().zip(order).for_each(|(m, k)| *m += w * values[k] / total);
         }
         mean
     }
@@ -324,19 +342,20 @@ pub(crate) mod tests {
         let task =
             synthetic_survey(SyntheticSpec { groups: 5, questions: 40, dim: 6, clusters: 2, sharpness: 3.0, seed: 7 });
         let (groups, questions): (Vec<usize>, Vec<usize>) = ((0..4).collect(), (0..30).collect());
-        let candidates = rule_candidates(&[5, 2], &[0.05]);
+        let candidates = rule_candidates(&[5, 2], &[0.05], &[0.5]);
         let similarity = |t: f64| NeighbourWeights::Similarity { temperature: t };
-        assert_eq!(
-            candidates,
-            vec![
-                NeighbourRule { neighbours: 5, weights: NeighbourWeights::Equal },
-                NeighbourRule { neighbours: 5, weights: similarity(0.05) },
-                NeighbourRule { neighbours: 2, weights: NeighbourWeights::Equal },
-                NeighbourRule { neighbours: 2, weights: similarity(0.05) },
-            ]
-        );
+        let by_position = [
+            NeighbourRule { neighbours: 5, weights: NeighbourWeights::Equal, ..Default::default() },
+            NeighbourRule { neighbours: 5, weights: similarity(0.05), ..Default::default() },
+            NeighbourRule { neighbours: 2, weights: NeighbourWeights::Equal, ..Default::default() },
+            NeighbourRule { neighbours: 2, weights: similarity(0.05), ..Default::default() },
+        ];
+        let by_meaning = by_position.map(|r| NeighbourRule { options: OptionMatch::Meaning { weight: 0.5 }, ..r });
+        assert_eq!(candidates, [by_position, by_meaning].concat());
         let selection = select_rule(&task, &groups, &questions, &candidates).unwrap();
         assert_eq!(selection.pairs, 4 * 30);
+        // Options matched by meaning change the values on these questions.
+        assert_ne!(selection.candidates[0].score, selection.candidates[4].score);
         for (c, &rule) in selection.candidates.iter().zip(&candidates) {
             assert_eq!(c.rule, rule);
             let expected = reference_score(&task, &groups, &questions, rule);

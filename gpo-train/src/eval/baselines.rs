@@ -456,13 +456,21 @@ mod tests {
     /// meta-training groups of their answers, averaged over the n seen questions with as many
     /// options whose unit mean option embeddings are most similar (cosine) to the new one's:
     /// equally (n = 5), or (n = 8) weighted by `exp((s − s₁) / 0.05)`, `s` the cosine and `s₁` the
-    /// nearest one's. Tolerance 1e-12 with equal weights (the same sums in f64), 1e-6 with
-    /// similarity weights (gpo-core's question vectors are f32: cosines to ~1e-7, over 0.05).
+    /// nearest one's; and with options matched by meaning. Tolerance 1e-12 with equal weights (the
+    /// same sums in f64), 1e-6 with similarity weights (gpo-core's question vectors are f32:
+    /// cosines to ~1e-7, over 0.05).
     #[test]
     fn nearest_question_is_the_mean_answer_of_the_nearest_seen_questions() {
-        use crate::prior::{NeighbourRule, NeighbourWeights};
-        let similarity = NeighbourRule { neighbours: 8, weights: NeighbourWeights::Similarity { temperature: 0.05 } };
-        for (rule, tolerance) in [(NeighbourRule::default(), 1e-12), (similarity, 1e-6)] {
+        use crate::prior::{NeighbourRule, NeighbourWeights, OptionMatch};
+        let similarity = NeighbourRule {
+            neighbours: 8,
+            weights: NeighbourWeights::Similarity { temperature: 0.05 },
+            ..Default::default()
+        };
+        // Options matched by meaning: the matched options' mean similarity (of f32 signatures)
+        // joins the cosine, so the same tolerance.
+        let meaning = NeighbourRule { options: OptionMatch::Meaning { weight: 0.5 }, ..similarity };
+        for (rule, tolerance) in [(NeighbourRule::default(), 1e-12), (similarity, 1e-6), (meaning, 1e-6)] {
             nearest_question_with(rule, tolerance);
         }
     }

@@ -423,7 +423,7 @@ fn context_section(results: &Results) -> String {
 }
 
 /// The rule for new questions each run selected (`results` holds one protocol's runs), beside the
-/// default rule's score in the same selection.
+/// default rule's score and the best score with options paired by position in the same selection.
 fn rule_section(results: &Results) -> String {
     let mut md = String::new();
     let runs: Vec<&RunResult> = results.runs.iter().filter(|r| r.neighbour_rule.is_some()).collect();
@@ -435,28 +435,33 @@ fn rule_section(results: &Results) -> String {
     let _ = writeln!(
         md,
         "A question no meta-training group answered gets as prior the meta-training groups' answers to its \
-         nearest answered questions with as many options. Each run selects how many and how they are weighted \
-         among {candidates} candidates (`[nearest_questions]`) on its meta-training data alone: each seen \
+         nearest answered questions with as many options. Each run selects how many, how they are weighted and \
+         whether their options pair with the question's by position or by meaning among {candidates} candidates (`[nearest_questions]`) on its meta-training data alone: each seen \
          question's prior as a new question, from the other groups' answers, scored against each meta-training \
          group's own answer (one group and one question left out at a time). Every population prior of the run \
          uses the selected rule: the prior variants', `{}`'s and `{}`'s.\n",
         Method::NearestQuestion,
         Method::KnnGroups
     );
-    let _ = writeln!(md, "| Split | Seed | Selected rule | Its score | Score of {default} |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(md, "| Split | Seed | Selected rule | Its score | Score of {default} | Best by position |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     for r in runs {
         let Some(selection) = &r.neighbour_rule else { continue };
         let score_of = |rule| selection.candidates.iter().find(|c| c.rule == rule).map(|c| c.score);
         let cell = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.4}"));
+        let by_position = (selection.candidates.iter())
+            .filter(|c| c.rule.options == gpo_core::prior::OptionMatch::Position)
+            .map(|c| c.score)
+            .reduce(f64::max);
         let _ = writeln!(
             md,
-            "| {:.0}% | {} | {} | {} | {} |",
+            "| {:.0}% | {} | {} | {} | {} | {} |",
             r.train_fraction * 100.0,
             r.seed,
             selection.selected,
             cell(score_of(selection.selected)),
             cell(score_of(default)),
+            cell(by_position),
         );
     }
     md.push('\n');

@@ -202,10 +202,20 @@ fn prior_value(rng: &mut SplitMix64, file: &[u8], span: &FieldSpan) -> Vec<u8> {
             }
         },
         "prior.metric" | "prior.dtype" => varint(pick(rng, &[0, 1, 2, 3, 255])),
+        // The rule's weights and pairing: a variant (0, 1 or beyond) and its parameter.
+        "prior.neighbour_weights" | "prior.option_match" => match rng.range_inclusive(0, 2) {
+            0 => vec![0],
+            1 => vec![3],
+            _ => {
+                let mut b = vec![1];
+                b.extend(pick(rng, &[0.0, -1.0, 0.3, 1e-300, 100.5, f64::NAN, f64::INFINITY]).to_le_bytes());
+                b
+            }
+        },
         "prior" => vec![pick(rng, &[0, 1, 2, 0xFF])],
         // The byte strings, same length: every bit set, none set, scrambled, or NaN and
         // infinite values (f32 and f16 patterns) at a random place.
-        "prior.answered" | "prior.vectors" | "prior.answers" => {
+        "prior.answered" | "prior.vectors" | "prior.signatures" | "prior.answers" => {
             let mut b = old.to_vec();
             match rng.range_inclusive(0, 3) {
                 0 => b.fill(0xFF),
@@ -406,6 +416,7 @@ fn declared_prior(groups: usize, questions: usize) -> Vec<u8> {
         push(postcard::to_allocvec(&[1.0f64, 2.0][..]).unwrap());
     }
     push(postcard::to_allocvec(&vec![0u8; questions * DIM * 4]).unwrap());
+    push(varint(0)); // no option signatures
     push(postcard::to_allocvec(&vec![0u8; (groups * questions).div_ceil(8)]).unwrap());
     push(varint(0));
     container::seal(&MAGIC, FORMAT_VERSION, &payload)

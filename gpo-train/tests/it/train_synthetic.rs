@@ -207,6 +207,10 @@ fn bad_configs_are_clear_errors() {
     check(rules("neighbours = [5, 0]"), "[nearest_questions] neighbours entries must be at least 1, got 0");
     check(rules("neighbours = [2000]"), "[nearest_questions] neighbours entries must be at most 1024, got 2000");
     check(rules("temperatures = [0.1, 0.0]"), "[nearest_questions] temperatures entries must be between 1e-6 and 1e6");
+    check(
+        rules("option_weights = [0.3, -1.0]"),
+        "[nearest_questions] option_weights entries must be between 0e0 and 1e2",
+    );
     check(rules("neighbours = [5]\nmean = true"), "unknown field `mean`");
     // Split settings are the run's, in `[split]`; the old per-method keys say where they went.
     let split = "[variants.v.training]\nvalidation = \"groups\"\n";
