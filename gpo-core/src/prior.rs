@@ -24,6 +24,7 @@
 //! neighbour. Where no candidate has that many options the prior is undefined and
 //! [`PriorError::NoNeighbour`] is returned: never a silent uniform.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -137,22 +138,22 @@ impl NeighbourRule {
     /// How a candidate neighbour compares with the question: its similarity as the rule ranks
     /// and weighs it, and, options matched by meaning, which of its options each of the
     /// question's takes.
-    fn compare(&self, question: Side<'_>, neighbour: Side<'_>) -> Pairing {
+    fn compare(&self, question: Side<'_>, neighbour: Side<'_>) -> Pairing<'static> {
         let similarity = dot(neighbour.vector, question.vector);
         match self.options {
             OptionMatch::Position => Pairing { similarity, order: None },
             OptionMatch::Meaning { weight } => {
                 let (order, matched) = match_options(question.signatures, neighbour.signatures);
-                Pairing { similarity: similarity + weight * matched, order: Some(order) }
+                Pairing { similarity: similarity + weight * matched, order: Some(Cow::Owned(order)) }
             }
         }
     }
 
     /// A cached candidate's pairing ([`Self::compare`] without recomputing it).
-    fn cached(&self, candidate: &Candidate) -> Pairing {
+    fn cached<'a>(&self, candidate: &'a Candidate) -> Pairing<'a> {
         match (self.options, &candidate.matched) {
             (OptionMatch::Meaning { .. }, Some((order, _))) => {
-                Pairing { similarity: self.cached_similarity(candidate), order: Some(order.clone()) }
+                Pairing { similarity: self.cached_similarity(candidate), order: Some(Cow::Borrowed(order)) }
             }
             // Without signatures a prior cannot take options by meaning (`with_neighbour_rule`).
             _ => Pairing { similarity: candidate.dot, order: None },
@@ -170,7 +171,7 @@ impl NeighbourRule {
     /// The weighted mean of the `neighbours`' values (each a distribution over the neighbour's
     /// `options` options, with how it compares with the question), its options taken in the
     /// pairing's order.
-    fn mean(&self, neighbours: &[(&[f64], Pairing)], options: usize) -> Vec<f64> {
+    fn mean(&self, neighbours: &[(&[f64], &Pairing<'_>)], options: usize) -> Vec<f64> {
         let mut mean = alloc::vec![0.0; options];
         let value = |p: &[f64], pairing: &Pairing, j: usize| match &pairing.order {
             Some(order) => order.get(j).and_then(|&k| p.get(k)).copied().unwrap_or(0.0),
@@ -211,11 +212,11 @@ struct Side<'a> {
 
 /// How a candidate neighbour compares with a question ([`NeighbourRule::compare`]).
 #[derive(Debug, Clone, PartialEq)]
-struct Pairing {
+struct Pairing<'a> {
     /// What the rule ranks and weighs by.
     similarity: f64,
     /// Options matched by meaning: the neighbour's option paired with each of the question's.
-    order: Option<Vec<usize>>,
+    order: Option<Cow<'a, [usize]>>,
 }
 
 /// Each option's signature, `options × SIGNATURE_DIM` values: what tells it from the question's
@@ -759,23 +760,31 @@ impl PopulationPrior {
         }
         self.ranked = (0..n)
             .map(|i| {
-                let question = &self.questions[i];
+                let options = self.questions[i].n_options();
                 (0..n)
-                    .filter(|&j| j != i && self.questions[j].n_options() == question.n_options())
-                    .map(|j| {
-                        let neighbour = &self.questions[j];
-                        let signed = !question.signatures.is_empty() && !neighbour.signatures.is_empty();
-                        Candidate {
-                            index: j as u32,
-                            dot: similarity[i * n + j],
-                            matched: signed.then(|| match_options(&question.signatures, &neighbour.signatures)),
-                        }
-                    })
+                    .filter(|&j| j != i && self.questions[j].n_options() == options)
+                    .map(|j| Candidate { index: j as u32, dot: similarity[i * n + j], matched: None })
                     .collect()
             })
             .collect();
+        if let OptionMatch::Meaning { .. } = self.rule.options {
+            self.match_ranked();
+        }
         self.sort_ranked();
         self
+    }
+
+    /// Pairs the options of every cached candidate with its question's by meaning, where both
+    /// have signatures and it is not done yet ([`match_options`], once per pair).
+    fn match_ranked(&mut self) {
+        for (question, list) in self.questions.iter().zip(&mut self.ranked) {
+            for candidate in list.iter_mut().filter(|c| c.matched.is_none()) {
+                let neighbour = &self.questions[candidate.index as usize];
+                if !question.signatures.is_empty() && !neighbour.signatures.is_empty() {
+                    candidate.matched = Some(match_options(&question.signatures, &neighbour.signatures));
+                }
+            }
+        }
     }
 
     /// Orders the cached candidates by the rule's similarity, most similar first, ties by index.
@@ -820,6 +829,9 @@ impl PopulationPrior {
         let resort = !self.ranked.is_empty() && rule.options != self.rule.options;
         self.rule = rule;
         if resort {
+            if let OptionMatch::Meaning { .. } = rule.options {
+                self.match_ranked();
+            }
             self.sort_ranked();
         }
         Ok(self)
@@ -925,7 +937,10 @@ impl PopulationPrior {
             }
         }
         let weights = self.weights(context, exclude);
-        targets.iter().map(|q| self.prior_of(q, &weights, context)).collect()
+        // Each known question's weighted mean is computed once per call, however many targets
+        // take it as a neighbour.
+        let mut means = BTreeMap::new();
+        targets.iter().map(|q| self.prior_of(q, &weights, context, &mut means)).collect()
     }
 
     /// Whether [`Self::distributions`] gives `question` a prior when prior group `exclude` is
@@ -1031,6 +1046,7 @@ impl PopulationPrior {
         question: &QuestionRef,
         weights: &[f64],
         context: &[(QuestionRef, &[f64])],
+        means: &mut BTreeMap<usize, Option<Vec<f64>>>,
     ) -> Result<PriorValue, PriorError> {
         let (me, options, own) = match question {
             QuestionRef::Known(q) => {
@@ -1060,13 +1076,16 @@ impl PopulationPrior {
             .collect();
         // A candidate's value: the group's own answer where the context has one (a known question
         // it answered becomes that context answer), else its prior; with how the rule reads it.
-        let value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, Side<'_>)> {
+        let mut value = |candidate: Neighbour| -> Option<(Neighbour, Vec<f64>, Side<'_>)> {
             match candidate {
                 Neighbour::Known(i) => {
                     let side = self.questions[i].side();
                     match answered(i) {
                         Some(c) => Some((Neighbour::Context(c), context[c].1.to_vec(), side)),
-                        None => Some((candidate, self.weighted_mean(i, weights)?, side)),
+                        None => {
+                            let mean = means.entry(i).or_insert_with(|| self.weighted_mean(i, weights));
+                            Some((candidate, mean.clone()?, side))
+                        }
                     }
                 }
                 Neighbour::Context(c) => {
@@ -1079,7 +1098,7 @@ impl PopulationPrior {
         // is deterministic; the ranking cached by `with_ranked_neighbours` where it applies (read
         // lazily: only until enough neighbours have a value), with each candidate's pairing where
         // it is known.
-        let ranked: Box<dyn Iterator<Item = (Neighbour, Option<Pairing>)> + '_> =
+        let ranked: Box<dyn Iterator<Item = (Neighbour, Option<Pairing<'_>>)> + '_> =
             match own.and_then(|q| self.ranked.get(q)) {
                 Some(list) if unknown_context.is_empty() => {
                     Box::new(list.iter().map(|c| (Neighbour::Known(c.index as usize), Some(self.rule.cached(c)))))
@@ -1097,26 +1116,25 @@ impl PopulationPrior {
                     }))
                 }
             };
-        let nearest: Vec<(Neighbour, Vec<f64>, Side<'_>, Option<Pairing>)> = ranked
-            .filter_map(|(n, pairing)| value(n).map(|(n, p, side)| (n, p, side, pairing)))
+        // Similarities and pairings are computed only where the rule reads them.
+        let reads = !matches!((self.rule.weights, self.rule.options), (NeighbourWeights::Equal, OptionMatch::Position));
+        let nearest: Vec<(Neighbour, Vec<f64>, Pairing<'_>)> = ranked
+            .filter_map(|(n, pairing)| {
+                let (n, p, side) = value(n)?;
+                let pairing = match pairing {
+                    Some(pairing) => pairing,
+                    None if reads => self.rule.compare(me, side),
+                    None => Pairing { similarity: 0.0, order: None },
+                };
+                Some((n, p, pairing))
+            })
             .take(self.rule.neighbours)
             .collect();
         if nearest.is_empty() {
             return Err(PriorError::NoNeighbour { question: own.map(|q| self.questions[q].key.clone()), options });
         }
-        // Similarities and pairings are computed only where the rule reads them.
-        let reads = !matches!((self.rule.weights, self.rule.options), (NeighbourWeights::Equal, OptionMatch::Position));
-        let values: Vec<(&[f64], Pairing)> = nearest
-            .iter()
-            .map(|(_, p, side, pairing)| {
-                let pairing = match pairing {
-                    Some(pairing) => pairing.clone(),
-                    None if reads => self.rule.compare(me, *side),
-                    None => Pairing { similarity: 0.0, order: None },
-                };
-                (p.as_slice(), pairing)
-            })
-            .collect();
+        let values: Vec<(&[f64], &Pairing<'_>)> =
+            nearest.iter().map(|(_, p, pairing)| (p.as_slice(), pairing)).collect();
         let distribution = self.rule.mean(&values, options);
         let (mut known, mut shown) = (Vec::new(), Vec::new());
         for (n, ..) in &nearest {
@@ -1134,14 +1152,14 @@ impl PopulationPrior {
         &self,
         question: Side<'_>,
         candidates: impl Iterator<Item = (usize, Side<'a>)>,
-    ) -> Vec<(usize, Option<Pairing>)> {
+    ) -> Vec<(usize, Option<Pairing<'static>>)> {
         match self.rule.options {
             OptionMatch::Position => rank_by_similarity(question.vector, candidates.map(|(i, side)| (i, side.vector)))
                 .into_iter()
                 .map(|i| (i, None))
                 .collect(),
             OptionMatch::Meaning { .. } => {
-                let mut scored: Vec<(usize, Pairing)> =
+                let mut scored: Vec<(usize, Pairing<'static>)> =
                     candidates.map(|(i, side)| (i, self.rule.compare(question, side))).collect();
                 scored.sort_by(|a, b| b.1.similarity.total_cmp(&a.1.similarity).then(a.0.cmp(&b.0)));
                 scored.into_iter().map(|(i, pairing)| (i, Some(pairing))).collect()

@@ -71,7 +71,9 @@ impl TrainGroupMean {
         rule: NeighbourRule,
     ) -> Result<Self, EvalError> {
         Ok(Self {
-            prior: SurveyPrior::over(task, PriorKind::TrainMean, train_groups, questions)?.with_neighbour_rule(rule)?,
+            prior: SurveyPrior::over(task, PriorKind::TrainMean, train_groups, questions)?
+                .with_neighbour_rule(rule)?
+                .with_ranked_neighbours(),
         })
     }
 }
@@ -105,7 +107,8 @@ impl KnnGroups {
         rule: NeighbourRule,
     ) -> Result<Self, EvalError> {
         let kind = PriorKind::KnnGroups { temperature };
-        Ok(Self { prior: SurveyPrior::over(task, kind, train_groups, questions)?.with_neighbour_rule(rule)? })
+        let prior = SurveyPrior::over(task, kind, train_groups, questions)?.with_neighbour_rule(rule)?;
+        Ok(Self { prior: prior.with_ranked_neighbours() })
     }
 }
 

@@ -111,7 +111,11 @@ impl GpoMethod {
         questions: &[usize],
         rule: NeighbourRule,
     ) -> Result<Option<SurveyPrior>, gpo_core::PriorError> {
-        self.prior.map(|kind| SurveyPrior::over(task, kind, groups, questions)?.with_neighbour_rule(rule)).transpose()
+        // Ranked once: every new question's prior then reads its neighbours off the ranking.
+        let prior = |kind| {
+            Ok(SurveyPrior::over(task, kind, groups, questions)?.with_neighbour_rule(rule)?.with_ranked_neighbours())
+        };
+        self.prior.map(prior).transpose()
     }
 }
 

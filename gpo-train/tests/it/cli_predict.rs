@@ -148,6 +148,51 @@ fn prior_models_compute_their_prior_from_the_model_file() {
     assert!(!ok && err.contains("targets[0]"), "{err}");
 }
 
+/// A model whose rule pairs options by meaning, asked through `gpo predict` about a question the
+/// prior does not know whose options are `T`'s in another order: its prior is `T`'s, option for
+/// option by meaning, whichever order the request lists them in (and in the neighbour's order by
+/// position). Untrained prior model: it predicts its prior (within 1e-3 of the residual head's
+/// zero start, as above).
+#[test]
+fn a_model_that_pairs_options_by_meaning_follows_the_options_in_any_order() {
+    use gpo_core::prior::{NeighbourRule, OptionMatch};
+    let dir = tempfile::tempdir().unwrap();
+    // T's options differ in dims 2–3 (what they say); the question's part is dims 0–1.
+    let options = [[1.0, 0.0, 2.0, 0.0], [1.0, 0.0, 0.0, 2.0], [1.0, 0.0, -2.0, -2.0]];
+    let t = PriorQuestion::new("T", vec![1.0, 2.0, 3.0], options.as_flattened(), 4);
+    let groups = vec![PriorGroup { name: "A".into(), answers: vec![Some(vec![0.6, 0.3, 0.1])] }];
+    let prior = PopulationPrior::new(PriorKind::TrainMean, Metric::Wasserstein, 1, 4, vec![t], groups).unwrap();
+    let config = GpoConfig::new(4).with_d_model(8).with_d_ff(8).with_n_heads(2).with_n_layers(1).with_prior(true);
+    let model = config.init_seeded::<NdArray<f32>>(&Default::default(), 5).unwrap();
+    let ask = |options_match: OptionMatch, order: [usize; 3]| -> Vec<f64> {
+        let rule = NeighbourRule { options: options_match, ..prior.neighbour_rule() };
+        let prior = prior.clone().with_neighbour_rule(rule).unwrap();
+        let metadata = ModelMetadata::new("test", 4, Some(Template::Gpo));
+        let file = ModelFile::from_model(&model, &config, metadata, WeightDType::F32, Some(prior)).unwrap();
+        let model_path = dir.path().join("meaning.gpo");
+        std::fs::write(&model_path, file.to_bytes().unwrap()).unwrap();
+        let rows: Vec<[f32; 4]> = order.iter().map(|&i| options[i]).collect();
+        let request = serde_json::json!({"context": [], "targets": [{"embeddings": rows}]});
+        let path = dir.path().join("req.json");
+        std::fs::write(&path, request.to_string()).unwrap();
+        let (ok, out, err) =
+            gpo(&["predict", "--model", model_path.to_str().unwrap(), "--input", path.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["predictions"][0]["prior"]["source"], "nearest");
+        predictions(&out).remove(0)
+    };
+    let near = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let t = [0.6, 0.3, 0.1];
+        let by_meaning = ask(OptionMatch::Meaning { weight: 0.3 }, order);
+        let expected: Vec<f64> = order.iter().map(|&i| t[i]).collect();
+        assert!(near(&by_meaning, &expected), "{order:?}: {by_meaning:?} vs {expected:?}");
+        let by_position = ask(OptionMatch::Position, order);
+        assert!(near(&by_position, &t), "{order:?}: {by_position:?}");
+    }
+}
+
 #[test]
 fn context_distributions_must_sum_to_one() {
     let dir = tempfile::tempdir().unwrap();
