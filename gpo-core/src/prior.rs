@@ -139,12 +139,12 @@ impl NeighbourRule {
     /// and weighs it, and, options matched by meaning, which of its options each of the
     /// question's takes.
     fn compare(&self, question: Side<'_>, neighbour: Side<'_>) -> Pairing<'static> {
-        let similarity = dot(neighbour.vector, question.vector);
+        let dot = dot(neighbour.vector, question.vector);
         match self.options {
-            OptionMatch::Position => Pairing { similarity, order: None },
-            OptionMatch::Meaning { weight } => {
+            OptionMatch::Position => Pairing { similarity: dot, order: None },
+            OptionMatch::Meaning { .. } => {
                 let (order, matched) = match_options(question.signatures, neighbour.signatures);
-                Pairing { similarity: similarity + weight * matched, order: Some(Cow::Owned(order)) }
+                Pairing { similarity: self.similarity(dot, Some(matched)), order: Some(Cow::Owned(order)) }
             }
         }
     }
@@ -162,9 +162,15 @@ impl NeighbourRule {
 
     /// A cached candidate's similarity as the rule ranks it.
     fn cached_similarity(&self, candidate: &Candidate) -> f64 {
-        match (self.options, &candidate.matched) {
-            (OptionMatch::Meaning { weight }, Some((_, matched))) => candidate.dot + weight * matched,
-            _ => candidate.dot,
+        self.similarity(candidate.dot, candidate.matched.as_ref().map(|(_, matched)| *matched))
+    }
+
+    /// The similarity the rule ranks and weighs by, from the question vectors' dot product and,
+    /// where options are paired by meaning, the pairs' mean signature similarity.
+    fn similarity(&self, dot: f64, matched: Option<f64>) -> f64 {
+        match (self.options, matched) {
+            (OptionMatch::Meaning { weight }, Some(matched)) => dot + weight * matched,
+            _ => dot,
         }
     }
 

@@ -352,11 +352,9 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, path = %path.display(), "resumed from checkpoint");
     }
 
+    // Ranked once (`population_prior`): priors of questions as new ones read their neighbours off it.
     let prior =
         method.population_prior(task, &split.train_groups, split.training_prior_questions(), split.neighbour_rule)?;
-    // Priors of questions as new ones search every question's neighbours: ranked once here.
-    let prior =
-        prior.map(|p| if options.target_priors == TargetPriors::AsNew { p.with_ranked_neighbours() } else { p });
     let sampler = EpisodeSampler::new(
         task,
         &split.train_groups,
