@@ -4,7 +4,10 @@ use anyhow::Context;
 use std::path::Path;
 
 use burn_ndarray::NdArray;
-use gpo_train::bench::{OtherLoad, Shapes, bench_predict, bench_pytorch, bench_train, matmul_peak};
+use gpo_train::bench::{
+    Official, OtherLoad, Shapes, TrainComparison, bench_predict, bench_pytorch, bench_train, bench_train_official,
+    matmul_peak,
+};
 use gpo_train::config::RunConfig;
 use gpo_train::embed::{SurveyTemplate, Template, bench_embed, bench_sentence_transformers, embed_texts, open_encoder};
 use gpo_train::pipeline::load_task;
@@ -15,6 +18,7 @@ pub fn bench(
     iterations: usize,
     model: Option<&Path>,
     encoders: &[std::path::PathBuf],
+    official: Option<(&Path, &Path)>,
 ) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let (task, _) = load_task(&config.data)?;
@@ -42,13 +46,21 @@ pub fn bench(
         );
     };
     match what {
-        super::BenchTarget::Train => {
-            header();
-            let (timing, batches) = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
-            let shapes = Shapes { config: gpo_config, train_batches: batches, predict: (0, 0) };
-            let torch = bench_pytorch(&script, &shapes, "train").and_then(|v| v["train_ms"].as_f64());
-            row(&timing, torch);
-        }
+        super::BenchTarget::Train => match official {
+            None => {
+                header();
+                let (timing, _) = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
+                row(&timing, None);
+                println!(
+                    "against the official training step: --official <checkout of github.com/jamqd/Group-Preference-Optimization>"
+                );
+            }
+            Some((checkout, python)) => {
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bench_official.py");
+                let official = Official { checkout, python, script: &script };
+                bench_against_official(&task, &gpo_config, config.training.sampling, iterations, &official, peak)?;
+            }
+        },
         super::BenchTarget::Predict => {
             header();
             let k = config.evaluation.context_questions;
@@ -71,6 +83,59 @@ pub fn bench(
             let model = model.context("gpo bench lm needs --model <.gguf or wheel>")?;
             bench_lm(model, &task.survey, iterations, peak)?;
         }
+    }
+    Ok(())
+}
+
+/// `gpo bench train --official`: the official training step and gpo's on the same updates, for
+/// the 40% and 80% splits at 1 and 2 torch threads, as a table of medians and ratios.
+fn bench_against_official(
+    task: &gpo_train::task::EmbeddedSurvey,
+    config: &gpo_core::GpoConfig,
+    sampling: gpo_train::train::Sampling,
+    updates: usize,
+    official: &Official,
+    peak: f64,
+) -> anyhow::Result<()> {
+    println!(
+        "{:>6} {:>7} {:>13} {:>12} {:>8} {:>8} {:>15} {:>9} {:>7} {:>11}",
+        "split",
+        "groups",
+        "threads o/g",
+        "official ms",
+        "gpo ms",
+        "ratio",
+        "ratio min–max",
+        "GFLOP/s",
+        "% peak",
+        "other load"
+    );
+    let mut rows: Vec<TrainComparison> = Vec::new();
+    for fraction in [0.4, 0.8] {
+        for threads in [1, 2] {
+            let r = bench_train_official(task, config, sampling, (fraction, threads), updates, official)?;
+            let load = r.other_load.map_or_else(|| "unknown".to_owned(), |l| format!("{:.0}%", 100.0 * l));
+            println!(
+                "{:>5.0}% {:>7} {:>13} {:>12.1} {:>8.1} {:>7.2}× {:>15} {:>9.1} {:>6.1}% {:>11}",
+                100.0 * r.fraction,
+                r.groups,
+                format!("{} / {}", r.official_threads, r.gpo_threads),
+                r.official_ms,
+                r.gpo_ms,
+                r.ratio,
+                format!("{:.2}–{:.2}", r.ratio_min, r.ratio_max),
+                r.gpo_gflops,
+                100.0 * r.gpo_gflops / peak,
+                load
+            );
+            rows.push(r);
+        }
+    }
+    if let Some(r) = rows.first() {
+        println!(
+            "{} update pairs per row after 2 warm-up pairs: the official step (torch {}; collate, forward, backward, Adam, cosine scheduler) draws each update's questions, gpo's update (episodes, batch, loss, backward, Adam) runs the same ones right after; ratio = official ms / gpo ms per pair (> 1: gpo faster), median",
+            r.updates, r.torch
+        );
     }
     Ok(())
 }

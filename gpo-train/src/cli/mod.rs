@@ -244,6 +244,14 @@ enum Command {
         /// cosine of their vectors to its over all of the survey's texts.
         #[arg(long)]
         encoder: Vec<PathBuf>,
+        /// For `train`: a checkout of the official code (github.com/jamqd/Group-Preference-Optimization)
+        /// to time its training step against gpo's on the same updates, at 1 and 2 torch threads,
+        /// on the 40% and 80% splits.
+        #[arg(long)]
+        official: Option<PathBuf>,
+        /// For `--official`: the Python interpreter with torch.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
     },
     /// Write a sentence encoder (tokenizer, configuration, weights, model id) as one checked file,
     /// in f32, f16 or int8 (block-scaled), for apps and `gpo embed`/`predict --encoder`.
@@ -353,8 +361,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
                 batch_size,
             })
         }
-        Command::Bench { what, config, iterations, model, encoder } => {
-            bench::bench(what, &config, iterations, model.as_deref(), &encoder)
+        Command::Bench { what, config, iterations, model, encoder, official, python } => {
+            let official = official.as_deref().map(|checkout| (checkout, python.as_path()));
+            bench::bench(what, &config, iterations, model.as_deref(), &encoder, official)
         }
         Command::ExportEncoder { model, dtype, out } => embed::export_encoder(&model, dtype.into(), &out),
         Command::Inspect { model, json } => model::inspect(&model, json),

@@ -312,6 +312,26 @@ pub struct Session<'a> {
     pub stop_after: Option<usize>,
 }
 
+/// One optimizer update of `model` on `batch` at `learning_rate`: the loss, its gradients, the
+/// Adam step. Returns the updated model and the loss before the step; a loss that is not finite
+/// is [`TrainError::Diverged`] at `step`, before any step is taken.
+pub(crate) fn update<B: AutodiffBackend>(
+    model: Gpo<B>,
+    optimizer: &mut record::GpoOptimizer<B>,
+    objective: Objective,
+    batch: &GpoBatch<B>,
+    learning_rate: f64,
+    step: usize,
+) -> Result<(Gpo<B>, f64), TrainError> {
+    let loss = objective.loss(&model, batch)?;
+    let loss_value: f64 = loss.clone().into_scalar().elem();
+    if !loss_value.is_finite() {
+        return Err(TrainError::Diverged { step, loss: loss_value });
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    Ok((optimizer.step(learning_rate, model, grads), loss_value))
+}
+
 /// Trains `method` on `split` from `seed`. With `session.resume`, a checkpoint of the same run is
 /// continued exactly where it stopped: the result is bit-identical to an uninterrupted run.
 pub fn train<B: AutodiffBackend>(
@@ -389,13 +409,8 @@ pub fn train<B: AutodiffBackend>(
         let update_started = thread_cpu_seconds();
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
         let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
-        let loss = options.objective.loss(&model, &batch)?;
-        let loss_value: f64 = loss.clone().into_scalar().elem();
-        if !loss_value.is_finite() {
-            return Err(TrainError::Diverged { step, loss: loss_value });
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(learning_rate, model, grads);
+        let loss_value;
+        (model, loss_value) = update(model, &mut optimizer, options.objective, &batch, learning_rate, step)?;
         cpu_seconds += (thread_cpu_seconds() - update_started).max(0.0);
 
         done = step + 1;
