@@ -380,8 +380,10 @@ pub struct GpoBatch<B: Backend> {
     pub(crate) context_y: Tensor<B, 2>,
     /// Population prior of each context option, [batch, n_context].
     pub(crate) context_prior: Tensor<B, 2>,
-    /// `true` where a context slot is padding, [batch, n_context].
-    pub(crate) context_pad: Tensor<B, 2, Bool>,
+    /// `true` where a context slot is padding, [batch, n_context]; `None` when no slot is (every
+    /// episode has as many context options: all OpinionQA training batches), so that the
+    /// attention skips masking.
+    pub(crate) context_pad: Option<Tensor<B, 2, Bool>>,
     /// Target option embeddings, [batch, n_target, dim_x].
     pub(crate) target_x: Tensor<B, 3>,
     /// True target probabilities (zero when unknown), [batch, n_target].
@@ -473,7 +475,8 @@ impl<B: Backend> GpoBatch<B> {
             context_x: Tensor::from_data(float(context_x, &[batch, n_context, dim_x]), device),
             context_y: Tensor::from_data(float(context_y, &[batch, n_context]), device),
             context_prior: Tensor::from_data(float(context_prior, &[batch, n_context]), device),
-            context_pad: Tensor::from_data(TensorData::new(context_pad, [batch, n_context]), device),
+            context_pad: (context_pad.contains(&true))
+                .then(|| Tensor::from_data(TensorData::new(context_pad, [batch, n_context]), device)),
             target_x: Tensor::from_data(float(target_x, &[batch, n_target, dim_x]), device),
             target_y: Tensor::from_data(float(target_y, &[batch, n_target]), device),
             target_prior: Tensor::from_data(float(target_prior, &[batch, n_target]), device),

@@ -64,6 +64,8 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    // As the `gpo` binary: freed memory stays with the process.
+    gpo_train::allocator::keep_freed_memory();
     let config = RunConfig::load(Path::new(CONFIG)).expect("configs/opinionqa.toml");
     let (task, _) = gpo_train::pipeline::load_task(&config.data).expect("OpinionQA data and embeddings");
     let split = Split::new(&task, Protocol::Groups, TRAIN_FRACTION, SEED, &config.split).expect("split");

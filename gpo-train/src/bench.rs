@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
@@ -120,17 +118,14 @@ pub fn bench_train(
     let split = Split::new(task, Protocol::Groups, 0.8, 0, &SplitOptions::default())?;
     let sampler = EpisodeSampler::new(task, &split.train_groups, &split.train_questions, sampling, None);
     let mut model = config.init_seeded::<B>(&device, 0).map_err(TrainError::from)?;
-    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, gpo_core::Gpo<B>>();
+    let mut optimizer = crate::train::new_optimizer::<B>();
     let mut rng = SplitMix64::new(1);
     let (mut times, mut flops, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..iterations + 2 {
         let episodes = sampler.sample(&mut rng)?;
         let start = Instant::now();
-        let batch = GpoBatch::<B>::new(&episodes, &device).map_err(TrainError::from)?;
-        let loss = model.loss(&batch).map_err(TrainError::from)?;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(1e-4, model, grads);
-        let _ = model.valid();
+        let objective = crate::train::Objective::GaussianNll;
+        (model, _) = crate::train::update(model, &mut optimizer, objective, &episodes, (1e-4, i), 1, &device)?;
         let elapsed = start.elapsed().as_secs_f64();
         if i >= 2 {
             times.push(elapsed);
@@ -195,7 +190,7 @@ pub struct TrainComparison {
     pub groups: usize,
     /// Threads torch was given.
     pub official_threads: usize,
-    /// Threads one gpo update uses.
+    /// Threads one gpo update uses (`[training] threads`).
     pub gpo_threads: usize,
     /// Timed update pairs (after 2 warm-up pairs).
     pub updates: usize,
@@ -221,7 +216,7 @@ pub struct TrainComparison {
 /// run by `official.script` from the checkout) against gpo's update (episodes, batch, loss,
 /// backward, Adam: what `gpo run` does per update) on the `fraction` split's meta-training
 /// groups, update by update: the official code draws each update's questions, gpo runs the same
-/// ones right after. `threads` is torch's thread count; gpo's update runs on one thread.
+/// ones right after. `threads` is torch's thread count and gpo's ([`crate::train::TrainOptions::threads`]).
 pub fn bench_train_official(
     task: &EmbeddedSurvey,
     config: &GpoConfig,
@@ -282,7 +277,7 @@ pub fn bench_train_official(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("cannot start {}: {e}", official.python.display())))?;
-    let result = compare_updates(task, config, groups, questions, (steps, updates), &mut child, &fail);
+    let result = compare_updates(task, config, (groups, questions), (steps, updates, threads), &mut child, &fail);
     let _ = child.kill();
     let output = child.wait_with_output();
     let _ = std::fs::remove_dir_all(&dir);
@@ -304,9 +299,8 @@ pub fn bench_train_official(
 fn compare_updates(
     task: &EmbeddedSurvey,
     config: &GpoConfig,
-    groups: &[usize],
-    questions: &[usize],
-    (steps, updates): (usize, usize),
+    (groups, questions): (&[usize], &[usize]),
+    (steps, updates, threads): (usize, usize, usize),
     child: &mut std::process::Child,
     fail: &dyn Fn(String) -> BenchError,
 ) -> Result<TrainComparison, BenchError> {
@@ -341,10 +335,10 @@ fn compare_updates(
         let episodes: Vec<Episode> = (groups.iter())
             .map(|&g| crate::train::sampler::episode(task, g, &context, &targets, None))
             .collect::<Result<_, _>>()?;
-        let batch = GpoBatch::<B>::new(&episodes, &device).map_err(TrainError::from)?;
         let learning_rate = crate::train::cosine_learning_rate(3e-4, step, steps);
         let objective = crate::train::Objective::GaussianNll;
-        (model, _) = crate::train::update(model, &mut optimizer, objective, &batch, learning_rate, step)?;
+        (model, _) =
+            crate::train::update(model, &mut optimizer, objective, &episodes, (learning_rate, step), threads, &device)?;
         let ours = start.elapsed().as_secs_f64() * 1e3;
         if step >= 2 {
             let flops: f64 = episodes.iter().map(|e| 3.0 * forward_flops(config, tokens(e).0, tokens(e).1)).sum();
@@ -360,8 +354,8 @@ fn compare_updates(
     Ok(TrainComparison {
         fraction: 0.0,
         groups: groups.len(),
-        official_threads: 0,
-        gpo_threads: 1,
+        official_threads: threads,
+        gpo_threads: threads,
         updates,
         official_ms: median(official_ms),
         gpo_ms: median(gpo_ms),
@@ -504,7 +498,7 @@ mod tests {
         let official = Official { checkout, python, script: &ok };
         let row = bench_train_official(&task, &config, sampling, (0.8, 2), 3, &official).unwrap();
         let split = Split::new(&task, Protocol::Groups, 0.8, 0, &SplitOptions::default()).unwrap();
-        assert_eq!((row.fraction, row.official_threads, row.gpo_threads), (0.8, 2, 1));
+        assert_eq!((row.fraction, row.official_threads, row.gpo_threads), (0.8, 2, 2));
         assert_eq!(
             (row.groups, row.updates, row.official_ms, row.torch.as_str()),
             (split.train_groups.len(), 3, 5.0, "none")

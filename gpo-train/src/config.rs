@@ -463,6 +463,8 @@ pub const MAX_STEPS: usize = 1_000_000_000;
 /// `min_/max_context` and `min_/max_target`, `validation_context`, `[evaluation]`'s
 /// `context_questions` and every `sweep` entry.
 pub const MAX_QUESTIONS: usize = 100_000;
+/// Most `[training] threads` (threads one update's gradients are computed on).
+pub const MAX_UPDATE_THREADS: usize = 256;
 /// Most `[evaluation]` splits.
 pub const MAX_SPLITS: usize = 64;
 /// Most `[evaluation]` seeds.
@@ -519,6 +521,7 @@ fn check_sizes(table: &str, model: &ModelOptions, t: &TrainOptions) -> Result<()
     check(t.eval_every > 0, &tr, "eval_every", Rule::AtLeastOne { why })?;
     at_most(&tr, "validation_context", t.validation_context, MAX_QUESTIONS)?;
     at_most(&tr, "groups_per_update", t.groups_per_update.unwrap_or(0), MAX_SYNTHETIC_COUNT)?;
+    at_most(&tr, "threads", t.threads, MAX_UPDATE_THREADS)?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling {
         let sampling = format!("{tr}.sampling");
         at_most(&sampling, "min_context", min_context, MAX_QUESTIONS)?;
@@ -557,6 +560,7 @@ fn validate_method(table: &str, model: &ModelOptions, t: &TrainOptions) -> Resul
     let training = format!("{table}training");
     check(t.steps > 0, &training, "steps", Rule::AtLeastOne { why: "" })?;
     check(t.groups_per_update != Some(0), &training, "groups_per_update", Rule::AtLeastOne { why: "" })?;
+    check(t.threads > 0, &training, "threads", Rule::AtLeastOne { why: "" })?;
     let rate = t.learning_rate;
     check(rate > 0.0 && rate.is_finite(), &training, "learning_rate", Rule::Positive(rate))?;
     if let Sampling::Code { min_context, max_context, min_target, max_target } = t.sampling

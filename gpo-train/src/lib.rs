@@ -3,6 +3,7 @@
 //! Everything around the GPO model that touches files, text or time: dataset loaders, sentence
 //! embeddings and their cache, meta-training, evaluation against baselines, reports, export.
 
+pub mod allocator;
 pub mod bench;
 pub mod config;
 pub mod data;

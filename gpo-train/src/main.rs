@@ -11,6 +11,7 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    gpo_train::allocator::keep_freed_memory();
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

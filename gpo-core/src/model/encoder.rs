@@ -76,13 +76,14 @@ pub struct ContextAttention<B: Backend> {
 
 impl<B: Backend> ContextAttention<B> {
     /// `queries`: [batch, n_queries, d_model]; `context`: [batch, n_context, d_model];
-    /// `context_pad`: [batch, n_context], `true` for padding keys. A query whose keys are all
-    /// padding attends to nothing (its attention output is the output projection's bias).
+    /// `context_pad`: [batch, n_context], `true` for padding keys (`None`: no key is padding). A
+    /// query whose keys are all padding attends to nothing (its attention output is the output
+    /// projection's bias).
     pub fn forward(
         &self,
         queries: Tensor<B, 3>,
         context: Tensor<B, 3>,
-        context_pad: Tensor<B, 2, Bool>,
+        context_pad: Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
         let [batch, n_queries, d_model] = queries.dims();
         let n_context = context.dims()[1];
@@ -95,9 +96,15 @@ impl<B: Backend> ContextAttention<B> {
         let k = split_heads(self.key.forward(context.clone()), n_context);
         let v = split_heads(self.value.forward(context), n_context);
 
-        let mask = context_pad.reshape([batch, 1, 1, n_context]).expand([batch, heads, n_queries, n_context]);
-        let scores = q.matmul(k.swap_dims(2, 3)).mask_fill(mask.clone(), MASKED_SCORE);
-        let weights = self.dropout.forward(softmax(scores, 3).mask_fill(mask, 0.0));
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let weights = match context_pad {
+            Some(pad) => {
+                let mask = pad.reshape([batch, 1, 1, n_context]).expand([batch, heads, n_queries, n_context]);
+                softmax(scores.mask_fill(mask.clone(), MASKED_SCORE), 3).mask_fill(mask, 0.0)
+            }
+            None => softmax(scores, 3),
+        };
+        let weights = self.dropout.forward(weights);
         let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, n_queries, d_model]);
         self.output.forward(attended)
     }
@@ -120,13 +127,43 @@ pub struct ContextEncoderLayer<B: Backend> {
 }
 
 impl<B: Backend> ContextEncoderLayer<B> {
-    /// `tokens`: [batch, n_context + n_targets, d_model], the context tokens first.
-    pub fn forward(&self, tokens: Tensor<B, 3>, n_context: usize, context_pad: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+    /// `tokens`: [batch, n_context + n_targets, d_model], the context tokens first; `context_pad`
+    /// as [`ContextAttention::forward`]'s.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 3>,
+        n_context: usize,
+        context_pad: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
         let [batch, _, d_model] = tokens.dims();
         let context = tokens.clone().slice([0..batch, 0..n_context, 0..d_model]);
         let attended = self.attention.forward(tokens.clone(), context, context_pad);
         let hidden = self.norm_1.forward(tokens + self.dropout.forward(attended));
         let fed = self.feed_forward.forward(hidden.clone());
         self.norm_2.forward(hidden + self.dropout.forward(fed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+    use burn_ndarray::NdArray;
+
+    type B = NdArray<f32>;
+
+    #[test]
+    fn a_batch_without_padding_skips_the_mask_with_the_same_result() {
+        let device = Default::default();
+        let layer = ContextEncoderLayerConfig::new(8, 16, 2).init::<B>(&device);
+        let tokens = Tensor::<B, 3>::random([2, 7, 8], Distribution::Normal(0.0, 1.0), &device);
+        let none = Tensor::<B, 2, Bool>::from_data(TensorData::new(alloc::vec![false; 2 * 4], [2, 4]), &device);
+        let masked = layer.forward(tokens.clone(), 4, Some(none)).into_data();
+        let unmasked = layer.forward(tokens.clone(), 4, None).into_data();
+        assert_eq!(masked, unmasked, "an all-false mask changes nothing, bit for bit");
+        // A padded key does change the result.
+        let one = TensorData::new(alloc::vec![false, false, false, true, false, false, false, false], [2, 4]);
+        let padded = layer.forward(tokens, 4, Some(Tensor::from_data(one, &device))).into_data();
+        assert_ne!(padded, unmasked);
     }
 }

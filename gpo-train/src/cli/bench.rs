@@ -88,7 +88,7 @@ pub fn bench(
 }
 
 /// `gpo bench train --official`: the official training step and gpo's on the same updates, for
-/// the 40% and 80% splits at 1 and 2 torch threads, as a table of medians and ratios.
+/// the 40% and 80% splits at 1 and 2 threads on both sides, as a table of medians and ratios.
 fn bench_against_official(
     task: &gpo_train::task::EmbeddedSurvey,
     config: &gpo_core::GpoConfig,

@@ -245,8 +245,8 @@ enum Command {
         #[arg(long)]
         encoder: Vec<PathBuf>,
         /// For `train`: a checkout of the official code (github.com/jamqd/Group-Preference-Optimization)
-        /// to time its training step against gpo's on the same updates, at 1 and 2 torch threads,
-        /// on the 40% and 80% splits.
+        /// to time its training step against gpo's on the same updates, at 1 and 2 threads (torch's
+        /// and gpo's), on the 40% and 80% splits.
         #[arg(long)]
         official: Option<PathBuf>,
         /// For `--official`: the Python interpreter with torch.

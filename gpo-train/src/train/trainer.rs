@@ -4,12 +4,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsParams, Optimizer};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use gpo_core::prior::NeighbourRule;
 use gpo_core::rng::SplitMix64;
-use gpo_core::{Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
+use gpo_core::{Episode, Gpo, GpoBatch, GpoConfig, ModelFile, ModelMetadata, WeightDType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,6 +47,18 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// Context questions shown for each validation group.
     pub validation_context: usize,
+    /// Threads one update's gradients are computed on ([`update`]); 1 (the default) computes
+    /// them on the training thread. `gpo run` already spreads its runs over the cores (`--jobs`),
+    /// so more helps a single run, such as `configs/opinionqa-full.toml` with `--jobs 1`.
+    /// Results are bit-identical for the same seed and thread count.
+    #[serde(skip_serializing_if = "is_one")]
+    pub threads: usize,
+}
+
+/// Serde's test for leaving `threads = 1` out of what is stored (so the fingerprints of runs
+/// made before the option existed stay valid).
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for TrainOptions {
@@ -60,6 +73,7 @@ impl Default for TrainOptions {
             eval_every: 100,
             checkpoint_every: 0,
             validation_context: 20,
+            threads: 1,
         }
     }
 }
@@ -75,6 +89,16 @@ pub enum Objective {
 }
 
 impl Objective {
+    /// What the loss of a batch of `episodes` is averaged over: its real target options (Gaussian
+    /// NLL) or its target questions (cross-entropy), at least 1.
+    pub fn denominator(self, episodes: &[Episode]) -> usize {
+        let count = |e: &Episode| match self {
+            Self::GaussianNll => e.n_target_tokens(),
+            Self::CrossEntropy => e.target_options().len(),
+        };
+        episodes.iter().map(count).sum::<usize>().max(1)
+    }
+
     /// The loss of `model` on `batch`.
     pub fn loss<B: Backend>(
         self,
@@ -177,6 +201,9 @@ pub enum TrainError {
     /// A Burn record could not be stored.
     #[error("checkpoint record: {0}")]
     Record(super::record::RecordError),
+    /// A thread computing part of an update's gradients panicked.
+    #[error("a training thread panicked")]
+    Thread,
     /// The loss stopped being a number.
     #[error("training diverged at update {step}: loss is {loss}")]
     Diverged {
@@ -312,24 +339,78 @@ pub struct Session<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// One optimizer update of `model` on `batch` at `learning_rate`: the loss, its gradients, the
-/// Adam step. Returns the updated model and the loss before the step; a loss that is not finite
-/// is [`TrainError::Diverged`] at `step`, before any step is taken.
+/// One optimizer update of `model` on the batch of `episodes` at `learning_rate`: the loss, its
+/// gradients, the Adam step. Returns the updated model and the loss before the step; a loss that
+/// is not finite is [`TrainError::Diverged`] at `step`, and no step is taken.
+///
+/// With `threads` > 1 the episodes are cut into that many contiguous parts ([`parts`]); each
+/// part's share of the loss (its own loss times its share of the loss's denominator,
+/// [`Objective::denominator`]: together, the whole batch's loss) and its gradients are computed on
+/// a thread of its own, on a fork of the model with an autodiff graph of its own
+/// ([`Module::fork`]), and the gradients are summed in part order. The same seed and thread count
+/// give the same bits; another thread count sums in another order, so its bits differ.
 pub(crate) fn update<B: AutodiffBackend>(
     model: Gpo<B>,
     optimizer: &mut record::GpoOptimizer<B>,
     objective: Objective,
-    batch: &GpoBatch<B>,
-    learning_rate: f64,
-    step: usize,
+    episodes: &[Episode],
+    (learning_rate, step): (f64, usize),
+    threads: usize,
+    device: &B::Device,
 ) -> Result<(Gpo<B>, f64), TrainError> {
-    let loss = objective.loss(&model, batch)?;
-    let loss_value: f64 = loss.clone().into_scalar().elem();
-    if !loss_value.is_finite() {
-        return Err(TrainError::Diverged { step, loss: loss_value });
-    }
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    Ok((optimizer.step(learning_rate, model, grads), loss_value))
+    let parts = parts(episodes, threads);
+    let (loss, grads) = if parts.len() <= 1 {
+        let batch = GpoBatch::<B>::new(episodes, device)?;
+        let loss = objective.loss(&model, &batch)?;
+        let value: f64 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Err(TrainError::Diverged { step, loss: value });
+        }
+        (value, GradientsParams::from_grads(loss.backward(), &model))
+    } else {
+        let total = parts.iter().map(|part| objective.denominator(part)).sum::<usize>().max(1) as f64;
+        let results: Vec<Result<(f64, GradientsParams), TrainError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (parts.iter())
+                .map(|&part| {
+                    let fork = model.clone().fork(device);
+                    scope.spawn(move || {
+                        let batch = GpoBatch::<B>::new(part, device)?;
+                        let share = objective.denominator(part) as f64 / total;
+                        let loss = objective.loss(&fork, &batch)?.mul_scalar(share);
+                        let value: f64 = loss.clone().into_scalar().elem();
+                        Ok((value, GradientsParams::from_grads(loss.backward(), &fork)))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(Err(TrainError::Thread))).collect()
+        });
+        let (mut value, mut sum) = (0.0, GradientsAccumulator::<Gpo<B>>::new());
+        for result in results {
+            let (part_loss, grads) = result?;
+            value += part_loss;
+            sum.accumulate(&model, grads);
+        }
+        if !value.is_finite() {
+            return Err(TrainError::Diverged { step, loss: value });
+        }
+        (value, sum.grads())
+    };
+    Ok((optimizer.step(learning_rate, model, grads), loss))
+}
+
+/// `episodes` cut into `threads` contiguous parts (fewer when there are fewer episodes), in
+/// order, their sizes at most one apart, the first ones the larger.
+pub(crate) fn parts(episodes: &[Episode], threads: usize) -> Vec<&[Episode]> {
+    let n = threads.clamp(1, episodes.len().max(1));
+    let (size, extra) = (episodes.len() / n, episodes.len() % n);
+    let mut rest = episodes;
+    (0..n)
+        .map(|i| {
+            let (part, tail) = rest.split_at(size + usize::from(i < extra));
+            rest = tail;
+            part
+        })
+        .collect()
 }
 
 /// Trains `method` on `split` from `seed`. With `session.resume`, a checkpoint of the same run is
@@ -408,9 +489,17 @@ pub fn train<B: AutodiffBackend>(
     for step in start..options.steps {
         let update_started = thread_cpu_seconds();
         let learning_rate = cosine_learning_rate(options.learning_rate, step, options.steps);
-        let batch = GpoBatch::<B>::new(&sampler.sample(&mut rng)?, device)?;
+        let episodes = sampler.sample(&mut rng)?;
         let loss_value;
-        (model, loss_value) = update(model, &mut optimizer, options.objective, &batch, learning_rate, step)?;
+        (model, loss_value) = update(
+            model,
+            &mut optimizer,
+            options.objective,
+            &episodes,
+            (learning_rate, step),
+            options.threads,
+            device,
+        )?;
         cpu_seconds += (thread_cpu_seconds() - update_started).max(0.0);
 
         done = step + 1;
@@ -463,4 +552,90 @@ pub fn train<B: AutodiffBackend>(
         seconds: started.elapsed().as_secs_f64(),
         finished: done == options.steps,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{SyntheticSpec, synthetic_survey};
+    use burn::tensor::Tensor;
+    use burn_autodiff::Autodiff;
+    use burn_ndarray::NdArray;
+
+    type B = Autodiff<NdArray<f32>>;
+
+    #[test]
+    fn parts_are_contiguous_in_order_and_balanced() {
+        let task =
+            synthetic_survey(SyntheticSpec { groups: 5, questions: 12, dim: 4, clusters: 2, sharpness: 3.0, seed: 1 });
+        let all: Vec<Episode> =
+            (0..5).map(|g| super::super::sampler::episode(&task, g, &[0, 1], &[2, 3], None).unwrap()).collect();
+        let sizes = |threads: usize| parts(&all, threads).iter().map(|p| p.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(1), [5]);
+        assert_eq!(sizes(2), [3, 2]);
+        assert_eq!(sizes(3), [2, 2, 1]);
+        assert_eq!(sizes(8), [1, 1, 1, 1, 1], "never an empty part");
+        assert_eq!(sizes(0), [5]);
+        let joined: Vec<&Episode> = parts(&all, 3).into_iter().flatten().collect();
+        assert!(joined.iter().zip(&all).all(|(a, b)| core::ptr::eq(*a, b)), "the episodes in order");
+        assert_eq!(parts(&all[..0], 2).len(), 1);
+    }
+
+    #[test]
+    fn one_thread_is_left_out_of_the_stored_options() {
+        // Runs made before `threads` existed keep their fingerprints (and so resume).
+        let one = serde_json::to_value(TrainOptions::default()).unwrap();
+        assert!(one.get("threads").is_none(), "{one}");
+        let two = serde_json::to_value(TrainOptions { threads: 2, ..TrainOptions::default() }).unwrap();
+        assert_eq!(two["threads"], 2);
+        let read: TrainOptions = serde_json::from_value(one).unwrap();
+        assert_eq!(read.threads, 1);
+    }
+
+    /// The model's predictions on `batch` after one update of a fresh model on `episodes` with
+    /// `threads`, and the update's loss.
+    fn after_update(episodes: &[Episode], objective: Objective, threads: usize) -> (Vec<f32>, f64) {
+        let device = Default::default();
+        let config = GpoConfig::new(6).with_d_model(8).with_d_ff(8).with_n_layers(2);
+        let model = config.init_seeded::<B>(&device, 3).unwrap();
+        let mut optimizer = record::new_optimizer::<B>();
+        let (model, loss) = update(model, &mut optimizer, objective, episodes, (1e-2, 0), threads, &device).unwrap();
+        let batch = GpoBatch::<NdArray<f32>>::new(episodes, &device).unwrap();
+        let mean: Tensor<NdArray<f32>, 2> = model.valid().forward(&batch).unwrap().mean;
+        (mean.into_data().to_vec().unwrap(), loss)
+    }
+
+    #[test]
+    fn an_update_on_threads_is_the_whole_batchs_update() {
+        let task =
+            synthetic_survey(SyntheticSpec { groups: 7, questions: 40, dim: 6, clusters: 2, sharpness: 3.0, seed: 5 });
+        let groups: Vec<usize> = (0..7).collect();
+        let questions: Vec<usize> = (0..40).collect();
+        let sampling = Sampling::Code { min_context: 3, max_context: 8, min_target: 4, max_target: 9 };
+        let sampler = EpisodeSampler::new(&task, &groups, &questions, sampling, None);
+        let episodes = sampler.sample(&mut SplitMix64::new(11)).unwrap();
+        for objective in [Objective::GaussianNll, Objective::CrossEntropy] {
+            let batch = GpoBatch::<NdArray<f32>>::new(&episodes, &Default::default()).unwrap();
+            let expected = match objective {
+                Objective::GaussianNll => batch.n_real_targets(),
+                Objective::CrossEntropy => batch.target_options().iter().map(Vec::len).sum(),
+            };
+            assert_eq!(objective.denominator(&episodes), expected);
+            let (one, loss_one) = after_update(&episodes, objective, 1);
+            for threads in [2, 3] {
+                let (many, loss_many) = after_update(&episodes, objective, threads);
+                // The parts' losses add up to the batch's (f32 sums in another order: ~1e-7
+                // relative); the updated weights, hence the predictions, agree to f32 rounding
+                // through Adam's first step (each weight moves by lr × g / (|g| + ε)).
+                assert!(
+                    (loss_one - loss_many).abs() <= 1e-5 * loss_one.abs(),
+                    "{objective:?}, {threads}: {loss_one} vs {loss_many}"
+                );
+                let worst = one.iter().zip(&many).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 1e-4, "{objective:?}, {threads} threads: predictions differ by {worst}");
+                // The same thread count: the same bits.
+                assert_eq!(after_update(&episodes, objective, threads), (many, loss_many));
+            }
+        }
+    }
 }

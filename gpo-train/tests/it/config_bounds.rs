@@ -99,6 +99,9 @@ fn training_sizes_are_bounded() {
         &with("training", "validation_context = 100001"),
         &["[training] validation_context must be at most 100000"],
     );
+    assert_refused(&with("training", "threads = 257"), &["[training] threads must be at most 256, got 257"]);
+    assert_refused(&with("training", "threads = 0"), &["[training] threads must be at least 1, got 0"]);
+    assert!(load(&with("training", "threads = 2")).is_ok_and(|c| c.training.threads == 2));
     for field in ["min_context", "max_context", "min_target", "max_target"] {
         let mut values = vec![("min_context", 1), ("max_context", 5), ("min_target", 1), ("max_target", 5)];
         for (name, v) in &mut values {
