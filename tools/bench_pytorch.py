@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The same GPO network in PyTorch, timed the way the original trains and evaluates, on the exact
-shapes `gpo bench` measured (written by gpo to a JSON file).
+"""The same GPO network in PyTorch, timed the way the original evaluates, on the exact shape
+`gpo bench predict` measured (written by gpo to a JSON file).
 
-    python3 tools/bench_pytorch.py shapes.json train|predict
+    python3 tools/bench_pytorch.py shapes.json predict
 
-Prints one JSON object: {"train_ms": median ms per update} or {"predict_ms": median ms}.
-torch threads = 2; training = forward + backward + Adam step on random data of the same shapes;
-prediction = eval mode under no_grad, plus the per-question softmax done by the evaluation code.
+Prints one JSON object: {"predict_ms": median ms}. torch threads = 2; prediction = eval mode under
+no_grad, plus the per-question softmax done by the evaluation code. (Training is timed against the
+official code itself: tools/bench_official.py, `gpo bench train --official`.)
 """
 import json
 import statistics
@@ -43,35 +43,19 @@ def main():
     gen = torch.Generator().manual_seed(0)
     c = shapes["config"]
     model = OriginalGpo(c)
-    if which == "train":
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        model.train()
-        times = []
-        for i, shape in enumerate(shapes["train_batches"][:1] * 2 + shapes["train_batches"]):
-            xc, yc, xt, yt, pad = batch(shape, c["dim_x"], gen)
+    assert which == "predict", "only `predict`: training is timed against the official code (tools/bench_official.py)"
+    model.eval()
+    c_tokens, t_tokens = shapes["predict"]
+    xc, yc, xt, _, pad = batch([(c_tokens, t_tokens)], c["dim_x"], gen)
+    times = []
+    with torch.no_grad():
+        for i in range(12):
             start = time.perf_counter()
-            mu, log_std = model(xc, yc, xt, pad)
-            mean = torch.softmax(mu, -1)  # per-question softmax cost is negligible; one segment here
-            loss = -torch.distributions.Normal(mean, log_std.exp()).log_prob(yt).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            mu, _ = model(xc, yc, xt, pad)
+            torch.softmax(mu, -1)
             if i >= 2:
                 times.append(time.perf_counter() - start)
-        print(json.dumps({"train_ms": statistics.median(times) * 1e3}))
-    else:
-        model.eval()
-        c_tokens, t_tokens = shapes["predict"]
-        xc, yc, xt, _, pad = batch([(c_tokens, t_tokens)], c["dim_x"], gen)
-        times = []
-        with torch.no_grad():
-            for i in range(12):
-                start = time.perf_counter()
-                mu, _ = model(xc, yc, xt, pad)
-                torch.softmax(mu, -1)
-                if i >= 2:
-                    times.append(time.perf_counter() - start)
-        print(json.dumps({"predict_ms": statistics.median(times) * 1e3}))
+    print(json.dumps({"predict_ms": statistics.median(times) * 1e3}))
 
 
 if __name__ == "__main__":

@@ -38,8 +38,6 @@ pub fn forward_flops(config: &GpoConfig, n_context: usize, n_target: usize) -> f
 pub struct Shapes {
     /// Model configuration.
     pub config: GpoConfig,
-    /// Per update, per group: (context tokens, target tokens).
-    pub train_batches: BatchShapes,
     /// The prediction episode: (context tokens, target tokens).
     pub predict: (usize, usize),
 }
@@ -103,16 +101,13 @@ pub enum BenchError {
     Setup(String),
 }
 
-/// Per update, per group: (context tokens, target tokens).
-pub type BatchShapes = Vec<Vec<(usize, usize)>>;
-
 /// Times `iterations` training updates (after 2 warm-up updates) at the run's settings.
 pub fn bench_train(
     task: &EmbeddedSurvey,
     config: &GpoConfig,
     sampling: Sampling,
     iterations: usize,
-) -> Result<(Timing, BatchShapes), BenchError> {
+) -> Result<Timing, BenchError> {
     type B = Autodiff<Cpu>;
     let device = Default::default();
     let split = Split::new(task, Protocol::Groups, 0.8, 0, &SplitOptions::default())?;
@@ -120,7 +115,7 @@ pub fn bench_train(
     let mut model = config.init_seeded::<B>(&device, 0).map_err(TrainError::from)?;
     let mut optimizer = crate::train::new_optimizer::<B>();
     let mut rng = SplitMix64::new(1);
-    let (mut times, mut flops, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut times, mut flops) = (Vec::new(), Vec::new());
     for i in 0..iterations + 2 {
         let episodes = sampler.sample(&mut rng)?;
         let start = Instant::now();
@@ -132,11 +127,10 @@ pub fn bench_train(
             let shape: Vec<(usize, usize)> = episodes.iter().map(tokens).collect();
             // Backward costs about twice the forward pass.
             flops.push(3.0 * shape.iter().map(|&(c, t)| forward_flops(config, c, t)).sum::<f64>() / elapsed);
-            shapes.push(shape);
         }
     }
     let timing = Timing { what: "training update".into(), ms: median(times) * 1e3, gflops: median(flops) / 1e9 };
-    Ok((timing, shapes))
+    Ok(timing)
 }
 
 /// Times the prediction of one held-out group: `k` context questions, every other question a target.

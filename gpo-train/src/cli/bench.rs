@@ -49,7 +49,7 @@ pub fn bench(
         super::BenchTarget::Train => match official {
             None => {
                 header();
-                let (timing, _) = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
+                let timing = bench_train(&task, &gpo_config, config.training.sampling, iterations)?;
                 row(&timing, None);
                 println!(
                     "against the official training step: --official <checkout of github.com/jamqd/Group-Preference-Optimization>"
@@ -65,7 +65,7 @@ pub fn bench(
             header();
             let k = config.evaluation.context_questions;
             let (timing, shape) = bench_predict(&task, &gpo_config, k, iterations)?;
-            let shapes = Shapes { config: gpo_config, train_batches: Vec::new(), predict: shape };
+            let shapes = Shapes { config: gpo_config, predict: shape };
             let torch = bench_pytorch(&script, &shapes, "predict").and_then(|v| v["predict_ms"].as_f64());
             row(&timing, torch);
         }
