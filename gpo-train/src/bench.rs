@@ -271,30 +271,25 @@ pub fn bench_train_official(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("cannot start {}: {e}", official.python.display())))?;
-    let result = compare_updates(task, config, (groups, questions), (steps, updates, threads), &mut child, &fail);
+    let sizes = (fraction, steps, updates, threads);
+    let result = compare_updates(task, config, (groups, questions), sizes, &mut child, &fail);
     let _ = child.kill();
     let output = child.wait_with_output();
     let _ = std::fs::remove_dir_all(&dir);
-    result
-        .map_err(|e| match (&e, output) {
-            (BenchError::Official { .. }, Ok(out)) if !out.stderr.is_empty() => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                fail(format!("{e}; its last error line: {}", stderr.lines().last().unwrap_or("").trim()))
-            }
-            _ => e,
-        })
-        .map(|mut row| {
-            row.fraction = fraction;
-            row.official_threads = threads;
-            row
-        })
+    result.map_err(|e| match (&e, output) {
+        (BenchError::Official { .. }, Ok(out)) if !out.stderr.is_empty() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            fail(format!("{e}; its last error line: {}", stderr.lines().last().unwrap_or("").trim()))
+        }
+        _ => e,
+    })
 }
 
 fn compare_updates(
     task: &EmbeddedSurvey,
     config: &GpoConfig,
     (groups, questions): (&[usize], &[usize]),
-    (steps, updates, threads): (usize, usize, usize),
+    (fraction, steps, updates, threads): (f64, usize, usize, usize),
     child: &mut std::process::Child,
     fail: &dyn Fn(String) -> BenchError,
 ) -> Result<TrainComparison, BenchError> {
@@ -335,7 +330,7 @@ fn compare_updates(
             crate::train::update(model, &mut optimizer, objective, &episodes, (learning_rate, step), threads, &device)?;
         let ours = start.elapsed().as_secs_f64() * 1e3;
         if step >= 2 {
-            let flops: f64 = episodes.iter().map(|e| 3.0 * forward_flops(config, tokens(e).0, tokens(e).1)).sum();
+            let flops: f64 = (episodes.iter().map(tokens)).map(|(c, t)| 3.0 * forward_flops(config, c, t)).sum();
             official_ms.push(theirs);
             gpo_ms.push(ours);
             ratios.push(theirs / ours);
@@ -346,7 +341,7 @@ fn compare_updates(
     let _ = writeln!(stdin, "quit");
     let bounds = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     Ok(TrainComparison {
-        fraction: 0.0,
+        fraction,
         groups: groups.len(),
         official_threads: threads,
         gpo_threads: threads,

@@ -363,9 +363,6 @@ pub(crate) fn update<B: AutodiffBackend>(
         let batch = GpoBatch::<B>::new(episodes, device)?;
         let loss = objective.loss(&model, &batch)?;
         let value: f64 = loss.clone().into_scalar().elem();
-        if !value.is_finite() {
-            return Err(TrainError::Diverged { step, loss: value });
-        }
         (value, GradientsParams::from_grads(loss.backward(), &model))
     } else {
         let total = parts.iter().map(|part| objective.denominator(part)).sum::<usize>().max(1) as f64;
@@ -390,11 +387,11 @@ pub(crate) fn update<B: AutodiffBackend>(
             value += part_loss;
             sum.accumulate(&model, grads);
         }
-        if !value.is_finite() {
-            return Err(TrainError::Diverged { step, loss: value });
-        }
         (value, sum.grads())
     };
+    if !loss.is_finite() {
+        return Err(TrainError::Diverged { step, loss });
+    }
     Ok((optimizer.step(learning_rate, model, grads), loss))
 }
 
