@@ -7,13 +7,9 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+use burn::tensor::{Bool, Tensor, backend::Backend};
 use burn_nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
 use burn_nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, activation::ActivationConfig};
-
-/// Score given to masked keys before the softmax. Finite, so that a row whose keys are all masked
-/// gives no NaN; such rows are zeroed after the softmax.
-const MASKED_SCORE: f32 = -1.0e30;
 
 /// Configuration of one [`ContextEncoderLayer`].
 #[derive(Config, Debug)]
@@ -97,13 +93,7 @@ impl<B: Backend> ContextAttention<B> {
         let v = split_heads(self.value.forward(context), n_context);
 
         let scores = q.matmul(k.swap_dims(2, 3));
-        let weights = match context_pad {
-            Some(pad) => {
-                let mask = pad.reshape([batch, 1, 1, n_context]).expand([batch, heads, n_queries, n_context]);
-                softmax(scores.mask_fill(mask.clone(), MASKED_SCORE), 3).mask_fill(mask, 0.0)
-            }
-            None => softmax(scores, 3),
-        };
+        let weights = super::softmax::attention_softmax(scores, context_pad);
         let weights = self.dropout.forward(weights);
         let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, n_queries, d_model]);
         self.output.forward(attended)

@@ -2,6 +2,7 @@
 
 mod encoder;
 mod gpo;
+mod softmax;
 
 pub use encoder::{ContextAttention, ContextEncoderLayer, ContextEncoderLayerConfig};
 pub use gpo::{ConfigError, Gpo, GpoConfig, GpoOutput, MAX_DIM_X};
