@@ -19,18 +19,27 @@ use crate::train::{EpisodeSampler, Protocol, Sampling, Split, SplitError, SplitO
 type Cpu = NdArray<f32>;
 
 /// Floating-point operations of one forward pass over an episode with `n_context` context and
-/// `n_target` target tokens (multiply–adds count 2; softmax, norms and activations ignored).
+/// `n_target` target tokens (multiply–adds count 2; softmax, norms and activations ignored): what
+/// gpo computes, whose last layer leaves out the context tokens' rows.
 pub fn forward_flops(config: &GpoConfig, n_context: usize, n_target: usize) -> f64 {
     let (d, ff, n) = (config.d_model as f64, config.d_ff as f64, (n_context + n_target) as f64);
     let (c, t) = (n_context as f64, n_target as f64);
     let embedder = n * 2.0 * ((config.dim_x as f64 + 1.0) * d + (config.emb_depth as f64 - 1.0) * d * d);
-    let layer = n * 2.0 * d * d      // queries
+    // A layer whose `q` query tokens attend to the context.
+    let layer = |q: f64| {
+        q * 2.0 * d * d              // queries
         + c * 2.0 * 2.0 * d * d      // keys and values (context only)
-        + 2.0 * n * c * 2.0 * d      // scores and weighted values
-        + n * 2.0 * d * d            // output projection
-        + n * 2.0 * 2.0 * d * ff; // feed-forward
+        + 2.0 * q * c * 2.0 * d      // scores and weighted values
+        + q * 2.0 * d * d            // output projection
+        + q * 2.0 * 2.0 * d * ff // feed-forward
+    };
     let head = t * 2.0 * (d * ff + ff * 2.0);
-    embedder + config.n_layers as f64 * layer + head
+    // The last layer computes the target tokens only.
+    let layers = match config.n_layers {
+        0 => 0.0,
+        l => (l - 1) as f64 * layer(n) + layer(t),
+    };
+    embedder + layers + head
 }
 
 /// Shapes of the measured work, for the PyTorch side.

@@ -127,8 +127,34 @@ impl<B: Backend> ContextEncoderLayer<B> {
     ) -> Tensor<B, 3> {
         let [batch, _, d_model] = tokens.dims();
         let context = tokens.clone().slice([0..batch, 0..n_context, 0..d_model]);
-        let attended = self.attention.forward(tokens.clone(), context, context_pad);
-        let hidden = self.norm_1.forward(tokens + self.dropout.forward(attended));
+        self.block(tokens, context, context_pad)
+    }
+
+    /// [`Self::forward`]'s output for the target tokens alone, [batch, n_targets, d_model]: what
+    /// the last layer has to compute, since the head reads the targets only. The context tokens'
+    /// queries, attention rows, feed-forward and norms are left out; each target's output is the
+    /// same computation as in [`Self::forward`].
+    pub fn forward_targets(
+        &self,
+        tokens: Tensor<B, 3>,
+        n_context: usize,
+        context_pad: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
+        let [batch, n_tokens, d_model] = tokens.dims();
+        let context = tokens.clone().slice([0..batch, 0..n_context, 0..d_model]);
+        let targets = tokens.slice([0..batch, n_context..n_tokens, 0..d_model]);
+        self.block(targets, context, context_pad)
+    }
+
+    /// The layer for `queries` attending to `context`.
+    fn block(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_pad: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
+        let attended = self.attention.forward(queries.clone(), context, context_pad);
+        let hidden = self.norm_1.forward(queries + self.dropout.forward(attended));
         let fed = self.feed_forward.forward(hidden.clone());
         self.norm_2.forward(hidden + self.dropout.forward(fed))
     }
@@ -155,5 +181,18 @@ mod tests {
         let one = TensorData::new(alloc::vec![false, false, false, true, false, false, false, false], [2, 4]);
         let padded = layer.forward(tokens, 4, Some(Tensor::from_data(one, &device))).into_data();
         assert_ne!(padded, unmasked);
+    }
+
+    #[test]
+    fn the_targets_alone_are_the_targets_of_the_whole_layer() {
+        let device = Default::default();
+        let layer = ContextEncoderLayerConfig::new(8, 16, 2).init::<B>(&device);
+        let tokens = Tensor::<B, 3>::random([2, 7, 8], Distribution::Normal(0.0, 1.0), &device);
+        let pad = TensorData::new(alloc::vec![false, false, true, false, true, true, true, true], [2, 4]);
+        for pad in [None, Some(Tensor::<B, 2, Bool>::from_data(pad, &device))] {
+            let whole = layer.forward(tokens.clone(), 4, pad.clone()).slice([0..2, 4..7, 0..8]);
+            let targets = layer.forward_targets(tokens.clone(), 4, pad);
+            assert_eq!(whole.into_data(), targets.into_data(), "bit for bit");
+        }
     }
 }

@@ -339,12 +339,21 @@ impl<B: Backend> Gpo<B> {
             )
         };
         let mut hidden = self.embed(Tensor::cat(alloc::vec!(context, target), 1));
-        for layer in &self.layers {
+        // The last layer computes the target tokens alone: the head reads nothing else.
+        let (last, layers) = match self.layers.split_last() {
+            Some((last, layers)) => (Some(last), layers),
+            None => (None, &[][..]),
+        };
+        for layer in layers {
             hidden = layer.forward(hidden, n_context, batch.context_pad.clone());
         }
-
-        let d_model = hidden.dims()[2];
-        let targets = hidden.slice([0..n_batch, n_context..n_context + n_target, 0..d_model]);
+        let targets = match last {
+            Some(last) => last.forward_targets(hidden, n_context, batch.context_pad.clone()),
+            None => {
+                let d_model = hidden.dims()[2];
+                hidden.slice([0..n_batch, n_context..n_context + n_target, 0..d_model])
+            }
+        };
         let raw = self.head_out.forward(relu(self.head_hidden.forward(targets)));
         let mut mean_logits = raw.clone().slice([0..n_batch, 0..n_target, 0..1]).squeeze_dim::<2>(2);
         if self.prior {
