@@ -9,7 +9,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use burn_nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
-use burn_nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, activation::ActivationConfig};
+use burn_nn::{Dropout, DropoutConfig, Linear, LinearConfig, activation::ActivationConfig};
+
+use super::norm::{LayerNorm, LayerNormConfig};
 
 /// Configuration of one [`ContextEncoderLayer`].
 #[derive(Config, Debug)]

@@ -1,8 +1,12 @@
 //! The GPO network: the context-restricted encoder and the model built on it.
 
+#[cfg(feature = "train")]
+mod cpu;
 mod encoder;
 mod gpo;
+mod norm;
 mod softmax;
 
 pub use encoder::{ContextAttention, ContextEncoderLayer, ContextEncoderLayerConfig};
 pub use gpo::{ConfigError, Gpo, GpoConfig, GpoOutput, MAX_DIM_X};
+pub use norm::{LayerNorm, LayerNormConfig};

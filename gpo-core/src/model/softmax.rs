@@ -9,10 +9,7 @@
 //! forward and about eight backward, each one a full pass over memory: about 30% of a training
 //! update at 13 groups (measured by leaving it out; docs/development.md). The two agree to float
 //! rounding (tests).
-//!
-//! Burn has no per-backend hook for one operation under autodiff short of a backend trait that
-//! every generic caller would have to name; [`attention_softmax`] picks the fused operation by
-//! the backend's type at run time, as candle's custom operations pick their kernel by device.
+//! The fused operation is picked by the backend's type at run time (model/cpu.rs).
 
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
@@ -80,55 +77,18 @@ fn exp(x: f32) -> f32 {
 /// around them.
 #[cfg(feature = "train")]
 mod fused {
-    use alloc::boxed::Box;
     use alloc::vec::Vec;
-    use core::any::Any;
 
     use burn::tensor::backend::Backend;
-    use burn::tensor::{Bool, Tensor, TensorData, TensorPrimitive};
-    use burn_autodiff::Autodiff;
+    use burn::tensor::{Bool, Tensor, TensorPrimitive};
     use burn_autodiff::checkpoint::base::Checkpointer;
     use burn_autodiff::checkpoint::strategy::NoCheckpointing;
     use burn_autodiff::grads::Gradients;
     use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn_ndarray::{NdArray, NdArrayTensor};
 
+    use super::super::cpu::{Train, cast, lane_dot, map_f32, same};
     use super::exp;
-
-    /// The CPU training backend whose attention softmax is fused.
-    pub(super) type Train = Autodiff<NdArray<f32>>;
-
-    /// Lanes of the partial sums: enough independent accumulators for 256-bit vectors.
-    const LANES: usize = 8;
-
-    /// `Σ a_i b_i` (`Σ a_i` without `b`) in [`LANES`] interleaved partial sums: a fixed order
-    /// (deterministic) that vectorises.
-    fn lane_dot(a: &[f32], b: Option<&[f32]>) -> f32 {
-        let mut lanes = [0.0f32; LANES];
-        let mut rest = 0.0;
-        match b {
-            None => {
-                let chunks = a.chunks_exact(LANES);
-                rest += chunks.remainder().iter().sum::<f32>();
-                for c in chunks {
-                    for (l, &v) in lanes.iter_mut().zip(c) {
-                        *l += v;
-                    }
-                }
-            }
-            Some(b) => {
-                let (a, b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-                rest += a.remainder().iter().zip(b.remainder()).map(|(&x, &y)| x * y).sum::<f32>();
-                for (a, b) in a.zip(b) {
-                    for ((l, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
-                        *l += x * y;
-                    }
-                }
-            }
-        }
-        let [a, b, c, d, e, f, g, h] = lanes;
-        (((a + e) + (b + f)) + ((c + g) + (d + h))) + rest
-    }
 
     /// Softmax of one row in place, the keys where `pad` is `true` left out (weight 0; a row of
     /// padding only is all zeros).
@@ -181,36 +141,6 @@ mod fused {
         }
     }
 
-    /// `f` on the values of an f32 ndarray tensor in row-major order, in place (copied first only
-    /// when they are shared or strided); the tensor back when it is not f32.
-    fn map_f32(tensor: NdArrayTensor, f: impl FnOnce(&mut [f32])) -> Result<NdArrayTensor, NdArrayTensor> {
-        let storage = match tensor {
-            NdArrayTensor::F32(storage) => storage,
-            other => return Err(other),
-        };
-        let mut array = storage.into_owned();
-        if let Some(values) = array.as_slice_mut() {
-            f(values);
-            return Ok(NdArrayTensor::from(array));
-        }
-        let shape = array.shape().to_vec();
-        let mut values: Vec<f32> = array.iter().copied().collect();
-        f(&mut values);
-        Ok(NdArrayTensor::from_data(TensorData::new(values, shape)))
-    }
-
-    /// `value` as a `U` when `T` is `U`, else `value` back.
-    fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
-        let boxed: Box<dyn Any> = Box::new(value);
-        match boxed.downcast::<U>() {
-            Ok(u) => Ok(*u),
-            Err(boxed) => match boxed.downcast::<T>() {
-                Ok(t) => Err(*t),
-                Err(_) => unreachable!("a box made from a T holds a T"),
-            },
-        }
-    }
-
     /// Backward step: the gradient of the scores from the weights kept by the forward pass.
     #[derive(Debug)]
     struct SoftmaxBackward;
@@ -253,7 +183,7 @@ mod fused {
     ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Pad<B>)> {
         let (scores, pad) = cast::<_, (Tensor<Train, 4>, Pad<Train>)>((scores, pad))?;
         let weights = forward(scores, pad);
-        Ok(cast(weights).unwrap_or_else(|_| unreachable!("B is Train")))
+        Ok(same(weights))
     }
 
     /// The fused forward pass, recorded with [`SoftmaxBackward`]. Scores or padding stored in
@@ -318,8 +248,9 @@ mod tests {
 
     #[cfg(feature = "train")]
     mod fused_operation {
-        use super::super::fused::{Train, autodiff_ndarray};
+        use super::super::fused::autodiff_ndarray;
         use super::super::{attention_softmax, composed};
+        use crate::model::cpu::Train;
         use alloc::vec::Vec;
         use burn::tensor::{Bool, Distribution, Tensor, TensorData};
         use burn_ndarray::NdArray;

@@ -161,3 +161,56 @@ fn bad_episodes_are_errors() {
     };
     assert!(matches!(GpoBatch::<B>::new(&[e, other], &Default::default()), Err(BatchError::DimensionMismatch { .. })));
 }
+
+/// The fused softmax and LayerNorm of CPU training (`Autodiff<NdArray<f32>>`) against Burn's
+/// composed operations (the same backend with another checkpointing strategy, which the fused
+/// path does not take) on a whole model: loss and every parameter's gradient, with padding.
+/// Tolerance 1e-4 relative to the largest gradient of each parameter (at least 1e-3: the keys'
+/// biases get a gradient of exactly 0 in exact arithmetic, the softmax being shift-invariant,
+/// and rounding noise of 1e-10 in f32): f32 sums in another order through three layers.
+#[test]
+fn fused_training_operations_give_the_composed_gradients() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    type Fused = Autodiff<B>;
+    type Composed = Autodiff<B, burn_autodiff::checkpoint::strategy::BalancedCheckpointing>;
+    struct Grads<'a, A: burn::tensor::backend::AutodiffBackend>(&'a A::Gradients, Vec<Vec<f32>>);
+    impl<A: burn::tensor::backend::AutodiffBackend> ModuleVisitor<A> for Grads<'_, A> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            let grad = param.val().grad(self.0).map(|g| g.into_data().to_vec::<f32>().unwrap());
+            self.1.push(grad.unwrap_or_default());
+        }
+    }
+    fn run<A: burn::tensor::backend::AutodiffBackend>(episodes: &[Episode]) -> (f32, Vec<Vec<f32>>) {
+        let device = Default::default();
+        let config = gpo_core::GpoConfig::new(DIM_X).with_d_model(16).with_d_ff(24).with_n_layers(3);
+        let m = config.init_seeded::<A>(&device, 7).unwrap();
+        let batch = GpoBatch::<A>::new(episodes, &device).unwrap();
+        let loss = m.loss(&batch).unwrap();
+        let value: f32 = loss.clone().into_scalar().elem();
+        let grads = loss.backward();
+        let mut visitor = Grads::<A>(&grads, Vec::new());
+        m.visit(&mut visitor);
+        (value, visitor.1)
+    }
+    use burn::tensor::ElementConversion;
+    let mut rng = Rng(1);
+    let episodes = [
+        episode(&questions(&mut rng, &[2, 3, 4]), &questions(&mut rng, &[4, 2])),
+        episode(&questions(&mut rng, &[5]), &questions(&mut rng, &[2, 2, 3])),
+        episode(&[], &questions(&mut rng, &[3])),
+    ];
+    let (fused_loss, fused) = run::<Fused>(&episodes);
+    let (composed_loss, composed) = run::<Composed>(&episodes);
+    assert!(
+        (fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs().max(1.0),
+        "{fused_loss} vs {composed_loss}"
+    );
+    assert_eq!(fused.len(), composed.len());
+    for (i, (f, c)) in fused.iter().zip(&composed).enumerate() {
+        assert_eq!(f.len(), c.len(), "parameter {i}");
+        let scale = c.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let worst = f.iter().zip(c).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-4 * scale, "parameter {i}: {worst} (largest gradient {scale})");
+    }
+}
