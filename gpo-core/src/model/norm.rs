@@ -36,9 +36,9 @@ impl LayerNormConfig {
 /// LayerNorm with a scale `γ` and a shift `β` (burn-nn's fields: the same record and names).
 #[derive(Module, Debug)]
 pub struct LayerNorm<B: Backend> {
-    /// Scale, [d_model].
+    /// Scale, `[d_model]`.
     pub gamma: Param<Tensor<B, 1>>,
-    /// Shift, [d_model].
+    /// Shift, `[d_model]`.
     pub beta: Option<Param<Tensor<B, 1>>>,
     epsilon: f64,
 }
