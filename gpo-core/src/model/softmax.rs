@@ -203,11 +203,11 @@ mod fused {
         let scores = scores.into_primitive().tensor();
         let rows = heads * queries;
         let weights = match pad_values {
-            None => map_f32(scores.primitive, |s| softmax_rows(s, keys, rows, None)).unwrap_or_else(composed),
-            Some(Some(pad)) => {
-                map_f32(scores.primitive, |s| softmax_rows(s, keys, rows, Some(&pad))).unwrap_or_else(composed)
-            }
             Some(None) => composed(scores.primitive),
+            pad => {
+                let pad = pad.flatten();
+                map_f32(scores.primitive, |s| softmax_rows(s, keys, rows, pad.as_deref())).unwrap_or_else(composed)
+            }
         };
         let output = match SoftmaxBackward.prepare::<NoCheckpointing>([scores.node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(weights.clone(), weights),
