@@ -11,6 +11,7 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use burn_nn::transformer::{PositionWiseFeedForward, PositionWiseFeedForwardConfig};
 use burn_nn::{Dropout, DropoutConfig, Linear, LinearConfig, activation::ActivationConfig};
 
+use super::linear::{Activation, linear};
 use super::norm::{LayerNorm, LayerNormConfig};
 
 /// Configuration of one [`ContextEncoderLayer`].
@@ -83,22 +84,11 @@ impl<B: Backend> ContextAttention<B> {
         context: Tensor<B, 3>,
         context_pad: Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
-        let [batch, n_queries, d_model] = queries.dims();
-        let n_context = context.dims()[1];
-        let heads = self.n_heads;
-        let head_dim = d_model / heads;
-        let split_heads = |x: Tensor<B, 3>, n: usize| x.reshape([batch, n, heads, head_dim]).swap_dims(1, 2);
-
-        let scale = 1.0 / libm::sqrtf(head_dim as f32);
-        let q = split_heads(self.query.forward(queries), n_queries).mul_scalar(scale);
-        let k = split_heads(self.key.forward(context.clone()), n_context);
-        let v = split_heads(self.value.forward(context), n_context);
-
-        let scores = q.matmul(k.swap_dims(2, 3));
-        let weights = super::softmax::attention_softmax(scores, context_pad);
-        let weights = self.dropout.forward(weights);
-        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, n_queries, d_model]);
-        self.output.forward(attended)
+        let q = linear(queries, &self.query, Activation::Identity);
+        let k = linear(context.clone(), &self.key, Activation::Identity);
+        let v = linear(context, &self.value, Activation::Identity);
+        let attended = super::attention::attention(q, k, v, context_pad, self.n_heads, &self.dropout);
+        linear(attended, &self.output, Activation::Identity)
     }
 }
 
@@ -157,8 +147,20 @@ impl<B: Backend> ContextEncoderLayer<B> {
     ) -> Tensor<B, 3> {
         let attended = self.attention.forward(queries.clone(), context, context_pad);
         let hidden = self.norm_1.forward(queries + self.dropout.forward(attended));
-        let fed = self.feed_forward.forward(hidden.clone());
+        let fed = feed_forward(&self.feed_forward, hidden.clone());
         self.norm_2.forward(hidden + self.dropout.forward(fed))
+    }
+}
+
+/// `ff.forward(x)` (Linear → activation → dropout → Linear), its layers through [`linear`]
+/// with the ReLU the GPO network uses applied inside the first.
+fn feed_forward<B: Backend>(ff: &PositionWiseFeedForward<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    match ff.activation {
+        burn_nn::activation::Activation::Relu(_) => {
+            let hidden = linear(x, &ff.linear_inner, Activation::Relu);
+            linear(ff.dropout.forward(hidden), &ff.linear_outer, Activation::Identity)
+        }
+        _ => ff.forward(x),
     }
 }
 

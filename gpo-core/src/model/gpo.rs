@@ -11,10 +11,11 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Tensor, activation::relu, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 use burn_nn::{Initializer, Linear, LinearConfig};
 
 use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
+use super::linear::{Activation, linear};
 use crate::batch::{BatchError, GpoBatch};
 
 /// Smallest prior probability whose logarithm a prior model reads: keeps options that no
@@ -354,7 +355,8 @@ impl<B: Backend> Gpo<B> {
                 hidden.slice([0..n_batch, n_context..n_context + n_target, 0..d_model])
             }
         };
-        let raw = self.head_out.forward(relu(self.head_hidden.forward(targets)));
+        let hidden = linear(targets, &self.head_hidden, Activation::Relu);
+        let raw = linear(hidden, &self.head_out, Activation::Identity);
         let mut mean_logits = raw.clone().slice([0..n_batch, 0..n_target, 0..1]).squeeze_dim::<2>(2);
         if self.prior {
             mean_logits = mean_logits + batch.target_prior.clone().clamp_min(PRIOR_FLOOR).log();
@@ -366,9 +368,8 @@ impl<B: Backend> Gpo<B> {
 
     fn embed(&self, tokens: Tensor<B, 3>) -> Tensor<B, 3> {
         let last = self.embedder.len() - 1;
-        self.embedder.iter().enumerate().fold(tokens, |h, (i, linear)| {
-            let h = linear.forward(h);
-            if i < last { relu(h) } else { h }
+        self.embedder.iter().enumerate().fold(tokens, |h, (i, layer)| {
+            linear(h, layer, if i < last { Activation::Relu } else { Activation::Identity })
         })
     }
 

@@ -1,9 +1,11 @@
 //! The GPO network: the context-restricted encoder and the model built on it.
 
+mod attention;
 #[cfg(feature = "train")]
 mod cpu;
 mod encoder;
 mod gpo;
+mod linear;
 mod norm;
 mod softmax;
 

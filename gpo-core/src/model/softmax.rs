@@ -76,7 +76,7 @@ fn exp(x: f32) -> f32 {
 /// The fused kernels on rows of contiguous f32 (no backend in sight) and the autodiff operation
 /// around them.
 #[cfg(feature = "train")]
-mod fused {
+pub(super) mod fused {
     use alloc::vec::Vec;
 
     use burn::tensor::backend::Backend;
@@ -92,7 +92,7 @@ mod fused {
 
     /// Softmax of one row in place, the keys where `pad` is `true` left out (weight 0; a row of
     /// padding only is all zeros).
-    pub(super) fn softmax_row(row: &mut [f32], pad: Option<&[bool]>) {
+    pub(in crate::model) fn softmax_row(row: &mut [f32], pad: Option<&[bool]>) {
         let max = match pad {
             None => row.iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m }),
             Some(pad) => (row.iter().zip(pad)).fold(f32::NEG_INFINITY, |m, (&s, &p)| if !p && s > m { s } else { m }),
@@ -118,7 +118,7 @@ mod fused {
     }
 
     /// The softmax's gradient for one row in place: `g ← p ∘ (g − Σ g ∘ p)`.
-    pub(super) fn softmax_row_backward(p: &[f32], g: &mut [f32]) {
+    pub(in crate::model) fn softmax_row_backward(p: &[f32], g: &mut [f32]) {
         let dot = lane_dot(p, Some(g));
         for (g, &p) in g.iter_mut().zip(p) {
             *g = p * (*g - dot);
