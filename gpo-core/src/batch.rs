@@ -267,6 +267,13 @@ impl Episode {
         self.dim_x
     }
 
+    /// Whether `other` has the same option embeddings in the same context and target slots
+    /// (answers and priors aside): the groups of an OpinionQA training batch, which answer the
+    /// same questions. A batch of such episodes multiplies them by the model's first layer once.
+    pub fn same_embeddings(&self, other: &Episode) -> bool {
+        self.context_x == other.context_x && self.target_x == other.target_x
+    }
+
     /// Number of context option tokens.
     pub fn n_context_tokens(&self) -> usize {
         self.context_y.len()
@@ -406,6 +413,10 @@ pub struct GpoBatch<B: Backend> {
     pub(crate) has_prior: bool,
     /// Embedding dimension.
     pub(crate) dim_x: usize,
+    /// Whether every episode has the same option embeddings in the same context and target slots
+    /// (the groups of an OpinionQA training batch answer the same questions): the model then
+    /// multiplies them by its first layer once for the whole batch.
+    pub(crate) shared_x: bool,
 }
 
 impl<B: Backend> GpoBatch<B> {
@@ -493,6 +504,7 @@ impl<B: Backend> GpoBatch<B> {
             target_options: episodes.iter().map(|e| e.target_options.clone()).collect(),
             has_prior: first.has_prior(),
             dim_x,
+            shared_x: episodes.iter().all(|e| e.same_embeddings(first)),
         })
     }
 

@@ -42,6 +42,25 @@ pub fn forward_flops(config: &GpoConfig, n_context: usize, n_target: usize) -> f
     embedder + layers + head
 }
 
+/// Floating-point operations of one training update over `episodes` on `threads` threads, as
+/// gpo computes them: 3 × [`forward_flops`] per episode (backward costs about twice the forward
+/// pass), less the first layer's product with the option embeddings where the episodes of one
+/// thread's batch share them ([`Episode::same_embeddings`]: the batch computes it once).
+pub fn update_flops(config: &GpoConfig, episodes: &[Episode], threads: usize) -> f64 {
+    let per_episode: f64 = episodes.iter().map(tokens).map(|(c, t)| 3.0 * forward_flops(config, c, t)).sum();
+    let once: f64 = crate::train::parts(episodes, threads)
+        .iter()
+        .filter_map(|part| part.split_first())
+        .filter(|(first, rest)| rest.iter().all(|e| e.same_embeddings(first)))
+        .map(|(first, rest)| {
+            let (c, t) = tokens(first);
+            let product = (c + t) as f64 * 2.0 * config.dim_x as f64 * config.d_model as f64;
+            3.0 * product * rest.len() as f64
+        })
+        .sum();
+    per_episode - once
+}
+
 /// Shapes of the measured work, for the PyTorch side.
 #[derive(Debug, Clone, Serialize)]
 pub struct Shapes {
@@ -133,9 +152,7 @@ pub fn bench_train(
         let elapsed = start.elapsed().as_secs_f64();
         if i >= 2 {
             times.push(elapsed);
-            let shape: Vec<(usize, usize)> = episodes.iter().map(tokens).collect();
-            // Backward costs about twice the forward pass.
-            flops.push(3.0 * shape.iter().map(|&(c, t)| forward_flops(config, c, t)).sum::<f64>() / elapsed);
+            flops.push(update_flops(config, &episodes, 1) / elapsed);
         }
     }
     let timing = Timing { what: "training update".into(), ms: median(times) * 1e3, gflops: median(flops) / 1e9 };
@@ -207,7 +224,7 @@ pub struct TrainComparison {
     pub ratio_min: f64,
     /// See `ratio`.
     pub ratio_max: f64,
-    /// gpo's achieved GFLOP/s (median over its updates; model FLOPs, [`forward_flops`] × 3).
+    /// gpo's achieved GFLOP/s (median over its updates; the FLOPs it computes, [`update_flops`]).
     pub gpo_gflops: f64,
     /// Other processes' share of the machine's cores while the pairs ran.
     pub other_load: Option<f64>,
@@ -339,7 +356,7 @@ fn compare_updates(
             crate::train::update(model, &mut optimizer, objective, &episodes, (learning_rate, step), threads, &device)?;
         let ours = start.elapsed().as_secs_f64() * 1e3;
         if step >= 2 {
-            let flops: f64 = (episodes.iter().map(tokens)).map(|(c, t)| 3.0 * forward_flops(config, c, t)).sum();
+            let flops = update_flops(config, &episodes, threads);
             official_ms.push(theirs);
             gpo_ms.push(ours);
             ratios.push(theirs / ours);

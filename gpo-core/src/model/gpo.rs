@@ -11,11 +11,11 @@ use alloc::vec::Vec;
 use alloc::{format, vec};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Tensor, activation::relu, backend::Backend};
 use burn_nn::{Initializer, Linear, LinearConfig};
 
 use super::encoder::{ContextEncoderLayer, ContextEncoderLayerConfig};
-use super::linear::{Activation, linear};
+use super::linear::{Activation, affine, linear};
 use crate::batch::{BatchError, GpoBatch};
 
 /// Smallest prior probability whose logarithm a prior model reads: keeps options that no
@@ -316,30 +316,30 @@ impl<B: Backend> Gpo<B> {
         let n_target = batch.target_x.dims()[1];
         let device = batch.context_x.device();
 
+        // Each token's features beside its option embedding: its answer probability (0 for
+        // targets) or, with priors, the answer's residual from the prior and the prior.
         let target_y_slot = Tensor::zeros([n_batch, n_target, 1], &device);
         let (context, target) = if self.prior {
             let context_residual = batch.context_y.clone() - batch.context_prior.clone();
             (
                 Tensor::cat(
-                    alloc::vec!(
-                        batch.context_x.clone(),
-                        context_residual.unsqueeze_dim(2),
-                        batch.context_prior.clone().unsqueeze_dim(2)
-                    ),
+                    alloc::vec!(context_residual.unsqueeze_dim(2), batch.context_prior.clone().unsqueeze_dim(2)),
                     2,
                 ),
-                Tensor::cat(
-                    alloc::vec!(batch.target_x.clone(), target_y_slot, batch.target_prior.clone().unsqueeze_dim(2)),
-                    2,
-                ),
+                Tensor::cat(alloc::vec!(target_y_slot, batch.target_prior.clone().unsqueeze_dim(2)), 2),
             )
         } else {
-            (
-                Tensor::cat(alloc::vec!(batch.context_x.clone(), batch.context_y.clone().unsqueeze_dim(2)), 2),
-                Tensor::cat(alloc::vec!(batch.target_x.clone(), target_y_slot), 2),
-            )
+            (batch.context_y.clone().unsqueeze_dim(2), target_y_slot)
         };
-        let mut hidden = self.embed(Tensor::cat(alloc::vec!(context, target), 1));
+        let answers = Tensor::cat(alloc::vec!(context, target), 1);
+        // Episodes sharing their embeddings pass them once (Self::embed).
+        let once = batch.shared_x && n_batch > 1 && !self.embedder.is_empty();
+        let x = |x: &Tensor<B, 3>, n: usize| match once {
+            true => x.clone().slice([0..1, 0..n, 0..batch.dim_x]),
+            false => x.clone(),
+        };
+        let x = Tensor::cat(alloc::vec!(x(&batch.context_x, n_context), x(&batch.target_x, n_target)), 1);
+        let mut hidden = self.embed(x, answers);
         // The last layer computes the target tokens alone: the head reads nothing else.
         let (last, layers) = match self.layers.split_last() {
             Some((last, layers)) => (Some(last), layers),
@@ -366,11 +366,39 @@ impl<B: Backend> Gpo<B> {
         Ok(GpoOutput { mean: log_mean.clone().exp(), log_mean, mean_logits, log_std })
     }
 
-    fn embed(&self, tokens: Tensor<B, 3>) -> Tensor<B, 3> {
-        let last = self.embedder.len() - 1;
-        self.embedder.iter().enumerate().fold(tokens, |h, (i, layer)| {
-            linear(h, layer, if i < last { Activation::Relu } else { Activation::Identity })
-        })
+    /// The embedder on tokens whose features are their option embedding `x` and `answers` (the
+    /// rest of the features, in that order). When `x` has one episode and `answers` several (the
+    /// episodes share their tokens' embeddings), the first layer multiplies `x` once for all of
+    /// them: `x W_x` broadcast, plus `answers W_a + b`, `W_x` and `W_a` its weight rows for the
+    /// two (the same sum as the layer on the concatenated features, to float rounding).
+    ///
+    /// # Shapes
+    /// - x: `[batch or 1, n_tokens, dim_x]`
+    /// - answers: `[batch, n_tokens, 1 or 2]`
+    /// - output: `[batch, n_tokens, d_model]`
+    fn embed(&self, x: Tensor<B, 3>, answers: Tensor<B, 3>) -> Tensor<B, 3> {
+        let Some((first, others)) = self.embedder.split_first() else {
+            return Tensor::cat(alloc::vec!(x, answers), 2);
+        };
+        let activation = |last: bool| if last { Activation::Identity } else { Activation::Relu };
+        let hidden = if x.dims()[0] == answers.dims()[0] {
+            linear(Tensor::cat(alloc::vec!(x, answers), 2), first, activation(others.is_empty()))
+        } else {
+            let [features, d_model] = first.weight.dims();
+            let dim_x = x.dims()[2];
+            let weight = first.weight.val();
+            let shared = affine(x, weight.clone().slice([0..dim_x, 0..d_model]), None, Activation::Identity);
+            let own = affine(
+                answers,
+                weight.slice([dim_x..features, 0..d_model]),
+                first.bias.as_ref().map(|b| b.val()),
+                Activation::Identity,
+            );
+            let sum = own + shared;
+            if others.is_empty() { sum } else { relu(sum) }
+        };
+        let last = others.len().saturating_sub(1);
+        others.iter().enumerate().fold(hidden, |h, (i, layer)| linear(h, layer, activation(i == last)))
     }
 
     /// Gaussian negative log-likelihood of the true target probabilities, averaged over the real

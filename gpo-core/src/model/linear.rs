@@ -33,17 +33,39 @@ pub(crate) fn linear<B: Backend, const D: usize>(
     layer: &Linear<B>,
     activation: Activation,
 ) -> Tensor<B, D> {
-    #[cfg(feature = "train")]
-    let x = match fused::autodiff_ndarray(x, layer, activation) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
-    composed(x, layer, activation)
+    affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()), activation)
 }
 
-/// burn-nn's `Linear::forward`, then Burn's `relu`.
-fn composed<B: Backend, const D: usize>(x: Tensor<B, D>, layer: &Linear<B>, activation: Activation) -> Tensor<B, D> {
-    let y = layer.forward(x);
+/// `x weight + bias`, then `activation`: [`linear`] with the weight and bias given as tensors
+/// (e.g. a block of a layer's weight rows).
+///
+/// # Shapes
+/// - x: `[..., d_input]`
+/// - weight: `[d_input, d_output]`
+/// - bias: `[d_output]`
+/// - output: `[..., d_output]`
+pub(crate) fn affine<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    activation: Activation,
+) -> Tensor<B, D> {
+    #[cfg(feature = "train")]
+    let (x, weight, bias) = match fused::autodiff_ndarray(x, weight, bias, activation) {
+        Ok(y) => return y,
+        Err(inputs) => inputs,
+    };
+    composed(x, weight, bias, activation)
+}
+
+/// Burn's `linear` (what burn-nn's `Linear::forward` runs), then Burn's `relu`.
+fn composed<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    activation: Activation,
+) -> Tensor<B, D> {
+    let y = burn::tensor::module::linear(x, weight, bias);
     match activation {
         Activation::Identity => y,
         Activation::Relu => relu(y),
@@ -63,7 +85,6 @@ mod fused {
     use burn_autodiff::grads::Gradients;
     use burn_autodiff::ops::{Backward, Ops, OpsKind};
     use burn_ndarray::{NdArray, NdArrayTensor};
-    use burn_nn::Linear;
     use ndarray::linalg::general_mat_mul;
     use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -209,27 +230,28 @@ mod fused {
         }
     }
 
-    /// The fused layer when `B` is [`Train`], the layer has a bias and the tensors are f32; `x`
-    /// back otherwise.
+    type Inputs<B, const D: usize> = (Tensor<B, D>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+
+    /// The fused layer when `B` is [`Train`] and the tensors are f32 (no bias: a zero bias that
+    /// takes no gradient); the inputs back otherwise.
     pub(super) fn autodiff_ndarray<B: Backend, const D: usize>(
         x: Tensor<B, D>,
-        layer: &Linear<B>,
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
         activation: Activation,
-    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-        let Some(bias) = &layer.bias else { return Err(x) };
-        let (x, w, b) =
-            cast::<_, (Tensor<Train, D>, Tensor<Train, 2>, Tensor<Train, 1>)>((x, layer.weight.val(), bias.val()))
-                .map_err(|(x, _, _)| x)?;
+    ) -> Result<Tensor<B, D>, Inputs<B, D>> {
+        let (x, w, bias) = cast::<_, Inputs<Train, D>>((x, weight, bias))?;
         let [d_input, d_output] = w.dims();
         let x_shape = x.dims().to_vec();
+        let b = bias.clone().unwrap_or_else(|| Tensor::zeros([d_output], &w.device()));
         let f32_inputs = [x.dtype(), w.dtype(), b.dtype()].iter().all(|&d| d == DType::F32);
         if D == 0 || x_shape[D - 1] != d_input || b.dims() != [d_output] || !f32_inputs {
-            return Err(same(x));
+            return Err(same((x, w, bias)));
         }
         let dims = Dims { rows: x_shape[..D - 1].iter().product(), d_input, d_output };
-        match run(x.clone(), w, b, dims, x_shape, activation) {
+        match run(x.clone(), w.clone(), b, dims, x_shape, activation) {
             Some(y) => Ok(same(y)),
-            None => Err(same(x)),
+            None => Err(same((x, w, bias))),
         }
     }
 
@@ -267,7 +289,7 @@ mod fused {
 #[cfg(all(test, feature = "train"))]
 mod tests {
     use super::fused::autodiff_ndarray;
-    use super::{Activation, composed, linear};
+    use super::{Activation, affine, composed, linear};
     use crate::model::cpu::Train;
     use alloc::vec::Vec;
     use burn::tensor::{Distribution, Tensor};
@@ -289,7 +311,7 @@ mod tests {
     /// The output and the gradients of the input, weight and bias for the loss
     /// `Σ output ∘ upstream`.
     fn run(
-        apply: fn(Tensor<Train, 3>, &Linear<Train>, Activation) -> Tensor<Train, 3>,
+        apply: impl Fn(Tensor<Train, 3>, &Linear<Train>, Activation) -> Tensor<Train, 3>,
         layer: &Linear<Train>,
         x: Tensor<Train, 3>,
         upstream: Tensor<Train, 3>,
@@ -311,12 +333,15 @@ mod tests {
     fn only_the_cpu_training_backend_is_fused() {
         let device = Default::default();
         let x = Tensor::<Train, 3>::random(SHAPE, Distribution::Normal(0.0, 1.0), &device);
-        assert!(autodiff_ndarray(x.clone(), &layer(), Activation::Relu).is_ok());
-        let no_bias = LinearConfig::new(SHAPE[2], D_OUTPUT).with_bias(false).init::<Train>(&device);
-        assert!(autodiff_ndarray(x, &no_bias, Activation::Relu).is_err(), "no bias: burn-nn's layer");
+        let parts = |layer: &Linear<Train>| (layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
+        let (w, b) = parts(&layer());
+        assert!(autodiff_ndarray(x.clone(), w, b, Activation::Relu).is_ok());
+        let (w, _) = parts(&layer());
+        assert!(autodiff_ndarray(x, w, None, Activation::Relu).is_ok(), "no bias");
         let inner = Tensor::<NdArray<f32>, 3>::zeros(SHAPE, &device);
         let inner_layer = LinearConfig::new(SHAPE[2], D_OUTPUT).init::<NdArray<f32>>(&device);
-        assert!(autodiff_ndarray(inner, &inner_layer, Activation::Identity).is_err());
+        let (w, b) = (inner_layer.weight.val(), inner_layer.bias.map(|b| b.val()));
+        assert!(autodiff_ndarray(inner, w, b, Activation::Identity).is_err());
     }
 
     /// Against an f64 computation of the definitions (`y = max(0, x W + b)`; for the loss
@@ -332,7 +357,15 @@ mod tests {
             let upstream =
                 Tensor::<Train, 3>::random([SHAPE[0], SHAPE[1], D_OUTPUT], Distribution::Normal(0.0, 1.0), &device);
             let fused = run(linear, &layer, x.clone(), upstream.clone(), activation);
-            let burn = run(composed, &layer, x.clone(), upstream.clone(), activation);
+            let burn = run(
+                |x, layer, activation| {
+                    composed(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()), activation)
+                },
+                &layer,
+                x.clone(),
+                upstream.clone(),
+                activation,
+            );
             let (xs, us) = (values(x), values(upstream));
             let w = values(layer.weight.val());
             let b = layer.bias.as_ref().map(|b| values(b.val())).unwrap_or_default();
@@ -372,6 +405,37 @@ mod tests {
                     assert!((g - c).abs() <= 1e-5, "{what}[{i}] ({activation:?}): {g} vs composed {c}");
                 }
             }
+        }
+    }
+
+    /// Without a bias (the embedder's shared product, a block of a weight's rows): the output and
+    /// the gradient of the whole weight, fused against composed (1e-5, as above).
+    #[test]
+    fn a_block_of_rows_without_bias_is_the_composed_one() {
+        let device = Default::default();
+        let layer = layer();
+        let x = Tensor::<Train, 3>::random([SHAPE[0], SHAPE[1], 3], Distribution::Normal(0.0, 1.0), &device);
+        let upstream =
+            Tensor::<Train, 3>::random([SHAPE[0], SHAPE[1], D_OUTPUT], Distribution::Normal(0.0, 1.0), &device);
+        let run = |fused: bool| {
+            let rows = layer.weight.val().slice([1..4, 0..D_OUTPUT]);
+            let y = match fused {
+                true => affine(x.clone(), rows, None, Activation::Relu),
+                false => composed(x.clone(), rows, None, Activation::Relu),
+            };
+            let grads = (y.clone() * upstream.clone()).sum().backward();
+            let grad = layer.weight.val().grad(&grads).map(|g| g.to_data().to_vec::<f32>().unwrap_or_default());
+            (values(y), grad.unwrap_or_default())
+        };
+        let (fused, composed) = (run(true), run(false));
+        assert_eq!(fused.1.len(), SHAPE[2] * D_OUTPUT);
+        assert!(
+            fused.1[..D_OUTPUT].iter().chain(&fused.1[4 * D_OUTPUT..]).all(|&g| g == 0.0),
+            "rows outside the block"
+        );
+        for (got, want) in [(&fused.0, &composed.0), (&fused.1, &composed.1)] {
+            assert_eq!(got.len(), want.len());
+            assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-5), "{got:?} vs {want:?}");
         }
     }
 }

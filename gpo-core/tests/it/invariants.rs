@@ -111,6 +111,26 @@ fn padding_in_a_ragged_batch_changes_nothing() {
     assert_close(&together[2], &predict_one(&m, &empty_context));
 }
 
+/// Episodes with the same questions (embeddings) and different answers, as the groups of an
+/// OpinionQA training batch: the model multiplies the shared embeddings by its first layer once
+/// (`GpoBatch::shared_x`), with each episode's own predictions to float rounding.
+#[test]
+fn episodes_sharing_their_questions_get_their_own_predictions() {
+    let (m, context, targets) = setup();
+    let mut rng = Rng(9);
+    let answered = |rng: &mut Rng, qs: &[Question]| -> Vec<Question> {
+        qs.iter().map(|q| Question { x: q.x.clone(), y: rng.distribution(q.y.len()) }).collect()
+    };
+    let episodes: Vec<Episode> =
+        (0..3).map(|_| episode(&answered(&mut rng, &context), &answered(&mut rng, &targets))).collect();
+    let batch = GpoBatch::<B>::new(&episodes, &Default::default()).unwrap();
+    let together = common::predict_batch(&m, &batch);
+    for (got, e) in together.iter().zip(&episodes) {
+        assert_close(got, &predict_one(&m, e));
+    }
+    assert_ne!(together[0], together[1], "the answers differ, so do the predictions");
+}
+
 #[test]
 fn without_context_predictions_are_still_distributions() {
     let (m, _, targets) = setup();
@@ -200,17 +220,29 @@ fn fused_training_operations_give_the_composed_gradients() {
         episode(&questions(&mut rng, &[5]), &questions(&mut rng, &[2, 2, 3])),
         episode(&[], &questions(&mut rng, &[3])),
     ];
-    let (fused_loss, fused) = run::<Fused>(&episodes);
-    let (composed_loss, composed) = run::<Composed>(&episodes);
-    assert!(
-        (fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs().max(1.0),
-        "{fused_loss} vs {composed_loss}"
-    );
-    assert_eq!(fused.len(), composed.len());
-    for (i, (f, c)) in fused.iter().zip(&composed).enumerate() {
-        assert_eq!(f.len(), c.len(), "parameter {i}");
-        let scale = c.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
-        let worst = f.iter().zip(c).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(worst <= 1e-4 * scale, "parameter {i}: {worst} (largest gradient {scale})");
+    // And a batch whose episodes share their questions (the first layer's product taken once).
+    let (context, targets) = (questions(&mut rng, &[3, 2]), questions(&mut rng, &[4, 2, 3]));
+    let shared: Vec<Episode> = (0..3)
+        .map(|_| {
+            let answered = |qs: &[Question], rng: &mut Rng| -> Vec<Question> {
+                qs.iter().map(|q| Question { x: q.x.clone(), y: rng.distribution(q.y.len()) }).collect()
+            };
+            episode(&answered(&context, &mut rng), &answered(&targets, &mut rng))
+        })
+        .collect();
+    for episodes in [&episodes[..], &shared[..]] {
+        let (fused_loss, fused) = run::<Fused>(episodes);
+        let (composed_loss, composed) = run::<Composed>(episodes);
+        assert!(
+            (fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs().max(1.0),
+            "{fused_loss} vs {composed_loss}"
+        );
+        assert_eq!(fused.len(), composed.len());
+        for (i, (f, c)) in fused.iter().zip(&composed).enumerate() {
+            assert_eq!(f.len(), c.len(), "parameter {i}");
+            let scale = c.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+            let worst = f.iter().zip(c).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-4 * scale, "parameter {i}: {worst} (largest gradient {scale})");
+        }
     }
 }

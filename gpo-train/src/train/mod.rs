@@ -20,4 +20,4 @@ pub use trainer::{
     GpoMethod, Objective, Session, TrainError, TrainOptions, Trained, cosine_learning_rate, thread_cpu_seconds, train,
     validation_episodes,
 };
-pub(crate) use {record::new_optimizer, trainer::update};
+pub(crate) use {record::new_optimizer, trainer::parts, trainer::update};
