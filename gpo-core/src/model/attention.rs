@@ -167,15 +167,16 @@ mod fused {
         let scale = super::scale(head_dim);
         let real = real_keys(pad, dims);
         let mut output = vec![0.0f32; batch * queries * d_model];
-        let mut weights = vec![0.0f32; queries * heads * real.iter().sum::<usize>()];
         let mut out = ArrayViewMut3::from_shape((batch, queries, d_model), &mut output[..]).ok()?;
-        let mut rest = &mut weights[..];
+        // Each block's scores are computed, normalised and used in a scratch block that stays in
+        // cache, then appended to the kept weights (written once, never zero-filled first).
+        let mut weights = Vec::with_capacity(queries * heads * real.iter().sum::<usize>());
+        let mut scratch = vec![0.0f32; queries * real.iter().copied().max().unwrap_or(0)];
         for (b, &n) in real.iter().enumerate().filter(|&(_, &n)| n > 0) {
             let pad = pad.and_then(|pad| pad.get(b * keys..b * keys + n));
             for h in 0..heads {
                 let columns = h * head_dim..(h + 1) * head_dim;
-                let (block, remainder) = core::mem::take(&mut rest).split_at_mut(queries * n);
-                rest = remainder;
+                let block = scratch.get_mut(..queries * n)?;
                 let mut p = ArrayViewMut2::from_shape((queries, n), &mut block[..]).ok()?;
                 let k_h = k.slice(s![b, 0..n, columns.clone()]);
                 general_mat_mul(scale, &q.slice(s![b, .., columns.clone()]), &k_h.t(), 0.0, &mut p);
@@ -185,6 +186,7 @@ mod fused {
                 let p = ArrayView2::from_shape((queries, n), &block[..]).ok()?;
                 let mut out_h = out.slice_mut(s![b, .., columns.clone()]);
                 general_mat_mul(1.0, &p, &v.slice(s![b, 0..n, columns]), 0.0, &mut out_h);
+                weights.extend_from_slice(block);
             }
         }
         Some(Forward { output, weights, real })

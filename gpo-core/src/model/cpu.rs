@@ -18,7 +18,7 @@ use burn_ndarray::{NdArray, NdArrayTensor};
 pub(super) type Train = Autodiff<NdArray<f32>>;
 
 /// Lanes of the partial sums: enough independent accumulators for 256-bit vectors.
-const LANES: usize = 8;
+pub(super) const LANES: usize = 8;
 
 /// `value` as a `U` when `T` is `U`, else `value` back.
 pub(super) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {

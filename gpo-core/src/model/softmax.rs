@@ -87,14 +87,14 @@ pub(super) mod fused {
     use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn_ndarray::{NdArray, NdArrayTensor};
 
-    use super::super::cpu::{Train, cast, lane_dot, map_f32, same};
+    use super::super::cpu::{LANES, Train, cast, lane_dot, map_f32, same};
     use super::exp;
 
     /// Softmax of one row in place, the keys where `pad` is `true` left out (weight 0; a row of
     /// padding only is all zeros).
     pub(in crate::model) fn softmax_row(row: &mut [f32], pad: Option<&[bool]>) {
         let max = match pad {
-            None => row.iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m }),
+            None => row_max(row),
             Some(pad) => (row.iter().zip(pad)).fold(f32::NEG_INFINITY, |m, (&s, &p)| if !p && s > m { s } else { m }),
         };
         if max == f32::NEG_INFINITY && pad.is_some() {
@@ -115,6 +115,22 @@ pub(super) mod fused {
         for v in row.iter_mut() {
             *v /= sum;
         }
+    }
+
+    /// The largest value of `row` (NaN ignored; −∞ for an empty row), in [`LANES`] partial
+    /// maxima that vectorise (exact: the maximum does not depend on the order).
+    fn row_max(row: &[f32]) -> f32 {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let chunks = row.chunks_exact(LANES);
+        let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+        for chunk in chunks {
+            for (l, &v) in lanes.iter_mut().zip(chunk) {
+                if v > *l {
+                    *l = v;
+                }
+            }
+        }
+        lanes.iter().fold(rest, |m, &s| if s > m { s } else { m })
     }
 
     /// The softmax's gradient for one row in place: `g ← p ∘ (g − Σ g ∘ p)`.
