@@ -264,8 +264,8 @@ mod fused {
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let State { inputs: [q, k, v], weights, real, dims } = ops.state;
             let grad = grads.consume::<NdArray<f32>>(&ops.node);
-            let computed = values(&q, |q| {
-                values(&k, |k| values(&v, |v| values(&grad, |g| backward(q, k, v, (&weights, &real), g, dims))))
+            let computed = with_f32(&q, |q| {
+                with_f32(&k, |k| with_f32(&v, |v| with_f32(&grad, |g| backward(q, k, v, (&weights, &real), g, dims))))
             });
             let Gradients3 { queries, keys, values } =
                 computed.flatten().flatten().flatten().flatten().unwrap_or_else(|| {
@@ -282,11 +282,6 @@ mod fused {
                 }
             }
         }
-    }
-
-    /// `f` on a tensor's f32 values in row-major order; `None` when it is not f32.
-    fn values<R>(tensor: &NdArrayTensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-        with_f32(tensor, f)
     }
 
     type Pad<B> = Option<Tensor<B, 2, Bool>>;
@@ -338,8 +333,8 @@ mod fused {
         dims: Dims,
     ) -> Option<Tensor<Train, 3>> {
         let (q, k, v) = (q.into_primitive().tensor(), k.into_primitive().tensor(), v.into_primitive().tensor());
-        let computed = values(&q.primitive, |qv| {
-            values(&k.primitive, |kv| values(&v.primitive, |vv| forward(qv, kv, vv, pad, dims)))
+        let computed = with_f32(&q.primitive, |qv| {
+            with_f32(&k.primitive, |kv| with_f32(&v.primitive, |vv| forward(qv, kv, vv, pad, dims)))
         });
         let Forward { output, weights, real } = computed.flatten().flatten().flatten()?;
         let output = f32_tensor(output, alloc::vec![dims.batch, dims.queries, dims.d_model]);
